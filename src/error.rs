@@ -1,0 +1,253 @@
+//! Every error the SPEC names, one variant per rule, and the single place where each
+//! becomes an HTTP status (with its JSON body) or a WebSocket close code.
+//!
+//! Tests follow this file as a checklist: each variant has a test that provokes it
+//! through a real socket and asserts the status or close code mapped here.
+
+use std::fmt;
+
+/// Errors answered with an HTTP status and a JSON body `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// Request line or headers not valid HTTP/1.x.
+    Malformed,
+    /// Request head larger than the configured limit (16 KiB).
+    HeadTooLarge,
+    /// More than the configured number of headers (100).
+    TooManyHeaders,
+    /// Declared or actual body larger than the configured limit (16 KiB).
+    BodyTooLarge,
+    /// Any `Transfer-Encoding`: bodies are accepted only with `Content-Length`.
+    UnsupportedTransferEncoding,
+    /// A body-carrying method without `Content-Length`.
+    LengthRequired,
+    /// A stalled partial request head.
+    RequestTimeout,
+    NotFound,
+    /// Method not allowed on this path; `allow` is the `Allow` header value.
+    MethodNotAllowed { allow: &'static str },
+    /// `GET /ws/ticker` without `Upgrade: websocket`.
+    UpgradeRequired,
+    /// `Sec-WebSocket-Version` other than 13 (answered with `Sec-WebSocket-Version: 13`).
+    UnsupportedWebSocketVersion,
+    /// Missing or malformed `Sec-WebSocket-Key`.
+    BadWebSocketKey,
+    /// WebSocket `Origin` not in the allowed origins.
+    OriginNotAllowed,
+    /// Missing, invalid, expired or revoked token on a protected route.
+    AuthenticationRequired,
+    /// `/auth/token` body is not JSON.
+    InvalidJson,
+    /// `api_key` missing, not a string, or empty.
+    ApiKeyRequired,
+    /// Unknown or revoked API key.
+    InvalidApiKey,
+    /// Too many failed logins from one address; retry after this many seconds.
+    TooManyRequests { retry_after_secs: u64 },
+    /// SQLite could not be opened or queried.
+    DatabaseUnavailable,
+    /// The token table is full of live tokens.
+    TokenStoreUnavailable,
+    /// The connection limit is reached.
+    ServerBusy,
+    /// A bug or an unexpected I/O failure; details go to the log, not the client.
+    Internal,
+}
+
+impl HttpError {
+    /// The HTTP status code for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::Malformed => 400,
+            HttpError::HeadTooLarge | HttpError::TooManyHeaders => 431,
+            HttpError::BodyTooLarge => 413,
+            HttpError::UnsupportedTransferEncoding => 501,
+            HttpError::LengthRequired => 411,
+            HttpError::RequestTimeout => 408,
+            HttpError::NotFound => 404,
+            HttpError::MethodNotAllowed { .. } => 405,
+            HttpError::UpgradeRequired => 426,
+            HttpError::UnsupportedWebSocketVersion | HttpError::BadWebSocketKey => 400,
+            HttpError::OriginNotAllowed => 403,
+            HttpError::AuthenticationRequired => 401,
+            HttpError::InvalidJson | HttpError::ApiKeyRequired => 400,
+            HttpError::InvalidApiKey => 401,
+            HttpError::TooManyRequests { .. } => 429,
+            HttpError::DatabaseUnavailable | HttpError::Internal => 500,
+            HttpError::TokenStoreUnavailable | HttpError::ServerBusy => 503,
+        }
+    }
+
+    /// The message placed in the JSON body; the SPEC fixes the ones it names.
+    pub fn message(&self) -> &'static str {
+        match self {
+            HttpError::Malformed => "malformed request",
+            HttpError::HeadTooLarge => "request header fields too large",
+            HttpError::TooManyHeaders => "too many header fields",
+            HttpError::BodyTooLarge => "payload too large",
+            HttpError::UnsupportedTransferEncoding => "transfer-encoding not supported",
+            HttpError::LengthRequired => "content-length required",
+            HttpError::RequestTimeout => "request timeout",
+            HttpError::NotFound => "not found",
+            HttpError::MethodNotAllowed { .. } => "method not allowed",
+            HttpError::UpgradeRequired => "websocket upgrade required",
+            HttpError::UnsupportedWebSocketVersion => "unsupported websocket version",
+            HttpError::BadWebSocketKey => "invalid Sec-WebSocket-Key",
+            HttpError::OriginNotAllowed => "origin not allowed",
+            HttpError::AuthenticationRequired => "authentication required",
+            HttpError::InvalidJson => "invalid JSON",
+            HttpError::ApiKeyRequired => "api_key required",
+            HttpError::InvalidApiKey => "invalid API key",
+            HttpError::TooManyRequests { .. } => "too many failed attempts",
+            HttpError::DatabaseUnavailable => "database unavailable",
+            HttpError::TokenStoreUnavailable => "token store unavailable",
+            HttpError::ServerBusy => "server busy",
+            HttpError::Internal => "internal error",
+        }
+    }
+
+    /// Whether the connection must be closed after the answer (the request stream can
+    /// no longer be trusted to be in sync).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            HttpError::Malformed
+                | HttpError::HeadTooLarge
+                | HttpError::TooManyHeaders
+                | HttpError::BodyTooLarge
+                | HttpError::UnsupportedTransferEncoding
+                | HttpError::LengthRequired
+                | HttpError::RequestTimeout
+                | HttpError::ServerBusy
+        )
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status(), self.message())
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// WebSocket close codes used by the server (RFC 6455 section 7.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    Normal,
+    GoingAway,
+    ProtocolError,
+    Unsupported,
+    InvalidPayload,
+    PolicyViolation,
+    MessageTooBig,
+    InternalError,
+    /// Any other code a peer may send.
+    Other(u16),
+}
+
+impl CloseCode {
+    pub fn as_u16(self) -> u16 {
+        match self {
+            CloseCode::Normal => 1000,
+            CloseCode::GoingAway => 1001,
+            CloseCode::ProtocolError => 1002,
+            CloseCode::Unsupported => 1003,
+            CloseCode::InvalidPayload => 1007,
+            CloseCode::PolicyViolation => 1008,
+            CloseCode::MessageTooBig => 1009,
+            CloseCode::InternalError => 1011,
+            CloseCode::Other(code) => code,
+        }
+    }
+
+    pub fn from_u16(code: u16) -> CloseCode {
+        match code {
+            1000 => CloseCode::Normal,
+            1001 => CloseCode::GoingAway,
+            1002 => CloseCode::ProtocolError,
+            1003 => CloseCode::Unsupported,
+            1007 => CloseCode::InvalidPayload,
+            1008 => CloseCode::PolicyViolation,
+            1009 => CloseCode::MessageTooBig,
+            1011 => CloseCode::InternalError,
+            other => CloseCode::Other(other),
+        }
+    }
+
+    /// Whether a peer may send this code in a close frame (RFC 6455 section 7.4).
+    pub fn is_allowed_on_wire(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+/// Violations of RFC 6455 by the client, one variant per rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// Client frames must be masked (section 5.1).
+    UnmaskedFrameFromClient,
+    /// RSV1-3 set without a negotiated extension (section 5.2).
+    ReservedBitsSet,
+    /// Opcode 0x3-0x7 or 0xB-0xF (section 5.2).
+    UnknownOpcode(u8),
+    /// Control frames must not be fragmented (section 5.5).
+    FragmentedControlFrame,
+    /// Control frame payloads are at most 125 bytes (section 5.5).
+    ControlFrameTooBig,
+    /// A continuation frame with no message in progress (section 5.4).
+    UnexpectedContinuation,
+    /// A new data frame while a fragmented message is in progress (section 5.4).
+    ExpectedContinuation,
+    /// 64-bit length with the most significant bit set, or a non-minimal length.
+    InvalidLength,
+    /// A close payload of one byte, or a code not allowed on the wire (section 7.4).
+    InvalidCloseFrame,
+    /// Text message or close reason that is not UTF-8 (section 8.1).
+    InvalidUtf8,
+    /// A message over the configured limit (32 KiB).
+    MessageTooBig,
+}
+
+impl ProtocolError {
+    /// The close code the server sends for this violation.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => CloseCode::InvalidPayload,
+            ProtocolError::MessageTooBig => CloseCode::MessageTooBig,
+            ProtocolError::UnmaskedFrameFromClient
+            | ProtocolError::ReservedBitsSet
+            | ProtocolError::UnknownOpcode(_)
+            | ProtocolError::FragmentedControlFrame
+            | ProtocolError::ControlFrameTooBig
+            | ProtocolError::UnexpectedContinuation
+            | ProtocolError::ExpectedContinuation
+            | ProtocolError::InvalidLength
+            | ProtocolError::InvalidCloseFrame => CloseCode::ProtocolError,
+        }
+    }
+
+    /// The close reason sent with the code (short, ASCII).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProtocolError::UnmaskedFrameFromClient => "unmasked frame",
+            ProtocolError::ReservedBitsSet => "reserved bits set",
+            ProtocolError::UnknownOpcode(_) => "unknown opcode",
+            ProtocolError::FragmentedControlFrame => "fragmented control frame",
+            ProtocolError::ControlFrameTooBig => "control frame too big",
+            ProtocolError::UnexpectedContinuation => "unexpected continuation",
+            ProtocolError::ExpectedContinuation => "expected continuation",
+            ProtocolError::InvalidLength => "invalid length",
+            ProtocolError::InvalidCloseFrame => "invalid close frame",
+            ProtocolError::InvalidUtf8 => "invalid utf-8",
+            ProtocolError::MessageTooBig => "message too big",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason(), self.close_code().as_u16())
+    }
+}
+
+impl std::error::Error for ProtocolError {}

@@ -1,0 +1,4 @@
+//! The mio event loop (to be written).
+
+pub mod conn;
+pub mod fanout;

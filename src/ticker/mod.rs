@@ -1,0 +1,3 @@
+//! The ticker thread (to be written).
+
+pub mod prices;
