@@ -247,7 +247,9 @@ mod tests {
     #[test]
     fn limits_map_to_their_errors() {
         let big = vec![b'a'; 17 * 1024];
-        assert_eq!(parse(&big).err(), Some(HttpError::Malformed));
+        assert_eq!(parse(&big).err(), Some(HttpError::HeadTooLarge));
+        assert_eq!(parse(b"GET / HTTP/1.1 junk\r\n\r\n").err(), Some(HttpError::Malformed));
+        assert_eq!(parse(b"GET http://x/ HTTP/1.1\r\n\r\n").err(), Some(HttpError::Malformed));
         let mut head = b"GET / HTTP/1.1\r\nX: ".to_vec();
         head.extend(std::iter::repeat_n(b'a', 16 * 1024));
         assert_eq!(parse(&head).err(), Some(HttpError::HeadTooLarge));
