@@ -1,1 +1,415 @@
-//! (to be written)
+//! Flags and environment variables → [`Config`], validated once at start.
+//!
+//! Every option is one row of [`OPTIONS`]: flag, environment variable, default, help and
+//! the function that applies it. Defaults apply first, then the environment, then flags,
+//! so a flag always wins. `--help` is generated from the same table, so it cannot drift.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::http::cors::AllowedOrigins;
+use crate::http::request::Limits;
+use crate::log::{Format, Level};
+
+/// One traded symbol and its start price.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolSpec {
+    pub name: String,
+    pub start_price: f64,
+}
+
+/// The whole validated configuration of the server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub db_path: PathBuf,
+    pub public_dir: PathBuf,
+    pub tick_interval: Duration,
+    pub symbols: Vec<SymbolSpec>,
+    pub allowed_origins: AllowedOrigins,
+    pub token_ttl: Duration,
+    pub token_capacity: usize,
+    pub workers: usize,
+    pub io_threads: usize,
+    /// `None`: derived from the file-descriptor limit at start.
+    pub max_connections: Option<usize>,
+    pub seed: Option<u64>,
+    pub http_limits: Limits,
+    pub max_message: usize,
+    pub head_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub ping_after: Duration,
+    pub dead_after: Duration,
+    pub slow_consumer_timeout: Duration,
+    pub login_failures_per_minute: u32,
+    pub shutdown_grace: Duration,
+    pub log_level: Level,
+    pub log_format: Format,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Config {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            db_path: PathBuf::new(),
+            public_dir: PathBuf::new(),
+            tick_interval: Duration::ZERO,
+            symbols: Vec::new(),
+            allowed_origins: AllowedOrigins::Any,
+            token_ttl: Duration::ZERO,
+            token_capacity: 0,
+            workers: 1,
+            io_threads: 1,
+            max_connections: None,
+            seed: None,
+            http_limits: Limits::default(),
+            max_message: 0,
+            head_timeout: Duration::ZERO,
+            keepalive_timeout: Duration::ZERO,
+            ping_after: Duration::ZERO,
+            dead_after: Duration::ZERO,
+            slow_consumer_timeout: Duration::ZERO,
+            login_failures_per_minute: 0,
+            shutdown_grace: Duration::ZERO,
+            log_level: Level::Info,
+            log_format: Format::Text,
+        };
+        for opt in OPTIONS {
+            let default = opt.default_value();
+            // The defaults are literals in this file and covered by a unit test.
+            (opt.apply)(&mut config, &default).unwrap_or_else(|e| panic!("default of --{}: {e}", opt.flag));
+        }
+        config
+    }
+}
+
+/// A configuration error, with the option it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Serve(Box<Config>),
+    Help,
+    Version,
+}
+
+type Apply = fn(&mut Config, &str) -> Result<(), String>;
+
+/// One configurable option.
+pub struct OptionSpec {
+    pub flag: &'static str,
+    pub env: &'static str,
+    default: &'static str,
+    pub help: &'static str,
+    apply: Apply,
+}
+
+impl OptionSpec {
+    fn default_value(&self) -> String {
+        match self.default {
+            CORES => available_cores().to_string(),
+            other => other.to_owned(),
+        }
+    }
+}
+
+/// Marker default: the number of cores of this machine.
+const CORES: &str = "<cores>";
+
+/// The option table. The first eight rows are fixed by the SPEC (scripts rely on them).
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec { flag: "addr", env: "TICKER_ADDR", default: "0.0.0.0:8081",
+        help: "address to listen on (port 0 picks a free port; the log says which)",
+        apply: |c, v| { c.addr = v.parse().map_err(|_| format!("not an address: {v:?}"))?; Ok(()) } },
+    OptionSpec { flag: "db", env: "TICKER_DB", default: "./data/auth.db",
+        help: "SQLite database of API keys (created with its folder on first start)",
+        apply: |c, v| { c.db_path = non_empty_path(v)?; Ok(()) } },
+    OptionSpec { flag: "public", env: "TICKER_PUBLIC", default: "./public",
+        help: "folder of static files served at /",
+        apply: |c, v| { c.public_dir = non_empty_path(v)?; Ok(()) } },
+    OptionSpec { flag: "tick", env: "TICKER_TICK", default: "10ms",
+        help: "tick interval (1ms to 1h)",
+        apply: |c, v| { c.tick_interval = duration_in(v, Duration::from_millis(1), Duration::from_secs(3600))?; Ok(()) } },
+    OptionSpec { flag: "symbols", env: "TICKER_SYMBOLS", default: "BTC-USD:42000,ETH-USD:2500,SOL-USD:95",
+        help: "symbols and start prices, SYMBOL:PRICE,... in display order",
+        apply: |c, v| { c.symbols = parse_symbols(v)?; Ok(()) } },
+    OptionSpec { flag: "allowed-origins", env: "TICKER_ALLOWED_ORIGINS", default: "*",
+        help: "origins allowed for CORS and WebSocket upgrades: * or a comma list",
+        apply: |c, v| { c.allowed_origins = AllowedOrigins::parse(v)?; Ok(()) } },
+    OptionSpec { flag: "token-ttl", env: "TICKER_TOKEN_TTL", default: "1h",
+        help: "lifetime of issued tokens",
+        apply: |c, v| { c.token_ttl = duration_in(v, Duration::from_secs(1), Duration::from_secs(30 * 86400))?; Ok(()) } },
+    OptionSpec { flag: "workers", env: "TICKER_WORKERS", default: CORES,
+        help: "worker threads for blocking work (SQLite, token signing, file reads)",
+        apply: |c, v| { c.workers = count_in(v, 1, 256)?; Ok(()) } },
+    OptionSpec { flag: "io-threads", env: "TICKER_IO_THREADS", default: "1",
+        help: "event-loop threads; each owns its share of the connections",
+        apply: |c, v| { c.io_threads = count_in(v, 1, 64)?; Ok(()) } },
+    OptionSpec { flag: "max-connections", env: "TICKER_MAX_CONNECTIONS", default: "auto",
+        help: "open connections before new ones get 503 (auto: file-descriptor limit minus a reserve)",
+        apply: |c, v| { c.max_connections = if v == "auto" { None } else { Some(count_in(v, 1, 10_000_000)?) }; Ok(()) } },
+    OptionSpec { flag: "seed", env: "TICKER_SEED", default: "random",
+        help: "seed of the price random walk (a number makes runs reproducible)",
+        apply: |c, v| { c.seed = if v == "random" { None } else { Some(v.parse().map_err(|_| format!("not a number: {v:?}"))?) }; Ok(()) } },
+    OptionSpec { flag: "max-head", env: "TICKER_MAX_HEAD", default: "16384",
+        help: "largest request head in bytes (431 beyond)",
+        apply: |c, v| { c.http_limits.max_head = count_in(v, 256, 1 << 20)?; Ok(()) } },
+    OptionSpec { flag: "max-body", env: "TICKER_MAX_BODY", default: "16384",
+        help: "largest request body in bytes (413 beyond)",
+        apply: |c, v| { c.http_limits.max_body = count_in(v, 0, 1 << 20)?; Ok(()) } },
+    OptionSpec { flag: "max-headers", env: "TICKER_MAX_HEADERS", default: "100",
+        help: "most header fields in a request (431 beyond)",
+        apply: |c, v| { c.http_limits.max_headers = count_in(v, 1, 1000)?; Ok(()) } },
+    OptionSpec { flag: "max-message", env: "TICKER_MAX_MESSAGE", default: "32768",
+        help: "largest WebSocket message from a client in bytes (close 1009 beyond)",
+        apply: |c, v| { c.max_message = count_in(v, 125, 1 << 24)?; Ok(()) } },
+    OptionSpec { flag: "head-timeout", env: "TICKER_HEAD_TIMEOUT", default: "10s",
+        help: "close a connection whose request head is incomplete for this long",
+        apply: |c, v| { c.head_timeout = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
+    OptionSpec { flag: "keepalive-timeout", env: "TICKER_KEEPALIVE_TIMEOUT", default: "30s",
+        help: "close an idle keep-alive HTTP connection after this long",
+        apply: |c, v| { c.keepalive_timeout = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
+    OptionSpec { flag: "ping-after", env: "TICKER_PING_AFTER", default: "30s",
+        help: "send a WebSocket ping after this long without a frame from the client",
+        apply: |c, v| { c.ping_after = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
+    OptionSpec { flag: "dead-after", env: "TICKER_DEAD_AFTER", default: "60s",
+        help: "close (1001) a WebSocket after this long without a frame from the client",
+        apply: |c, v| { c.dead_after = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
+    OptionSpec { flag: "slow-consumer-timeout", env: "TICKER_SLOW_CONSUMER_TIMEOUT", default: "10s",
+        help: "close (1008) a subscriber that makes no write progress for this long",
+        apply: |c, v| { c.slow_consumer_timeout = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
+    OptionSpec { flag: "token-capacity", env: "TICKER_TOKEN_CAPACITY", default: "100000",
+        help: "live tokens held at most (503 beyond)",
+        apply: |c, v| { c.token_capacity = count_in(v, 1, 100_000_000)?; Ok(()) } },
+    OptionSpec { flag: "login-failures", env: "TICKER_LOGIN_FAILURES", default: "10",
+        help: "failed /auth/token attempts per client IP per minute before 429 (0: no limit)",
+        apply: |c, v| { c.login_failures_per_minute = count_in(v, 0, 1_000_000)? as u32; Ok(()) } },
+    OptionSpec { flag: "shutdown-grace", env: "TICKER_SHUTDOWN_GRACE", default: "3s",
+        help: "on SIGINT/SIGTERM, time given to sessions to finish their close handshake",
+        apply: |c, v| { c.shutdown_grace = duration_in(v, Duration::ZERO, Duration::from_secs(4))?; Ok(()) } },
+    OptionSpec { flag: "log-level", env: "TICKER_LOG", default: "info",
+        help: "error, warn, info or debug (RUST_LOG is read too when TICKER_LOG is unset)",
+        apply: |c, v| { c.log_level = Level::parse(v).ok_or_else(|| format!("not a log level: {v:?}"))?; Ok(()) } },
+    OptionSpec { flag: "log-format", env: "TICKER_LOG_FORMAT", default: "text",
+        help: "text (key=value) or json, one line per event on stderr",
+        apply: |c, v| { c.log_format = Format::parse(v).ok_or_else(|| format!("not a log format: {v:?}"))?; Ok(()) } },
+];
+
+/// Parses `args` (without the program name) and the environment read through `env`.
+pub fn parse_args<E>(args: &[String], env: E) -> Result<Command, ConfigError>
+where
+    E: Fn(&str) -> Option<String>,
+{
+    let mut config = Config::default();
+    for opt in OPTIONS {
+        let value = env(opt.env).or_else(|| {
+            // RUST_LOG is the conventional fallback for the log level.
+            (opt.env == "TICKER_LOG").then(|| env("RUST_LOG")).flatten()
+        });
+        if let Some(value) = value {
+            (opt.apply)(&mut config, value.trim())
+                .map_err(|e| ConfigError(format!("{}: {e}", opt.env)))?;
+        }
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let Some(name) = arg.strip_prefix("--") else {
+            return Err(ConfigError(format!("unexpected argument {arg:?} (see --help)")));
+        };
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (name, None),
+        };
+        let opt = OPTIONS
+            .iter()
+            .find(|o| o.flag == name)
+            .ok_or_else(|| ConfigError(format!("unknown option --{name} (see --help)")))?;
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                i += 1;
+                args.get(i).cloned().ok_or_else(|| ConfigError(format!("--{name} needs a value")))?
+            }
+        };
+        (opt.apply)(&mut config, value.trim()).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+        i += 1;
+    }
+    if config.dead_after <= config.ping_after {
+        return Err(ConfigError("--dead-after must be longer than --ping-after".into()));
+    }
+    Ok(Command::Serve(Box::new(config)))
+}
+
+/// The `--help` text, generated from [`OPTIONS`].
+pub fn help_text() -> String {
+    let mut out = String::from(
+        "crypto-ticker: authenticated WebSocket price ticker\n\n\
+         USAGE:\n    crypto-ticker [OPTIONS]          serve (every option has a default)\n    \
+         crypto-ticker keys <COMMAND>     manage API keys (crypto-ticker keys --help)\n\n\
+         OPTIONS (flag, environment variable, default):\n",
+    );
+    for opt in OPTIONS {
+        out.push_str(&format!(
+            "    --{:<24} {:<30} [default: {}]\n        {}\n",
+            format!("{} <value>", opt.flag),
+            opt.env,
+            opt.default_value(),
+            opt.help
+        ));
+    }
+    out.push_str(
+        "    (env only)                   TICKER_TOKEN_KEY               [default: random at start]\n        \
+         HMAC key for tokens (at least 16 bytes); without it tokens die with the process\n    \
+         -h, --help / -V, --version\n",
+    );
+    out
+}
+
+/// Parses `10ms`, `2s`, `5m`, `1h`. A unit is required: `10` alone is ambiguous.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let n: f64 = number.parse().map_err(|_| format!("not a duration: {v:?} (use e.g. 10ms, 2s, 1h)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("not a duration: {v:?} (units: ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration out of range: {v:?}"))
+}
+
+fn duration_in(v: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(v)?;
+    if d < min || d > max {
+        return Err(format!("{v:?} is outside {min:?}..={max:?}"));
+    }
+    Ok(d)
+}
+
+fn count_in(v: &str, min: usize, max: usize) -> Result<usize, String> {
+    let n: usize = v.parse().map_err(|_| format!("not a whole number: {v:?}"))?;
+    if n < min || n > max {
+        return Err(format!("{n} is outside {min}..={max}"));
+    }
+    Ok(n)
+}
+
+fn non_empty_path(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// Parses `BTC-USD:42000,ETH-USD:2500`: names of `[A-Za-z0-9._-]`, positive finite prices.
+pub fn parse_symbols(v: &str) -> Result<Vec<SymbolSpec>, String> {
+    let mut symbols: Vec<SymbolSpec> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, price) =
+            item.split_once(':').ok_or_else(|| format!("expected SYMBOL:PRICE, got {item:?}"))?;
+        let name = name.trim();
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid {
+            return Err(format!("bad symbol name {name:?}"));
+        }
+        let start_price: f64 = price.trim().parse().map_err(|_| format!("bad price in {item:?}"))?;
+        if !start_price.is_finite() || start_price <= 0.0 || start_price > 1e12 {
+            return Err(format!("price out of range in {item:?}"));
+        }
+        if symbols.iter().any(|s| s.name == name) {
+            return Err(format!("symbol {name} listed twice"));
+        }
+        symbols.push(SymbolSpec { name: name.to_owned(), start_price });
+    }
+    if symbols.is_empty() {
+        return Err("no symbols".into());
+    }
+    Ok(symbols)
+}
+
+/// Cores available to this process (1 when unknown).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match parse_args(&args, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))? {
+            Command::Serve(c) => Ok(*c),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_specs() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(c.db_path, PathBuf::from("./data/auth.db"));
+        assert_eq!(c.public_dir, PathBuf::from("./public"));
+        assert_eq!(c.tick_interval, Duration::from_millis(10));
+        assert_eq!(c.symbols.len(), 3);
+        assert_eq!(c.symbols[0], SymbolSpec { name: "BTC-USD".into(), start_price: 42000.0 });
+        assert_eq!(c.token_ttl, Duration::from_secs(3600));
+        assert_eq!(c.workers, available_cores());
+        assert_eq!(c.http_limits.max_head, 16384);
+        assert_eq!(c.max_message, 32768);
+        assert_eq!(c.slow_consumer_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_defaults() {
+        let c = parse(&["--tick", "20ms"], &[("TICKER_TICK", "5s"), ("TICKER_ADDR", "127.0.0.1:0")]).unwrap();
+        assert_eq!(c.tick_interval, Duration::from_millis(20));
+        assert_eq!(c.addr.to_string(), "127.0.0.1:0");
+        let c = parse(&["--token-ttl=2m"], &[]).unwrap();
+        assert_eq!(c.token_ttl, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let err = parse(&["--tick", "10"], &[]).unwrap_err();
+        assert!(err.0.starts_with("--tick"), "{err}");
+        let err = parse(&[], &[("TICKER_SYMBOLS", "BTC:abc")]).unwrap_err();
+        assert!(err.0.starts_with("TICKER_SYMBOLS"), "{err}");
+        assert!(parse(&["--nope", "1"], &[]).is_err());
+        assert!(parse(&["--addr"], &[]).is_err());
+        assert!(parse(&["--symbols", "A:1,A:2"], &[]).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_option_and_its_variable() {
+        let help = help_text();
+        for opt in OPTIONS {
+            assert!(help.contains(&format!("--{}", opt.flag)));
+            assert!(help.contains(opt.env));
+        }
+    }
+}

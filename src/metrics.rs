@@ -1,1 +1,179 @@
-//! (to be written)
+//! Process counters for `GET /metrics`, in the Prometheus text exposition format 0.0.4.
+//!
+//! Everything is a relaxed atomic: the hot path adds its per-tick totals once per tick
+//! (never once per subscriber), so the counters cost nothing per delivered frame.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Outcomes of `POST /auth/token`, in label order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Issued,
+    InvalidJson,
+    MissingKey,
+    InvalidKey,
+    RateLimited,
+    DatabaseError,
+    StoreFull,
+}
+
+const AUTH_OUTCOMES: [(AuthOutcome, &str); 7] = [
+    (AuthOutcome::Issued, "issued"),
+    (AuthOutcome::InvalidJson, "invalid_json"),
+    (AuthOutcome::MissingKey, "missing_key"),
+    (AuthOutcome::InvalidKey, "invalid_key"),
+    (AuthOutcome::RateLimited, "rate_limited"),
+    (AuthOutcome::DatabaseError, "database_error"),
+    (AuthOutcome::StoreFull, "store_full"),
+];
+
+/// Outcomes of the token check on `GET /ws/ticker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsAuthOutcome {
+    Accepted,
+    Missing,
+    Invalid,
+    Expired,
+}
+
+const WS_AUTH_OUTCOMES: [(WsAuthOutcome, &str); 4] = [
+    (WsAuthOutcome::Accepted, "accepted"),
+    (WsAuthOutcome::Missing, "missing"),
+    (WsAuthOutcome::Invalid, "invalid"),
+    (WsAuthOutcome::Expired, "expired"),
+];
+
+/// Upper bounds (seconds) of the fan-out duration histogram buckets.
+const FANOUT_BUCKETS: [f64; 12] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_open: AtomicI64,
+    pub connections_accepted: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub ws_sessions_open: AtomicI64,
+    pub ws_sessions_total: AtomicU64,
+    pub http_requests: AtomicU64,
+    pub ticks: AtomicU64,
+    pub tick_overruns: AtomicU64,
+    pub ticker_restarts: AtomicU64,
+    pub frames_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub conflated_frames: AtomicU64,
+    pub slow_consumer_closes: AtomicU64,
+    pub heartbeat_closes: AtomicU64,
+    pub protocol_error_closes: AtomicU64,
+    pub revoked_closes: AtomicU64,
+    auth: [AtomicU64; 7],
+    ws_auth: [AtomicU64; 4],
+    fanout_buckets: [AtomicU64; 12],
+    fanout_count: AtomicU64,
+    fanout_sum_ns: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub fn auth(&self, outcome: AuthOutcome) {
+        if let Some(i) = AUTH_OUTCOMES.iter().position(|(o, _)| *o == outcome) {
+            self.auth[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn ws_auth(&self, outcome: WsAuthOutcome) {
+        if let Some(i) = WS_AUTH_OUTCOMES.iter().position(|(o, _)| *o == outcome) {
+            self.ws_auth[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records how long one event loop took to offer one tick to all its subscribers.
+    pub fn observe_fanout(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = FANOUT_BUCKETS.iter().position(|b| secs <= *b) {
+            self.fanout_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.fanout_count.fetch_add(1, Relaxed);
+        self.fanout_sum_ns.fetch_add(took.as_nanos() as u64, Relaxed);
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
+        };
+        gauge(&mut out, "ticker_connections_open", "Open TCP connections (HTTP and WebSocket).", self.connections_open.load(Relaxed));
+        counter(&mut out, "ticker_connections_accepted_total", "TCP connections accepted.", self.connections_accepted.load(Relaxed));
+        counter(&mut out, "ticker_connections_rejected_total", "Connections answered 503 because the connection limit was reached.", self.connections_rejected.load(Relaxed));
+        gauge(&mut out, "ticker_ws_sessions_open", "Open WebSocket sessions.", self.ws_sessions_open.load(Relaxed));
+        counter(&mut out, "ticker_ws_sessions_total", "WebSocket sessions opened.", self.ws_sessions_total.load(Relaxed));
+        counter(&mut out, "ticker_http_requests_total", "HTTP requests answered.", self.http_requests.load(Relaxed));
+        counter(&mut out, "ticker_ticks_total", "Ticks built by the ticker thread.", self.ticks.load(Relaxed));
+        counter(&mut out, "ticker_tick_overruns_total", "Tick deadlines missed because the ticker ran late.", self.tick_overruns.load(Relaxed));
+        counter(&mut out, "ticker_restarts_total", "Ticker thread restarts after a panic.", self.ticker_restarts.load(Relaxed));
+        counter(&mut out, "ticker_frames_sent_total", "Ticker frames fully written to subscribers.", self.frames_sent.load(Relaxed));
+        counter(&mut out, "ticker_bytes_sent_total", "Bytes of ticker frames written to subscribers.", self.bytes_sent.load(Relaxed));
+        counter(&mut out, "ticker_conflated_frames_total", "Ticks dropped for a subscriber because a newer tick replaced them.", self.conflated_frames.load(Relaxed));
+        counter(&mut out, "ticker_slow_consumer_closes_total", "Subscribers closed with 1008 for making no write progress.", self.slow_consumer_closes.load(Relaxed));
+        counter(&mut out, "ticker_heartbeat_closes_total", "Sessions closed with 1001 after client silence.", self.heartbeat_closes.load(Relaxed));
+        counter(&mut out, "ticker_protocol_error_closes_total", "Sessions closed for breaking RFC 6455 or the message limit.", self.protocol_error_closes.load(Relaxed));
+        counter(&mut out, "ticker_revoked_closes_total", "Sessions closed because their token or API key was revoked.", self.revoked_closes.load(Relaxed));
+
+        out.push_str("# HELP ticker_auth_requests_total POST /auth/token results by outcome.\n# TYPE ticker_auth_requests_total counter\n");
+        for (i, (_, label)) in AUTH_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(out, "ticker_auth_requests_total{{outcome=\"{label}\"}} {}", self.auth[i].load(Relaxed));
+        }
+        out.push_str("# HELP ticker_ws_auth_total Token checks on WebSocket upgrades by outcome.\n# TYPE ticker_ws_auth_total counter\n");
+        for (i, (_, label)) in WS_AUTH_OUTCOMES.iter().enumerate() {
+            let _ = writeln!(out, "ticker_ws_auth_total{{outcome=\"{label}\"}} {}", self.ws_auth[i].load(Relaxed));
+        }
+
+        let name = "ticker_fanout_duration_seconds";
+        let _ = write!(out, "# HELP {name} Time for one event loop to offer one tick to all its subscribers.\n# TYPE {name} histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in FANOUT_BUCKETS.iter().enumerate() {
+            cumulative += self.fanout_buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.fanout_count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.fanout_sum_ns.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_in_count() {
+        let m = Metrics::new();
+        m.observe_fanout(Duration::from_micros(50));
+        m.observe_fanout(Duration::from_millis(3));
+        m.observe_fanout(Duration::from_secs(5));
+        let text = m.render();
+        assert!(text.contains("ticker_fanout_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
+        assert!(text.contains("ticker_fanout_duration_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(text.contains("ticker_fanout_duration_seconds_bucket{le=\"1\"} 2\n"));
+        assert!(text.contains("ticker_fanout_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("ticker_fanout_duration_seconds_count 3\n"));
+    }
+
+    #[test]
+    fn auth_outcomes_are_labelled() {
+        let m = Metrics::new();
+        m.auth(AuthOutcome::InvalidKey);
+        m.auth(AuthOutcome::InvalidKey);
+        assert!(m.render().contains("ticker_auth_requests_total{outcome=\"invalid_key\"} 2\n"));
+    }
+}
