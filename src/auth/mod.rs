@@ -2,4 +2,5 @@
 //! API-key store ([`keys`]), which only worker threads and the CLI touch.
 
 pub mod keys;
+pub mod ratelimit;
 pub mod token;

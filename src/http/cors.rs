@@ -43,9 +43,14 @@ impl AllowedOrigins {
 /// Adds `Access-Control-Allow-Origin` and `Vary: Origin` when the request's origin is allowed.
 pub fn apply(response: &mut Response, origin: Option<&str>, allowed: &AllowedOrigins) {
     if let Some(origin) = origin.filter(|o| allowed.allows(o)) {
-        response.headers.push(("Access-Control-Allow-Origin", origin.to_owned()));
-        response.headers.push(("Vary", "Origin".to_owned()));
+        allow_origin(response, origin);
     }
+}
+
+/// Adds the headers for an origin the caller has already checked against the list.
+pub fn allow_origin(response: &mut Response, origin: &str) {
+    response.headers.push(("Access-Control-Allow-Origin", origin.to_owned()));
+    response.headers.push(("Vary", "Origin".to_owned()));
 }
 
 /// A preflight is `OPTIONS` with `Origin` and `Access-Control-Request-Method`.

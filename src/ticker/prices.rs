@@ -1,1 +1,141 @@
-//! (to be written)
+//! The seed's random walk: each tick every price is multiplied by
+//! `1 + (r - 0.5) * 0.002` with `r` uniform in [0, 1], then rounded to 2 decimals.
+//!
+//! The generator is xoshiro256++ seeded from the OS CSPRNG (or from `--seed` through
+//! SplitMix64, for reproducible tests). It only drives a simulation, so it need not be
+//! cryptographic itself; the seed is.
+
+use crate::config::SymbolSpec;
+
+/// xoshiro256++ (Blackman & Vigna, public domain algorithm).
+#[derive(Debug, Clone)]
+pub struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    /// Seeds from a number through SplitMix64, as the xoshiro authors recommend.
+    pub fn from_seed(seed: u64) -> Rng {
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Rng { s: [next(), next(), next(), next()] }
+    }
+
+    /// Seeds from the OS CSPRNG.
+    pub fn from_os() -> Result<Rng, getrandom::Error> {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes)?;
+        Ok(Rng::from_seed(u64::from_le_bytes(bytes)))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1) with 53 bits of precision.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// One symbol's current price.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    pub symbol: String,
+    pub price: f64,
+}
+
+/// The prices of every configured symbol, in configured order.
+#[derive(Debug, Clone)]
+pub struct PriceModel {
+    quotes: Vec<Quote>,
+    rng: Rng,
+}
+
+impl PriceModel {
+    pub fn new(symbols: &[SymbolSpec], rng: Rng) -> PriceModel {
+        let quotes = symbols
+            .iter()
+            .map(|s| Quote { symbol: s.name.clone(), price: round2(s.start_price) })
+            .collect();
+        PriceModel { quotes, rng }
+    }
+
+    /// Advances every price by one step of the walk.
+    pub fn step(&mut self) {
+        for q in &mut self.quotes {
+            let r = self.rng.next_f64();
+            let next = round2(q.price * (1.0 + (r - 0.5) * 0.002));
+            // Rounding can pin a tiny price at 0.00; keep it positive so it can move again.
+            q.price = if next > 0.0 { next } else { 0.01 };
+        }
+    }
+
+    pub fn quotes(&self) -> &[Quote] {
+        &self.quotes
+    }
+}
+
+/// Rounds to 2 decimals, as the seed's `string.format("%.2f")`.
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn symbols() -> Vec<SymbolSpec> {
+        vec![
+            SymbolSpec { name: "BTC-USD".into(), start_price: 42000.0 },
+            SymbolSpec { name: "SOL-USD".into(), start_price: 95.0 },
+        ]
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_walk() {
+        let mut a = PriceModel::new(&symbols(), Rng::from_seed(7));
+        let mut b = PriceModel::new(&symbols(), Rng::from_seed(7));
+        for _ in 0..1000 {
+            a.step();
+            b.step();
+        }
+        assert_eq!(a.quotes(), b.quotes());
+    }
+
+    #[test]
+    fn each_step_moves_at_most_a_tenth_of_a_percent_and_keeps_two_decimals() {
+        let mut m = PriceModel::new(&symbols(), Rng::from_seed(1));
+        for _ in 0..10_000 {
+            let before: Vec<f64> = m.quotes().iter().map(|q| q.price).collect();
+            m.step();
+            for (q, old) in m.quotes().iter().zip(before) {
+                assert!((q.price / old - 1.0).abs() <= 0.001 + 0.01 / old, "{old} -> {}", q.price);
+                assert_eq!(q.price, round2(q.price));
+            }
+        }
+        assert_eq!(m.quotes()[0].symbol, "BTC-USD");
+    }
+
+    #[test]
+    fn uniform_draws_stay_in_the_unit_interval() {
+        let mut rng = Rng::from_seed(3);
+        let mean = (0..100_000).map(|_| rng.next_f64()).inspect(|r| assert!((0.0..1.0).contains(r))).sum::<f64>() / 100_000.0;
+        assert!((mean - 0.5).abs() < 0.01);
+    }
+}

@@ -1,0 +1,316 @@
+//! One event loop ("shard"): a mio `Poll`, a slab of connections, and the channels that
+//! connect it to the ticker, the workers and the control plane.
+//!
+//! Rules of the loop (as in mio's `Poll` docs):
+//! - Readiness is edge-triggered: every readable event is drained until `WouldBlock`, and
+//!   writes go on until the outbox is empty or `WouldBlock`.
+//! - Any event may be spurious: a handler that finds nothing to do does nothing, and an
+//!   event for a connection that is gone is ignored.
+//! - `Interrupted` is retried; nothing here blocks: blocking work goes to the workers.
+//! - Sockets are registered once for READABLE | WRITABLE. With edge triggering, a
+//!   writable event only follows a write that hit a full buffer, so keeping both
+//!   interests costs nothing and saves an `epoll_ctl` per stall and per drain.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::conn::{Conn, HttpPhase, State};
+use super::fanout::fan_out;
+use super::handle::{self, LoopCtx, Verdict};
+use super::{Control, Shared};
+use crate::error::CloseCode;
+use crate::ticker::Tick;
+use crate::workers::Completion;
+
+/// Reserved tokens, above any slab key.
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// How often timeouts are checked; they are seconds long, so a quarter second is precise enough.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// How long accepting pauses after the process ran out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const READ_BUF: usize = 64 * 1024;
+
+/// Answer to connections over the limit: written once, best effort, then closed.
+const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 25\r\nConnection: close\r\n\r\n{\"error\":\"server busy\"}\n";
+
+pub(crate) struct Shard {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn>,
+    ctx: LoopCtx,
+    ticks: Receiver<Tick>,
+    completions: Receiver<Completion>,
+    controls: Receiver<Control>,
+    next_serial: u64,
+    accept_paused_until: Option<Instant>,
+    shutdown_deadline: Option<Instant>,
+    /// Reused buffer of connections found dead during a fan-out.
+    dead: Vec<usize>,
+}
+
+/// Everything a shard is built from.
+pub(crate) struct ShardParts {
+    pub(crate) id: usize,
+    pub(crate) poll: Poll,
+    pub(crate) listener: TcpListener,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) ticks: Receiver<Tick>,
+    pub(crate) completions: Receiver<Completion>,
+    pub(crate) controls: Receiver<Control>,
+}
+
+impl Shard {
+    pub(crate) fn new(parts: ShardParts) -> io::Result<Shard> {
+        let ShardParts { id, poll, mut listener, shared, ticks, completions, controls } = parts;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Shard {
+            poll,
+            listener: Some(listener),
+            conns: Slab::with_capacity(1024),
+            ctx: LoopCtx { shard: id, shared, snapshot: None, read_buf: vec![0u8; READ_BUF].into_boxed_slice() },
+            ticks,
+            completions,
+            controls,
+            next_serial: 0,
+            accept_paused_until: None,
+            shutdown_deadline: None,
+            dead: Vec::new(),
+        })
+    }
+
+    /// Runs until shutdown has closed every connection or its deadline passed.
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            let now = Instant::now();
+            let mut wake_at = next_sweep;
+            if let Some(t) = self.accept_paused_until {
+                wake_at = wake_at.min(t);
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(wake_at.saturating_duration_since(now))) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            // Ticks first: they are what latency is measured on.
+            self.drain_ticks(now);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(now),
+                    WAKER => {}
+                    Token(key) => self.on_conn_event(key, event.is_readable() || event.is_read_closed() || event.is_error(), event.is_writable(), now),
+                }
+            }
+            self.drain_completions(now);
+            self.drain_controls(now);
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+                self.accept_all(now);
+            }
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + SWEEP_EVERY;
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() || now >= deadline {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = &self.listener else { return };
+            if self.accept_paused_until.is_some() {
+                return;
+            }
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Out of descriptors: pending connections stay in the backlog; try
+                    // again shortly instead of spinning on a listener that stays ready.
+                    crate::warn!("accept failed; pausing", error = e, pause_ms = ACCEPT_BACKOFF.as_millis());
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // ECONNABORTED and the like concern one connection, not the listener.
+                Err(e) => crate::debug!("accept error", error = e),
+            }
+        }
+    }
+
+    fn admit(&mut self, mut socket: TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let shared = &self.ctx.shared;
+        if shared.open_conns.load(Relaxed) >= shared.max_connections {
+            shared.metrics.connections_rejected.fetch_add(1, Relaxed);
+            // Best effort: a fresh socket's send buffer takes these few bytes.
+            let _ = io::Write::write(&mut socket, BUSY_RESPONSE);
+            return;
+        }
+        let _ = socket.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE).is_err() {
+            return;
+        }
+        self.next_serial += 1;
+        entry.insert(Conn::new(socket, self.next_serial, peer, now));
+        shared.open_conns.fetch_add(1, Relaxed);
+        shared.metrics.connections_open.fetch_add(1, Relaxed);
+        shared.metrics.connections_accepted.fetch_add(1, Relaxed);
+    }
+
+    fn on_conn_event(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let mut verdict = Verdict::Open;
+        if writable {
+            verdict = handle::flush(conn, &self.ctx, now);
+        }
+        if verdict == Verdict::Open && readable {
+            verdict = handle::on_readable(conn, key, &mut self.ctx, now);
+        }
+        if verdict == Verdict::Close {
+            self.close(key);
+        }
+    }
+
+    /// The hot path's caller: keeps only the newest of the queued ticks and offers it.
+    fn drain_ticks(&mut self, now: Instant) {
+        let mut newest: Option<Tick> = None;
+        let mut skipped = 0u64;
+        while let Ok(tick) = self.ticks.try_recv() {
+            skipped += u64::from(newest.is_some());
+            newest = Some(tick);
+        }
+        let Some(tick) = newest else { return };
+        let started = Instant::now();
+        let totals = fan_out(&mut self.conns, &tick.frame, now, &mut self.dead);
+        let metrics = &self.ctx.shared.metrics;
+        metrics.observe_fanout(started.elapsed());
+        metrics.frames_sent.fetch_add(totals.frames, Relaxed);
+        metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);
+        if skipped > 0 {
+            let sessions = self.conns.iter().filter(|(_, c)| c.is_subscriber()).count() as u64;
+            metrics.conflated_frames.fetch_add(totals.conflated + skipped * sessions, Relaxed);
+        } else if totals.conflated > 0 {
+            metrics.conflated_frames.fetch_add(totals.conflated, Relaxed);
+        }
+        self.ctx.snapshot = Some(tick);
+        while let Some(key) = self.dead.pop() {
+            self.close(key);
+        }
+    }
+
+    fn drain_completions(&mut self, now: Instant) {
+        while let Ok(done) = self.completions.try_recv() {
+            let key = done.reply.conn;
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            // The slot may hold a newer connection than the one that asked.
+            if conn.serial != done.reply.serial {
+                continue;
+            }
+            if handle::on_completion(conn, key, &mut self.ctx, done.response, now) == Verdict::Close {
+                self.close(key);
+            }
+        }
+    }
+
+    fn drain_controls(&mut self, now: Instant) {
+        while let Ok(control) = self.controls.try_recv() {
+            match control {
+                Control::Shutdown => self.begin_shutdown(now),
+                Control::RevokeApiKeys(ids) => {
+                    self.close_sessions_where(now, "revoked", |s| ids.contains(&s.api_key_id))
+                }
+                Control::RevokeToken(id) => self.close_sessions_where(now, "revoked", |s| s.token_id == id),
+            }
+        }
+    }
+
+    fn close_sessions_where(&mut self, now: Instant, reason: &str, selects: impl Fn(&super::conn::Session) -> bool) {
+        let mut closed = 0u64;
+        for (key, conn) in self.conns.iter_mut() {
+            let hit = matches!(&conn.state, State::WebSocket(s) if selects(s));
+            if hit {
+                handle::start_close(conn, &self.ctx, CloseCode::PolicyViolation, reason, now);
+                if handle::flush(conn, &self.ctx, now) == Verdict::Close {
+                    self.dead.push(key);
+                }
+                closed += 1;
+            }
+        }
+        self.ctx.shared.metrics.revoked_closes.fetch_add(closed, Relaxed);
+        while let Some(key) = self.dead.pop() {
+            self.close(key);
+        }
+    }
+
+    /// Stop accepting, send close 1001 to every session, close idle HTTP connections,
+    /// and give the rest until the grace deadline.
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        self.shutdown_deadline = Some(now + self.ctx.shared.config.shutdown_grace);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let mut idle = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            match &conn.state {
+                State::WebSocket(_) => {
+                    handle::start_close(conn, &self.ctx, CloseCode::GoingAway, "server shutting down", now);
+                    if handle::flush(conn, &self.ctx, now) == Verdict::Close {
+                        idle.push(key);
+                    }
+                }
+                State::Http { phase: HttpPhase::Reading, .. } if conn.out.is_empty() && conn.inbuf.is_empty() => idle.push(key),
+                _ => {}
+            }
+        }
+        for key in idle {
+            self.close(key);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        for (key, conn) in self.conns.iter_mut() {
+            if handle::on_timer(conn, &self.ctx, now) == Verdict::Close {
+                self.dead.push(key);
+            }
+        }
+        while let Some(key) = self.dead.pop() {
+            self.close(key);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        handle::leave_session(&conn, &self.ctx);
+        let _ = self.poll.registry().deregister(&mut conn.socket);
+        self.ctx.shared.open_conns.fetch_sub(1, Relaxed);
+        self.ctx.shared.metrics.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
