@@ -1,0 +1,10 @@
+//! Integration tests: one binary, a module per surface of the SPEC. Every test starts
+//! the real server binary on an ephemeral port with its own temporary data folder.
+
+mod util;
+
+mod auth;
+mod cors;
+mod migration;
+mod static_files;
+mod ws;

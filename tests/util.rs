@@ -1,0 +1,333 @@
+//! The harness: starts the real `crypto-ticker` binary on an ephemeral port with a
+//! temporary data folder, and talks to it over real sockets (raw HTTP/1.1 and
+//! tungstenite as an independent WebSocket client).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use tungstenite::client::IntoClientRequest;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+pub type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// How long the harness waits for something that should happen promptly before it
+/// calls the test failed (a hang guard, not a performance assertion).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub struct TestServer {
+    child: Child,
+    pub addr: SocketAddr,
+    pub demo_key: String,
+    pub dir: Arc<tempfile::TempDir>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Options for starting a server beyond the defaults.
+#[derive(Default, Clone)]
+pub struct Opts {
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Reuse this data folder (to test restarts).
+    pub dir: Option<Arc<tempfile::TempDir>>,
+    /// Bind this address instead of an ephemeral port.
+    pub addr: Option<String>,
+}
+
+impl Opts {
+    pub fn arg(mut self, flag: &str, value: &str) -> Opts {
+        self.args.push(flag.into());
+        self.args.push(value.into());
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Opts {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with(Opts::default())
+    }
+
+    pub fn start_with(opts: Opts) -> TestServer {
+        let dir = opts.dir.clone().unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
+        let db = dir.path().join("data").join("auth.db");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"));
+        cmd.arg("--addr").arg(opts.addr.as_deref().unwrap_or("127.0.0.1:0"))
+            .arg("--db").arg(&db)
+            .arg("--public").arg(repo_path("public"))
+            .arg("--seed").arg("42")
+            .arg("--workers").arg("2")
+            .args(&opts.args)
+            .env("TICKER_TOKEN_KEY", "test-key-0123456789abcdef")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn crypto-ticker");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var_os("TICKER_TEST_ECHO").is_some() {
+                        eprintln!("[server] {line}");
+                    }
+                    let _ = tx.send(line.clone());
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let (mut addr, mut demo_key) = (None, None);
+        let deadline = Instant::now() + PATIENCE;
+        while addr.is_none() || demo_key.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("server did not start; log:\n{}", log.lock().unwrap().join("\n"))
+            });
+            if line.contains(" listening ") {
+                addr = field(&line, "addr").and_then(|a| a.parse().ok());
+            }
+            if line.contains("demo API key") {
+                demo_key = field(&line, "api_key");
+            }
+        }
+        TestServer { child, addr: addr.unwrap(), demo_key: demo_key.unwrap(), dir, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("auth.db")
+    }
+
+    /// Everything the server logged so far.
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {needle:?}:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal and waits for the exit status.
+    pub fn signal_and_wait(mut self, signal: i32) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            assert!(Instant::now() < deadline, "server did not exit after signal {signal}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stop(mut self) -> Arc<tempfile::TempDir> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.clone()
+    }
+
+    /// Sends raw bytes as one request and reads one response.
+    pub fn raw(&self, request: &[u8]) -> HttpResponse {
+        let mut s = self.connect();
+        s.write_all(request).unwrap();
+        read_response(&mut s).expect("a response")
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.raw(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> HttpResponse {
+        self.raw(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// A fresh token for the demo key.
+    pub fn token(&self) -> String {
+        let r = self.post("/auth/token", &format!(r#"{{"api_key":"{}"}}"#, self.demo_key));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/ticker", self.addr)
+    }
+
+    /// Opens a WebSocket with tungstenite, with the token as a Bearer header.
+    pub fn ws(&self, token: &str) -> Ws {
+        let mut req = self.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        self.ws_request(req).expect("upgrade")
+    }
+
+    pub fn ws_request(&self, req: tungstenite::handshake::client::Request) -> Result<Ws, tungstenite::Error> {
+        let (ws, _) = tungstenite::connect(req)?;
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+        }
+        Ok(ws)
+    }
+
+    /// Scrapes one metric's value from /metrics.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").text();
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of `key=value` in a text log line.
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    Some(line[start..].split_whitespace().next()?.trim_matches('"').to_owned())
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    /// The `error` of a SPEC error body, checking its content type.
+    pub fn error(&self) -> String {
+        assert_eq!(self.header("Content-Type"), Some("application/json"), "{self:?}");
+        self.json()["error"].as_str().expect("error field").to_owned()
+    }
+}
+
+/// Reads one response (head, then `Content-Length` body) from `s`. `None` on EOF first.
+pub fn read_response(s: &mut TcpStream) -> Option<HttpResponse> {
+    read_response_to(s, false)
+}
+
+pub fn read_response_to(s: &mut TcpStream, head_request: bool) -> Option<HttpResponse> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
+            let status = resp.code.unwrap();
+            let headers: Vec<(String, String)> = resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            let len: usize = if head_request || status == 304 || status == 204 || status == 101 {
+                0
+            } else {
+                headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse().unwrap())
+                    .unwrap_or(0)
+            };
+            while buf.len() < n + len {
+                let r = s.read(&mut chunk).ok()?;
+                if r == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..r]);
+            }
+            let body = buf[n..(n + len).min(buf.len())].to_vec();
+            return Some(HttpResponse { status, headers, body });
+        }
+        let r = s.read(&mut chunk).ok()?;
+        if r == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..r]);
+    }
+}
+
+/// Reads text messages until one parses as JSON with `"type" == kind`.
+pub fn next_of_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Reads until the server closes; returns the close code (None if none was sent).
+pub fn read_until_close(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => return None,
+            Err(tungstenite::Error::Io(e)) => panic!("io error before close: {e}"),
+            Err(e) => panic!("error before close: {e}"),
+        }
+    }
+}
