@@ -26,10 +26,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod parse;
-#[cfg(ticker_wip)]
 pub mod server;
-#[cfg(ticker_wip)]
 pub mod ticker;
-#[cfg(ticker_wip)]
 pub mod workers;
 pub mod ws;
