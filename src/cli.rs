@@ -43,13 +43,17 @@ OPTIONS:
 
 /// Runs `keys <args>`.
 pub fn run_keys(args: &[String]) -> Result<(), CliError> {
-    let mut db = std::env::var("TICKER_DB").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("./data/auth.db"));
+    let mut db = std::env::var("TICKER_DB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("./data/auth.db"));
     let mut user = None;
     let mut role = None;
     let mut positional = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| CliError::Usage(format!("{name} needs a value")));
+        let mut value = |name: &str| {
+            it.next().cloned().ok_or_else(|| CliError::Usage(format!("{name} needs a value")))
+        };
         match arg.as_str() {
             "-h" | "--help" => {
                 println!("{}", keys_usage());
@@ -58,7 +62,9 @@ pub fn run_keys(args: &[String]) -> Result<(), CliError> {
             "--db" => db = PathBuf::from(value("--db")?),
             "--user" => user = Some(value("--user")?),
             "--role" => role = Some(value("--role")?),
-            other if other.starts_with("--") => return Err(CliError::Usage(format!("unknown option {other}"))),
+            other if other.starts_with("--") => {
+                return Err(CliError::Usage(format!("unknown option {other}")));
+            }
             other => positional.push(other.to_owned()),
         }
     }
@@ -76,7 +82,10 @@ pub fn run_keys(args: &[String]) -> Result<(), CliError> {
             eprintln!("created key {id} for user {user} (role {role}); it is shown only this once");
         }
         ["list"] => {
-            println!("{:>5}  {:<16} {:<8} {:<8} {:<20} revoked", "id", "user", "role", "prefix", "created");
+            println!(
+                "{:>5}  {:<16} {:<8} {:<8} {:<20} revoked",
+                "id", "user", "role", "prefix", "created"
+            );
             for k in keys::list_keys(&conn)? {
                 println!(
                     "{:>5}  {:<16} {:<8} {:<8} {:<20} {}",
@@ -90,7 +99,8 @@ pub fn run_keys(args: &[String]) -> Result<(), CliError> {
             }
         }
         ["revoke"] => {
-            let user = user.ok_or_else(|| CliError::Usage("revoke needs an ID or --user ID".into()))?;
+            let user =
+                user.ok_or_else(|| CliError::Usage("revoke needs an ID or --user ID".into()))?;
             let n = keys::revoke_user(&conn, &user)?;
             println!("revoked {n} key(s) of user {user}");
         }

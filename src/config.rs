@@ -79,7 +79,8 @@ impl Default for Config {
         for opt in OPTIONS {
             let default = opt.default_value();
             // The defaults are literals in this file and covered by a unit test.
-            (opt.apply)(&mut config, &default).unwrap_or_else(|e| panic!("default of --{}: {e}", opt.flag));
+            (opt.apply)(&mut config, &default)
+                .unwrap_or_else(|e| panic!("default of --{}: {e}", opt.flag));
         }
         config
     }
@@ -130,81 +131,262 @@ const CORES: &str = "<cores>";
 
 /// The option table. The first eight rows are fixed by the SPEC (scripts rely on them).
 pub const OPTIONS: &[OptionSpec] = &[
-    OptionSpec { flag: "addr", env: "TICKER_ADDR", default: "0.0.0.0:8081",
+    OptionSpec {
+        flag: "addr",
+        env: "TICKER_ADDR",
+        default: "0.0.0.0:8081",
         help: "address to listen on (port 0 picks a free port; the log says which)",
-        apply: |c, v| { c.addr = v.parse().map_err(|_| format!("not an address: {v:?}"))?; Ok(()) } },
-    OptionSpec { flag: "db", env: "TICKER_DB", default: "./data/auth.db",
+        apply: |c, v| {
+            c.addr = v.parse().map_err(|_| format!("not an address: {v:?}"))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "db",
+        env: "TICKER_DB",
+        default: "./data/auth.db",
         help: "SQLite database of API keys (created with its folder on first start)",
-        apply: |c, v| { c.db_path = non_empty_path(v)?; Ok(()) } },
-    OptionSpec { flag: "public", env: "TICKER_PUBLIC", default: "./public",
+        apply: |c, v| {
+            c.db_path = non_empty_path(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "public",
+        env: "TICKER_PUBLIC",
+        default: "./public",
         help: "folder of static files served at /",
-        apply: |c, v| { c.public_dir = non_empty_path(v)?; Ok(()) } },
-    OptionSpec { flag: "tick", env: "TICKER_TICK", default: "10ms",
+        apply: |c, v| {
+            c.public_dir = non_empty_path(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "tick",
+        env: "TICKER_TICK",
+        default: "10ms",
         help: "tick interval (1ms to 1h)",
-        apply: |c, v| { c.tick_interval = duration_in(v, Duration::from_millis(1), Duration::from_secs(3600))?; Ok(()) } },
-    OptionSpec { flag: "symbols", env: "TICKER_SYMBOLS", default: "BTC-USD:42000,ETH-USD:2500,SOL-USD:95",
+        apply: |c, v| {
+            c.tick_interval = duration_in(v, Duration::from_millis(1), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "symbols",
+        env: "TICKER_SYMBOLS",
+        default: "BTC-USD:42000,ETH-USD:2500,SOL-USD:95",
         help: "symbols and start prices, SYMBOL:PRICE,... in display order",
-        apply: |c, v| { c.symbols = parse_symbols(v)?; Ok(()) } },
-    OptionSpec { flag: "allowed-origins", env: "TICKER_ALLOWED_ORIGINS", default: "*",
+        apply: |c, v| {
+            c.symbols = parse_symbols(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "allowed-origins",
+        env: "TICKER_ALLOWED_ORIGINS",
+        default: "*",
         help: "origins allowed for CORS and WebSocket upgrades: * or a comma list",
-        apply: |c, v| { c.allowed_origins = AllowedOrigins::parse(v)?; Ok(()) } },
-    OptionSpec { flag: "token-ttl", env: "TICKER_TOKEN_TTL", default: "1h",
+        apply: |c, v| {
+            c.allowed_origins = AllowedOrigins::parse(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "token-ttl",
+        env: "TICKER_TOKEN_TTL",
+        default: "1h",
         help: "lifetime of issued tokens",
-        apply: |c, v| { c.token_ttl = duration_in(v, Duration::from_secs(1), Duration::from_secs(30 * 86400))?; Ok(()) } },
-    OptionSpec { flag: "workers", env: "TICKER_WORKERS", default: CORES,
+        apply: |c, v| {
+            c.token_ttl = duration_in(v, Duration::from_secs(1), Duration::from_secs(30 * 86400))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "workers",
+        env: "TICKER_WORKERS",
+        default: CORES,
         help: "worker threads for blocking work (SQLite, token signing, file reads)",
-        apply: |c, v| { c.workers = count_in(v, 1, 256)?; Ok(()) } },
-    OptionSpec { flag: "io-threads", env: "TICKER_IO_THREADS", default: "1",
+        apply: |c, v| {
+            c.workers = count_in(v, 1, 256)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "io-threads",
+        env: "TICKER_IO_THREADS",
+        default: "1",
         help: "event-loop threads; each owns its share of the connections",
-        apply: |c, v| { c.io_threads = count_in(v, 1, 64)?; Ok(()) } },
-    OptionSpec { flag: "max-connections", env: "TICKER_MAX_CONNECTIONS", default: "auto",
+        apply: |c, v| {
+            c.io_threads = count_in(v, 1, 64)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-connections",
+        env: "TICKER_MAX_CONNECTIONS",
+        default: "auto",
         help: "open connections before new ones get 503 (auto: file-descriptor limit minus a reserve)",
-        apply: |c, v| { c.max_connections = if v == "auto" { None } else { Some(count_in(v, 1, 10_000_000)?) }; Ok(()) } },
-    OptionSpec { flag: "seed", env: "TICKER_SEED", default: "random",
+        apply: |c, v| {
+            c.max_connections = if v == "auto" { None } else { Some(count_in(v, 1, 10_000_000)?) };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "seed",
+        env: "TICKER_SEED",
+        default: "random",
         help: "seed of the price random walk (a number makes runs reproducible)",
-        apply: |c, v| { c.seed = if v == "random" { None } else { Some(v.parse().map_err(|_| format!("not a number: {v:?}"))?) }; Ok(()) } },
-    OptionSpec { flag: "max-head", env: "TICKER_MAX_HEAD", default: "16384",
+        apply: |c, v| {
+            c.seed = if v == "random" {
+                None
+            } else {
+                Some(v.parse().map_err(|_| format!("not a number: {v:?}"))?)
+            };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-head",
+        env: "TICKER_MAX_HEAD",
+        default: "16384",
         help: "largest request head in bytes (431 beyond)",
-        apply: |c, v| { c.http_limits.max_head = count_in(v, 256, 1 << 20)?; Ok(()) } },
-    OptionSpec { flag: "max-body", env: "TICKER_MAX_BODY", default: "16384",
+        apply: |c, v| {
+            c.http_limits.max_head = count_in(v, 256, 1 << 20)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-body",
+        env: "TICKER_MAX_BODY",
+        default: "16384",
         help: "largest request body in bytes (413 beyond)",
-        apply: |c, v| { c.http_limits.max_body = count_in(v, 0, 1 << 20)?; Ok(()) } },
-    OptionSpec { flag: "max-headers", env: "TICKER_MAX_HEADERS", default: "100",
+        apply: |c, v| {
+            c.http_limits.max_body = count_in(v, 0, 1 << 20)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-headers",
+        env: "TICKER_MAX_HEADERS",
+        default: "100",
         help: "most header fields in a request (431 beyond)",
-        apply: |c, v| { c.http_limits.max_headers = count_in(v, 1, 1000)?; Ok(()) } },
-    OptionSpec { flag: "max-message", env: "TICKER_MAX_MESSAGE", default: "32768",
+        apply: |c, v| {
+            c.http_limits.max_headers = count_in(v, 1, 1000)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-message",
+        env: "TICKER_MAX_MESSAGE",
+        default: "32768",
         help: "largest WebSocket message from a client in bytes (close 1009 beyond)",
-        apply: |c, v| { c.max_message = count_in(v, 125, 1 << 24)?; Ok(()) } },
-    OptionSpec { flag: "head-timeout", env: "TICKER_HEAD_TIMEOUT", default: "10s",
+        apply: |c, v| {
+            c.max_message = count_in(v, 125, 1 << 24)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "head-timeout",
+        env: "TICKER_HEAD_TIMEOUT",
+        default: "10s",
         help: "close a connection whose request head is incomplete for this long",
-        apply: |c, v| { c.head_timeout = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
-    OptionSpec { flag: "keepalive-timeout", env: "TICKER_KEEPALIVE_TIMEOUT", default: "30s",
+        apply: |c, v| {
+            c.head_timeout = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "keepalive-timeout",
+        env: "TICKER_KEEPALIVE_TIMEOUT",
+        default: "30s",
         help: "close an idle keep-alive HTTP connection after this long",
-        apply: |c, v| { c.keepalive_timeout = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
-    OptionSpec { flag: "ping-after", env: "TICKER_PING_AFTER", default: "30s",
+        apply: |c, v| {
+            c.keepalive_timeout =
+                duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "ping-after",
+        env: "TICKER_PING_AFTER",
+        default: "30s",
         help: "send a WebSocket ping after this long without a frame from the client",
-        apply: |c, v| { c.ping_after = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
-    OptionSpec { flag: "dead-after", env: "TICKER_DEAD_AFTER", default: "60s",
+        apply: |c, v| {
+            c.ping_after = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "dead-after",
+        env: "TICKER_DEAD_AFTER",
+        default: "60s",
         help: "close (1001) a WebSocket after this long without a frame from the client",
-        apply: |c, v| { c.dead_after = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
-    OptionSpec { flag: "slow-consumer-timeout", env: "TICKER_SLOW_CONSUMER_TIMEOUT", default: "10s",
+        apply: |c, v| {
+            c.dead_after = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "slow-consumer-timeout",
+        env: "TICKER_SLOW_CONSUMER_TIMEOUT",
+        default: "10s",
         help: "close (1008) a subscriber that makes no write progress for this long",
-        apply: |c, v| { c.slow_consumer_timeout = duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?; Ok(()) } },
-    OptionSpec { flag: "token-capacity", env: "TICKER_TOKEN_CAPACITY", default: "100000",
+        apply: |c, v| {
+            c.slow_consumer_timeout =
+                duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "token-capacity",
+        env: "TICKER_TOKEN_CAPACITY",
+        default: "100000",
         help: "live tokens held at most (503 beyond)",
-        apply: |c, v| { c.token_capacity = count_in(v, 1, 100_000_000)?; Ok(()) } },
-    OptionSpec { flag: "login-failures", env: "TICKER_LOGIN_FAILURES", default: "10",
+        apply: |c, v| {
+            c.token_capacity = count_in(v, 1, 100_000_000)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "login-failures",
+        env: "TICKER_LOGIN_FAILURES",
+        default: "10",
         help: "failed /auth/token attempts per client IP per minute before 429 (0: no limit)",
-        apply: |c, v| { c.login_failures_per_minute = count_in(v, 0, 1_000_000)? as u32; Ok(()) } },
-    OptionSpec { flag: "shutdown-grace", env: "TICKER_SHUTDOWN_GRACE", default: "3s",
+        apply: |c, v| {
+            c.login_failures_per_minute = count_in(v, 0, 1_000_000)? as u32;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "shutdown-grace",
+        env: "TICKER_SHUTDOWN_GRACE",
+        default: "3s",
         help: "on SIGINT/SIGTERM, time given to sessions to finish their close handshake",
-        apply: |c, v| { c.shutdown_grace = duration_in(v, Duration::ZERO, Duration::from_secs(4))?; Ok(()) } },
-    OptionSpec { flag: "log-level", env: "TICKER_LOG", default: "info",
+        apply: |c, v| {
+            c.shutdown_grace = duration_in(v, Duration::ZERO, Duration::from_secs(4))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "log-level",
+        env: "TICKER_LOG",
+        default: "info",
         help: "error, warn, info or debug (RUST_LOG is read too when TICKER_LOG is unset)",
-        apply: |c, v| { c.log_level = Level::parse(v).ok_or_else(|| format!("not a log level: {v:?}"))?; Ok(()) } },
-    OptionSpec { flag: "log-format", env: "TICKER_LOG_FORMAT", default: "text",
+        apply: |c, v| {
+            c.log_level = Level::parse(v).ok_or_else(|| format!("not a log level: {v:?}"))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "log-format",
+        env: "TICKER_LOG_FORMAT",
+        default: "text",
         help: "text (key=value) or json, one line per event on stderr",
-        apply: |c, v| { c.log_format = Format::parse(v).ok_or_else(|| format!("not a log format: {v:?}"))?; Ok(()) } },
+        apply: |c, v| {
+            c.log_format = Format::parse(v).ok_or_else(|| format!("not a log format: {v:?}"))?;
+            Ok(())
+        },
+    },
 ];
 
 /// Parses `args` (without the program name) and the environment read through `env`.
@@ -246,10 +428,13 @@ where
             Some(v) => v,
             None => {
                 i += 1;
-                args.get(i).cloned().ok_or_else(|| ConfigError(format!("--{name} needs a value")))?
+                args.get(i)
+                    .cloned()
+                    .ok_or_else(|| ConfigError(format!("--{name} needs a value")))?
             }
         };
-        (opt.apply)(&mut config, value.trim()).map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+        (opt.apply)(&mut config, value.trim())
+            .map_err(|e| ConfigError(format!("--{name}: {e}")))?;
         i += 1;
     }
     if config.dead_after <= config.ping_after {
@@ -288,7 +473,8 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
     let (number, unit) = v.split_at(split);
-    let n: f64 = number.parse().map_err(|_| format!("not a duration: {v:?} (use e.g. 10ms, 2s, 1h)"))?;
+    let n: f64 =
+        number.parse().map_err(|_| format!("not a duration: {v:?} (use e.g. 10ms, 2s, 1h)"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
@@ -335,7 +521,8 @@ pub fn parse_symbols(v: &str) -> Result<Vec<SymbolSpec>, String> {
         if !valid {
             return Err(format!("bad symbol name {name:?}"));
         }
-        let start_price: f64 = price.trim().parse().map_err(|_| format!("bad price in {item:?}"))?;
+        let start_price: f64 =
+            price.trim().parse().map_err(|_| format!("bad price in {item:?}"))?;
         if !start_price.is_finite() || start_price <= 0.0 || start_price > 1e12 {
             return Err(format!("price out of range in {item:?}"));
         }
@@ -361,7 +548,8 @@ mod tests {
 
     fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         match parse_args(&args, |k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))? {
             Command::Serve(c) => Ok(*c),
             other => panic!("{other:?}"),
@@ -386,7 +574,9 @@ mod tests {
 
     #[test]
     fn flags_override_environment_which_overrides_defaults() {
-        let c = parse(&["--tick", "20ms"], &[("TICKER_TICK", "5s"), ("TICKER_ADDR", "127.0.0.1:0")]).unwrap();
+        let c =
+            parse(&["--tick", "20ms"], &[("TICKER_TICK", "5s"), ("TICKER_ADDR", "127.0.0.1:0")])
+                .unwrap();
         assert_eq!(c.tick_interval, Duration::from_millis(20));
         assert_eq!(c.addr.to_string(), "127.0.0.1:0");
         let c = parse(&["--token-ttl=2m"], &[]).unwrap();

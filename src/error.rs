@@ -25,7 +25,9 @@ pub enum HttpError {
     RequestTimeout,
     NotFound,
     /// Method not allowed on this path; `allow` is the `Allow` header value.
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// `GET /ws/ticker` without `Upgrade: websocket`.
     UpgradeRequired,
     /// `Sec-WebSocket-Version` other than 13 (answered with `Sec-WebSocket-Version: 13`).
@@ -43,7 +45,9 @@ pub enum HttpError {
     /// Unknown or revoked API key.
     InvalidApiKey,
     /// Too many failed logins from one address; retry after this many seconds.
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
     /// SQLite could not be opened or queried.
     DatabaseUnavailable,
     /// The token table is full of live tokens.

@@ -99,7 +99,8 @@ pub fn format_line(
         let _ = write!(line, "{ts} {:<5} {msg}", level.name());
         for (k, v) in fields {
             let v = v.to_string();
-            let quote = v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=');
+            let quote =
+                v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=');
             if quote {
                 let _ = write!(line, " {k}={v:?}");
             } else {
@@ -189,7 +190,13 @@ mod tests {
 
     #[test]
     fn text_lines_quote_values_with_spaces() {
-        let line = format_line(UNIX_EPOCH, Level::Info, "client left", &[("reason", &"going away"), ("id", &7)], false);
+        let line = format_line(
+            UNIX_EPOCH,
+            Level::Info,
+            "client left",
+            &[("reason", &"going away"), ("id", &7)],
+            false,
+        );
         assert_eq!(line, "1970-01-01T00:00:00.000Z INFO  client left reason=\"going away\" id=7\n");
     }
 

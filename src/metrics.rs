@@ -110,34 +110,125 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n");
         };
-        gauge(&mut out, "ticker_connections_open", "Open TCP connections (HTTP and WebSocket).", self.connections_open.load(Relaxed));
-        counter(&mut out, "ticker_connections_accepted_total", "TCP connections accepted.", self.connections_accepted.load(Relaxed));
-        counter(&mut out, "ticker_connections_rejected_total", "Connections answered 503 because the connection limit was reached.", self.connections_rejected.load(Relaxed));
-        gauge(&mut out, "ticker_ws_sessions_open", "Open WebSocket sessions.", self.ws_sessions_open.load(Relaxed));
-        counter(&mut out, "ticker_ws_sessions_total", "WebSocket sessions opened.", self.ws_sessions_total.load(Relaxed));
-        counter(&mut out, "ticker_http_requests_total", "HTTP requests answered.", self.http_requests.load(Relaxed));
-        counter(&mut out, "ticker_ticks_total", "Ticks built by the ticker thread.", self.ticks.load(Relaxed));
-        counter(&mut out, "ticker_tick_overruns_total", "Tick deadlines missed because the ticker ran late.", self.tick_overruns.load(Relaxed));
-        counter(&mut out, "ticker_restarts_total", "Ticker thread restarts after a panic.", self.ticker_restarts.load(Relaxed));
-        counter(&mut out, "ticker_frames_sent_total", "Ticker frames fully written to subscribers.", self.frames_sent.load(Relaxed));
-        counter(&mut out, "ticker_bytes_sent_total", "Bytes of ticker frames written to subscribers.", self.bytes_sent.load(Relaxed));
-        counter(&mut out, "ticker_conflated_frames_total", "Ticks dropped for a subscriber because a newer tick replaced them.", self.conflated_frames.load(Relaxed));
-        counter(&mut out, "ticker_slow_consumer_closes_total", "Subscribers closed with 1008 for making no write progress.", self.slow_consumer_closes.load(Relaxed));
-        counter(&mut out, "ticker_heartbeat_closes_total", "Sessions closed with 1001 after client silence.", self.heartbeat_closes.load(Relaxed));
-        counter(&mut out, "ticker_protocol_error_closes_total", "Sessions closed for breaking RFC 6455 or the message limit.", self.protocol_error_closes.load(Relaxed));
-        counter(&mut out, "ticker_revoked_closes_total", "Sessions closed because their token or API key was revoked.", self.revoked_closes.load(Relaxed));
+        gauge(
+            &mut out,
+            "ticker_connections_open",
+            "Open TCP connections (HTTP and WebSocket).",
+            self.connections_open.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_connections_accepted_total",
+            "TCP connections accepted.",
+            self.connections_accepted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_connections_rejected_total",
+            "Connections answered 503 because the connection limit was reached.",
+            self.connections_rejected.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "ticker_ws_sessions_open",
+            "Open WebSocket sessions.",
+            self.ws_sessions_open.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_ws_sessions_total",
+            "WebSocket sessions opened.",
+            self.ws_sessions_total.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_http_requests_total",
+            "HTTP requests answered.",
+            self.http_requests.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_ticks_total",
+            "Ticks built by the ticker thread.",
+            self.ticks.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_tick_overruns_total",
+            "Tick deadlines missed because the ticker ran late.",
+            self.tick_overruns.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_restarts_total",
+            "Ticker thread restarts after a panic.",
+            self.ticker_restarts.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_frames_sent_total",
+            "Ticker frames fully written to subscribers.",
+            self.frames_sent.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_bytes_sent_total",
+            "Bytes of ticker frames written to subscribers.",
+            self.bytes_sent.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_conflated_frames_total",
+            "Ticks dropped for a subscriber because a newer tick replaced them.",
+            self.conflated_frames.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_slow_consumer_closes_total",
+            "Subscribers closed with 1008 for making no write progress.",
+            self.slow_consumer_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_heartbeat_closes_total",
+            "Sessions closed with 1001 after client silence.",
+            self.heartbeat_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_protocol_error_closes_total",
+            "Sessions closed for breaking RFC 6455 or the message limit.",
+            self.protocol_error_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_revoked_closes_total",
+            "Sessions closed because their token or API key was revoked.",
+            self.revoked_closes.load(Relaxed),
+        );
 
         out.push_str("# HELP ticker_auth_requests_total POST /auth/token results by outcome.\n# TYPE ticker_auth_requests_total counter\n");
         for (i, (_, label)) in AUTH_OUTCOMES.iter().enumerate() {
-            let _ = writeln!(out, "ticker_auth_requests_total{{outcome=\"{label}\"}} {}", self.auth[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "ticker_auth_requests_total{{outcome=\"{label}\"}} {}",
+                self.auth[i].load(Relaxed)
+            );
         }
         out.push_str("# HELP ticker_ws_auth_total Token checks on WebSocket upgrades by outcome.\n# TYPE ticker_ws_auth_total counter\n");
         for (i, (_, label)) in WS_AUTH_OUTCOMES.iter().enumerate() {
-            let _ = writeln!(out, "ticker_ws_auth_total{{outcome=\"{label}\"}} {}", self.ws_auth[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "ticker_ws_auth_total{{outcome=\"{label}\"}} {}",
+                self.ws_auth[i].load(Relaxed)
+            );
         }
 
         let name = "ticker_fanout_duration_seconds";
-        let _ = write!(out, "# HELP {name} Time for one event loop to offer one tick to all its subscribers.\n# TYPE {name} histogram\n");
+        let _ = write!(
+            out,
+            "# HELP {name} Time for one event loop to offer one tick to all its subscribers.\n# TYPE {name} histogram\n"
+        );
         let mut cumulative = 0;
         for (i, bound) in FANOUT_BUCKETS.iter().enumerate() {
             cumulative += self.fanout_buckets[i].load(Relaxed);

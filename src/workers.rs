@@ -75,7 +75,11 @@ pub struct WorkerContext {
 }
 
 /// Starts `n` workers reading `jobs`. They stop when every sender is dropped.
-pub fn start(n: usize, jobs: Receiver<Job>, ctx: Arc<WorkerContext>) -> std::io::Result<Vec<JoinHandle<()>>> {
+pub fn start(
+    n: usize,
+    jobs: Receiver<Job>,
+    ctx: Arc<WorkerContext>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..n)
         .map(|i| {
             let (jobs, ctx) = (jobs.clone(), ctx.clone());
@@ -105,13 +109,19 @@ fn run(task: &Task, ctx: &WorkerContext, db: &mut Database) -> Response {
 }
 
 /// The `/auth/token` exchange after the body was parsed: rate limit, SQLite, sign.
-fn issue_token(api_key: &str, ip: IpAddr, ctx: &WorkerContext, db: &mut Database) -> Result<Response, HttpError> {
+fn issue_token(
+    api_key: &str,
+    ip: IpAddr,
+    ctx: &WorkerContext,
+    db: &mut Database,
+) -> Result<Response, HttpError> {
     let now = Instant::now();
     if let Err(retry_after_secs) = ctx.limiter.check(ip, now) {
         ctx.metrics.auth(AuthOutcome::RateLimited);
         return Err(HttpError::TooManyRequests { retry_after_secs });
     }
-    let record = db.lookup(api_key).inspect_err(|_| ctx.metrics.auth(AuthOutcome::DatabaseError))?;
+    let record =
+        db.lookup(api_key).inspect_err(|_| ctx.metrics.auth(AuthOutcome::DatabaseError))?;
     let Some(record) = record else {
         ctx.limiter.record_failure(ip, now);
         ctx.metrics.auth(AuthOutcome::InvalidKey);
@@ -126,7 +136,12 @@ fn issue_token(api_key: &str, ip: IpAddr, ctx: &WorkerContext, db: &mut Database
     match ctx.tokens.issue(actor, record.id, ip.to_string(), unix_now) {
         Ok(issued) => {
             ctx.metrics.auth(AuthOutcome::Issued);
-            crate::info!("token issued", user_id = record.user_id, ip = ip, token = TokenStore::fingerprint(&issued.token));
+            crate::info!(
+                "token issued",
+                user_id = record.user_id,
+                ip = ip,
+                token = TokenStore::fingerprint(&issued.token)
+            );
             Ok(Response::json(
                 200,
                 &serde_json::json!({

@@ -30,7 +30,9 @@ fn a_body_that_is_not_json_is_400_invalid_json() {
 #[test]
 fn a_missing_empty_or_non_string_api_key_is_400_api_key_required() {
     let s = TestServer::start();
-    for body in ["{}", r#"{"api_key":""}"#, r#"{"api_key":12}"#, r#"{"api_key":null}"#, r#"{"other":"x"}"#] {
+    for body in
+        ["{}", r#"{"api_key":""}"#, r#"{"api_key":12}"#, r#"{"api_key":null}"#, r#"{"other":"x"}"#]
+    {
         let r = s.post("/auth/token", body);
         assert_eq!((r.status, r.error().as_str()), (400, "api_key required"), "{body}");
     }
@@ -47,7 +49,10 @@ fn an_unknown_api_key_is_401_invalid_api_key() {
 fn other_methods_on_the_token_path_are_405_with_allow() {
     let s = TestServer::start();
     for method in ["GET", "PUT", "DELETE", "PATCH"] {
-        let r = s.raw(format!("{method} /auth/token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+        let r = s.raw(
+            format!("{method} /auth/token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("Allow"), Some("POST, OPTIONS"));
         assert_eq!(r.error(), "method not allowed");
@@ -82,13 +87,21 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     use std::io::Write;
     for _ in 0..3 {
         let body = format!(r#"{{"api_key":"{}"}}"#, s.demo_key);
-        write!(c, "POST /auth/token HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        write!(
+            c,
+            "POST /auth/token HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
         let r = read_response(&mut c).expect("response on the same connection");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("Connection"), None);
     }
     // Pipelined: two requests in one write, two answers in order.
-    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /nope-on-auth HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    c.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /nope-on-auth HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(read_response(&mut c).unwrap().json()["status"], "ok");
     assert_eq!(read_response(&mut c).unwrap().status, 200, "SPA fallback answers the second");
 }

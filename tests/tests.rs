@@ -6,5 +6,6 @@ mod util;
 mod auth;
 mod cors;
 mod migration;
+mod ops;
 mod static_files;
 mod ws;

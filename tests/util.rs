@@ -60,14 +60,20 @@ impl TestServer {
     }
 
     pub fn start_with(opts: Opts) -> TestServer {
-        let dir = opts.dir.clone().unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
+        let dir =
+            opts.dir.clone().unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("tempdir")));
         let db = dir.path().join("data").join("auth.db");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"));
-        cmd.arg("--addr").arg(opts.addr.as_deref().unwrap_or("127.0.0.1:0"))
-            .arg("--db").arg(&db)
-            .arg("--public").arg(repo_path("public"))
-            .arg("--seed").arg("42")
-            .arg("--workers").arg("2")
+        cmd.arg("--addr")
+            .arg(opts.addr.as_deref().unwrap_or("127.0.0.1:0"))
+            .arg("--db")
+            .arg(&db)
+            .arg("--public")
+            .arg(repo_path("public"))
+            .arg("--seed")
+            .arg("42")
+            .arg("--workers")
+            .arg("2")
             .args(&opts.args)
             .env("TICKER_TOKEN_KEY", "test-key-0123456789abcdef")
             .env_remove("RUST_LOG")
@@ -202,7 +208,10 @@ impl TestServer {
         self.ws_request(req).expect("upgrade")
     }
 
-    pub fn ws_request(&self, req: tungstenite::handshake::client::Request) -> Result<Ws, tungstenite::Error> {
+    pub fn ws_request(
+        &self,
+        req: tungstenite::handshake::client::Request,
+    ) -> Result<Ws, tungstenite::Error> {
         let (ws, _) = tungstenite::connect(req)?;
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
             s.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -249,7 +258,8 @@ impl HttpResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     /// The `error` of a SPEC error body, checking its content type.
     pub fn error(&self) -> String {
@@ -264,43 +274,36 @@ pub fn read_response(s: &mut TcpStream) -> Option<HttpResponse> {
 }
 
 pub fn read_response_to(s: &mut TcpStream, head_request: bool) -> Option<HttpResponse> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
-            let status = resp.code.unwrap();
-            let headers: Vec<(String, String)> = resp
-                .headers
-                .iter()
-                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
-                .collect();
-            let len: usize = if head_request || status == 304 || status == 204 || status == 101 {
-                0
-            } else {
-                headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0)
-            };
-            while buf.len() < n + len {
-                let r = s.read(&mut chunk).ok()?;
-                if r == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..r]);
-            }
-            let body = buf[n..(n + len).min(buf.len())].to_vec();
-            return Some(HttpResponse { status, headers, body });
-        }
-        let r = s.read(&mut chunk).ok()?;
-        if r == 0 {
+    // Byte by byte up to the end of the head, then exactly the body, so a pipelined
+    // response behind this one stays in the socket for the next call.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).ok()? == 0 {
             return None;
         }
-        buf.extend_from_slice(&chunk[..r]);
+        head.push(byte[0]);
     }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(&head).ok()?;
+    let status = resp.code?;
+    let headers: Vec<(String, String)> = resp
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    let len: usize = if head_request || matches!(status, 101 | 204 | 304) {
+        0
+    } else {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map_or(0, |(_, v)| v.parse().unwrap())
+    };
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    Some(HttpResponse { status, headers, body })
 }
 
 /// Reads text messages until one parses as JSON with `"type" == kind`.
@@ -308,7 +311,8 @@ pub fn next_of_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
     loop {
         match ws.read().expect("read") {
             Message::Text(t) => {
-                let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
+                let v: serde_json::Value =
+                    serde_json::from_str(t.as_str()).expect("server sends JSON");
                 if v["type"] == kind {
                     return v;
                 }
@@ -321,11 +325,16 @@ pub fn next_of_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
 
 /// Reads until the server closes; returns the close code (None if none was sent).
 pub fn read_until_close(ws: &mut Ws) -> Option<u16> {
+    // Ticks keep arriving, so a missing close would never hit the read timeout.
+    let deadline = Instant::now() + PATIENCE;
     loop {
+        assert!(Instant::now() < deadline, "no close frame within {PATIENCE:?}");
         match ws.read() {
             Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
             Ok(_) => {}
-            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => return None,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                return None;
+            }
             Err(tungstenite::Error::Io(e)) => panic!("io error before close: {e}"),
             Err(e) => panic!("error before close: {e}"),
         }

@@ -52,7 +52,8 @@ fn the_token_may_come_from_the_query_parameter() {
 fn the_token_may_come_from_the_cookie() {
     let s = TestServer::start();
     let mut req = s.ws_url().into_client_request().unwrap();
-    req.headers_mut().insert("Cookie", format!("theme=dark; x-auth-token={}", s.token()).parse().unwrap());
+    req.headers_mut()
+        .insert("Cookie", format!("theme=dark; x-auth-token={}", s.token()).parse().unwrap());
     let mut ws = s.ws_request(req).unwrap();
     assert_welcome_snapshot_ticks(&mut ws);
 }
@@ -83,16 +84,24 @@ fn missing_malformed_and_tampered_tokens_are_401_before_the_upgrade() {
     let mut sig = good.clone().into_bytes();
     let last = sig.len() - 3;
     sig[last] = if sig[last] == b'A' { b'B' } else { b'A' };
-    assert_eq!(upgrade_status(&s, Some(std::str::from_utf8(&sig).unwrap())), (401, "authentication required".into()));
+    assert_eq!(
+        upgrade_status(&s, Some(std::str::from_utf8(&sig).unwrap())),
+        (401, "authentication required".into())
+    );
     let mut id = good.clone().into_bytes();
     id[0] = if id[0] == b'A' { b'B' } else { b'A' };
-    assert_eq!(upgrade_status(&s, Some(std::str::from_utf8(&id).unwrap())), (401, "authentication required".into()));
+    assert_eq!(
+        upgrade_status(&s, Some(std::str::from_utf8(&id).unwrap())),
+        (401, "authentication required".into())
+    );
 }
 
 #[test]
 fn a_token_signed_by_another_key_is_refused() {
     let a = TestServer::start();
-    let b = TestServer::start_with(Opts::default().env("TICKER_TOKEN_KEY", "another-key-fedcba9876543210"));
+    let b = TestServer::start_with(
+        Opts::default().env("TICKER_TOKEN_KEY", "another-key-fedcba9876543210"),
+    );
     assert_eq!(upgrade_status(&a, Some(&b.token())).0, 401);
 }
 
@@ -139,7 +148,11 @@ fn a_client_close_is_echoed_and_the_connection_ends() {
     let s = TestServer::start();
     let mut ws = s.ws(&s.token());
     next_of_type(&mut ws, "welcome");
-    ws.close(Some(tungstenite::protocol::CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).unwrap();
+    ws.close(Some(tungstenite::protocol::CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .unwrap();
     loop {
         match ws.read() {
             Ok(Message::Close(Some(f))) => {
@@ -179,7 +192,9 @@ fn raw_close_code(c: &mut std::net::TcpStream) -> u16 {
             let len7 = (buf[1] & 0x7f) as usize;
             let (len, hdr) = match len7 {
                 126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-                127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10),
+                127 if buf.len() >= 10 => {
+                    (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10)
+                }
                 126 | 127 => break,
                 n => (n, 2),
             };
@@ -263,7 +278,10 @@ fn upgrade_refusals_have_their_status() {
     assert_eq!((r.status, r.error().as_str()), (426, "websocket upgrade required"));
     let r = ask("", "POST");
     assert_eq!(r.status, 405);
-    let r = ask("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n", "GET");
+    let r = ask(
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
+        "GET",
+    );
     assert_eq!(r.status, 400);
     assert_eq!(r.header("Sec-WebSocket-Version"), Some("13"));
 }

@@ -83,9 +83,11 @@ pub fn demo_key_file(db: &Path) -> PathBuf {
 /// and the server can use it at once.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| DbError::Open(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Open(format!("{}: {e}", dir.display())))?;
     }
-    let conn = Connection::open(path).map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
+    let conn =
+        Connection::open(path).map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(2)).map_err(query_err)?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(query_err)?;
     Ok(conn)
@@ -103,7 +105,8 @@ pub fn migrate(conn: &Connection, demo_key_file: &Path) -> Result<DemoKey, DbErr
         );",
     )
     .map_err(query_err)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(query_err)?;
+    let version: i64 =
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(query_err)?;
     if version < SCHEMA_VERSION {
         upgrade_from_seed(conn, demo_key_file)?;
     }
@@ -114,12 +117,17 @@ pub fn migrate(conn: &Connection, demo_key_file: &Path) -> Result<DemoKey, DbErr
 fn upgrade_from_seed(conn: &Connection, demo_key_file: &Path) -> Result<(), DbError> {
     let tx = conn.unchecked_transaction().map_err(query_err)?;
     let columns: Vec<String> = {
-        let mut stmt = tx.prepare("SELECT name FROM pragma_table_info('api_keys')").map_err(query_err)?;
-        stmt.query_map([], |r| r.get(0)).map_err(query_err)?.collect::<Result<_, _>>().map_err(query_err)?
+        let mut stmt =
+            tx.prepare("SELECT name FROM pragma_table_info('api_keys')").map_err(query_err)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(query_err)?
+            .collect::<Result<_, _>>()
+            .map_err(query_err)?
     };
     for (name, ty) in [("key_prefix", "TEXT"), ("revoked_at", "INTEGER")] {
         if !columns.iter().any(|c| c == name) {
-            tx.execute_batch(&format!("ALTER TABLE api_keys ADD COLUMN {name} {ty}")).map_err(query_err)?;
+            tx.execute_batch(&format!("ALTER TABLE api_keys ADD COLUMN {name} {ty}"))
+                .map_err(query_err)?;
         }
     }
     tx.execute_batch(
@@ -132,7 +140,9 @@ fn upgrade_from_seed(conn: &Connection, demo_key_file: &Path) -> Result<(), DbEr
     .map_err(query_err)?;
     // Rows without a prefix still hold a plaintext key (seed databases).
     let plaintext: Vec<(i64, String, String)> = {
-        let mut stmt = tx.prepare("SELECT id, api_key, user_id FROM api_keys WHERE key_prefix IS NULL").map_err(query_err)?;
+        let mut stmt = tx
+            .prepare("SELECT id, api_key, user_id FROM api_keys WHERE key_prefix IS NULL")
+            .map_err(query_err)?;
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(query_err)?
             .collect::<Result<_, _>>()
@@ -143,8 +153,11 @@ fn upgrade_from_seed(conn: &Connection, demo_key_file: &Path) -> Result<(), DbEr
         if user_id == DEMO_USER && !demo_key_file.exists() {
             write_demo_file(demo_key_file, &key)?;
         }
-        tx.execute("UPDATE api_keys SET api_key = ?1, key_prefix = ?2 WHERE id = ?3", params![hash_key(&key), prefix(&key), id])
-            .map_err(query_err)?;
+        tx.execute(
+            "UPDATE api_keys SET api_key = ?1, key_prefix = ?2 WHERE id = ?3",
+            params![hash_key(&key), prefix(&key), id],
+        )
+        .map_err(query_err)?;
     }
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}")).map_err(query_err)?;
     tx.commit().map_err(query_err)
@@ -168,8 +181,13 @@ fn ensure_demo_key(conn: &Connection, demo_key_file: &Path) -> Result<DemoKey, D
     // No usable demo key: retire any old one (its plaintext is lost) and make a new one.
     let tx = conn.unchecked_transaction().map_err(query_err)?;
     let old: Vec<i64> = {
-        let mut stmt = tx.prepare("SELECT id FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL").map_err(query_err)?;
-        stmt.query_map([DEMO_USER], |r| r.get(0)).map_err(query_err)?.collect::<Result<_, _>>().map_err(query_err)?
+        let mut stmt = tx
+            .prepare("SELECT id FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL")
+            .map_err(query_err)?;
+        stmt.query_map([DEMO_USER], |r| r.get(0))
+            .map_err(query_err)?
+            .collect::<Result<_, _>>()
+            .map_err(query_err)?
     };
     for id in old {
         revoke_in(&tx, id)?;
@@ -239,8 +257,13 @@ pub fn revoke_key(conn: &Connection, id: i64) -> Result<bool, DbError> {
 pub fn revoke_user(conn: &Connection, user_id: &str) -> Result<usize, DbError> {
     let tx = conn.unchecked_transaction().map_err(query_err)?;
     let ids: Vec<i64> = {
-        let mut stmt = tx.prepare("SELECT id FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL").map_err(query_err)?;
-        stmt.query_map([user_id], |r| r.get(0)).map_err(query_err)?.collect::<Result<_, _>>().map_err(query_err)?
+        let mut stmt = tx
+            .prepare("SELECT id FROM api_keys WHERE user_id = ?1 AND revoked_at IS NULL")
+            .map_err(query_err)?;
+        stmt.query_map([user_id], |r| r.get(0))
+            .map_err(query_err)?
+            .collect::<Result<_, _>>()
+            .map_err(query_err)?
     };
     for id in &ids {
         revoke_in(&tx, *id)?;
@@ -252,25 +275,37 @@ pub fn revoke_user(conn: &Connection, user_id: &str) -> Result<usize, DbError> {
 fn revoke_in(conn: &Connection, id: i64) -> Result<bool, DbError> {
     let now = unix_now();
     let changed = conn
-        .execute("UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL", params![now, id])
+        .execute(
+            "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+            params![now, id],
+        )
         .map_err(query_err)?;
     if changed > 0 {
-        conn.execute("INSERT INTO revocations (api_key_id, revoked_at) VALUES (?1, ?2)", params![id, now])
-            .map_err(query_err)?;
+        conn.execute(
+            "INSERT INTO revocations (api_key_id, revoked_at) VALUES (?1, ?2)",
+            params![id, now],
+        )
+        .map_err(query_err)?;
     }
     Ok(changed > 0)
 }
 
 /// Where the revocation log ends now.
 pub fn revocation_cursor(conn: &Connection) -> Result<i64, DbError> {
-    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM revocations", [], |r| r.get(0)).map_err(query_err)
+    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM revocations", [], |r| r.get(0))
+        .map_err(query_err)
 }
 
 /// Keys revoked after `cursor`, and the new cursor.
 pub fn revoked_since(conn: &Connection, cursor: i64) -> Result<(Vec<i64>, i64), DbError> {
-    let mut stmt = conn.prepare_cached("SELECT seq, api_key_id FROM revocations WHERE seq > ?1 ORDER BY seq").map_err(query_err)?;
-    let rows: Vec<(i64, i64)> =
-        stmt.query_map([cursor], |r| Ok((r.get(0)?, r.get(1)?))).map_err(query_err)?.collect::<Result<_, _>>().map_err(query_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, api_key_id FROM revocations WHERE seq > ?1 ORDER BY seq")
+        .map_err(query_err)?;
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map([cursor], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(query_err)?
+        .collect::<Result<_, _>>()
+        .map_err(query_err)?;
     let next = rows.last().map_or(cursor, |(seq, _)| *seq);
     Ok((rows.into_iter().map(|(_, id)| id).collect(), next))
 }
@@ -289,7 +324,8 @@ pub fn random_key() -> Result<String, DbError> {
     let mut key = String::with_capacity(KEY_LEN);
     let mut bytes = [0u8; 64];
     while key.len() < KEY_LEN {
-        getrandom::fill(&mut bytes).map_err(|e| DbError::Query(format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| DbError::Query(format!("no OS randomness: {e}")))?;
         // 248 = 4 * 62: bytes at or above it would favour the first characters.
         for b in bytes.iter().filter(|b| **b < 248) {
             if key.len() == KEY_LEN {
@@ -305,7 +341,12 @@ pub fn random_key() -> Result<String, DbError> {
 fn write_demo_file(path: &Path, key: &str) -> Result<(), DbError> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(key.as_bytes())?;
         f.write_all(b"\n")?;
         f.sync_all()?;
@@ -345,7 +386,8 @@ mod tests {
         let conn = open(&db).unwrap();
         assert_eq!(lookup(&conn, &first.key).unwrap().unwrap().user_id, "demo");
         // Only the hash is stored.
-        let stored: String = conn.query_row("SELECT api_key FROM api_keys", [], |r| r.get(0)).unwrap();
+        let stored: String =
+            conn.query_row("SELECT api_key FROM api_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(stored, hash_key(&first.key));
     }
 
@@ -378,10 +420,16 @@ mod tests {
         }
         let conn = open(&db).unwrap();
         let demo = migrate(&conn, &demo_key_file(&db)).unwrap();
-        assert_eq!(demo, DemoKey { key: "SeedDemoKey0123456789abcdefABCDE".into(), created: false });
+        assert_eq!(
+            demo,
+            DemoKey { key: "SeedDemoKey0123456789abcdefABCDE".into(), created: false }
+        );
         assert_eq!(lookup(&conn, "alice-plain-key").unwrap().unwrap().role, "admin");
-        let plaintext_left: i64 =
-            conn.query_row("SELECT count(*) FROM api_keys WHERE api_key LIKE '%plain%'", [], |r| r.get(0)).unwrap();
+        let plaintext_left: i64 = conn
+            .query_row("SELECT count(*) FROM api_keys WHERE api_key LIKE '%plain%'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
         assert_eq!(plaintext_left, 0);
         let list = list_keys(&conn).unwrap();
         assert_eq!(list[1].prefix, "alice-");

@@ -58,7 +58,8 @@ impl LoginLimiter {
             table.retain(|_, w| now < w.started + window);
             if table.len() >= MAX_TRACKED {
                 // Still full of live windows: forget the oldest rather than grow.
-                if let Some(oldest) = table.iter().min_by_key(|(_, w)| w.started).map(|(ip, _)| *ip) {
+                if let Some(oldest) = table.iter().min_by_key(|(_, w)| w.started).map(|(ip, _)| *ip)
+                {
                     table.remove(&oldest);
                 }
             }

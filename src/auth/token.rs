@@ -37,8 +37,13 @@ pub struct Policy {
 
 pub const USER_POLICY_NAME: &str = "user_policy";
 
-pub const USER_POLICY: Policy =
-    Policy { name: USER_POLICY_NAME, actions: "*", resources: "*", effect: "allow", groups: &["user"] };
+pub const USER_POLICY: Policy = Policy {
+    name: USER_POLICY_NAME,
+    actions: "*",
+    resources: "*",
+    effect: "allow",
+    groups: &["user"],
+};
 
 /// The HMAC key. Its `Debug` never shows the bytes.
 #[derive(Clone)]
@@ -75,7 +80,8 @@ impl TokenKey {
 
     fn sign(&self, message: &[u8]) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        let mut mac =
+            <HmacSha256 as KeyInit>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
         mac.update(message);
         mac
     }
@@ -188,7 +194,13 @@ impl TokenStore {
     }
 
     /// Issues a token for `actor`, valid for the store's TTL from `now` (Unix seconds).
-    pub fn issue(&self, actor: Actor, api_key_id: i64, ip: String, now: u64) -> Result<IssuedToken, TokenError> {
+    pub fn issue(
+        &self,
+        actor: Actor,
+        api_key_id: i64,
+        ip: String,
+        now: u64,
+    ) -> Result<IssuedToken, TokenError> {
         let mut random = [0u8; PART_BYTES];
         getrandom::fill(&mut random).map_err(|_| TokenError::StoreFull)?;
         let id_part = URL_SAFE.encode(random);
@@ -223,14 +235,22 @@ impl TokenStore {
         if now >= entry.expires_at {
             return Err(TokenError::Expired);
         }
-        Ok(VerifiedToken { id, actor: entry.actor.clone(), api_key_id: entry.api_key_id, expires_at: entry.expires_at })
+        Ok(VerifiedToken {
+            id,
+            actor: entry.actor.clone(),
+            api_key_id: entry.api_key_id,
+            expires_at: entry.expires_at,
+        })
     }
 
     fn check_signature(&self, token: &str) -> Result<TokenId, TokenError> {
         let (id, signature) = parse_token(token)?;
         let id_part = token.split_once('.').map(|(p, _)| p).ok_or(TokenError::Malformed)?;
         // verify_slice compares in constant time.
-        self.key.sign(id_part.as_bytes()).verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
+        self.key
+            .sign(id_part.as_bytes())
+            .verify_slice(&signature)
+            .map_err(|_| TokenError::BadSignature)?;
         Ok(id)
     }
 
@@ -268,7 +288,11 @@ mod tests {
     use super::*;
 
     fn store(capacity: usize) -> TokenStore {
-        TokenStore::new(TokenKey::from_secret("0123456789abcdef-test").unwrap(), Duration::from_secs(3600), capacity)
+        TokenStore::new(
+            TokenKey::from_secret("0123456789abcdef-test").unwrap(),
+            Duration::from_secs(3600),
+            capacity,
+        )
     }
 
     fn actor() -> Actor {
@@ -297,7 +321,13 @@ mod tests {
             }
             b[i] = if b[i] == b'A' { b'B' } else { b'A' };
             let forged = String::from_utf8(b).unwrap();
-            assert!(matches!(s.verify(&forged, 1), Err(TokenError::BadSignature | TokenError::Malformed)), "{i}");
+            assert!(
+                matches!(
+                    s.verify(&forged, 1),
+                    Err(TokenError::BadSignature | TokenError::Malformed)
+                ),
+                "{i}"
+            );
         }
     }
 
@@ -306,7 +336,11 @@ mod tests {
         let (a, b) = (store(10), store(10));
         let t = a.issue(actor(), 1, String::new(), 0).unwrap().token;
         assert_eq!(b.verify(&t, 1).unwrap_err(), TokenError::Unknown);
-        let other = TokenStore::new(TokenKey::from_secret("another-secret-key!!").unwrap(), Duration::from_secs(60), 10);
+        let other = TokenStore::new(
+            TokenKey::from_secret("another-secret-key!!").unwrap(),
+            Duration::from_secs(60),
+            10,
+        );
         assert_eq!(other.verify(&t, 1).unwrap_err(), TokenError::BadSignature);
     }
 
@@ -352,6 +386,9 @@ mod tests {
         }
         assert!(parse_token(&good).is_ok());
         assert_eq!(TokenStore::fingerprint(&good).len(), 8);
-        assert_eq!(format!("{:?}", TokenKey::from_secret("0123456789abcdef").unwrap()), "TokenKey(..)");
+        assert_eq!(
+            format!("{:?}", TokenKey::from_secret("0123456789abcdef").unwrap()),
+            "TokenKey(..)"
+        );
     }
 }

@@ -89,7 +89,11 @@ mod tests {
     #[test]
     fn disallowed_origins_get_no_cors_headers() {
         let mut r = Response::new(200);
-        apply(&mut r, Some("https://evil.example"), &AllowedOrigins::List(vec!["https://a.example".into()]));
+        apply(
+            &mut r,
+            Some("https://evil.example"),
+            &AllowedOrigins::List(vec!["https://a.example".into()]),
+        );
         assert!(r.headers.is_empty());
         apply(&mut r, Some("https://a.example"), &AllowedOrigins::Any);
         assert!(r.has_header("Access-Control-Allow-Origin") && r.has_header("Vary"));

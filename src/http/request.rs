@@ -91,7 +91,8 @@ impl Request {
         let query = self.query.as_deref()?;
         query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k)? == name.as_bytes()).then(|| percent_decode(v))?
+            (percent_decode(k)? == name.as_bytes())
+                .then(|| percent_decode(v))?
                 .and_then(|v| String::from_utf8(v).ok())
         })
     }

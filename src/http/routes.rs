@@ -27,13 +27,21 @@ pub enum Route {
     /// Answer at once with this response.
     Respond(Response),
     /// Exchange this API key for a token (SQLite lookup on a worker).
-    IssueToken { api_key: String },
+    IssueToken {
+        api_key: String,
+    },
     /// End this token (`POST /auth/revoke` with it as Bearer).
-    RevokeToken { token: String },
+    RevokeToken {
+        token: String,
+    },
     /// Check the token, then upgrade to WebSocket.
-    Upgrade { token: Option<String> },
+    Upgrade {
+        token: Option<String>,
+    },
     Health,
-    Metrics { head_only: bool },
+    Metrics {
+        head_only: bool,
+    },
     /// A file under the public folder (read on a worker).
     Static(StaticRequest),
 }
@@ -94,7 +102,11 @@ pub fn route(req: &Request, allowed: &AllowedOrigins) -> Route {
             Method::Options => options(READ_ONLY_ALLOW),
             _ => not_allowed(READ_ONLY_ALLOW),
         },
-        _ if path.starts_with("/auth/") || path.starts_with("/ws/") || path == "/ws" || path == "/auth" => {
+        _ if path.starts_with("/auth/")
+            || path.starts_with("/ws/")
+            || path == "/ws"
+            || path == "/auth" =>
+        {
             Route::Respond(Response::error(&HttpError::NotFound))
         }
         _ => match req.method {
@@ -116,7 +128,10 @@ pub fn route(req: &Request, allowed: &AllowedOrigins) -> Route {
 
 /// Whether the route is an API route (CORS headers apply) rather than a static file.
 pub fn is_api_path(path: &str) -> bool {
-    path.starts_with("/auth/") || path.starts_with("/ws/") || path == "/healthz" || path == "/metrics"
+    path.starts_with("/auth/")
+        || path.starts_with("/ws/")
+        || path == "/healthz"
+        || path == "/metrics"
 }
 
 fn options(allow: &'static str) -> Route {
@@ -129,7 +144,8 @@ fn not_allowed(allow: &'static str) -> Route {
 
 /// Parses the `/auth/token` body `{"api_key": "..."}` (SPEC table, rows 2 and 3).
 pub fn parse_token_request(body: &[u8]) -> Result<String, HttpError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| HttpError::InvalidJson)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| HttpError::InvalidJson)?;
     match value.get("api_key") {
         Some(serde_json::Value::String(key)) if !key.is_empty() => Ok(key.clone()),
         _ => Err(HttpError::ApiKeyRequired),
@@ -186,7 +202,9 @@ mod tests {
 
     #[test]
     fn the_token_is_taken_from_header_then_query_then_cookie() {
-        let r = req("GET /ws/ticker?x-auth-token=q HTTP/1.1\r\nAuthorization: Bearer h\r\nCookie: x-auth-token=c\r\n\r\n");
+        let r = req(
+            "GET /ws/ticker?x-auth-token=q HTTP/1.1\r\nAuthorization: Bearer h\r\nCookie: x-auth-token=c\r\n\r\n",
+        );
         assert_eq!(extract_token(&r).as_deref(), Some("h"));
         let r = req("GET /ws/ticker?x-auth-token=q HTTP/1.1\r\nCookie: x-auth-token=c\r\n\r\n");
         assert_eq!(extract_token(&r).as_deref(), Some("q"));
@@ -198,19 +216,41 @@ mod tests {
 
     #[test]
     fn wrong_methods_get_405_with_allow() {
-        let Route::Respond(r) = route(&req("GET /auth/token HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any) else { panic!() };
+        let Route::Respond(r) =
+            route(&req("GET /auth/token HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)
+        else {
+            panic!()
+        };
         assert_eq!(r.status, 405);
         assert!(r.headers.contains(&("Allow", "POST, OPTIONS".into())));
-        assert_eq!(status_of(route(&req("POST /ws/ticker HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)), 405);
-        assert_eq!(status_of(route(&req("DELETE /index.html HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)), 405);
+        assert_eq!(
+            status_of(route(&req("POST /ws/ticker HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)),
+            405
+        );
+        assert_eq!(
+            status_of(route(&req("DELETE /index.html HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)),
+            405
+        );
     }
 
     #[test]
     fn unknown_api_paths_are_404_and_others_are_static() {
-        assert_eq!(status_of(route(&req("GET /auth/nope HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)), 404);
-        assert_eq!(status_of(route(&req("GET /ws/other HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)), 404);
-        assert!(matches!(route(&req("GET /some/page HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any), Route::Static(_)));
-        assert_eq!(status_of(route(&req("GET /%2e%2e/etc/passwd HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)), 404);
+        assert_eq!(
+            status_of(route(&req("GET /auth/nope HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)),
+            404
+        );
+        assert_eq!(
+            status_of(route(&req("GET /ws/other HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)),
+            404
+        );
+        assert!(matches!(
+            route(&req("GET /some/page HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any),
+            Route::Static(_)
+        ));
+        assert_eq!(
+            status_of(route(&req("GET /%2e%2e/etc/passwd HTTP/1.1\r\n\r\n"), &AllowedOrigins::Any)),
+            404
+        );
     }
 
     #[test]

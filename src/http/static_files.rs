@@ -120,7 +120,17 @@ mod tests {
 
     #[test]
     fn traversal_in_every_spelling_is_refused() {
-        for bad in ["/../etc/passwd", "/a/../../x", "/%2e%2e/x", "/%2E%2E%2Fx", "/..%2f..%2fetc", "/.git/config", "/a\\..\\b", "/%00", "/%zz"] {
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2E%2Fx",
+            "/..%2f..%2fetc",
+            "/.git/config",
+            "/a\\..\\b",
+            "/%00",
+            "/%zz",
+        ] {
             assert_eq!(sanitize(bad), None, "{bad}");
         }
         assert_eq!(sanitize("/"), Some(PathBuf::new()));
@@ -138,7 +148,16 @@ mod tests {
         fs::write(dir.path().join("secret.txt"), "secret").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("leak.txt")).unwrap();
         let root = fs::canonicalize(&root).unwrap();
-        let get = |p: &str| serve(&root, &StaticRequest { relative: sanitize(p).unwrap(), head_only: false, if_modified_since: None });
+        let get = |p: &str| {
+            serve(
+                &root,
+                &StaticRequest {
+                    relative: sanitize(p).unwrap(),
+                    head_only: false,
+                    if_modified_since: None,
+                },
+            )
+        };
 
         let js = get("/app.js");
         assert_eq!((js.status, js.body.as_slice()), (200, &b"x()"[..]));
@@ -148,9 +167,17 @@ mod tests {
         assert_eq!(get("/no/such/page").body, b"<h1>index</h1>", "SPA fallback");
         assert_eq!(get("/leak.txt").status, 404, "symlink out of the folder");
 
-        let last_modified = js.headers.iter().find(|(n, _)| *n == "Last-Modified").unwrap().1.clone();
+        let last_modified =
+            js.headers.iter().find(|(n, _)| *n == "Last-Modified").unwrap().1.clone();
         let since = httpdate::parse_http_date(&last_modified).unwrap();
-        let again = serve(&root, &StaticRequest { relative: "app.js".into(), head_only: false, if_modified_since: Some(since) });
+        let again = serve(
+            &root,
+            &StaticRequest {
+                relative: "app.js".into(),
+                head_only: false,
+                if_modified_since: Some(since),
+            },
+        );
         assert_eq!(again.status, 304);
     }
 }

@@ -142,12 +142,20 @@ pub(crate) struct Session {
 pub(crate) enum State {
     /// `idle_since`: when the last answer was queued (or the connection accepted);
     /// `head_since`: when the first byte of the request being read arrived.
-    Http { phase: HttpPhase, idle_since: Instant, head_since: Option<Instant>, served: u32 },
+    Http {
+        phase: HttpPhase,
+        idle_since: Instant,
+        head_since: Option<Instant>,
+        served: u32,
+    },
     WebSocket(Box<Session>),
     /// Flushing the last bytes (a close frame, a final response); after them the write
     /// side is shut and the peer's FIN awaited, so no unread byte turns our FIN into a
     /// RST that could destroy the answer. The deadline bounds it all.
-    Closing { deadline: Instant, write_shut: bool },
+    Closing {
+        deadline: Instant,
+        write_shut: bool,
+    },
 }
 
 pub(crate) struct Conn {
@@ -170,7 +178,12 @@ impl Conn {
             socket,
             serial,
             peer,
-            state: State::Http { phase: HttpPhase::Reading, idle_since: now, head_since: None, served: 0 },
+            state: State::Http {
+                phase: HttpPhase::Reading,
+                idle_since: now,
+                head_since: None,
+                served: 0,
+            },
             inbuf: Vec::new(),
             out: Outbox::default(),
             last_read: now,

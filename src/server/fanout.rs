@@ -24,7 +24,12 @@ pub(crate) struct FanoutTotals {
 
 /// Offers `frame` to every WebSocket session in `conns`. Keys of connections whose
 /// socket failed are pushed to `dead` (a reused buffer) for the caller to close.
-pub(crate) fn fan_out(conns: &mut Slab<Conn>, frame: &Arc<[u8]>, now: Instant, dead: &mut Vec<usize>) -> FanoutTotals {
+pub(crate) fn fan_out(
+    conns: &mut Slab<Conn>,
+    frame: &Arc<[u8]>,
+    now: Instant,
+    dead: &mut Vec<usize>,
+) -> FanoutTotals {
     let mut totals = FanoutTotals::default();
     for (key, conn) in conns.iter_mut() {
         if !conn.is_subscriber() {
@@ -99,7 +104,10 @@ mod tests {
         let mut w = Room(3, Vec::new());
         assert_eq!(write_all_or_park(&mut w, b"hello").unwrap(), 3);
         let mut w = Room(0, Vec::new());
-        assert_eq!(write_all_or_park(&mut w, b"hello").unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            write_all_or_park(&mut w, b"hello").unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         let mut w = Room(10, Vec::new());
         assert_eq!(write_all_or_park(&mut w, b"hello").unwrap(), 5);
     }

@@ -50,11 +50,14 @@ pub(crate) struct LoopCtx {
 
 /// Reads until the socket would block, handling what arrives, then flushes.
 pub(crate) fn on_readable(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, now: Instant) -> Verdict {
-    let cap = ctx.shared.config.http_limits.max_head + ctx.shared.config.http_limits.max_body + 4096;
+    let cap =
+        ctx.shared.config.http_limits.max_head + ctx.shared.config.http_limits.max_body + 4096;
     loop {
         // A connection waiting on a worker holds at most `cap` pipelined bytes; the rest
         // stays in the kernel and is read when the answer is out (see `on_completion`).
-        if matches!(conn.state, State::Http { phase: HttpPhase::Waiting { .. }, .. }) && conn.inbuf.len() >= cap {
+        if matches!(conn.state, State::Http { phase: HttpPhase::Waiting { .. }, .. })
+            && conn.inbuf.len() >= cap
+        {
             break;
         }
         match conn.socket.read(&mut ctx.read_buf) {
@@ -104,10 +107,10 @@ fn on_eof(conn: &mut Conn, now: Instant) -> Verdict {
 
 /// Handles whatever complete requests or frames `inbuf` holds.
 pub(crate) fn process(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, now: Instant) -> Verdict {
-    if let State::Http { .. } = conn.state {
-        if process_http(conn, key, ctx, now) == Verdict::Close {
-            return Verdict::Close;
-        }
+    if let State::Http { .. } = conn.state
+        && process_http(conn, key, ctx, now) == Verdict::Close
+    {
+        return Verdict::Close;
     }
     if let State::WebSocket(_) = conn.state {
         return process_ws(conn, ctx, now);
@@ -163,21 +166,32 @@ fn handle_request(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, req: Request, 
             send_response(conn, r, keep_alive, origin.as_deref(), now);
         }
         Route::Metrics { head_only } => {
-            let mut r = Response::new(200).header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+            let mut r = Response::new(200)
+                .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
             r.body = shared.metrics.render().into_bytes();
             r.head_only = head_only;
             send_response(conn, r, keep_alive, origin.as_deref(), now);
         }
-        Route::IssueToken { api_key } => {
-            submit(conn, key, ctx, Task::IssueToken { api_key, ip: conn.peer.ip() }, keep_alive, origin, now)
-        }
+        Route::IssueToken { api_key } => submit(
+            conn,
+            key,
+            ctx,
+            Task::IssueToken { api_key, ip: conn.peer.ip() },
+            keep_alive,
+            origin,
+            now,
+        ),
         Route::Static(sreq) => submit(conn, key, ctx, Task::Static(sreq), keep_alive, origin, now),
         Route::RevokeToken { token } => {
             let r = match shared.tokens.verify(&token, unix_now()) {
                 Ok(verified) => {
                     shared.tokens.revoke_token(&token);
                     shared.broadcast(super::Control::RevokeToken(verified.id));
-                    crate::info!("token revoked by its holder", user_id = verified.actor.user_id, token = crate::auth::token::TokenStore::fingerprint(&token));
+                    crate::info!(
+                        "token revoked by its holder",
+                        user_id = verified.actor.user_id,
+                        token = crate::auth::token::TokenStore::fingerprint(&token)
+                    );
                     Response::json(200, &serde_json::json!({ "revoked": true }))
                 }
                 Err(_) => Response::error(&HttpError::AuthenticationRequired),
@@ -189,7 +203,15 @@ fn handle_request(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, req: Request, 
 }
 
 /// Hands blocking work to the pool; the answer comes back through `on_completion`.
-fn submit(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, task: Task, keep_alive: bool, origin: Option<String>, now: Instant) {
+fn submit(
+    conn: &mut Conn,
+    key: usize,
+    ctx: &mut LoopCtx,
+    task: Task,
+    keep_alive: bool,
+    origin: Option<String>,
+    now: Instant,
+) {
     let job = Job { task, reply: ReplyTo { shard: ctx.shard, conn: key, serial: conn.serial } };
     match ctx.shared.jobs.try_send(job) {
         Ok(()) => {
@@ -199,14 +221,27 @@ fn submit(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, task: Task, keep_alive
         }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             crate::warn!("worker queue full; answering 503");
-            send_response(conn, Response::error(&HttpError::ServerBusy), false, origin.as_deref(), now);
+            send_response(
+                conn,
+                Response::error(&HttpError::ServerBusy),
+                false,
+                origin.as_deref(),
+                now,
+            );
         }
     }
 }
 
 /// A worker's answer for this connection.
-pub(crate) fn on_completion(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, response: Response, now: Instant) -> Verdict {
-    let State::Http { phase: HttpPhase::Waiting { keep_alive, origin }, .. } = &mut conn.state else {
+pub(crate) fn on_completion(
+    conn: &mut Conn,
+    key: usize,
+    ctx: &mut LoopCtx,
+    response: Response,
+    now: Instant,
+) -> Verdict {
+    let State::Http { phase: HttpPhase::Waiting { keep_alive, origin }, .. } = &mut conn.state
+    else {
         return Verdict::Open;
     };
     let (keep_alive, origin) = (*keep_alive && !ctx.shared.is_shutting_down(), origin.take());
@@ -223,7 +258,13 @@ pub(crate) fn on_completion(conn: &mut Conn, key: usize, ctx: &mut LoopCtx, resp
 }
 
 /// Queues a response; without keep-alive the connection then closes after the flush.
-fn send_response(conn: &mut Conn, mut r: Response, keep_alive: bool, origin: Option<&str>, now: Instant) {
+fn send_response(
+    conn: &mut Conn,
+    mut r: Response,
+    keep_alive: bool,
+    origin: Option<&str>,
+    now: Instant,
+) {
     if let Some(origin) = origin.filter(|_| !r.has_header("Access-Control-Allow-Origin")) {
         cors::allow_origin(&mut r, origin);
     }
@@ -242,10 +283,19 @@ fn queue(conn: &mut Conn, bytes: Vec<u8>, now: Instant) {
 }
 
 /// `GET /ws/ticker`: the token first (401 before any upgrade), then the handshake.
-fn upgrade(conn: &mut Conn, ctx: &mut LoopCtx, req: &Request, token: Option<String>, origin: Option<String>, now: Instant) {
+fn upgrade(
+    conn: &mut Conn,
+    ctx: &mut LoopCtx,
+    req: &Request,
+    token: Option<String>,
+    origin: Option<String>,
+    now: Instant,
+) {
     let shared = ctx.shared.clone();
     let metrics = &shared.metrics;
-    let refuse = |conn: &mut Conn, e: HttpError| send_response(conn, Response::error(&e), req.keep_alive(), origin.as_deref(), now);
+    let refuse = |conn: &mut Conn, e: HttpError| {
+        send_response(conn, Response::error(&e), req.keep_alive(), origin.as_deref(), now)
+    };
     let Some(token) = token else {
         metrics.ws_auth(WsAuthOutcome::Missing);
         return refuse(conn, HttpError::AuthenticationRequired);
@@ -253,7 +303,11 @@ fn upgrade(conn: &mut Conn, ctx: &mut LoopCtx, req: &Request, token: Option<Stri
     let verified = match shared.tokens.verify(&token, unix_now()) {
         Ok(v) => v,
         Err(e) => {
-            metrics.ws_auth(if e == TokenError::Expired { WsAuthOutcome::Expired } else { WsAuthOutcome::Invalid });
+            metrics.ws_auth(if e == TokenError::Expired {
+                WsAuthOutcome::Expired
+            } else {
+                WsAuthOutcome::Invalid
+            });
             return refuse(conn, HttpError::AuthenticationRequired);
         }
     };
@@ -270,7 +324,8 @@ fn upgrade(conn: &mut Conn, ctx: &mut LoopCtx, req: &Request, token: Option<Stri
     crate::debug!("session opened", user_id = verified.actor.id, peer = conn.peer);
 
     queue(conn, handshake::switching_protocols(&handshake::accept_key(&key)), now);
-    let welcome = serde_json::json!({ "type": "welcome", "user_id": verified.actor.id }).to_string();
+    let welcome =
+        serde_json::json!({ "type": "welcome", "user_id": verified.actor.id }).to_string();
     conn.out.push(frame::encode_frame(OpCode::Text, welcome.as_bytes()));
     if let Some(snapshot) = &ctx.snapshot {
         conn.out.offer_tick(snapshot.frame.clone());
@@ -338,7 +393,13 @@ fn process_ws(conn: &mut Conn, ctx: &mut LoopCtx, now: Instant) -> Verdict {
 
 /// Server-initiated close of a WebSocket session: drop what is pending (but finish the
 /// frame in flight), send the close frame, then linger briefly.
-pub(crate) fn start_close(conn: &mut Conn, ctx: &LoopCtx, code: CloseCode, reason: &str, now: Instant) {
+pub(crate) fn start_close(
+    conn: &mut Conn,
+    ctx: &LoopCtx,
+    code: CloseCode,
+    reason: &str,
+    now: Instant,
+) {
     if !conn.is_subscriber() {
         return;
     }
@@ -372,14 +433,13 @@ pub(crate) fn flush(conn: &mut Conn, ctx: &LoopCtx, now: Instant) -> Verdict {
             Err(_) => return Verdict::Close,
         }
     }
-    if conn.out.is_empty() {
-        if let State::Closing { write_shut, .. } = &mut conn.state {
-            if !*write_shut {
-                // FIN after the last byte; the peer's FIN (or the deadline) ends it.
-                let _ = conn.socket.shutdown(Shutdown::Write);
-                *write_shut = true;
-            }
-        }
+    if conn.out.is_empty()
+        && let State::Closing { write_shut, .. } = &mut conn.state
+        && !*write_shut
+    {
+        // FIN after the last byte; the peer's FIN (or the deadline) ends it.
+        let _ = conn.socket.shutdown(Shutdown::Write);
+        *write_shut = true;
     }
     Verdict::Open
 }
@@ -392,7 +452,8 @@ pub(crate) fn on_timer(conn: &mut Conn, ctx: &LoopCtx, now: Instant) -> Verdict 
         State::Http { phase: HttpPhase::Reading, head_since, idle_since, served } => {
             let head_expired = head_since.is_some_and(|t| now >= t + cfg.head_timeout);
             let idle_limit = if *served == 0 { cfg.head_timeout } else { cfg.keepalive_timeout };
-            let idle_expired = head_since.is_none() && conn.out.is_empty() && now >= *idle_since + idle_limit;
+            let idle_expired =
+                head_since.is_none() && conn.out.is_empty() && now >= *idle_since + idle_limit;
             if head_expired {
                 crate::debug!("request head timeout", peer = conn.peer);
                 send_response(conn, Response::error(&HttpError::RequestTimeout), false, None, now);
@@ -425,7 +486,11 @@ pub(crate) fn on_timer(conn: &mut Conn, ctx: &LoopCtx, now: Instant) -> Verdict 
             Verdict::Open
         }
         State::Closing { deadline, .. } => {
-            if now >= *deadline { Verdict::Close } else { Verdict::Open }
+            if now >= *deadline {
+                Verdict::Close
+            } else {
+                Verdict::Open
+            }
         }
     }
 }

@@ -116,18 +116,24 @@ impl From<std::io::Error> for StartError {
 /// Runs the server until SIGINT/SIGTERM; returns once every shard has finished.
 pub fn run(config: Config) -> Result<(), StartError> {
     let fd_limit = raise_fd_limit();
-    let max_connections = config.max_connections.unwrap_or_else(|| fd_limit.saturating_sub(FD_RESERVE).max(16));
+    let max_connections =
+        config.max_connections.unwrap_or_else(|| fd_limit.saturating_sub(FD_RESERVE).max(16));
 
     let key = match std::env::var("TICKER_TOKEN_KEY") {
-        Ok(secret) => TokenKey::from_secret(&secret).map_err(|e| StartError::TokenKey(format!("{e:?}")))?,
+        Ok(secret) => {
+            TokenKey::from_secret(&secret).map_err(|e| StartError::TokenKey(format!("{e:?}")))?
+        }
         Err(_) => {
-            crate::warn!("TICKER_TOKEN_KEY is not set; using a random key (tokens end with this process)");
+            crate::warn!(
+                "TICKER_TOKEN_KEY is not set; using a random key (tokens end with this process)"
+            );
             TokenKey::random().map_err(|e| StartError::TokenKey(format!("{e:?}")))?
         }
     };
-    migrate(&config.db_path)?;
+    let revocation_cursor = migrate(&config.db_path)?;
 
-    let std_listener = std::net::TcpListener::bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
+    let std_listener =
+        std::net::TcpListener::bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
     std_listener.set_nonblocking(true)?;
     let local_addr = std_listener.local_addr()?;
 
@@ -166,14 +172,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
     });
 
     let public_root = std::fs::canonicalize(&config.public_dir).unwrap_or_else(|e| {
-        crate::warn!("public folder not found; static files will be 404", path = config.public_dir.display(), error = e);
+        crate::warn!(
+            "public folder not found; static files will be 404",
+            path = config.public_dir.display(),
+            error = e
+        );
         config.public_dir.clone()
     });
     let worker_ctx = Arc::new(WorkerContext {
         db_path: config.db_path.clone(),
         public_root,
         tokens: tokens.clone(),
-        limiter: Arc::new(LoginLimiter::new(config.login_failures_per_minute, Duration::from_secs(60))),
+        limiter: Arc::new(LoginLimiter::new(
+            config.login_failures_per_minute,
+            Duration::from_secs(60),
+        )),
         metrics: metrics.clone(),
         shards: mailboxes,
     });
@@ -183,15 +196,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Some(seed) => Rng::from_seed(seed),
         None => Rng::from_os().map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?,
     };
-    let ticker = Ticker::start(PriceModel::new(&config.symbols, rng), config.tick_interval, tick_subscribers, metrics.clone())?;
+    let ticker = Ticker::start(
+        PriceModel::new(&config.symbols, rng),
+        config.tick_interval,
+        tick_subscribers,
+        metrics.clone(),
+    )?;
 
     spawn_signal_thread(shared.clone())?;
-    spawn_revocation_watcher(shared.clone())?;
+    spawn_revocation_watcher(shared.clone(), revocation_cursor)?;
 
     let mut handles = Vec::new();
-    for (id, (poll, (ticks, completions, controls))) in polls.into_iter().zip(receivers).enumerate() {
+    for (id, (poll, (ticks, completions, controls))) in polls.into_iter().zip(receivers).enumerate()
+    {
         let listener = mio::net::TcpListener::from_std(std_listener.try_clone()?);
-        let shard = shard::Shard::new(shard::ShardParts { id, poll, listener, shared: shared.clone(), ticks, completions, controls })?;
+        let shard = shard::Shard::new(shard::ShardParts {
+            id,
+            poll,
+            listener,
+            shared: shared.clone(),
+            ticks,
+            completions,
+            controls,
+        })?;
         handles.push(thread::Builder::new().name(format!("io-{id}")).spawn(move || shard.run())?);
     }
     drop(std_listener);
@@ -221,7 +248,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 /// Creates or upgrades the database and logs the demo key, as the seed's migrate.lua does.
-fn migrate(db_path: &Path) -> Result<(), StartError> {
+/// Returns where the revocation log ends, so the watcher misses no later revocation.
+fn migrate(db_path: &Path) -> Result<i64, StartError> {
     let conn = keys::open(db_path).map_err(StartError::Database)?;
     let demo = keys::migrate(&conn, &keys::demo_key_file(db_path)).map_err(StartError::Database)?;
     // The SPEC's one exception to "never log a key": the demo key, so a new user can copy it.
@@ -230,7 +258,7 @@ fn migrate(db_path: &Path) -> Result<(), StartError> {
     } else {
         crate::info!("demo API key exists", api_key = demo.key, db = db_path.display());
     }
-    Ok(())
+    keys::revocation_cursor(&conn).map_err(StartError::Database)
 }
 
 /// SIGINT/SIGTERM start a graceful shutdown; a second signal exits at once.
@@ -254,9 +282,8 @@ fn spawn_signal_thread(shared: Arc<Shared>) -> std::io::Result<()> {
 
 /// Polls the database for API keys revoked by any process (the CLI included), ends their
 /// tokens and closes their sessions; purges expired tokens now and then.
-fn spawn_revocation_watcher(shared: Arc<Shared>) -> std::io::Result<()> {
+fn spawn_revocation_watcher(shared: Arc<Shared>, mut cursor: i64) -> std::io::Result<()> {
     thread::Builder::new().name("revocations".into()).spawn(move || {
-        let mut cursor: Option<i64> = None;
         let mut conn = None;
         let mut last_purge = Instant::now();
         while !shared.is_shutting_down() {
@@ -269,19 +296,9 @@ fn spawn_revocation_watcher(shared: Arc<Shared>) -> std::io::Result<()> {
                 conn = keys::open(&shared.config.db_path).ok();
             }
             let Some(db) = &conn else { continue };
-            let start = match cursor {
-                Some(c) => c,
-                None => match keys::revocation_cursor(db) {
-                    Ok(c) => *cursor.insert(c),
-                    Err(_) => {
-                        conn = None;
-                        continue;
-                    }
-                },
-            };
-            match keys::revoked_since(db, start) {
+            match keys::revoked_since(db, cursor) {
                 Ok((ids, next)) => {
-                    cursor = Some(next);
+                    cursor = next;
                     if !ids.is_empty() {
                         for id in &ids {
                             shared.tokens.revoke_api_key(*id);

@@ -76,7 +76,12 @@ impl Shard {
             poll,
             listener: Some(listener),
             conns: Slab::with_capacity(1024),
-            ctx: LoopCtx { shard: id, shared, snapshot: None, read_buf: vec![0u8; READ_BUF].into_boxed_slice() },
+            ctx: LoopCtx {
+                shard: id,
+                shared,
+                snapshot: None,
+                read_buf: vec![0u8; READ_BUF].into_boxed_slice(),
+            },
             ticks,
             completions,
             controls,
@@ -97,7 +102,9 @@ impl Shard {
             if let Some(t) = self.accept_paused_until {
                 wake_at = wake_at.min(t);
             }
-            if let Err(e) = self.poll.poll(&mut events, Some(wake_at.saturating_duration_since(now))) {
+            if let Err(e) =
+                self.poll.poll(&mut events, Some(wake_at.saturating_duration_since(now)))
+            {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -110,7 +117,12 @@ impl Shard {
                 match event.token() {
                     LISTENER => self.accept_all(now),
                     WAKER => {}
-                    Token(key) => self.on_conn_event(key, event.is_readable() || event.is_read_closed() || event.is_error(), event.is_writable(), now),
+                    Token(key) => self.on_conn_event(
+                        key,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                        now,
+                    ),
                 }
             }
             self.drain_completions(now);
@@ -123,10 +135,10 @@ impl Shard {
                 self.sweep(now);
                 next_sweep = now + SWEEP_EVERY;
             }
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.conns.is_empty() || now >= deadline {
-                    return Ok(());
-                }
+            if let Some(deadline) = self.shutdown_deadline
+                && (self.conns.is_empty() || now >= deadline)
+            {
+                return Ok(());
             }
         }
     }
@@ -144,7 +156,11 @@ impl Shard {
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Out of descriptors: pending connections stay in the backlog; try
                     // again shortly instead of spinning on a listener that stays ready.
-                    crate::warn!("accept failed; pausing", error = e, pause_ms = ACCEPT_BACKOFF.as_millis());
+                    crate::warn!(
+                        "accept failed; pausing",
+                        error = e,
+                        pause_ms = ACCEPT_BACKOFF.as_millis()
+                    );
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
@@ -165,7 +181,12 @@ impl Shard {
         let _ = socket.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE).is_err() {
+        if self
+            .poll
+            .registry()
+            .register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
             return;
         }
         self.next_serial += 1;
@@ -224,7 +245,8 @@ impl Shard {
             if conn.serial != done.reply.serial {
                 continue;
             }
-            if handle::on_completion(conn, key, &mut self.ctx, done.response, now) == Verdict::Close {
+            if handle::on_completion(conn, key, &mut self.ctx, done.response, now) == Verdict::Close
+            {
                 self.close(key);
             }
         }
@@ -237,12 +259,19 @@ impl Shard {
                 Control::RevokeApiKeys(ids) => {
                     self.close_sessions_where(now, "revoked", |s| ids.contains(&s.api_key_id))
                 }
-                Control::RevokeToken(id) => self.close_sessions_where(now, "revoked", |s| s.token_id == id),
+                Control::RevokeToken(id) => {
+                    self.close_sessions_where(now, "revoked", |s| s.token_id == id)
+                }
             }
         }
     }
 
-    fn close_sessions_where(&mut self, now: Instant, reason: &str, selects: impl Fn(&super::conn::Session) -> bool) {
+    fn close_sessions_where(
+        &mut self,
+        now: Instant,
+        reason: &str,
+        selects: impl Fn(&super::conn::Session) -> bool,
+    ) {
         let mut closed = 0u64;
         for (key, conn) in self.conns.iter_mut() {
             let hit = matches!(&conn.state, State::WebSocket(s) if selects(s));
@@ -274,12 +303,22 @@ impl Shard {
         for (key, conn) in self.conns.iter_mut() {
             match &conn.state {
                 State::WebSocket(_) => {
-                    handle::start_close(conn, &self.ctx, CloseCode::GoingAway, "server shutting down", now);
+                    handle::start_close(
+                        conn,
+                        &self.ctx,
+                        CloseCode::GoingAway,
+                        "server shutting down",
+                        now,
+                    );
                     if handle::flush(conn, &self.ctx, now) == Verdict::Close {
                         idle.push(key);
                     }
                 }
-                State::Http { phase: HttpPhase::Reading, .. } if conn.out.is_empty() && conn.inbuf.is_empty() => idle.push(key),
+                State::Http { phase: HttpPhase::Reading, .. }
+                    if conn.out.is_empty() && conn.inbuf.is_empty() =>
+                {
+                    idle.push(key)
+                }
                 _ => {}
             }
         }

@@ -66,9 +66,9 @@ impl Ticker {
         let subscribers = Arc::new(subscribers);
         let supervisor = {
             let stop = stop.clone();
-            thread::Builder::new().name("ticker-supervisor".into()).spawn(move || {
-                supervise(state, interval, subscribers, metrics, stop)
-            })?
+            thread::Builder::new()
+                .name("ticker-supervisor".into())
+                .spawn(move || supervise(state, interval, subscribers, metrics, stop))?
         };
         Ok(Ticker { stop, supervisor: Some(supervisor) })
     }
@@ -197,7 +197,12 @@ fn write_payload(out: &mut Vec<u8>, seq: u64, ts_us: u64, secs: u64, quotes: &[Q
             out.push(b',');
         }
         // Symbol names are validated as [A-Za-z0-9._-] in config, so no escaping is needed.
-        let _ = write!(out, r#"{{"symbol":"{}","price":{},"timestamp":{secs}}}"#, q.symbol, Price(q.price));
+        let _ = write!(
+            out,
+            r#"{{"symbol":"{}","price":{},"timestamp":{secs}}}"#,
+            q.symbol,
+            Price(q.price)
+        );
     }
     out.extend_from_slice(b"]}");
 }

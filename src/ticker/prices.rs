@@ -135,7 +135,11 @@ mod tests {
     #[test]
     fn uniform_draws_stay_in_the_unit_interval() {
         let mut rng = Rng::from_seed(3);
-        let mean = (0..100_000).map(|_| rng.next_f64()).inspect(|r| assert!((0.0..1.0).contains(r))).sum::<f64>() / 100_000.0;
+        let mean = (0..100_000)
+            .map(|_| rng.next_f64())
+            .inspect(|r| assert!((0.0..1.0).contains(r)))
+            .sum::<f64>()
+            / 100_000.0;
         assert!((mean - 0.5).abs() < 0.01);
     }
 }

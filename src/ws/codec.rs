@@ -49,7 +49,9 @@ impl Decoder {
         let Some(mask) = header.mask else { return Err(ProtocolError::UnmaskedFrameFromClient) };
         match (header.opcode, &self.fragments) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text | OpCode::Binary, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
             _ => {}
         }
         if !header.opcode.is_control() {
@@ -70,7 +72,12 @@ impl Decoder {
         Ok(Status::Complete { value: message, consumed: end })
     }
 
-    fn absorb(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) -> Result<Option<Message>, ProtocolError> {
+    fn absorb(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+    ) -> Result<Option<Message>, ProtocolError> {
         match opcode {
             OpCode::Ping => Ok(Some(Message::Ping(payload.to_vec()))),
             OpCode::Pong => Ok(Some(Message::Pong(payload.to_vec()))),
@@ -164,7 +171,10 @@ mod tests {
         bytes.extend(encode_client_frame(true, OpCode::Ping, b"p", MASK));
         bytes.extend(encode_client_frame(true, OpCode::Text, b"b", MASK));
         let msgs = decode_all(&mut Decoder::new(1024), &bytes).unwrap();
-        assert_eq!(msgs, [Message::Text("a".into()), Message::Ping(b"p".to_vec()), Message::Text("b".into())]);
+        assert_eq!(
+            msgs,
+            [Message::Text("a".into()), Message::Ping(b"p".to_vec()), Message::Text("b".into())]
+        );
     }
 
     #[test]
@@ -180,18 +190,33 @@ mod tests {
     #[test]
     fn each_rule_has_its_error() {
         let unmasked = [0x81, 0x01, b'a'];
-        assert_eq!(decode_all(&mut Decoder::new(1024), &unmasked), Err(ProtocolError::UnmaskedFrameFromClient));
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &unmasked),
+            Err(ProtocolError::UnmaskedFrameFromClient)
+        );
         let cont = encode_client_frame(true, OpCode::Continuation, b"x", MASK);
-        assert_eq!(decode_all(&mut Decoder::new(1024), &cont), Err(ProtocolError::UnexpectedContinuation));
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &cont),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
         let mut two = encode_client_frame(false, OpCode::Text, b"x", MASK);
         two.extend(encode_client_frame(true, OpCode::Text, b"y", MASK));
-        assert_eq!(decode_all(&mut Decoder::new(1024), &two), Err(ProtocolError::ExpectedContinuation));
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &two),
+            Err(ProtocolError::ExpectedContinuation)
+        );
         let bad = encode_client_frame(true, OpCode::Text, &[0xff, 0xfe], MASK);
         assert_eq!(decode_all(&mut Decoder::new(1024), &bad), Err(ProtocolError::InvalidUtf8));
         let close1 = encode_client_frame(true, OpCode::Close, &[3], MASK);
-        assert_eq!(decode_all(&mut Decoder::new(1024), &close1), Err(ProtocolError::InvalidCloseFrame));
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &close1),
+            Err(ProtocolError::InvalidCloseFrame)
+        );
         let close_bad_code = encode_client_frame(true, OpCode::Close, &1005u16.to_be_bytes(), MASK);
-        assert_eq!(decode_all(&mut Decoder::new(1024), &close_bad_code), Err(ProtocolError::InvalidCloseFrame));
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &close_bad_code),
+            Err(ProtocolError::InvalidCloseFrame)
+        );
         let mut close_bad_reason = 1000u16.to_be_bytes().to_vec();
         close_bad_reason.push(0xff);
         let f = encode_client_frame(true, OpCode::Close, &close_bad_reason, MASK);
@@ -216,7 +241,10 @@ mod tests {
         let mut payload = 1000u16.to_be_bytes().to_vec();
         payload.extend_from_slice(b"bye");
         let f = encode_client_frame(true, OpCode::Close, &payload, MASK);
-        assert_eq!(decode_all(&mut Decoder::new(1024), &f).unwrap(), [Message::Close(Some((1000, "bye".into())))]);
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &f).unwrap(),
+            [Message::Close(Some((1000, "bye".into())))]
+        );
         let empty = encode_client_frame(true, OpCode::Close, &[], MASK);
         assert_eq!(decode_all(&mut Decoder::new(1024), &empty).unwrap(), [Message::Close(None)]);
     }

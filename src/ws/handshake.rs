@@ -17,7 +17,9 @@ pub fn check_upgrade(req: &Request) -> Result<String, HttpError> {
     if req.method != Method::Get {
         return Err(HttpError::MethodNotAllowed { allow: "GET, OPTIONS" });
     }
-    if !req.header_has_token("Upgrade", "websocket") || !req.header_has_token("Connection", "upgrade") {
+    if !req.header_has_token("Upgrade", "websocket")
+        || !req.header_has_token("Connection", "upgrade")
+    {
         return Err(HttpError::UpgradeRequired);
     }
     if req.header("Sec-WebSocket-Version") != Some("13") {

@@ -1,0 +1,116 @@
+//! Operations: health, metrics, graceful shutdown, and key management while serving.
+
+use std::process::Command;
+
+use crate::util::*;
+
+#[test]
+fn healthz_and_metrics_answer() {
+    let s = TestServer::start();
+    let r = s.get("/healthz");
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
+    let mut ws = s.ws(&s.token());
+    for _ in 0..5 {
+        next_of_type(&mut ws, "ticker");
+    }
+    let r = s.get("/metrics");
+    assert_eq!(r.header("Content-Type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert!(s.metric("ticker_ticks_total") >= 5.0);
+    assert!(s.metric("ticker_frames_sent_total") >= 4.0);
+    assert_eq!(s.metric("ticker_ws_sessions_open"), 1.0);
+    assert!(r.text().contains("ticker_auth_requests_total{outcome=\"issued\"} 1"));
+    assert!(r.text().contains("# TYPE ticker_fanout_duration_seconds histogram"));
+}
+
+#[test]
+fn sigterm_sends_1001_to_every_session_and_exits_0() {
+    let s = TestServer::start();
+    let token = s.token();
+    let mut sessions: Vec<Ws> = (0..3).map(|_| s.ws(&token)).collect();
+    for ws in &mut sessions {
+        next_of_type(ws, "ticker");
+    }
+    let pid = s.pid();
+    let readers: Vec<_> = sessions
+        .into_iter()
+        .map(|mut ws| std::thread::spawn(move || read_until_close(&mut ws)))
+        .collect();
+    let (status, _) = s.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "exit status {status:?} (pid {pid})");
+    for r in readers {
+        assert_eq!(r.join().unwrap(), Some(1001));
+    }
+}
+
+#[test]
+fn a_key_revoked_from_the_cli_closes_its_live_sessions_with_1008() {
+    let s = TestServer::start();
+    let db = s.db_path();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+            .arg("keys")
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let key = cli(&["create", "--user", "alice"]).trim().to_owned();
+    let r = s.post("/auth/token", &format!(r#"{{"api_key":"{key}"}}"#));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["user_id"], "alice");
+    let mut ws = s.ws(r.json()["token"].as_str().unwrap());
+    assert_eq!(next_of_type(&mut ws, "welcome")["user_id"], "user:alice");
+    let list = cli(&["list"]);
+    assert!(list.contains("alice") && !list.contains(&key), "list never shows keys:\n{list}");
+    let id = list
+        .lines()
+        .find(|l| l.contains("alice"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    cli(&["revoke", &id]);
+    assert_eq!(read_until_close(&mut ws), Some(1008));
+    let r = s.post("/auth/token", &format!(r#"{{"api_key":"{key}"}}"#));
+    assert_eq!(r.status, 401);
+    // The demo user is unaffected.
+    s.token();
+}
+
+#[test]
+fn logs_of_a_session_contain_no_token_and_no_key_but_the_demo_line() {
+    let s = TestServer::start();
+    let token = s.token();
+    let mut ws = s.ws(&token);
+    next_of_type(&mut ws, "ticker");
+    s.post("/auth/token", r#"{"api_key":"wrong-key-value"}"#);
+    drop(ws);
+    let logs = s.logs();
+    assert!(!logs.contains(&token), "token in logs");
+    assert!(!logs.contains("wrong-key-value"));
+    assert_eq!(logs.matches(&s.demo_key).count(), 1, "only the demo key line");
+}
+
+#[test]
+fn repeated_failed_logins_get_429_with_retry_after_and_others_pass() {
+    let s = TestServer::start_with(Opts::default().arg("--login-failures", "3"));
+    for _ in 0..3 {
+        assert_eq!(s.post("/auth/token", r#"{"api_key":"bad"}"#).status, 401);
+    }
+    let r = s.post("/auth/token", r#"{"api_key":"bad"}"#);
+    assert_eq!(r.status, 429);
+    assert!(r.header("Retry-After").unwrap().parse::<u64>().unwrap() > 0);
+    // The same address with the right key is limited too (per-IP limit), so check
+    // that a different source address is not: connect from 127.0.0.2.
+    let sock = std::net::TcpStream::connect((std::net::Ipv4Addr::new(127, 0, 0, 2), s.addr.port()));
+    if let Ok(mut c) = sock {
+        use std::io::Write;
+        let body = format!(r#"{{"api_key":"{}"}}"#, s.demo_key);
+        write!(c, "POST /auth/token HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        assert_eq!(read_response(&mut c).unwrap().status, 200);
+    }
+}

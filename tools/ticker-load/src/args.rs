@@ -1,0 +1,449 @@
+//! Command-line arguments: parsed by hand (no dependency), validated once into [`Args`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub(crate) const HELP: &str = "\
+ticker-load: open many WebSocket subscribers to a ticker server and measure what they get
+
+USAGE:
+    ticker-load --url http://127.0.0.1:8081 --api-key KEY [OPTIONS]
+    ticker-load --url ws://HOST:PORT/PATH --no-auth [OPTIONS]
+    ticker-load compare RUN.json...     one table row per saved --json run
+
+TARGET AND AUTH:
+    --url URL             http://HOST:PORT (crypto-ticker: token from POST /auth/token,
+                          stream from --path) or ws://HOST:PORT/PATH (stream from PATH).
+                          No TLS.                              [default: http://127.0.0.1:8081]
+    --path PATH           WebSocket path for an http:// URL   [default: /ws/ticker]
+    --api-key KEY         exchange KEY for a token at POST /auth/token
+                          (or set TICKER_LOAD_API_KEY, which keeps it out of `ps`)
+    --token TOKEN         use this token instead of getting one
+    --token-in-query      send the token as ?x-auth-token= instead of
+                          `Authorization: Bearer`
+    --no-auth             no token: benchmark any server that sends one message per tick
+                          (messages without `seq` are counted, not gap-checked)
+
+LOAD:
+    --connections N       subscribers to open                  [default: 100]
+    --ramp RATE           opening rate: N/s, N/m or N (per second)  [default: 500/s]
+    --warmup DURATION     settle time after the ramp, not measured   [default: 1s]
+    --duration DURATION   the steady (measured) window after ramp + warmup [default: 30s]
+                          The run ends by itself: ramp (bounded by --connect-timeout)
+                          + warmup + duration + at most 2 s of closing handshakes.
+    --connect-timeout D   per-connection bound on TCP connect + handshake [default: 10s]
+    --threads N           event-loop threads; keep it below the number of cores, or
+                          the generator competes with the server it measures [default: 1]
+    --bind IP,IP,...      source addresses, round-robin per connection; each gives
+                          ~28k more ephemeral ports (e.g. 127.0.0.2,127.0.0.3)
+
+MEASURE AND REPORT:
+    --server-pid PID      read /proc/PID around the steady window: server CPU per
+                          delivered frame and RSS growth per connection (same host)
+    --json FILE           write the summary as JSON
+    --report FILE         write a self-contained report: FILE.html or FILE.svg
+    --quiet               no progress line on stderr
+
+    -h, --help            this text
+    -V, --version         version
+
+DURATIONS take ms, s or m: 500ms, 30s, 2m.
+
+The steady window starts when every connection has opened or failed, plus --warmup.
+Tick latency (receive time - ts_us), messages, seq gaps and CPU figures cover only the
+steady window; connections and handshake latency cover the whole run. One live line
+per second goes to stderr; the table goes to stdout. Ctrl-C ends the run early and
+still reports. Exit status: 0 when at least one connection opened, 1 otherwise,
+2 for bad arguments.
+";
+
+/// How the tool authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Auth {
+    ApiKey(String),
+    Token(String),
+    None,
+}
+
+/// Where to connect: host and port, the WebSocket path, and whether to get a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Host as written in the URL (also sent as the `Host` header).
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// WebSocket request target, with query if the URL had one.
+    pub(crate) ws_path: String,
+}
+
+impl Target {
+    /// The `Host` header value.
+    pub(crate) fn host_header(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://{}:{}{}", self.host, self.port, self.ws_path)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Args {
+    pub(crate) target: Target,
+    pub(crate) auth: Auth,
+    pub(crate) token_in_query: bool,
+    pub(crate) connections: usize,
+    /// Connections opened per second.
+    pub(crate) ramp_per_sec: f64,
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) threads: usize,
+    pub(crate) bind: Vec<IpAddr>,
+    pub(crate) server_pid: Option<u32>,
+    pub(crate) json: Option<PathBuf>,
+    pub(crate) report: Option<PathBuf>,
+    pub(crate) quiet: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Command {
+    Run(Box<Args>),
+    Compare(Vec<PathBuf>),
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ArgError {
+    Unknown(String),
+    MissingValue(&'static str),
+    Invalid { flag: &'static str, value: String, why: &'static str },
+    NoAuth,
+    Conflict(&'static str),
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgError::Unknown(arg) => write!(f, "unknown argument `{arg}` (see --help)"),
+            ArgError::MissingValue(flag) => write!(f, "{flag} needs a value"),
+            ArgError::Invalid { flag, value, why } => write!(f, "{flag} `{value}`: {why}"),
+            ArgError::NoAuth => f.write_str("give --api-key KEY, --token TOKEN or --no-auth"),
+            ArgError::Conflict(what) => f.write_str(what),
+        }
+    }
+}
+
+/// Parses the arguments after the program name. `env_api_key` is `TICKER_LOAD_API_KEY`.
+pub(crate) fn parse<I>(args: I, env_api_key: Option<String>) -> Result<Command, ArgError>
+where
+    I: IntoIterator<Item = String>,
+{
+    let mut it = args.into_iter().peekable();
+    if it.peek().is_some_and(|a| a == "compare") {
+        let files: Vec<PathBuf> = it.skip(1).map(PathBuf::from).collect();
+        if files.is_empty() {
+            return Err(ArgError::MissingValue("compare"));
+        }
+        return Ok(Command::Compare(files));
+    }
+
+    let mut url = String::from("http://127.0.0.1:8081");
+    let mut path = None;
+    let mut api_key = None;
+    let mut token = None;
+    let mut no_auth = false;
+    let mut args = Args {
+        target: Target { host: String::new(), port: 0, ws_path: String::new() },
+        auth: Auth::None,
+        token_in_query: false,
+        connections: 100,
+        ramp_per_sec: 500.0,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(10),
+        threads: 1,
+        bind: Vec::new(),
+        server_pid: None,
+        json: None,
+        report: None,
+        quiet: false,
+    };
+
+    while let Some(arg) = it.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &'static str| -> Result<String, ArgError> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it.next().ok_or(ArgError::MissingValue(name)),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--url" => url = value("--url")?,
+            "--path" => path = Some(value("--path")?),
+            "--api-key" => api_key = Some(value("--api-key")?),
+            "--token" => token = Some(value("--token")?),
+            "--token-in-query" => args.token_in_query = true,
+            "--no-auth" => no_auth = true,
+            "--connections" | "-c" => {
+                args.connections = positive("--connections", &value("--connections")?)?;
+            }
+            "--ramp" => args.ramp_per_sec = parse_ramp(&value("--ramp")?)?,
+            "--warmup" => args.warmup = duration("--warmup", &value("--warmup")?)?,
+            "--duration" | "-d" => args.duration = duration("--duration", &value("--duration")?)?,
+            "--connect-timeout" => {
+                let v = value("--connect-timeout")?;
+                args.connect_timeout = duration("--connect-timeout", &v)?;
+                if args.connect_timeout.is_zero() {
+                    return Err(invalid("--connect-timeout", &v, "must be above zero"));
+                }
+            }
+            "--threads" | "-t" => args.threads = positive("--threads", &value("--threads")?)?,
+            "--bind" => args.bind = parse_bind(&value("--bind")?)?,
+            "--server-pid" => {
+                let v = value("--server-pid")?;
+                args.server_pid = Some(v.parse().map_err(|_| invalid("--server-pid", &v, "not a pid"))?);
+            }
+            "--json" => args.json = Some(value("--json")?.into()),
+            "--report" => {
+                let v = value("--report")?;
+                if !(v.ends_with(".html") || v.ends_with(".svg")) {
+                    return Err(invalid("--report", &v, "must end in .html or .svg"));
+                }
+                args.report = Some(v.into());
+            }
+            "--quiet" | "-q" => args.quiet = true,
+            _ => return Err(ArgError::Unknown(arg)),
+        }
+    }
+
+    args.target = parse_url(&url, path.as_deref())?;
+    let api_key = api_key.or(env_api_key.filter(|k| !k.is_empty()));
+    args.auth = match (api_key, token, no_auth) {
+        (None, None, true) => Auth::None,
+        (Some(key), None, false) => Auth::ApiKey(key),
+        (None, Some(token), false) => Auth::Token(token),
+        (None, None, false) => return Err(ArgError::NoAuth),
+        _ => return Err(ArgError::Conflict("use only one of --api-key, --token, --no-auth")),
+    };
+    if args.token_in_query && args.auth == Auth::None {
+        return Err(ArgError::Conflict("--token-in-query needs a token"));
+    }
+    args.threads = args.threads.min(args.connections);
+    Ok(Command::Run(Box::new(args)))
+}
+
+fn invalid(flag: &'static str, value: &str, why: &'static str) -> ArgError {
+    ArgError::Invalid { flag, value: value.to_string(), why }
+}
+
+fn positive(flag: &'static str, v: &str) -> Result<usize, ArgError> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(invalid(flag, v, "must be a whole number above zero")),
+    }
+}
+
+/// `500ms`, `30s`, `2m`; `0` alone is allowed.
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
+    if v == "0" {
+        return Some(Duration::ZERO);
+    }
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (number, unit) = v.split_at(split);
+    let number: f64 = number.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+fn duration(flag: &'static str, v: &str) -> Result<Duration, ArgError> {
+    parse_duration(v).ok_or_else(|| invalid(flag, v, "expected a duration like 500ms, 30s or 2m"))
+}
+
+/// `500/s`, `6000/m` or `500`: connections per second.
+pub(crate) fn parse_ramp(v: &str) -> Result<f64, ArgError> {
+    let (number, per) = match v.split_once('/') {
+        Some((n, "s")) => (n, 1.0),
+        Some((n, "m")) => (n, 60.0),
+        Some(_) => return Err(invalid("--ramp", v, "expected N/s, N/m or N")),
+        None => (v, 1.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n / per),
+        _ => Err(invalid("--ramp", v, "the rate must be a number above zero")),
+    }
+}
+
+fn parse_bind(v: &str) -> Result<Vec<IpAddr>, ArgError> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().parse().map_err(|_| invalid("--bind", v, "expected IP addresses separated by commas")))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|ips| if ips.is_empty() { Err(invalid("--bind", v, "no address")) } else { Ok(ips) })
+}
+
+/// `http://host[:port][/]` or `ws://host[:port][/path[?query]]`; IPv6 hosts in brackets.
+pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgError> {
+    let bad = |why| invalid("--url", url, why);
+    let (scheme, rest) = url.split_once("://").ok_or(bad("expected http://HOST:PORT or ws://HOST:PORT/PATH"))?;
+    let (authority, url_path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let ws_path = match scheme {
+        "ws" => {
+            if path.is_some() {
+                return Err(ArgError::Conflict("--path is for http:// URLs; put the path in the ws:// URL"));
+            }
+            match url_path {
+                "" => "/".to_string(),
+                p if p.starts_with('?') => format!("/{p}"),
+                p => p.to_string(),
+            }
+        }
+        "http" => {
+            if !matches!(url_path, "" | "/") {
+                return Err(bad("an http:// URL names the server only; give the WebSocket path with --path"));
+            }
+            let p = path.unwrap_or("/ws/ticker");
+            if !p.starts_with('/') {
+                return Err(invalid("--path", p, "must start with /"));
+            }
+            p.to_string()
+        }
+        "https" | "wss" => return Err(bad("TLS is not supported; use http:// or ws://")),
+        _ => return Err(bad("expected http:// or ws://")),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').ok_or(bad("unclosed [ in host"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = match port {
+        Some(p) => p.parse().ok().filter(|p| *p != 0).ok_or(bad("bad port"))?,
+        None => 80,
+    };
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    Ok(Target { host, port, ws_path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str) -> Result<Args, ArgError> {
+        match parse(line.split_whitespace().map(String::from), None)? {
+            Command::Run(args) => Ok(*args),
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let a = run("--url http://127.0.0.1:8081 --api-key KEY --connections 2000 --ramp 500/s --duration 30s")
+            .unwrap();
+        assert_eq!(a.target, Target { host: "127.0.0.1".into(), port: 8081, ws_path: "/ws/ticker".into() });
+        assert_eq!(a.auth, Auth::ApiKey("KEY".into()));
+        assert_eq!(a.connections, 2000);
+        assert_eq!(a.ramp_per_sec, 500.0);
+        assert_eq!(a.duration, Duration::from_secs(30));
+        assert_eq!(a.threads, 1);
+        assert_eq!(a.target.ws_url(), "ws://127.0.0.1:8081/ws/ticker");
+    }
+
+    #[test]
+    fn every_option_is_read_with_a_space_or_an_equals_sign() {
+        let a = run("--url=ws://[::1]:9000/feed?x=1 --no-auth -c 5 --ramp=60/m --warmup 500ms -d 2m \
+                     --connect-timeout 3s --threads 2 --bind 127.0.0.2,127.0.0.3 --server-pid 42 \
+                     --json out.json --report r.html --quiet")
+        .unwrap();
+        assert_eq!(a.target, Target { host: "[::1]".into(), port: 9000, ws_path: "/feed?x=1".into() });
+        assert_eq!(a.auth, Auth::None);
+        assert_eq!((a.connections, a.ramp_per_sec, a.threads), (5, 1.0, 2));
+        assert_eq!(a.warmup, Duration::from_millis(500));
+        assert_eq!(a.duration, Duration::from_secs(120));
+        assert_eq!(a.connect_timeout, Duration::from_secs(3));
+        assert_eq!(a.bind.len(), 2);
+        assert_eq!(a.server_pid, Some(42));
+        assert_eq!(a.json, Some(PathBuf::from("out.json")));
+        assert_eq!(a.report, Some(PathBuf::from("r.html")));
+        assert!(a.quiet);
+    }
+
+    #[test]
+    fn durations_accept_ms_s_and_m_only() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "5", "5h", "s", "-1s", "1.2.3s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ramps_are_per_second_or_per_minute() {
+        assert_eq!(parse_ramp("500/s"), Ok(500.0));
+        assert_eq!(parse_ramp("120/m"), Ok(2.0));
+        assert_eq!(parse_ramp("7"), Ok(7.0));
+        assert!(parse_ramp("0/s").is_err());
+        assert!(parse_ramp("5/h").is_err());
+    }
+
+    #[test]
+    fn auth_must_be_chosen_exactly_once() {
+        assert_eq!(run("--connections 1"), Err(ArgError::NoAuth));
+        assert!(matches!(run("--api-key a --token b"), Err(ArgError::Conflict(_))));
+        assert!(matches!(run("--no-auth --token-in-query"), Err(ArgError::Conflict(_))));
+        let from_env = parse(Vec::<String>::new(), Some("ENVKEY".into())).unwrap();
+        assert!(matches!(from_env, Command::Run(a) if a.auth == Auth::ApiKey("ENVKEY".into())));
+    }
+
+    #[test]
+    fn bad_values_say_which_flag() {
+        assert!(matches!(run("--no-auth --connections 0"), Err(ArgError::Invalid { flag: "--connections", .. })));
+        assert!(matches!(run("--no-auth --bind 1.2.3"), Err(ArgError::Invalid { flag: "--bind", .. })));
+        assert!(matches!(run("--no-auth --report r.pdf"), Err(ArgError::Invalid { flag: "--report", .. })));
+        assert!(matches!(run("--no-auth --url wss://x/"), Err(ArgError::Invalid { flag: "--url", .. })));
+        assert!(matches!(run("--no-auth --url http://x:1/ws"), Err(ArgError::Invalid { flag: "--url", .. })));
+        assert_eq!(run("--no-auth --threads"), Err(ArgError::MissingValue("--threads")));
+        assert_eq!(run("--bogus"), Err(ArgError::Unknown("--bogus".into())));
+    }
+
+    #[test]
+    fn threads_never_exceed_connections_and_ws_urls_default_to_root() {
+        let a = run("--no-auth --url ws://h --connections 2 --threads 8").unwrap();
+        assert_eq!(a.threads, 2);
+        assert_eq!(a.target, Target { host: "h".into(), port: 80, ws_path: "/".into() });
+    }
+
+    #[test]
+    fn help_version_and_compare_are_commands() {
+        let p = |s: &str| parse(s.split_whitespace().map(String::from), None);
+        assert_eq!(p("--api-key k --help"), Ok(Command::Help));
+        assert_eq!(p("-V"), Ok(Command::Version));
+        assert_eq!(p("compare a.json b.json"), Ok(Command::Compare(vec!["a.json".into(), "b.json".into()])));
+        assert!(p("compare").is_err());
+    }
+}

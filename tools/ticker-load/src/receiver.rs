@@ -1,0 +1,271 @@
+//! The receive side of one client connection, without sockets: turns the server's byte
+//! stream into events (messages, pings, closes) and tracks `seq` gaps.
+//!
+//! Frames whose whole length fits in the caller's buffer are handled in place; a data
+//! frame larger than `max_frame` is counted from its first bytes and the rest of it is
+//! skipped as it arrives, so per-connection buffering stays bounded by `max_frame`.
+
+use crate::frame::{self, FrameError, OpCode, Status};
+use crate::scan::{self, Fields};
+
+/// What one step of the receiver found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event<'a> {
+    /// A data message: the fields scanned from its start.
+    Message(Fields),
+    /// A ping; the pong must carry the same payload.
+    Ping(&'a [u8]),
+    /// A pong (the tool sends no pings; unsolicited pongs are allowed and ignored).
+    Pong,
+    /// The server closes, with its status code if it gave one.
+    Close(Option<u16>),
+    /// Bytes were consumed with nothing to report (a fragment, a skipped payload).
+    Progress,
+}
+
+/// Per-connection decoder state between reads.
+#[derive(Debug, Default)]
+pub(crate) struct Receiver {
+    /// Payload bytes of an oversized frame still to discard.
+    skip: u64,
+    /// Fields of the first fragment while a fragmented message is open.
+    fragment: Option<Fields>,
+}
+
+impl Receiver {
+    /// Decodes the next event from the start of `buf`. `Partial` means the next frame is
+    /// incomplete and at most `max_frame` long: keep the bytes and call again with more.
+    pub(crate) fn next<'a>(
+        &mut self,
+        buf: &'a [u8],
+        max_frame: usize,
+    ) -> Result<Status<Event<'a>>, FrameError> {
+        if self.skip > 0 {
+            let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(buf.len());
+            if n == 0 {
+                return Ok(Status::Partial);
+            }
+            self.skip -= n as u64;
+            return Ok(Status::Complete { value: Event::Progress, consumed: n });
+        }
+        let Status::Complete { value: head, consumed: head_len } = frame::parse_header(buf)? else {
+            return Ok(Status::Partial);
+        };
+        let total = head_len as u64 + head.payload_len;
+        if total <= buf.len() as u64 {
+            // The whole frame is here. Casts are safe: total <= buf.len().
+            let payload = &buf[head_len..total as usize];
+            let event = self.frame(head.opcode, head.fin, payload, true)?;
+            return Ok(Status::Complete { value: event, consumed: total as usize });
+        }
+        if total <= max_frame as u64 {
+            return Ok(Status::Partial);
+        }
+        // Too big to buffer: only data frames get here (control frames are <= 127 bytes).
+        let payload = &buf[head_len..];
+        let event = self.frame(head.opcode, head.fin, payload, false)?;
+        self.skip = head.payload_len - payload.len() as u64;
+        Ok(Status::Complete { value: event, consumed: buf.len() })
+    }
+
+    /// Handles one frame; `payload` is all of it when `whole`, else its start.
+    fn frame<'a>(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &'a [u8],
+        whole: bool,
+    ) -> Result<Event<'a>, FrameError> {
+        Ok(match opcode {
+            OpCode::Text | OpCode::Binary => {
+                if self.fragment.is_some() {
+                    return Err(FrameError::BadContinuation);
+                }
+                let fields = scan::scan(payload, whole && fin);
+                if fin {
+                    Event::Message(fields)
+                } else {
+                    self.fragment = Some(fields);
+                    Event::Progress
+                }
+            }
+            OpCode::Continuation => {
+                let Some(fields) = self.fragment else {
+                    return Err(FrameError::BadContinuation);
+                };
+                if fin {
+                    self.fragment = None;
+                    Event::Message(fields)
+                } else {
+                    Event::Progress
+                }
+            }
+            OpCode::Ping => Event::Ping(payload),
+            OpCode::Pong => Event::Pong,
+            OpCode::Close => Event::Close(frame::close_code(payload)),
+        })
+    }
+}
+
+/// How one `seq` relates to the previous one on the same connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeqStep {
+    /// The first seq seen: the baseline.
+    First,
+    /// Previous + 1.
+    Next,
+    /// Previous + 1 + n: n ticks were missed (conflated or lost).
+    Gap(u64),
+    /// Same as the previous (the snapshot repeats the current tick): not a gap.
+    Repeat,
+    /// Lower than the previous: counted apart, never as a negative gap.
+    Backwards,
+}
+
+/// The last `seq` seen on one connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SeqTracker {
+    last: Option<u64>,
+}
+
+impl SeqTracker {
+    pub(crate) fn observe(&mut self, seq: u64) -> SeqStep {
+        let Some(last) = self.last else {
+            self.last = Some(seq);
+            return SeqStep::First;
+        };
+        if seq <= last {
+            return if seq == last { SeqStep::Repeat } else { SeqStep::Backwards };
+        }
+        self.last = Some(seq);
+        match seq - last - 1 {
+            0 => SeqStep::Next,
+            missed => SeqStep::Gap(missed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::write_client_frame;
+
+    /// An unmasked server frame.
+    fn server_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n @ 0..=125 => out.push(n as u8),
+            n @ 126..=65535 => {
+                out.push(126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn tick(seq: u64) -> Vec<u8> {
+        server_frame(0x1, true, format!(r#"{{"type":"ticker","seq":{seq},"ts_us":{}}}"#, 1000 + seq).as_bytes())
+    }
+
+    /// Feeds `chunks` one read at a time, keeping the unconsumed tail as the engine does.
+    fn feed(chunks: &[&[u8]], max_frame: usize) -> Vec<String> {
+        let mut rx = Receiver::default();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut seen = Vec::new();
+        for chunk in chunks {
+            pending.extend_from_slice(chunk);
+            let mut at = 0;
+            while let Status::Complete { value, consumed } = rx.next(&pending[at..], max_frame).unwrap() {
+                at += consumed;
+                match value {
+                    Event::Message(f) => seen.push(format!("msg {:?} {:?}", f.seq, f.ts_us)),
+                    Event::Ping(p) => seen.push(format!("ping {}", String::from_utf8_lossy(p))),
+                    Event::Pong => seen.push("pong".into()),
+                    Event::Close(code) => seen.push(format!("close {code:?}")),
+                    Event::Progress => {}
+                }
+            }
+            pending.drain(..at);
+            assert!(pending.len() <= max_frame, "buffered more than max_frame");
+        }
+        seen
+    }
+
+    #[test]
+    fn many_frames_coalesced_in_one_read_are_all_decoded() {
+        let mut all = Vec::new();
+        for seq in 1..=50 {
+            all.extend(tick(seq));
+        }
+        let seen = feed(&[&all], 65536);
+        assert_eq!(seen.len(), 50);
+        assert_eq!(seen[49], "msg Some(50) Some(1050)");
+    }
+
+    #[test]
+    fn a_frame_split_at_every_byte_is_decoded_once() {
+        let mut all = tick(1);
+        all.extend(server_frame(0x9, true, b"hi"));
+        all.extend(tick(2));
+        for cut in 0..all.len() {
+            let seen = feed(&[&all[..cut], &all[cut..]], 65536);
+            assert_eq!(seen, ["msg Some(1) Some(1001)", "ping hi", "msg Some(2) Some(1002)"], "cut {cut}");
+        }
+        let bytes: Vec<&[u8]> = all.chunks(1).collect();
+        assert_eq!(feed(&bytes, 65536).len(), 3);
+    }
+
+    #[test]
+    fn a_fragmented_message_counts_once_with_its_first_fragment_fields() {
+        let mut all = server_frame(0x1, false, br#"{"seq":5,"ts_us":6,"#);
+        all.extend(server_frame(0x9, true, b"")); // control frames may interleave
+        all.extend(server_frame(0x0, false, b"\"a\":1"));
+        all.extend(server_frame(0x0, true, b"}"));
+        assert_eq!(feed(&[&all], 65536), ["ping ", "msg Some(5) Some(6)"]);
+    }
+
+    #[test]
+    fn a_frame_larger_than_max_frame_is_counted_and_skipped_without_buffering_it() {
+        let mut big = br#"{"seq":9,"ts_us":10,"data":""#.to_vec();
+        big.resize(200_000, b'x');
+        let mut all = server_frame(0x1, true, &big);
+        all.extend(tick(10));
+        let chunks: Vec<&[u8]> = all.chunks(4096).collect();
+        assert_eq!(feed(&chunks, 8192), ["msg Some(9) Some(10)", "msg Some(10) Some(1010)"]);
+    }
+
+    #[test]
+    fn close_pong_and_bad_continuations_are_reported() {
+        let mut all = server_frame(0xA, true, b"");
+        all.extend(server_frame(0x8, true, &1001u16.to_be_bytes()));
+        assert_eq!(feed(&[&all], 1024), ["pong", "close Some(1001)"]);
+        let mut rx = Receiver::default();
+        assert_eq!(rx.next(&server_frame(0x0, true, b"x"), 1024), Err(FrameError::BadContinuation));
+        let mut out = Vec::new();
+        write_client_frame(&mut out, OpCode::Text, b"x", [1, 2, 3, 4]);
+        assert_eq!(Receiver::default().next(&out, 1024), Err(FrameError::MaskedServerFrame));
+    }
+
+    #[test]
+    fn seq_gaps_count_missed_ticks_and_repeats_are_not_gaps() {
+        let mut t = SeqTracker::default();
+        let steps: Vec<SeqStep> = [100, 100, 101, 104, 104, 102, 105].iter().map(|&s| t.observe(s)).collect();
+        assert_eq!(
+            steps,
+            [
+                SeqStep::First,
+                SeqStep::Repeat,
+                SeqStep::Next,
+                SeqStep::Gap(2),
+                SeqStep::Repeat,
+                SeqStep::Backwards,
+                SeqStep::Next,
+            ]
+        );
+    }
+}
