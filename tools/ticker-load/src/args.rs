@@ -211,7 +211,8 @@ where
             "--bind" => args.bind = parse_bind(&value("--bind")?)?,
             "--server-pid" => {
                 let v = value("--server-pid")?;
-                args.server_pid = Some(v.parse().map_err(|_| invalid("--server-pid", &v, "not a pid"))?);
+                args.server_pid =
+                    Some(v.parse().map_err(|_| invalid("--server-pid", &v, "not a pid"))?);
             }
             "--json" => args.json = Some(value("--json")?.into()),
             "--report" => {
@@ -291,15 +292,22 @@ pub(crate) fn parse_ramp(v: &str) -> Result<f64, ArgError> {
 fn parse_bind(v: &str) -> Result<Vec<IpAddr>, ArgError> {
     v.split(',')
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim().parse().map_err(|_| invalid("--bind", v, "expected IP addresses separated by commas")))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|_| invalid("--bind", v, "expected IP addresses separated by commas"))
+        })
         .collect::<Result<Vec<_>, _>>()
-        .and_then(|ips| if ips.is_empty() { Err(invalid("--bind", v, "no address")) } else { Ok(ips) })
+        .and_then(
+            |ips| if ips.is_empty() { Err(invalid("--bind", v, "no address")) } else { Ok(ips) },
+        )
 }
 
 /// `http://host[:port][/]` or `ws://host[:port][/path[?query]]`; IPv6 hosts in brackets.
 pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgError> {
     let bad = |why| invalid("--url", url, why);
-    let (scheme, rest) = url.split_once("://").ok_or(bad("expected http://HOST:PORT or ws://HOST:PORT/PATH"))?;
+    let (scheme, rest) =
+        url.split_once("://").ok_or(bad("expected http://HOST:PORT or ws://HOST:PORT/PATH"))?;
     let (authority, url_path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -307,7 +315,9 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
     let ws_path = match scheme {
         "ws" => {
             if path.is_some() {
-                return Err(ArgError::Conflict("--path is for http:// URLs; put the path in the ws:// URL"));
+                return Err(ArgError::Conflict(
+                    "--path is for http:// URLs; put the path in the ws:// URL",
+                ));
             }
             match url_path {
                 "" => "/".to_string(),
@@ -317,7 +327,9 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
         }
         "http" => {
             if !matches!(url_path, "" | "/") {
-                return Err(bad("an http:// URL names the server only; give the WebSocket path with --path"));
+                return Err(bad(
+                    "an http:// URL names the server only; give the WebSocket path with --path",
+                ));
             }
             let p = path.unwrap_or("/ws/ticker");
             if !p.starts_with('/') {
@@ -363,7 +375,10 @@ mod tests {
     fn the_issue_example_parses() {
         let a = run("--url http://127.0.0.1:8081 --api-key KEY --connections 2000 --ramp 500/s --duration 30s")
             .unwrap();
-        assert_eq!(a.target, Target { host: "127.0.0.1".into(), port: 8081, ws_path: "/ws/ticker".into() });
+        assert_eq!(
+            a.target,
+            Target { host: "127.0.0.1".into(), port: 8081, ws_path: "/ws/ticker".into() }
+        );
         assert_eq!(a.auth, Auth::ApiKey("KEY".into()));
         assert_eq!(a.connections, 2000);
         assert_eq!(a.ramp_per_sec, 500.0);
@@ -374,11 +389,15 @@ mod tests {
 
     #[test]
     fn every_option_is_read_with_a_space_or_an_equals_sign() {
-        let a = run("--url=ws://[::1]:9000/feed?x=1 --no-auth -c 5 --ramp=60/m --warmup 500ms -d 2m \
+        let a =
+            run("--url=ws://[::1]:9000/feed?x=1 --no-auth -c 5 --ramp=60/m --warmup 500ms -d 2m \
                      --connect-timeout 3s --threads 2 --bind 127.0.0.2,127.0.0.3 --server-pid 42 \
                      --json out.json --report r.html --quiet")
-        .unwrap();
-        assert_eq!(a.target, Target { host: "[::1]".into(), port: 9000, ws_path: "/feed?x=1".into() });
+            .unwrap();
+        assert_eq!(
+            a.target,
+            Target { host: "[::1]".into(), port: 9000, ws_path: "/feed?x=1".into() }
+        );
         assert_eq!(a.auth, Auth::None);
         assert_eq!((a.connections, a.ramp_per_sec, a.threads), (5, 1.0, 2));
         assert_eq!(a.warmup, Duration::from_millis(500));
@@ -422,11 +441,26 @@ mod tests {
 
     #[test]
     fn bad_values_say_which_flag() {
-        assert!(matches!(run("--no-auth --connections 0"), Err(ArgError::Invalid { flag: "--connections", .. })));
-        assert!(matches!(run("--no-auth --bind 1.2.3"), Err(ArgError::Invalid { flag: "--bind", .. })));
-        assert!(matches!(run("--no-auth --report r.pdf"), Err(ArgError::Invalid { flag: "--report", .. })));
-        assert!(matches!(run("--no-auth --url wss://x/"), Err(ArgError::Invalid { flag: "--url", .. })));
-        assert!(matches!(run("--no-auth --url http://x:1/ws"), Err(ArgError::Invalid { flag: "--url", .. })));
+        assert!(matches!(
+            run("--no-auth --connections 0"),
+            Err(ArgError::Invalid { flag: "--connections", .. })
+        ));
+        assert!(matches!(
+            run("--no-auth --bind 1.2.3"),
+            Err(ArgError::Invalid { flag: "--bind", .. })
+        ));
+        assert!(matches!(
+            run("--no-auth --report r.pdf"),
+            Err(ArgError::Invalid { flag: "--report", .. })
+        ));
+        assert!(matches!(
+            run("--no-auth --url wss://x/"),
+            Err(ArgError::Invalid { flag: "--url", .. })
+        ));
+        assert!(matches!(
+            run("--no-auth --url http://x:1/ws"),
+            Err(ArgError::Invalid { flag: "--url", .. })
+        ));
         assert_eq!(run("--no-auth --threads"), Err(ArgError::MissingValue("--threads")));
         assert_eq!(run("--bogus"), Err(ArgError::Unknown("--bogus".into())));
     }
@@ -443,7 +477,10 @@ mod tests {
         let p = |s: &str| parse(s.split_whitespace().map(String::from), None);
         assert_eq!(p("--api-key k --help"), Ok(Command::Help));
         assert_eq!(p("-V"), Ok(Command::Version));
-        assert_eq!(p("compare a.json b.json"), Ok(Command::Compare(vec!["a.json".into(), "b.json".into()])));
+        assert_eq!(
+            p("compare a.json b.json"),
+            Ok(Command::Compare(vec!["a.json".into(), "b.json".into()]))
+        );
         assert!(p("compare").is_err());
     }
 }

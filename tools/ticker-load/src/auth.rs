@@ -34,7 +34,11 @@ impl From<io::Error> for AuthError {
 }
 
 /// Gets a token for `api_key` from `http://host_header/auth/token`.
-pub(crate) fn fetch_token(addr: SocketAddr, host_header: &str, api_key: &str) -> Result<String, AuthError> {
+pub(crate) fn fetch_token(
+    addr: SocketAddr,
+    host_header: &str,
+    api_key: &str,
+) -> Result<String, AuthError> {
     let body = serde_json::json!({ "api_key": api_key }).to_string();
     let request = format!(
         "POST /auth/token HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n\
@@ -120,7 +124,8 @@ mod tests {
     fn a_200_answer_yields_its_token() {
         let body = r#"{"token":"abc.def","user_id":"demo","role":"user","expires_in":3600}"#;
         let response = Box::leak(
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_boxed_str(),
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                .into_boxed_str(),
         );
         let addr = serve_once(response);
         assert_eq!(fetch_token(addr, "h", "K\"ey").unwrap(), "abc.def");
@@ -128,7 +133,9 @@ mod tests {
 
     #[test]
     fn a_401_answer_is_an_error_with_the_body() {
-        let addr = serve_once("HTTP/1.1 401 Unauthorized\r\nContent-Length: 29\r\n\r\n{\"error\": \"invalid API key\"}\r\n");
+        let addr = serve_once(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: 29\r\n\r\n{\"error\": \"invalid API key\"}\r\n",
+        );
         match fetch_token(addr, "h", "K\"ey") {
             Err(AuthError::Status(401, body)) => assert!(body.contains("invalid API key")),
             other => panic!("{other:?}"),

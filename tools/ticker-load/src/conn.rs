@@ -229,8 +229,14 @@ impl Conn {
     fn update_interest(&mut self, registry: &Registry, token: Token) -> Result<(), End> {
         let wants_write = self.state == State::Connecting || self.out_pos < self.out.len();
         if wants_write != self.wants_write {
-            let interest = if wants_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            registry.reregister(&mut self.stream, token, interest).map_err(|e| self.ended(Reason::from_io(&e)))?;
+            let interest = if wants_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry
+                .reregister(&mut self.stream, token, interest)
+                .map_err(|e| self.ended(Reason::from_io(&e)))?;
             self.wants_write = wants_write;
         }
         Ok(())

@@ -62,6 +62,7 @@ pub(crate) struct Shared {
     window_start: AtomicU64,
     window_end: AtomicU64,
     stop: AtomicBool,
+    opened: AtomicU64,
 }
 
 impl Shared {
@@ -72,6 +73,7 @@ impl Shared {
             window_start: AtomicU64::new(u64::MAX),
             window_end: AtomicU64::new(u64::MAX),
             stop: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
         }
     }
 
@@ -96,6 +98,11 @@ impl Shared {
         Some((self.t0 + Duration::from_micros(start), self.t0 + Duration::from_micros(end)))
     }
 
+    /// Connections opened so far, by all threads.
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
     /// Ends the run now (Ctrl-C, or nothing opened): threads close their connections.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
@@ -112,7 +119,8 @@ struct Rng(u64);
 
 impl Rng {
     fn new() -> Rng {
-        let seed = getrandom::u64().unwrap_or_else(|_| conn::unix_micros() ^ u64::from(std::process::id()));
+        let seed = getrandom::u64()
+            .unwrap_or_else(|_| conn::unix_micros() ^ u64::from(std::process::id()));
         Rng(seed | 1)
     }
 
@@ -135,8 +143,13 @@ impl Rng {
 enum Phase {
     /// Opening connections, then waiting for the coordinator's window.
     Ramp,
-    Steady { cpu_at_start: Duration, since: Instant },
-    Closing { deadline: Instant },
+    Steady {
+        cpu_at_start: Duration,
+        since: Instant,
+    },
+    Closing {
+        deadline: Instant,
+    },
 }
 
 /// Runs thread `thread` of the plan until its connections are closed.
@@ -226,7 +239,14 @@ pub(crate) fn run(
                     phase = Phase::Steady { cpu_at_start: system::thread_cpu(), since: now };
                     meter.steady = true;
                 } else if stop || window.is_some_and(|(_, end)| now >= end) {
-                    phase = begin_closing(&mut conns, &poll, &mut meter, &mut in_flight, &mut open, now);
+                    phase = begin_closing(
+                        &mut conns,
+                        &poll,
+                        &mut meter,
+                        &mut in_flight,
+                        &mut open,
+                        now,
+                    );
                 }
             }
             Phase::Steady { cpu_at_start, since } => {
@@ -234,7 +254,14 @@ pub(crate) fn run(
                     meter.steady = false;
                     result.steady_cpu = system::thread_cpu().saturating_sub(cpu_at_start);
                     result.steady_wall = now.duration_since(since);
-                    phase = begin_closing(&mut conns, &poll, &mut meter, &mut in_flight, &mut open, now);
+                    phase = begin_closing(
+                        &mut conns,
+                        &poll,
+                        &mut meter,
+                        &mut in_flight,
+                        &mut open,
+                        now,
+                    );
                 }
             }
             Phase::Closing { deadline } => {
@@ -272,22 +299,21 @@ pub(crate) fn run(
             let Some(c) = conns.get_mut(key) else {
                 continue; // removed earlier in this batch
             };
-            let was_open = c.state() == State::Open;
             let was_in_flight = matches!(c.state(), State::Connecting | State::Handshaking);
             let outcome = c.on_ready(poll.registry(), event.token(), &mut buf, &mut meter);
             let is_open = c.state() == State::Open;
             if was_in_flight && is_open {
                 in_flight -= 1;
                 open += 1;
+                shared.opened.fetch_add(1, Ordering::Relaxed);
             }
             if let Err(end) = outcome {
-                conns.remove(key);
-                if was_in_flight && !is_open {
-                    in_flight -= 1;
-                } else if is_open {
-                    open -= 1;
+                // The state is the one the connection ended in.
+                match conns.remove(key).state() {
+                    State::Connecting | State::Handshaking => in_flight -= 1,
+                    State::Open => open -= 1,
+                    State::Closing => {}
                 }
-                let _ = was_open;
                 count_end(&mut meter, end);
             }
         }
@@ -303,7 +329,13 @@ pub(crate) fn run(
 fn start_conn(plan: &Plan, local: Option<IpAddr>, rng: &mut Rng, now: Instant) -> io::Result<Conn> {
     let stream = sock::connect(plan.remote, local)?;
     let request = |out: &mut Vec<u8>, key: &str| {
-        handshake::write_request(out, &plan.host_header, &plan.path, plan.authorization.as_deref(), key);
+        handshake::write_request(
+            out,
+            &plan.host_header,
+            &plan.path,
+            plan.authorization.as_deref(),
+            key,
+        );
     };
     Ok(Conn::new(stream, now, request, rng.bytes16(), rng.next()))
 }

@@ -216,7 +216,8 @@ mod tests {
         write_client_frame(&mut out, OpCode::Pong, b"hello", mask);
         assert_eq!(&out[..2], &[0x8A, 0x80 | 5]);
         assert_eq!(&out[2..6], &mask);
-        let unmasked: Vec<u8> = out[6..].iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m).collect();
+        let unmasked: Vec<u8> =
+            out[6..].iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m).collect();
         assert_eq!(unmasked, b"hello");
     }
 

@@ -116,7 +116,8 @@ mod tests {
         assert!(text.ends_with("Authorization: Bearer T\r\n\r\n"));
     }
 
-    const OK: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    const OK: &[u8] =
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
 
     #[test]
@@ -124,7 +125,10 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         let accept = accept_for("dGhlIHNhbXBsZSBub25jZQ==");
         let mut buf = OK.to_vec();
         buf.extend_from_slice(&[0x81, 0]);
-        assert_eq!(parse_response(&buf, &accept), Ok(Status::Complete { value: (), consumed: OK.len() }));
+        assert_eq!(
+            parse_response(&buf, &accept),
+            Ok(Status::Complete { value: (), consumed: OK.len() })
+        );
         for end in 0..OK.len() {
             assert_eq!(parse_response(&OK[..end], &accept), Ok(Status::Partial));
         }

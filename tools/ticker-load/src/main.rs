@@ -1,1 +1,105 @@
-fn main() {}
+//! ticker-load: the load generator bundled with crypto-ticker (SPEC section 6).
+//!
+//! Table of contents, from the command line down to the bytes:
+//! - [`args`]: flags → [`args::Args`]; `--help` text.
+//! - [`auth`]: the one blocking `POST /auth/token` before the run.
+//! - [`run`]: the coordinator: threads, steady window, /proc sampling, live line.
+//! - [`engine`]: one mio event loop per thread over a slab of [`conn::Conn`]s; [`sock`]
+//!   makes the (optionally source-bound) non-blocking connects.
+//! - [`conn`]: one connection's state machine and I/O.
+//! - [`handshake`], [`frame`], [`receiver`], [`scan`]: pure protocol code — the upgrade,
+//!   frame headers, the byte stream → events with seq-gap tracking, and the `seq`/`ts_us`
+//!   scanner.
+//! - [`meter`], [`stats`]: what is counted and when; histograms and percentiles.
+//! - [`summary`], [`report`]: the table, the JSON, and the HTML/SVG report.
+//! - [`system`]: CPU time, RSS, file limits, Ctrl-C.
+#![deny(rust_2018_idioms)]
+#![warn(unreachable_pub)]
+
+mod args;
+mod auth;
+mod conn;
+mod engine;
+mod frame;
+mod handshake;
+mod meter;
+mod receiver;
+mod report;
+mod run;
+mod scan;
+mod sock;
+mod stats;
+mod summary;
+mod system;
+
+use std::process::ExitCode;
+
+use args::Command;
+use report::ReportData;
+use summary::Summary;
+
+fn main() -> ExitCode {
+    let env_key = std::env::var("TICKER_LOAD_API_KEY").ok();
+    let args = match args::parse(std::env::args().skip(1), env_key) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Compare(files)) => {
+            return match summary::compare(&files) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ticker-load compare: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(Command::Help) => {
+            print!("{}", args::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("ticker-load {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("ticker-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let out = match run::run(&args) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("ticker-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = Summary::new(&args, &out);
+    print!("{}", summary.table());
+
+    let mut status = if summary.opened > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    if let Some(path) = &args.json {
+        let text = format!("{:#}\n", summary.json(&out.timeline));
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("ticker-load: writing {}: {e}", path.display());
+            status = ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = &args.report {
+        let distribution = out.result.steady_latency.distribution();
+        let data = ReportData {
+            summary: &summary,
+            distribution: &distribution,
+            timeline: &out.timeline,
+            window: out.window,
+        };
+        let is_svg = path.extension().is_some_and(|e| e == "svg");
+        let text = if is_svg { report::svg(&data) } else { report::html(&data) };
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("ticker-load: writing {}: {e}", path.display());
+            status = ExitCode::FAILURE;
+        }
+    }
+    status
+}

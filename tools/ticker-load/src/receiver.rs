@@ -169,7 +169,11 @@ mod tests {
     }
 
     fn tick(seq: u64) -> Vec<u8> {
-        server_frame(0x1, true, format!(r#"{{"type":"ticker","seq":{seq},"ts_us":{}}}"#, 1000 + seq).as_bytes())
+        server_frame(
+            0x1,
+            true,
+            format!(r#"{{"type":"ticker","seq":{seq},"ts_us":{}}}"#, 1000 + seq).as_bytes(),
+        )
     }
 
     /// Feeds `chunks` one read at a time, keeping the unconsumed tail as the engine does.
@@ -180,7 +184,9 @@ mod tests {
         for chunk in chunks {
             pending.extend_from_slice(chunk);
             let mut at = 0;
-            while let Status::Complete { value, consumed } = rx.next(&pending[at..], max_frame).unwrap() {
+            while let Status::Complete { value, consumed } =
+                rx.next(&pending[at..], max_frame).unwrap()
+            {
                 at += consumed;
                 match value {
                     Event::Message(f) => seen.push(format!("msg {:?} {:?}", f.seq, f.ts_us)),
@@ -214,7 +220,11 @@ mod tests {
         all.extend(tick(2));
         for cut in 0..all.len() {
             let seen = feed(&[&all[..cut], &all[cut..]], 65536);
-            assert_eq!(seen, ["msg Some(1) Some(1001)", "ping hi", "msg Some(2) Some(1002)"], "cut {cut}");
+            assert_eq!(
+                seen,
+                ["msg Some(1) Some(1001)", "ping hi", "msg Some(2) Some(1002)"],
+                "cut {cut}"
+            );
         }
         let bytes: Vec<&[u8]> = all.chunks(1).collect();
         assert_eq!(feed(&bytes, 65536).len(), 3);
@@ -254,7 +264,8 @@ mod tests {
     #[test]
     fn seq_gaps_count_missed_ticks_and_repeats_are_not_gaps() {
         let mut t = SeqTracker::default();
-        let steps: Vec<SeqStep> = [100, 100, 101, 104, 104, 102, 105].iter().map(|&s| t.observe(s)).collect();
+        let steps: Vec<SeqStep> =
+            [100, 100, 101, 104, 104, 102, 105].iter().map(|&s| t.observe(s)).collect();
         assert_eq!(
             steps,
             [

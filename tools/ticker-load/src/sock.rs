@@ -22,7 +22,9 @@ pub(crate) fn connect(remote: SocketAddr, local: Option<IpAddr>) -> io::Result<T
         SocketAddr::V6(_) => libc::AF_INET6,
     };
     // SAFETY: socket() has no memory preconditions; the result is checked below.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -65,7 +67,9 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     let len = match addr {
         SocketAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            let sin = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = v4.port().to_be();
             sin.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) };
@@ -73,7 +77,9 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
         SocketAddr::V6(v6) => {
             // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe {
+                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = v6.port().to_be();
             sin6.sin6_addr = libc::in6_addr { s6_addr: v6.ip().octets() };
@@ -92,7 +98,8 @@ mod tests {
     #[test]
     fn a_bound_connect_comes_from_the_chosen_source_address() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let stream = connect(listener.local_addr().unwrap(), Some("127.0.0.2".parse().unwrap())).unwrap();
+        let stream =
+            connect(listener.local_addr().unwrap(), Some("127.0.0.2".parse().unwrap())).unwrap();
         let (_, peer) = listener.accept().unwrap();
         assert_eq!(peer.ip(), "127.0.0.2".parse::<IpAddr>().unwrap());
         drop(stream);

@@ -17,7 +17,8 @@ pub(crate) struct ProcSample {
 pub(crate) fn read_proc(pid: u32) -> io::Result<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/{pid} format"));
+    let bad =
+        || io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/{pid} format"));
     let ticks = parse_stat_cpu_ticks(&stat).ok_or_else(bad)?;
     let rss_kib = parse_status_rss_kib(&status).ok_or_else(bad)?;
     Ok(ProcSample { cpu: ticks_to_duration(ticks), rss_bytes: rss_kib * 1024 })
@@ -54,7 +55,8 @@ fn rusage(who: libc::c_int) -> Duration {
     if unsafe { libc::getrusage(who, &mut usage) } != 0 {
         return Duration::ZERO;
     }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32).saturating_mul(1000));
+    let tv =
+        |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32).saturating_mul(1000));
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 

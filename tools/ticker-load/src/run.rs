@@ -1,0 +1,423 @@
+//! The coordinator: prepares the run (file limit, address, token), starts the engine
+//! threads, opens the steady window once every connection has opened or failed,
+//! samples the server's /proc around it, prints the live line, and merges the results.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::args::{Args, Auth};
+use crate::auth::{self, AuthError};
+use crate::engine::{self, Plan, Shared};
+use crate::stats::{Latency, Sample, ThreadResult, fmt_us};
+use crate::system::{self, ProcSample};
+
+/// A thread above this share of one core in the steady window is called saturated.
+pub(crate) const SATURATED: f64 = 0.85;
+
+#[derive(Debug)]
+pub(crate) enum RunError {
+    Resolve(String, io::Error),
+    Auth(AuthError),
+    ServerPid(u32, io::Error),
+    Thread(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Resolve(host, e) => write!(f, "cannot resolve {host}: {e}"),
+            RunError::Auth(e) => write!(f, "getting a token failed: {e}"),
+            RunError::ServerPid(pid, e) => {
+                write!(f, "--server-pid {pid}: cannot read /proc/{pid}: {e}")
+            }
+            RunError::Thread(e) => write!(f, "engine thread failed: {e}"),
+        }
+    }
+}
+
+/// One second of the run, all threads together.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Second {
+    /// Seconds since the start of the run.
+    pub(crate) t: u64,
+    pub(crate) open: u64,
+    pub(crate) messages: u64,
+    pub(crate) p50_us: Option<u64>,
+    pub(crate) p99_us: Option<u64>,
+}
+
+/// The server's /proc readings: before the ramp, at the start and end of the window.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerUsage {
+    pub(crate) pid: u32,
+    pub(crate) baseline: ProcSample,
+    pub(crate) start: ProcSample,
+    pub(crate) end: ProcSample,
+}
+
+/// Everything a run produced, before formatting.
+#[derive(Debug)]
+pub(crate) struct RunOutput {
+    pub(crate) result: ThreadResult,
+    pub(crate) per_thread_core: Vec<f64>,
+    pub(crate) timeline: Vec<Second>,
+    /// Steady window as seconds from the start of the run; `None` if it never opened.
+    pub(crate) window: Option<(f64, f64)>,
+    pub(crate) ramp_seconds: f64,
+    pub(crate) server: Option<ServerUsage>,
+    /// The tool's process CPU time in the steady window.
+    pub(crate) tool_cpu: Duration,
+    pub(crate) interrupted: bool,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Runs the load described by `args`, printing the live line to stderr unless quiet.
+pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
+    let mut warnings = Vec::new();
+    match system::raise_nofile_limit() {
+        Ok(limit) if (args.connections as u64) + 64 > limit => warnings.push(format!(
+            "open-files limit is {limit}, below {} connections: raise `ulimit -n`",
+            args.connections
+        )),
+        Ok(_) => {}
+        Err(e) => warnings.push(format!("cannot read the open-files limit: {e}")),
+    }
+
+    let target = &args.target;
+    let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let remote = resolve(bare_host, target.port)?;
+    let host_header = target.host_header();
+    let token = match &args.auth {
+        Auth::ApiKey(key) => {
+            Some(auth::fetch_token(remote, &host_header, key).map_err(RunError::Auth)?)
+        }
+        Auth::Token(token) => Some(token.clone()),
+        Auth::None => None,
+    };
+    let (path, authorization) = match token {
+        Some(t) if args.token_in_query => {
+            let sep = if target.ws_path.contains('?') { '&' } else { '?' };
+            (format!("{}{sep}x-auth-token={}", target.ws_path, percent_encode(&t)), None)
+        }
+        Some(t) => (target.ws_path.clone(), Some(format!("Bearer {t}"))),
+        None => (target.ws_path.clone(), None),
+    };
+    let plan = Plan {
+        remote,
+        host_header,
+        path,
+        authorization,
+        connections: args.connections,
+        ramp_per_sec: args.ramp_per_sec,
+        connect_timeout: args.connect_timeout,
+        threads: args.threads,
+        bind: args.bind.clone(),
+    };
+
+    let server_baseline = match args.server_pid {
+        Some(pid) => Some((pid, system::read_proc(pid).map_err(|e| RunError::ServerPid(pid, e))?)),
+        None => None,
+    };
+    system::catch_ctrl_c();
+
+    let shared = Shared::new(Instant::now());
+    let (tx, rx) = mpsc::channel::<Sample>();
+    let outcome = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(plan.threads);
+        for thread in 0..plan.threads {
+            let (plan, shared, tx) = (&plan, &shared, tx.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("load-{thread}"))
+                .spawn_scoped(scope, move || engine::run(plan, shared, thread, &tx))
+                .map_err(RunError::Thread)?;
+            handles.push(handle);
+        }
+        drop(tx);
+        let watched = watch(args, &plan, &shared, &rx, server_baseline);
+        let mut result = ThreadResult::default();
+        let mut per_thread_core = Vec::new();
+        for handle in handles {
+            // An engine thread only panics on a bug; report it rather than hide it.
+            let r = handle
+                .join()
+                .map_err(|_| RunError::Thread(io::Error::other("engine thread panicked")))?;
+            let r = r.map_err(RunError::Thread)?;
+            let wall = r.steady_wall.as_secs_f64();
+            per_thread_core.push(if wall > 0.0 { r.steady_cpu.as_secs_f64() / wall } else { 0.0 });
+            result.add(&r);
+        }
+        Ok::<_, RunError>((watched, result, per_thread_core))
+    });
+    let (mut watched, result, per_thread_core) = outcome?;
+    // Samples sent after the coordinator stopped listening (each thread's last one).
+    watched.timeline.add_late(rx.try_iter());
+
+    let mut warnings_after = warnings;
+    for (i, share) in per_thread_core.iter().enumerate() {
+        if *share >= SATURATED {
+            warnings_after.push(format!(
+                "load thread {i} used {:.0}% of a core in the steady window: the generator is near \
+                 saturation and its latency figures overstate the server's; add --threads (below \
+                 the number of cores) or another machine",
+                share * 100.0
+            ));
+        }
+    }
+    if result.counters.steady_future_ts > 0 {
+        warnings_after.push(format!(
+            "{} messages carried a ts_us later than their receive time: the clocks of the two hosts disagree",
+            result.counters.steady_future_ts
+        ));
+    }
+    Ok(RunOutput {
+        result,
+        per_thread_core,
+        timeline: watched.timeline.finish(),
+        window: watched.window,
+        ramp_seconds: watched.ramp_seconds,
+        server: watched.server,
+        tool_cpu: watched.tool_cpu,
+        interrupted: watched.interrupted,
+        warnings: warnings_after,
+    })
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, RunError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| RunError::Resolve(host.to_string(), e))?
+        .collect();
+    // Prefer IPv4: "localhost" often resolves to ::1 first while servers listen on 0.0.0.0.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| RunError::Resolve(host.to_string(), io::Error::other("no address")))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, as
+/// `encodeURIComponent` does for a token in a query.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Per-second samples gathered from the threads.
+#[derive(Debug, Default)]
+struct Timeline {
+    seconds: BTreeMap<u64, (usize, Second, Latency)>,
+}
+
+impl Timeline {
+    /// Adds one thread's sample; returns the second if every thread has now reported it.
+    fn add(&mut self, s: Sample, threads: usize) -> Option<(Second, &Latency)> {
+        let (reported, second, latency) = self.seconds.entry(s.second).or_default();
+        *reported += 1;
+        second.t = s.second;
+        second.open += s.open;
+        second.messages += s.messages;
+        latency.add(&s.latency);
+        (*reported == threads).then(|| {
+            second.p50_us = latency.percentile(50.0);
+            second.p99_us = latency.percentile(99.0);
+            (second.clone(), &*latency)
+        })
+    }
+
+    /// Samples that arrive after the live line stopped: they only complete the counts.
+    fn add_late(&mut self, samples: impl Iterator<Item = Sample>) {
+        for s in samples {
+            let _ = self.add(s, usize::MAX);
+        }
+    }
+
+    fn finish(self) -> Vec<Second> {
+        self.seconds
+            .into_values()
+            .map(|(_, mut second, latency)| {
+                second.p50_us = latency.percentile(50.0);
+                second.p99_us = latency.percentile(99.0);
+                second
+            })
+            .collect()
+    }
+}
+
+struct Watched {
+    timeline: Timeline,
+    window: Option<(f64, f64)>,
+    ramp_seconds: f64,
+    server: Option<ServerUsage>,
+    tool_cpu: Duration,
+    interrupted: bool,
+}
+
+/// The coordinator loop: runs until every engine thread has dropped its sender.
+fn watch(
+    args: &Args,
+    plan: &Plan,
+    shared: &Shared,
+    rx: &mpsc::Receiver<Sample>,
+    server_baseline: Option<(u32, ProcSample)>,
+) -> Watched {
+    let t0 = shared.t0;
+    let secs = |t: Instant| t.saturating_duration_since(t0).as_secs_f64();
+    let mut timeline = Timeline::default();
+    let mut steady_latency = Latency::default();
+    let mut window: Option<(Instant, Instant)> = None;
+    let mut ramp_end = None;
+    let mut start_marks: Option<(Option<ProcSample>, Duration)> = None;
+    let mut end_marks: Option<(Option<ProcSample>, Duration, Instant)> = None;
+    let mut interrupted = false;
+    let read_server = || server_baseline.and_then(|(pid, _)| system::read_proc(pid).ok());
+
+    loop {
+        let now = Instant::now();
+        // Open the window once every thread has finished its ramp.
+        if window.is_none() && shared.ramp_done() == plan.threads {
+            ramp_end = Some(now);
+            if shared.opened() == 0 {
+                shared.stop();
+            } else {
+                let start = now + args.warmup;
+                let end = start + args.duration;
+                shared.set_window(start, end);
+                window = Some((start, end));
+            }
+        }
+        if let Some((start, end)) = window {
+            if start_marks.is_none() && now >= start {
+                start_marks = Some((read_server(), system::process_cpu()));
+            }
+            if end_marks.is_none() && now >= end && start_marks.is_some() {
+                end_marks = Some((read_server(), system::process_cpu(), now));
+            }
+        }
+        if !interrupted && system::interrupted() {
+            interrupted = true;
+            eprintln!("interrupted: closing connections (Ctrl-C again to quit at once)");
+            if start_marks.is_some() && end_marks.is_none() {
+                end_marks = Some((read_server(), system::process_cpu(), now));
+            }
+            shared.stop();
+        }
+
+        let wait = match window {
+            Some((start, _)) if start_marks.is_none() => start.saturating_duration_since(now),
+            Some((_, end)) if end_marks.is_none() => end.saturating_duration_since(now),
+            _ => Duration::from_millis(100),
+        }
+        .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        match rx.recv_timeout(wait) {
+            Ok(sample) => {
+                if let Some((second, latency)) = timeline.add(sample, plan.threads) {
+                    let in_window = window.is_some_and(|(s, e)| {
+                        let t = t0 + Duration::from_secs(second.t);
+                        t >= s && t < e
+                    });
+                    if in_window {
+                        steady_latency.add(latency);
+                    }
+                    if !args.quiet {
+                        let phase =
+                            phase_label(window, ramp_end, t0 + Duration::from_secs(second.t + 1));
+                        eprintln!(
+                            "{}",
+                            progress_line(&second, args.connections, phase, &steady_latency)
+                        );
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+
+    let server = match (server_baseline, start_marks, end_marks) {
+        (Some((pid, baseline)), Some((Some(start), _)), Some((Some(end), _, _))) => {
+            Some(ServerUsage { pid, baseline, start, end })
+        }
+        _ => None,
+    };
+    let tool_cpu = match (start_marks, end_marks) {
+        (Some((_, a)), Some((_, b, _))) => b.saturating_sub(a),
+        _ => Duration::ZERO,
+    };
+    let window_secs = match (window, end_marks) {
+        (Some((start, _)), Some((_, _, end))) => Some((secs(start), secs(end))),
+        _ => None,
+    };
+    Watched {
+        timeline,
+        window: window_secs,
+        ramp_seconds: ramp_end.map_or(0.0, secs),
+        server,
+        tool_cpu,
+        interrupted,
+    }
+}
+
+fn phase_label(
+    window: Option<(Instant, Instant)>,
+    ramp_end: Option<Instant>,
+    at: Instant,
+) -> &'static str {
+    match (window, ramp_end) {
+        (Some((start, end)), _) if at > start && at <= end + Duration::from_millis(500) => "steady",
+        (Some((_, end)), _) if at > end => "closing",
+        (_, Some(_)) => "warmup",
+        _ => "ramp",
+    }
+}
+
+fn progress_line(s: &Second, connections: usize, phase: &str, steady: &Latency) -> String {
+    let p99 = s.p99_us.map_or_else(|| "-".to_string(), fmt_us);
+    let steady_p99 = steady.percentile(99.0).map_or_else(|| "-".to_string(), fmt_us);
+    format!(
+        "{:>4}s {:<7} open {:>6}/{connections}  msgs/s {:>9}  p99 {:>9} (this s)  {:>9} (steady)",
+        s.t + 1,
+        phase,
+        s.open,
+        s.messages,
+        p99,
+        steady_p99
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_percent_encoded_for_the_query() {
+        assert_eq!(percent_encode("ab-_.~9"), "ab-_.~9");
+        assert_eq!(percent_encode("a=b+/"), "a%3Db%2B%2F");
+    }
+
+    #[test]
+    fn a_second_is_complete_when_every_thread_reported_it() {
+        let mut t = Timeline::default();
+        let sample = |n| {
+            let mut latency = Latency::default();
+            latency.record(n * 100);
+            Sample { second: 3, open: n, messages: n, latency }
+        };
+        assert!(t.add(sample(1), 2).is_none());
+        let (second, latency) = t.add(sample(2), 2).unwrap();
+        assert_eq!((second.t, second.open, second.messages, latency.count()), (3, 3, 3, 2));
+        assert_eq!(second.p99_us, Some(200));
+        assert_eq!(t.finish().len(), 1);
+    }
+}
