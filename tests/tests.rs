@@ -5,6 +5,7 @@ mod util;
 
 mod auth;
 mod cors;
+mod limits;
 mod migration;
 mod ops;
 mod static_files;

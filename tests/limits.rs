@@ -1,0 +1,98 @@
+//! HTTP limits and timeouts (SPEC section 2): each limit gets its status, and a stalled
+//! client is closed without stopping anyone else.
+
+use std::io::{Read, Write};
+
+use crate::util::*;
+
+#[test]
+fn a_request_head_over_16_kib_is_431() {
+    let s = TestServer::start();
+    let mut req = b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 17 * 1024));
+    req.extend(b"\r\n\r\n");
+    let r = s.raw(&req);
+    assert_eq!((r.status, r.error().as_str()), (431, "request header fields too large"));
+}
+
+#[test]
+fn more_than_100_headers_is_431() {
+    let s = TestServer::start();
+    let mut req = String::from("GET / HTTP/1.1\r\n");
+    for i in 0..101 {
+        req.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    req.push_str("\r\n");
+    assert_eq!(s.raw(req.as_bytes()).status, 431);
+}
+
+#[test]
+fn a_body_over_16_kib_is_413() {
+    let s = TestServer::start();
+    let r = s.raw(b"POST /auth/token HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n{");
+    assert_eq!((r.status, r.error().as_str()), (413, "payload too large"));
+}
+
+#[test]
+fn a_transfer_encoding_is_501() {
+    let s = TestServer::start();
+    let r = s.raw(b"POST /auth/token HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(r.status, 501);
+}
+
+#[test]
+fn a_malformed_request_line_is_400() {
+    let s = TestServer::start();
+    let r = s.raw(b"GET / HTTP/1.1 extra\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.error().as_str()), (400, "malformed request"));
+}
+
+#[test]
+fn a_stalled_partial_head_is_closed_and_others_are_served_meanwhile() {
+    let s = TestServer::start_with(Opts::default().arg("--head-timeout", "1s"));
+    let mut stalled: Vec<_> = (0..50)
+        .map(|_| {
+            let mut c = s.connect();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ").unwrap();
+            c
+        })
+        .collect();
+    // A normal client still gets a token and ticks while they stall.
+    let mut ws = s.ws(&s.token());
+    next_of_type(&mut ws, "ticker");
+    for c in &mut stalled {
+        let r = read_response(c).expect("a 408 before the close");
+        assert_eq!(r.status, 408);
+        let mut rest = Vec::new();
+        assert_eq!(c.read_to_end(&mut rest).unwrap_or(0), 0, "closed after the timeout");
+    }
+    next_of_type(&mut ws, "ticker");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed() {
+    let s = TestServer::start_with(Opts::default().arg("--keepalive-timeout", "1s"));
+    let mut c = s.connect();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c).unwrap().status, 200);
+    let mut rest = Vec::new();
+    assert_eq!(c.read_to_end(&mut rest).unwrap(), 0, "server closed the idle connection");
+}
+
+#[test]
+fn beyond_the_connection_limit_new_connections_get_503() {
+    let s = TestServer::start_with(Opts::default().arg("--max-connections", "5"));
+    // Five keep-alive connections, each proven accepted by an answer.
+    let held: Vec<_> = (0..5)
+        .map(|_| {
+            let mut c = s.connect();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut c).unwrap().status, 200);
+            c
+        })
+        .collect();
+    let mut extra = s.connect();
+    let r = read_response(&mut extra).expect("503 answer");
+    assert_eq!((r.status, r.error().as_str()), (503, "server busy"));
+    drop(held);
+}
