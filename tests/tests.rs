@@ -5,6 +5,7 @@ mod util;
 
 mod auth;
 mod cors;
+mod hostile;
 mod limits;
 mod migration;
 mod ops;
