@@ -1,9 +1,13 @@
 //! One client connection: its socket, its state (connecting → handshaking → open →
 //! closing), its queued output (handshake request, pongs, close) and its unconsumed input.
 //!
-//! Rules, as in mio's examples: every readiness event may be spurious; reads and writes
-//! are drained until `WouldBlock`; `Interrupted` is retried; `WRITABLE` interest is held
-//! only while output is queued (or the TCP connect is pending).
+//! Rules, as in mio's examples: every readiness event may be spurious; writes are
+//! drained until `WouldBlock`; `Interrupted` is retried; `WRITABLE` interest is held only
+//! while output is queued (or the TCP connect is pending). Reads stop early after a
+//! short read unless the event says the peer closed: on Linux a short read from a TCP
+//! socket means its receive queue was empty, and data arriving later raises a new edge.
+//! That saves one `read` syscall (the one returning `WouldBlock`) per tick per
+//! connection, a third of the tool's syscalls.
 
 use std::io::{self, Read, Write};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -108,6 +112,7 @@ impl Conn {
         token: Token,
         buf: &mut [u8],
         meter: &mut Meter,
+        peer_closed: bool,
     ) -> Result<(), End> {
         if self.state == State::Connecting {
             match self.stream.take_error() {
@@ -121,7 +126,7 @@ impl Conn {
             }
         }
         self.flush()?;
-        self.read_all(buf, meter)?;
+        self.read_all(buf, meter, peer_closed)?;
         self.flush()?;
         self.update_interest(registry, token)
     }
@@ -135,10 +140,17 @@ impl Conn {
         self.update_interest(registry, token)
     }
 
-    fn read_all(&mut self, buf: &mut [u8], meter: &mut Meter) -> Result<(), End> {
+    /// Reads until `WouldBlock`, or until a short read when the peer has not closed.
+    fn read_all(
+        &mut self,
+        buf: &mut [u8],
+        meter: &mut Meter,
+        peer_closed: bool,
+    ) -> Result<(), End> {
         loop {
             let kept = self.pending.len();
             buf[..kept].copy_from_slice(&self.pending);
+            let space = buf.len() - kept;
             let n = match self.stream.read(&mut buf[kept..]) {
                 Ok(0) => return Err(self.ended(Reason::Eof)),
                 Ok(n) => n,
@@ -151,6 +163,9 @@ impl Conn {
             let consumed = self.process(data, meter, unix_micros())?;
             self.pending.clear();
             self.pending.extend_from_slice(&data[consumed..]);
+            if n < space && !peer_closed {
+                return Ok(());
+            }
         }
     }
 

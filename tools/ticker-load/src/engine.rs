@@ -296,11 +296,13 @@ pub(crate) fn run(
 
         for event in events.iter() {
             let key = event.token().0;
+            let peer_closed = event.is_read_closed() || event.is_error();
             let Some(c) = conns.get_mut(key) else {
                 continue; // removed earlier in this batch
             };
             let was_in_flight = matches!(c.state(), State::Connecting | State::Handshaking);
-            let outcome = c.on_ready(poll.registry(), event.token(), &mut buf, &mut meter);
+            let outcome =
+                c.on_ready(poll.registry(), event.token(), &mut buf, &mut meter, peer_closed);
             let is_open = c.state() == State::Open;
             if was_in_flight && is_open {
                 in_flight -= 1;

@@ -11,7 +11,7 @@ use crate::summary::Summary;
 const W: f64 = 760.0;
 const H: f64 = 250.0;
 const LEFT: f64 = 72.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 42.0;
 const BLUE: &str = "#2563eb";
@@ -98,8 +98,9 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
         XAxis::Nines { nines } => f64::from(nines),
     };
     let y_data_max = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+    // 5 % headroom keeps a flat line off the frame and clear of the legend.
     let y_step = nice_step(y_data_max);
-    let y_max = ((y_data_max / y_step).ceil() * y_step).max(y_step);
+    let y_max = ((y_data_max * 1.05 / y_step).ceil() * y_step).max(y_step);
     let px = |x: f64| LEFT + x / x_max * pw;
     let py = |y: f64| TOP + ph - y / y_max * ph;
 
@@ -152,7 +153,8 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
             .map(|n| {
                 let label = match n {
                     0 => "0%".to_string(),
-                    n => format!("{}%", 100.0 - 100.0 / 10f64.powi(n as i32)),
+                    1 => "90%".to_string(),
+                    n => format!("99.{}%", "9".repeat(n as usize - 2)).replace(".%", "%"),
                 };
                 (f64::from(n), label)
             })
@@ -338,38 +340,66 @@ pub(crate) fn html(d: &ReportData<'_>) -> String {
     out
 }
 
-/// One SVG picture: title, summary lines, then the charts stacked.
+/// Splits `text` at spaces into lines of at most `width` characters (longer words stay whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let line = lines.last_mut().expect("lines starts non-empty and only grows");
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_string());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+}
+
+/// One SVG picture: title, parameters, summary lines and warnings, then the charts.
 pub(crate) fn svg(d: &ReportData<'_>) -> String {
-    let rows = d.summary.rows();
+    const LINE: f64 = 16.0;
     let params: Vec<String> = d.summary.params.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let text_h = 50.0 + 16.0 * (rows.len() + d.summary.warnings.len() + 1) as f64;
+    // One entry per line: an optional row label at the left margin, then the text.
+    // Widths in characters fit the 760-pixel picture at 11-12 px.
+    let mut lines: Vec<(Option<&str>, f64, &str, String)> = Vec::new();
+    for l in wrap(&params.join(", "), 118) {
+        lines.push((None, 16.0, r##"font-size="11" fill="#475569""##, l));
+    }
+    let rows = d.summary.rows();
+    for (k, v) in &rows {
+        for (i, l) in wrap(v, 88).into_iter().enumerate() {
+            lines.push(((i == 0).then_some(*k), 130.0, r#"font-size="12""#, l));
+        }
+    }
+    for w in &d.summary.warnings {
+        for l in wrap(&format!("warning: {w}"), 100) {
+            lines.push((None, 16.0, r##"font-size="12" fill="#b45309""##, l));
+        }
+    }
+    let mut body = String::new();
+    let mut y = 44.0;
+    for (label, x, css, text) in &lines {
+        if let Some(label) = label {
+            let _ = write!(
+                body,
+                r##"<text x="16" y="{y}" font-size="12" fill="#475569">{}</text>"##,
+                esc(label)
+            );
+        }
+        let _ = write!(body, r#"<text x="{x}" y="{y}" {css}>{}</text>"#, esc(text));
+        y += LINE;
+    }
+    let text_h = y + 8.0;
     let cs = charts(d);
     let total_h = text_h + H * cs.len() as f64;
     let mut out = String::new();
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {total_h}" width="{W}" height="{total_h}" font-family="system-ui,sans-serif"><rect width="{W}" height="{total_h}" fill="#fff"/><text x="16" y="26" font-size="16" font-weight="600">{}</text><text x="16" y="44" font-size="11" fill="#475569">{}</text>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {total_h}" width="{W}" height="{total_h}" font-family="system-ui,sans-serif"><rect width="{W}" height="{total_h}" fill="#fff"/><text x="16" y="26" font-size="16" font-weight="600">{}</text>{body}"##,
         esc(&title(d)),
-        esc(&params.join(", "))
     );
-    let mut y = 64.0;
-    for (k, v) in &rows {
-        let _ = write!(
-            out,
-            r##"<text x="16" y="{y}" font-size="12" fill="#475569">{}</text><text x="130" y="{y}" font-size="12">{}</text>"##,
-            esc(k),
-            esc(v)
-        );
-        y += 16.0;
-    }
-    for w in &d.summary.warnings {
-        let _ = write!(
-            out,
-            r##"<text x="16" y="{y}" font-size="12" fill="#b45309">warning: {}</text>"##,
-            esc(w)
-        );
-        y += 16.0;
-    }
     for (i, c) in cs.iter().enumerate() {
         out.push_str(&chart(c, 0.0, text_h + H * i as f64));
     }
@@ -395,6 +425,13 @@ mod tests {
         assert!((nines_x(90.0, 5.0) - 1.0).abs() < 1e-9);
         assert!((nines_x(99.9, 5.0) - 3.0).abs() < 1e-6);
         assert_eq!(nines_x(100.0, 5.0), 5.0);
+    }
+
+    #[test]
+    fn long_lines_wrap_at_spaces() {
+        assert_eq!(wrap("aaa bbb ccc", 7), ["aaa bbb", "ccc"]);
+        assert_eq!(wrap("averylongword x", 4), ["averylongword", "x"]);
+        assert_eq!(wrap("", 4), [""]);
     }
 
     #[test]

@@ -323,16 +323,13 @@ fn watch(
         match rx.recv_timeout(wait) {
             Ok(sample) => {
                 if let Some((second, latency)) = timeline.add(sample, plan.threads) {
-                    let in_window = window.is_some_and(|(s, e)| {
-                        let t = t0 + Duration::from_secs(second.t);
-                        t >= s && t < e
-                    });
-                    if in_window {
+                    // A second belongs to the phase its middle falls in.
+                    let middle = t0 + Duration::from_millis(second.t * 1000 + 500);
+                    let phase = phase_label(window, ramp_end, middle);
+                    if phase == "steady" {
                         steady_latency.add(latency);
                     }
                     if !args.quiet {
-                        let phase =
-                            phase_label(window, ramp_end, t0 + Duration::from_secs(second.t + 1));
                         eprintln!(
                             "{}",
                             progress_line(&second, args.connections, phase, &steady_latency)
@@ -374,11 +371,12 @@ fn phase_label(
     ramp_end: Option<Instant>,
     at: Instant,
 ) -> &'static str {
-    match (window, ramp_end) {
-        (Some((start, end)), _) if at > start && at <= end + Duration::from_millis(500) => "steady",
-        (Some((_, end)), _) if at > end => "closing",
-        (_, Some(_)) => "warmup",
-        _ => "ramp",
+    match (ramp_end, window) {
+        (None, _) => "ramp",
+        (Some(ramp_end), _) if at < ramp_end => "ramp",
+        (Some(_), Some((start, _))) if at < start => "warmup",
+        (Some(_), Some((_, end))) if at < end => "steady",
+        _ => "closing",
     }
 }
 

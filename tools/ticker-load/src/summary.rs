@@ -366,7 +366,11 @@ pub(crate) fn compare(files: &[impl AsRef<Path>]) -> Result<String, String> {
             us("/tick_latency_us/p99"),
             num("/server/cpu_us_per_frame").map_or("-".into(), |x| format!("{x:.2}")),
             num("/server/rss_bytes_per_connection").map_or("-".into(), bytes),
-            num("/load_tool/cpu_cores").map_or("-".into(), |x| format!("{:.0}%", x * 100.0)),
+            num("/load_tool/cpu_cores").map_or("-".into(), |x| {
+                let saturated =
+                    v.pointer("/load_tool/saturated").and_then(Value::as_bool) == Some(true);
+                format!("{:.0}%{}", x * 100.0, if saturated { " SAT" } else { "" })
+            }),
         );
     }
     Ok(out)

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Benchmarks crypto-ticker with its own load tool: 500, 1000, 2000 and 5000 subscribers
+# at the 10 ms tick, one fresh server per run, and prints one table.
+#
+# Usage: tools/bench.sh [--report DIR]
+#   --report DIR   also write DIR/subscribers-N.html (the load report) and keep the JSON
+#
+# Environment (defaults in brackets):
+#   BENCH_COUNTS    subscriber counts              ["500 1000 2000 5000"]
+#   BENCH_DURATION  steady window per run          [20s]
+#   BENCH_WARMUP    settle time after each ramp    [2s]
+#   BENCH_RAMP      connections opened per second  [1000/s]
+#   BENCH_THREADS   load-tool threads              [1]
+#   BENCH_PORT      server port on 127.0.0.1       [18081]
+#
+# The server and the load tool share this machine: the "tool cpu" column says how busy
+# the generator was (a saturated generator overstates latency; see its warnings).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+report_dir=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --report) report_dir="${2:?--report needs a folder}"; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+counts="${BENCH_COUNTS:-500 1000 2000 5000}"
+duration="${BENCH_DURATION:-20s}"
+warmup="${BENCH_WARMUP:-2s}"
+ramp="${BENCH_RAMP:-1000/s}"
+threads="${BENCH_THREADS:-1}"
+port="${BENCH_PORT:-18081}"
+
+# Every subscriber is a socket on each side, and both processes inherit this limit.
+max=0
+for n in $counts; do [ "$n" -gt "$max" ] && max=$n; done
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((max + 256)) ]; then
+    echo "bench.sh: open-files limit $(ulimit -n) is below $((max + 256)); raise the hard limit (ulimit -Hn)" >&2
+    exit 1
+fi
+
+cargo build --release -p crypto-ticker -p ticker-load >&2
+
+work="$(mktemp -d)"
+server=""
+stop_server() {
+    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
+        kill -TERM "$server" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
+    server=""
+}
+trap 'stop_server; rm -rf "$work"' EXIT
+[ -n "$report_dir" ] && mkdir -p "$report_dir"
+
+start_server() {
+    : >"$work/server.log"
+    target/release/crypto-ticker --db "$work/auth.db" --addr "127.0.0.1:$port" --public public \
+        >>"$work/server.log" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do
+        key="$(sed -n 's/.*demo API key \(created\|exists\).*api_key=\([A-Za-z0-9]*\).*/\2/p' "$work/server.log" | tail -n 1)"
+        if [ -n "$key" ] && grep -q "listening" "$work/server.log"; then return 0; fi
+        kill -0 "$server" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "bench.sh: the server did not start; its log:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+}
+
+jsons=()
+for n in $counts; do
+    start_server
+    echo "bench.sh: $n subscribers, ramp $ramp, warmup $warmup, steady $duration" >&2
+    report_args=()
+    [ -n "$report_dir" ] && report_args=(--report "$report_dir/subscribers-$n.html")
+    json="$work/subscribers-$n.json"
+    target/release/ticker-load --url "http://127.0.0.1:$port" --api-key "$key" \
+        --connections "$n" --ramp "$ramp" --warmup "$warmup" --duration "$duration" \
+        --threads "$threads" --server-pid "$server" --json "$json" --quiet "${report_args[@]}" \
+        | grep -E '^(warning|  (connections|failed|dropped)\b)' >&2 || true
+    if [ ! -f "$json" ]; then
+        echo "bench.sh: the run with $n subscribers wrote no result; server log:" >&2
+        tail -n 20 "$work/server.log" >&2
+        exit 1
+    fi
+    [ -n "$report_dir" ] && cp "$json" "$report_dir/"
+    jsons+=("$json")
+    stop_server
+done
+
+echo
+echo "crypto-ticker, 10 ms tick, $duration steady window per run ($(nproc) cores shared by server and load tool)"
+target/release/ticker-load compare "${jsons[@]}"

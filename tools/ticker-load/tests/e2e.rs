@@ -1,0 +1,348 @@
+//! End to end: the real `ticker-load` binary against a small tungstenite server in the
+//! test that behaves like crypto-ticker (token exchange, welcome, snapshot, a seq'd
+//! tick every 10 ms, pings) and deliberately skips every tenth seq.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tungstenite::Message;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+
+const KEY: &str = "demo-key";
+const TOKEN: &str = "tok.123=";
+
+#[derive(Default)]
+struct Seen {
+    pongs: AtomicUsize,
+    closes: AtomicUsize,
+}
+
+fn start_server() -> (SocketAddr, Arc<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let seen2 = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let seen = Arc::clone(&seen2);
+            std::thread::spawn(move || {
+                let mut head = [0u8; 4];
+                while stream.peek(&mut head).unwrap_or(0) < 4 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if &head == b"POST" { token_endpoint(stream) } else { ticker(stream, &seen) }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn token_endpoint(mut stream: TcpStream) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains('}') {
+        let n = stream.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let (status, body) = if text.contains(&format!(r#""api_key":"{KEY}""#)) {
+        (
+            "200 OK",
+            format!(r#"{{"token":"{TOKEN}","user_id":"demo","role":"user","expires_in":3600}}"#),
+        )
+    } else {
+        ("401 Unauthorized", r#"{"error":"invalid API key"}"#.to_string())
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).unwrap();
+}
+
+fn now_us() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros()
+}
+
+fn tick(seq: u64) -> Message {
+    Message::text(format!(
+        r#"{{"type":"ticker","seq":{seq},"ts_us":{},"data":[{{"symbol":"BTC-USD","price":42000.0,"timestamp":1}}]}}"#,
+        now_us()
+    ))
+}
+
+fn ticker(stream: TcpStream, seen: &Seen) {
+    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        let query = req.uri().query().unwrap_or("");
+        if req.uri().path() != "/ws/ticker"
+            || bearer == Some(&format!("Bearer {TOKEN}"))
+            || query == "x-auth-token=tok.123%3D"
+        {
+            Ok(resp)
+        } else {
+            let mut denied = ErrorResponse::new(Some("authentication required".into()));
+            *denied.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
+            Err(denied)
+        }
+    };
+    let Ok(mut ws) = tungstenite::accept_hdr(stream, check) else { return };
+    ws.get_mut().set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    ws.get_mut().set_nodelay(true).unwrap(); // a ticker server must not wait for ACKs (Nagle)
+    let mut seq = 1000;
+    let _ = ws.send(Message::text(r#"{"type":"welcome","user_id":"user:demo"}"#));
+    let _ = ws.send(tick(seq)); // the snapshot
+    let _ = ws.send(tick(seq)); // a repeat of the current tick is not a gap
+    let mut next = Instant::now();
+    loop {
+        next += Duration::from_millis(10);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        seq += 1;
+        let sent = if seq % 10 == 0 { Ok(()) } else { ws.send(tick(seq)) };
+        if seq % 50 == 0 {
+            let _ = ws.send(Message::Ping(b"hb".to_vec().into()));
+        }
+        if sent.is_err() {
+            return;
+        }
+        loop {
+            match ws.read() {
+                Ok(Message::Pong(_)) => {
+                    seen.pongs.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Message::Close(_)) => {
+                    seen.closes.fetch_add(1, Ordering::Relaxed);
+                    let _ = ws.flush(); // sends the queued close echo
+                    return;
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Runs the binary with a hard deadline: the tool must stop by itself.
+fn ticker_load(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticker-load"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ticker-load did not stop by itself");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ticker-load-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn read_json(path: &PathBuf) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn f(v: &Value, ptr: &str) -> f64 {
+    v.pointer(ptr).and_then(Value::as_f64).unwrap_or_else(|| panic!("{ptr} missing in {v:#}"))
+}
+
+#[test]
+fn an_api_key_run_opens_every_connection_counts_gaps_answers_pings_and_closes_cleanly() {
+    let (addr, seen) = start_server();
+    let json = temp("auth.json");
+    let report = temp("auth.html");
+    let url = format!("http://{addr}");
+    let out = ticker_load(&[
+        "--url",
+        &url,
+        "--api-key",
+        KEY,
+        "--connections",
+        "6",
+        "--ramp",
+        "200/s",
+        "--warmup",
+        "300ms",
+        "--duration",
+        "1500ms",
+        "--threads",
+        "2",
+        "--server-pid",
+        &std::process::id().to_string(),
+        "--json",
+        json.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("tick latency"), "{stdout}");
+    assert!(stderr.contains("steady"), "no live line: {stderr}");
+
+    let v = read_json(&json);
+    assert_eq!(f(&v, "/connections/opened"), 6.0);
+    assert_eq!(f(&v, "/connections/failed"), 0.0);
+    assert_eq!(f(&v, "/connections/closed_clean"), 6.0);
+    assert_eq!(f(&v, "/handshake_us/count"), 6.0);
+    // Every tenth seq is never sent: about 90 % delivered, never a negative gap.
+    let delivered = f(&v, "/steady/delivered_percent");
+    assert!((85.0..=95.0).contains(&delivered), "delivered {delivered}");
+    assert!(f(&v, "/steady/missed") > 0.0);
+    assert_eq!(f(&v, "/steady/out_of_order"), 0.0);
+    assert!(f(&v, "/steady/messages_per_sec") > 6.0 * 50.0);
+    assert!(f(&v, "/tick_latency_us/count") > 0.0);
+    assert!(f(&v, "/tick_latency_us/p99") < 1_000_000.0);
+    assert!(f(&v, "/server/cpu_seconds") >= 0.0);
+    assert!(v.pointer("/timeline/0/open").is_some());
+    assert!(seen.pongs.load(Ordering::Relaxed) >= 6, "pings were not answered");
+    assert_eq!(seen.closes.load(Ordering::Relaxed), 6);
+
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.matches("<svg").count() == 4);
+    assert!(!html.contains("http://") || !html.contains("<script"), "the report loads nothing");
+}
+
+#[test]
+fn a_no_auth_run_with_the_token_nowhere_and_a_bound_source_address_works_on_any_path() {
+    let (addr, _) = start_server();
+    let json = temp("noauth.json");
+    let svg = temp("noauth.svg");
+    let url = format!("ws://{addr}/any");
+    let out = ticker_load(&[
+        "--url",
+        &url,
+        "--no-auth",
+        "-c",
+        "3",
+        "--warmup",
+        "0",
+        "--duration",
+        "500ms",
+        "--bind",
+        "127.0.0.2",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+        "--report",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "--quiet: {}", String::from_utf8_lossy(&out.stderr));
+    let v = read_json(&json);
+    assert_eq!(f(&v, "/connections/opened"), 3.0);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
+
+#[test]
+fn a_token_in_the_query_is_percent_encoded_and_accepted() {
+    let (addr, _) = start_server();
+    let json = temp("query.json");
+    let url = format!("http://{addr}");
+    let out = ticker_load(&[
+        "--url",
+        &url,
+        "--token",
+        TOKEN,
+        "--token-in-query",
+        "-c",
+        "2",
+        "--warmup",
+        "0",
+        "--duration",
+        "300ms",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(f(&read_json(&json), "/connections/opened"), 2.0);
+}
+
+#[test]
+fn failures_are_counted_by_reason_and_an_all_failed_run_exits_non_zero() {
+    let (addr, _) = start_server();
+    let json = temp("denied.json");
+    let url = format!("http://{addr}");
+    let out = ticker_load(&[
+        "--url",
+        &url,
+        "--token",
+        "wrong",
+        "-c",
+        "3",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(f(&read_json(&json), "/connections/failed_by/http status 401"), 3.0);
+
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // dropped: port closed
+    let url = format!("ws://{closed}/");
+    let out = ticker_load(&[
+        "--url",
+        &url,
+        "--no-auth",
+        "-c",
+        "2",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(f(&read_json(&json), "/connections/failed_by/refused"), 2.0);
+
+    let out = ticker_load(&["--url", &format!("http://{addr}"), "--api-key", "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}
+
+#[test]
+fn bad_arguments_exit_with_two_and_help_documents_every_flag() {
+    assert_eq!(ticker_load(&["--connections", "x", "--no-auth"]).status.code(), Some(2));
+    let help = String::from_utf8(ticker_load(&["--help"]).stdout).unwrap();
+    for flag in [
+        "--url",
+        "--path",
+        "--api-key",
+        "--token",
+        "--token-in-query",
+        "--no-auth",
+        "--connections",
+        "--ramp",
+        "--warmup",
+        "--duration",
+        "--connect-timeout",
+        "--threads",
+        "--bind",
+        "--server-pid",
+        "--json",
+        "--report",
+        "--quiet",
+        "compare",
+    ] {
+        assert!(help.contains(flag), "{flag} undocumented");
+    }
+}
