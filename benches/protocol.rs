@@ -1,0 +1,73 @@
+//! Criterion benches of the pure protocol pieces: HTTP request parsing, WebSocket frame
+//! decoding, token verification, and building one tick's frame.
+//! `cargo bench --bench protocol`
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crypto_ticker::auth::token::{Actor, TokenKey, TokenStore};
+use crypto_ticker::config::parse_symbols;
+use crypto_ticker::http::request::{Limits, parse_request};
+use crypto_ticker::ticker::build_tick;
+use crypto_ticker::ticker::prices::{PriceModel, Rng};
+use crypto_ticker::ws::codec::Decoder;
+use crypto_ticker::ws::frame::{OpCode, encode_client_frame};
+
+fn http_parse(c: &mut Criterion) {
+    let req = b"GET /ws/ticker HTTP/1.1\r\nHost: localhost:8081\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+        Authorization: Bearer sc2BtyNnwuSX_3QbU58NC4RsnlCjVNV26I3vWIECh5g=.unVpBZB5bVYPUdC7MXGqgdY9ImC4ornNRL-h_OpRYkM=\r\n\r\n";
+    let mut g = c.benchmark_group("http");
+    g.throughput(Throughput::Bytes(req.len() as u64));
+    g.bench_function("parse_upgrade_request", |b| {
+        b.iter(|| parse_request(black_box(req), &Limits::default()))
+    });
+    g.finish();
+}
+
+fn ws_decode(c: &mut Criterion) {
+    let frame = encode_client_frame(true, OpCode::Text, br#"{"type":"ping"}"#, [1, 2, 3, 4]);
+    let mut g = c.benchmark_group("ws");
+    g.throughput(Throughput::Bytes(frame.len() as u64));
+    g.bench_function("decode_masked_text", |b| {
+        let mut d = Decoder::new(32 * 1024);
+        b.iter(|| {
+            let mut buf = frame.clone();
+            black_box(d.decode(&mut buf).ok());
+        })
+    });
+    g.finish();
+}
+
+fn token_verify(c: &mut Criterion) {
+    let store = TokenStore::new(
+        TokenKey::from_secret("bench-key-0123456789").unwrap(),
+        Duration::from_secs(3600),
+        1000,
+    );
+    let actor = Actor { id: "user:demo".into(), user_id: "demo".into(), role: "user".into() };
+    let token = store.issue(actor, 1, "127.0.0.1".into(), 0).unwrap().token;
+    c.bench_function("token/verify", |b| b.iter(|| store.verify(black_box(&token), 1)));
+}
+
+fn tick_build(c: &mut Criterion) {
+    let symbols = parse_symbols("BTC-USD:42000,ETH-USD:2500,SOL-USD:95").unwrap();
+    let mut model = PriceModel::new(&symbols, Rng::from_seed(1));
+    let mut scratch = Vec::new();
+    let len = build_tick(0, model.quotes(), SystemTime::now(), &mut scratch).frame.len();
+    let mut g = c.benchmark_group("ticker");
+    g.throughput(Throughput::Bytes(len as u64));
+    g.bench_function("step_and_build_frame", |b| {
+        let mut seq = 0;
+        b.iter(|| {
+            model.step();
+            seq += 1;
+            build_tick(seq, model.quotes(), SystemTime::now(), &mut scratch)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, http_parse, ws_decode, token_verify, tick_build);
+criterion_main!(benches);
