@@ -114,3 +114,64 @@ fn repeated_failed_logins_get_429_with_retry_after_and_others_pass() {
         assert_eq!(read_response(&mut c).unwrap().status, 200);
     }
 }
+
+#[test]
+fn a_client_can_revoke_its_own_token_and_its_sessions_close() {
+    let s = TestServer::start();
+    let token = s.token();
+    let mut ws = s.ws(&token);
+    next_of_type(&mut ws, "welcome");
+    let revoke = |t: &str| {
+        s.raw(format!("POST /auth/revoke HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {t}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes())
+    };
+    let r = revoke(&token);
+    assert_eq!((r.status, r.json()["revoked"].as_bool()), (200, Some(true)));
+    assert_eq!(read_until_close(&mut ws), Some(1008));
+    assert_eq!(revoke(&token).status, 401, "a revoked token is no longer valid");
+    let other = s.token();
+    s.ws(&other); // other tokens are unaffected
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let s = TestServer::start_with(Opts::default().arg("--log-format", "json"));
+    s.token();
+    for line in s.logs().lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["ts"].is_string() && v["level"].is_string() && v["msg"].is_string(), "{line}");
+    }
+    assert!(s.logs().lines().any(|l| l.contains(r#""msg":"token issued""#)));
+}
+
+/// Validates /metrics with Prometheus's own parser. `.ci/run` installs promtool; a
+/// machine without it says so instead of passing silently.
+#[test]
+fn metrics_pass_promtool_check() {
+    let Ok(out) = Command::new("promtool").arg("--version").output() else {
+        eprintln!(
+            "SKIPPED metrics_pass_promtool_check: promtool not installed (apt-get install prometheus)"
+        );
+        return;
+    };
+    assert!(out.status.success());
+    let s = TestServer::start();
+    let mut ws = s.ws(&s.token());
+    next_of_type(&mut ws, "ticker");
+    let body = s.get("/metrics").body;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

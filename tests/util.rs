@@ -107,7 +107,7 @@ impl TestServer {
             let line = rx.recv_timeout(left).unwrap_or_else(|_| {
                 panic!("server did not start; log:\n{}", log.lock().unwrap().join("\n"))
             });
-            if line.contains(" listening ") {
+            if line.contains(" listening ") || line.contains(r#""msg":"listening""#) {
                 addr = field(&line, "addr").and_then(|a| a.parse().ok());
             }
             if line.contains("demo API key") {
@@ -237,8 +237,12 @@ impl Drop for TestServer {
     }
 }
 
-/// The value of `key=value` in a text log line.
+/// The value of `key=value` in a text log line, or of `key` in a JSON log line.
 pub fn field(line: &str, key: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        return v[key].as_str().map(str::to_owned);
+    }
     let start = line.find(&format!(" {key}="))? + key.len() + 2;
     Some(line[start..].split_whitespace().next()?.trim_matches('"').to_owned())
 }
