@@ -27,17 +27,19 @@ TARGET AND AUTH:
                           (messages without `seq` are counted, not gap-checked)
 
 LOAD:
-    --connections N       subscribers to open                  [default: 100]
-    --ramp RATE           opening rate: N/s, N/m or N (per second)  [default: 500/s]
-    --warmup DURATION     settle time after the ramp, not measured   [default: 1s]
-    --duration DURATION   the steady (measured) window after ramp + warmup [default: 30s]
-                          The run ends by itself: ramp (bounded by --connect-timeout)
-                          + warmup + duration + at most 2 s of closing handshakes.
-    --connect-timeout D   per-connection bound on TCP connect + handshake [default: 10s]
+    --connections N       subscribers to open                          [default: 100]
+    --ramp RATE           opening rate: N/s, N/m or N per second       [default: 500/s]
+    --warmup DURATION     settle time after the ramp, not measured     [default: 1s]
+    --duration DURATION   the steady (measured) window after the warmup [default: 30s]
+    --connect-timeout D   bound on TCP connect + handshake, per connection [default: 10s]
     --threads N           event-loop threads; keep it below the number of cores, or
                           the generator competes with the server it measures [default: 1]
     --bind IP,IP,...      source addresses, round-robin per connection; each gives
                           ~28k more ephemeral ports (e.g. 127.0.0.2,127.0.0.3)
+
+    The run ends by itself after: the ramp (connections / rate, plus at most
+    --connect-timeout for the last handshakes) + warmup + duration + at most 2 s of
+    closing handshakes.
 
 MEASURE AND REPORT:
     --server-pid PID      read /proc/PID around the steady window: server CPU per
@@ -53,7 +55,8 @@ DURATIONS take ms, s or m: 500ms, 30s, 2m.
 
 The steady window starts when every connection has opened or failed, plus --warmup.
 Tick latency (receive time - ts_us), messages, seq gaps and CPU figures cover only the
-steady window; connections and handshake latency cover the whole run. One live line
+steady window; connections and handshake latency cover the whole run. Latency compares
+two clocks: across hosts, they must be synchronised (PTP/NTP) to mean anything. One live line
 per second goes to stderr; the table goes to stdout. Ctrl-C ends the run early and
 still reports. Exit status: 0 when at least one connection opened, 1 otherwise,
 2 for bad arguments.

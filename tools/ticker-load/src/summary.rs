@@ -86,8 +86,8 @@ impl Summary {
             ("auth", auth.to_string()),
             ("connections", args.connections.to_string()),
             ("ramp", format!("{}/s", args.ramp_per_sec)),
-            ("warmup", format!("{:?}", args.warmup)),
-            ("duration", format!("{:?}", args.duration)),
+            ("warmup", duration(args.warmup)),
+            ("duration", duration(args.duration)),
             ("threads", args.threads.to_string()),
         ];
         if !args.bind.is_empty() {
@@ -312,12 +312,21 @@ fn reasons(items: &[(String, u64)]) -> String {
     items.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ")
 }
 
+/// A duration as the command line writes it: `2m`, `30s`, `500ms`.
+fn duration(d: std::time::Duration) -> String {
+    match (d.as_secs(), d.subsec_millis()) {
+        (s, 0) if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        (s, 0) => format!("{s}s"),
+        _ => format!("{}ms", d.as_millis()),
+    }
+}
+
 /// 1234567 → "1,234,567".
 pub(crate) fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -388,6 +397,11 @@ mod tests {
         assert_eq!(bytes(512.0), "512 B");
         assert_eq!(bytes(4096.0), "4.0 KiB");
         assert_eq!(bytes(-2048.0), "-2.0 KiB");
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(
+            [duration(ms(0)), duration(ms(1500)), duration(ms(30_000)), duration(ms(120_000))],
+            ["0s", "1500ms", "30s", "2m"]
+        );
     }
 
     #[test]

@@ -78,22 +78,25 @@ fn tick(seq: u64) -> Message {
     ))
 }
 
+// tungstenite's callback signature fixes the error type.
+#[allow(clippy::result_large_err)]
+fn check_token(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+    let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let query = req.uri().query().unwrap_or("");
+    if req.uri().path() != "/ws/ticker"
+        || bearer == Some(&format!("Bearer {TOKEN}"))
+        || query == "x-auth-token=tok.123%3D"
+    {
+        Ok(resp)
+    } else {
+        let mut denied = ErrorResponse::new(Some("authentication required".into()));
+        *denied.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
+        Err(denied)
+    }
+}
+
 fn ticker(stream: TcpStream, seen: &Seen) {
-    let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let bearer = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-        let query = req.uri().query().unwrap_or("");
-        if req.uri().path() != "/ws/ticker"
-            || bearer == Some(&format!("Bearer {TOKEN}"))
-            || query == "x-auth-token=tok.123%3D"
-        {
-            Ok(resp)
-        } else {
-            let mut denied = ErrorResponse::new(Some("authentication required".into()));
-            *denied.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
-            Err(denied)
-        }
-    };
-    let Ok(mut ws) = tungstenite::accept_hdr(stream, check) else { return };
+    let Ok(mut ws) = tungstenite::accept_hdr(stream, check_token) else { return };
     ws.get_mut().set_read_timeout(Some(Duration::from_millis(1))).unwrap();
     ws.get_mut().set_nodelay(true).unwrap(); // a ticker server must not wait for ACKs (Nagle)
     let mut seq = 1000;
