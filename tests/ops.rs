@@ -61,7 +61,8 @@ fn a_key_revoked_from_the_cli_closes_its_live_sessions_with_1008() {
     let r = s.post("/auth/token", &format!(r#"{{"api_key":"{key}"}}"#));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["user_id"], "alice");
-    let mut ws = s.ws(r.json()["token"].as_str().unwrap());
+    let alice_token = r.json()["token"].as_str().unwrap().to_owned();
+    let mut ws = s.ws(&alice_token);
     assert_eq!(next_of_type(&mut ws, "welcome")["user_id"], "user:alice");
     let list = cli(&["list"]);
     assert!(list.contains("alice") && !list.contains(&key), "list never shows keys:\n{list}");
@@ -75,6 +76,13 @@ fn a_key_revoked_from_the_cli_closes_its_live_sessions_with_1008() {
         .to_owned();
     cli(&["revoke", &id]);
     assert_eq!(read_until_close(&mut ws), Some(1008));
+    // Its tokens ended with it, and the key itself is refused.
+    let mut req = tungstenite::client::IntoClientRequest::into_client_request(s.ws_url()).unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {alice_token}").parse().unwrap());
+    match s.ws_request(req) {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        other => panic!("old token still accepted: {:?}", other.map(|_| ())),
+    }
     let r = s.post("/auth/token", &format!(r#"{{"api_key":"{key}"}}"#));
     assert_eq!(r.status, 401);
     // The demo user is unaffected.
