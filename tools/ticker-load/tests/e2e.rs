@@ -156,10 +156,26 @@ fn ticker_load(args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ticker-load-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// A folder for one test's output files, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("ticker-load-e2e-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn read_json(path: &PathBuf) -> Value {
@@ -172,9 +188,10 @@ fn f(v: &Value, ptr: &str) -> f64 {
 
 #[test]
 fn an_api_key_run_opens_every_connection_counts_gaps_answers_pings_and_closes_cleanly() {
+    let dir = TempDir::new("an_api_key_run_opens_eve");
     let (addr, seen) = start_server();
-    let json = temp("auth.json");
-    let report = temp("auth.html");
+    let json = dir.file("auth.json");
+    let report = dir.file("auth.html");
     let url = format!("http://{addr}");
     let out = ticker_load(&[
         "--url",
@@ -224,14 +241,17 @@ fn an_api_key_run_opens_every_connection_counts_gaps_answers_pings_and_closes_cl
 
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(html.starts_with("<!doctype html>") && html.matches("<svg").count() == 4);
-    assert!(!html.contains("http://") || !html.contains("<script"), "the report loads nothing");
+    for external in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(!html.contains(external), "the report must load nothing: found {external}");
+    }
 }
 
 #[test]
 fn a_no_auth_run_with_the_token_nowhere_and_a_bound_source_address_works_on_any_path() {
+    let dir = TempDir::new("a_no_auth_run_with_the_t");
     let (addr, _) = start_server();
-    let json = temp("noauth.json");
-    let svg = temp("noauth.svg");
+    let json = dir.file("noauth.json");
+    let svg = dir.file("noauth.svg");
     let url = format!("ws://{addr}/any");
     let out = ticker_load(&[
         "--url",
@@ -260,8 +280,9 @@ fn a_no_auth_run_with_the_token_nowhere_and_a_bound_source_address_works_on_any_
 
 #[test]
 fn a_token_in_the_query_is_percent_encoded_and_accepted() {
+    let dir = TempDir::new("a_token_in_the_query_is_");
     let (addr, _) = start_server();
-    let json = temp("query.json");
+    let json = dir.file("query.json");
     let url = format!("http://{addr}");
     let out = ticker_load(&[
         "--url",
@@ -285,8 +306,9 @@ fn a_token_in_the_query_is_percent_encoded_and_accepted() {
 
 #[test]
 fn failures_are_counted_by_reason_and_an_all_failed_run_exits_non_zero() {
+    let dir = TempDir::new("failures_are_counted_by_");
     let (addr, _) = start_server();
-    let json = temp("denied.json");
+    let json = dir.file("denied.json");
     let url = format!("http://{addr}");
     let out = ticker_load(&[
         "--url",
