@@ -7,6 +7,7 @@ mod auth;
 mod cors;
 mod hostile;
 mod limits;
+mod load_tool;
 mod migration;
 mod ops;
 mod static_files;
