@@ -40,7 +40,7 @@ pub(crate) const MAX_QUEUED: usize = 64;
 /// frames and replies are never dropped), then the newest tick (conflated: a newer tick
 /// replaces an older undelivered one).
 #[derive(Default)]
-pub(crate) struct Outbox {
+pub struct Outbox {
     current: Option<Chunk>,
     offset: usize,
     queue: VecDeque<Chunk>,
@@ -49,46 +49,46 @@ pub(crate) struct Outbox {
 
 /// What one flush achieved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Flushed {
-    pub(crate) bytes: usize,
+pub struct Flushed {
+    pub bytes: usize,
     /// Tick frames completed (for `frames_sent`).
-    pub(crate) ticks: usize,
+    pub ticks: usize,
 }
 
 impl Outbox {
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.current.is_none() && self.queue.is_empty() && self.latest_tick.is_none()
     }
 
-    pub(crate) fn queued(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.queue.len()
     }
 
-    pub(crate) fn push(&mut self, bytes: Vec<u8>) {
+    pub fn push(&mut self, bytes: Vec<u8>) {
         self.queue.push_back(Chunk::Owned(bytes));
     }
 
     /// A tick frame the socket only partly took.
-    pub(crate) fn set_partial_tick(&mut self, frame: Arc<[u8]>, written: usize) {
+    pub fn set_partial_tick(&mut self, frame: Arc<[u8]>, written: usize) {
         debug_assert!(self.current.is_none());
         self.current = Some(Chunk::Shared(frame));
         self.offset = written;
     }
 
     /// Offers the newest tick; returns whether an undelivered older tick was dropped.
-    pub(crate) fn offer_tick(&mut self, frame: Arc<[u8]>) -> bool {
+    pub fn offer_tick(&mut self, frame: Arc<[u8]>) -> bool {
         self.latest_tick.replace(frame).is_some()
     }
 
     /// Drops the pending tick and queued replies, keeping only the partly written frame
     /// (which must be finished) — used before a close frame goes out.
-    pub(crate) fn clear_pending(&mut self) {
+    pub fn clear_pending(&mut self) {
         self.queue.clear();
         self.latest_tick = None;
     }
 
     /// Writes until the outbox is empty or the socket would block.
-    pub(crate) fn flush<W: Write>(&mut self, w: &mut W) -> io::Result<Flushed> {
+    pub fn flush<W: Write>(&mut self, w: &mut W) -> io::Result<Flushed> {
         let mut done = Flushed::default();
         loop {
             if self.current.is_none() {

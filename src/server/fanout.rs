@@ -12,14 +12,29 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use super::conn::Conn;
+use super::conn::{Conn, Outbox};
 
 /// Totals of one fan-out, added to the metrics once per tick.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FanoutTotals {
-    pub(crate) frames: u64,
-    pub(crate) bytes: u64,
-    pub(crate) conflated: u64,
+pub struct FanoutTotals {
+    pub frames: u64,
+    pub bytes: u64,
+    pub conflated: u64,
+}
+
+/// What offering a tick to one subscriber did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// The whole frame went to the socket.
+    Written,
+    /// Part of it went; the rest waits in the outbox.
+    Partial(usize),
+    /// The socket was full; the frame waits as the pending tick.
+    Parked,
+    /// An older pending tick was replaced (conflation).
+    Conflated,
+    /// The socket failed; close the connection.
+    Failed,
 }
 
 /// Offers `frame` to every WebSocket session in `conns`. Keys of connections whose
@@ -35,30 +50,49 @@ pub(crate) fn fan_out(
         if !conn.is_subscriber() {
             continue;
         }
-        if !conn.out.is_empty() {
-            // The socket is full (the outbox is only non-empty after a short write), so
-            // a writable event is coming; keep just the newest tick until then.
-            totals.conflated += u64::from(conn.out.offer_tick(frame.clone()));
-            continue;
-        }
-        match write_all_or_park(&mut conn.socket, frame) {
-            Ok(n) if n == frame.len() => {
+        match offer(&mut conn.socket, &mut conn.out, &mut conn.last_progress, frame, now) {
+            Offered::Written => {
                 totals.frames += 1;
-                totals.bytes += n as u64;
+                totals.bytes += frame.len() as u64;
             }
-            Ok(n) => {
-                totals.bytes += n as u64;
-                conn.out.set_partial_tick(frame.clone(), n);
-                conn.last_progress = now;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                conn.out.offer_tick(frame.clone());
-                conn.last_progress = now;
-            }
-            Err(_) => dead.push(key),
+            Offered::Partial(n) => totals.bytes += n as u64,
+            Offered::Parked => {}
+            Offered::Conflated => totals.conflated += 1,
+            Offered::Failed => dead.push(key),
         }
     }
     totals
+}
+
+/// One subscriber's share of a tick: the per-subscriber cost of the hot path, generic
+/// over the socket so benches can drive it with in-memory writers.
+#[inline]
+pub fn offer<W: Write>(
+    socket: &mut W,
+    out: &mut Outbox,
+    last_progress: &mut Instant,
+    frame: &Arc<[u8]>,
+    now: Instant,
+) -> Offered {
+    if !out.is_empty() {
+        // The socket is full (the outbox is only non-empty after a short write), so a
+        // writable event is coming; keep just the newest tick until then.
+        return if out.offer_tick(frame.clone()) { Offered::Conflated } else { Offered::Parked };
+    }
+    match write_all_or_park(socket, frame) {
+        Ok(n) if n == frame.len() => Offered::Written,
+        Ok(n) => {
+            out.set_partial_tick(frame.clone(), n);
+            *last_progress = now;
+            Offered::Partial(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            out.offer_tick(frame.clone());
+            *last_progress = now;
+            Offered::Parked
+        }
+        Err(_) => Offered::Failed,
+    }
 }
 
 /// Writes as much of `frame` as the socket takes. A short write is retried once so the

@@ -14,7 +14,7 @@
 //! token table, metrics, counters), so the hot path takes no lock.
 
 mod conn;
-mod fanout;
+pub mod fanout;
 mod handle;
 mod shard;
 
@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use conn::Outbox;
 use crossbeam_channel::{Sender, bounded, unbounded};
 use mio::{Poll, Waker};
 
