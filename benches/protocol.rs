@@ -1,5 +1,5 @@
 //! Criterion benches of the pure protocol pieces: HTTP request parsing, WebSocket frame
-//! decoding, token verification, and building one tick's frame.
+//! encoding and decoding, token issue and verification, and building one tick's frame.
 //! `cargo bench --bench protocol`
 
 use std::hint::black_box;
@@ -12,7 +12,7 @@ use crypto_ticker::http::request::{Limits, parse_request};
 use crypto_ticker::ticker::build_tick;
 use crypto_ticker::ticker::prices::{PriceModel, Rng};
 use crypto_ticker::ws::codec::Decoder;
-use crypto_ticker::ws::frame::{OpCode, encode_client_frame};
+use crypto_ticker::ws::frame::{OpCode, encode_client_frame, encode_frame};
 
 fn http_parse(c: &mut Criterion) {
     let req = b"GET /ws/ticker HTTP/1.1\r\nHost: localhost:8081\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -49,6 +49,37 @@ fn token_verify(c: &mut Criterion) {
     let actor = Actor { id: "user:demo".into(), user_id: "demo".into(), role: "user".into() };
     let token = store.issue(actor, 1, "127.0.0.1".into(), 0).unwrap().token;
     c.bench_function("token/verify", |b| b.iter(|| store.verify(black_box(&token), 1)));
+    c.bench_function("token/issue", |b| {
+        // A fresh table per batch keeps it from filling up.
+        b.iter_batched_ref(
+            || {
+                TokenStore::new(
+                    TokenKey::from_secret("bench-key-0123456789").unwrap(),
+                    Duration::from_secs(3600),
+                    1 << 20,
+                )
+            },
+            |store| {
+                store.issue(
+                    Actor { id: "user:demo".into(), user_id: "demo".into(), role: "user".into() },
+                    1,
+                    "127.0.0.1".into(),
+                    0,
+                )
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
+fn ws_encode(c: &mut Criterion) {
+    let payload = vec![b'x'; 250];
+    let mut g = c.benchmark_group("ws");
+    g.throughput(Throughput::Bytes(payload.len() as u64));
+    g.bench_function("encode_server_text_frame", |b| {
+        b.iter(|| encode_frame(OpCode::Text, black_box(&payload)))
+    });
+    g.finish();
 }
 
 fn tick_build(c: &mut Criterion) {
@@ -69,5 +100,5 @@ fn tick_build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, http_parse, ws_decode, token_verify, tick_build);
+criterion_group!(benches, http_parse, ws_decode, ws_encode, token_verify, tick_build);
 criterion_main!(benches);
