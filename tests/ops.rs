@@ -97,6 +97,7 @@ fn logs_of_a_session_contain_no_token_and_no_key_but_the_demo_line() {
     next_of_type(&mut ws, "ticker");
     s.post("/auth/token", r#"{"api_key":"wrong-key-value"}"#);
     drop(ws);
+    s.wait_for_log("token issued");
     let logs = s.logs();
     assert!(!logs.contains(&token), "token in logs");
     assert!(!logs.contains("wrong-key-value"));
@@ -144,11 +145,12 @@ fn a_client_can_revoke_its_own_token_and_its_sessions_close() {
 fn json_logs_are_one_object_per_line() {
     let s = TestServer::start_with(Opts::default().arg("--log-format", "json"));
     s.token();
+    // The log is read by another thread: wait for the line rather than race it.
+    s.wait_for_log(r#""msg":"token issued""#);
     for line in s.logs().lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(v["ts"].is_string() && v["level"].is_string() && v["msg"].is_string(), "{line}");
     }
-    assert!(s.logs().lines().any(|l| l.contains(r#""msg":"token issued""#)));
 }
 
 /// Validates /metrics with Prometheus's own parser. `.ci/run` installs promtool; a
