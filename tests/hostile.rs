@@ -90,5 +90,5 @@ fn a_panicking_ticker_is_restarted_and_sessions_keep_receiving() {
         seq = next_of_type(&mut ws, "ticker")["seq"].as_u64().unwrap();
     }
     assert_eq!(s.metric("ticker_restarts_total"), 1.0);
-    assert!(s.logs().contains("ticker thread panicked; restarting"));
+    s.wait_for_log("ticker thread panicked; restarting");
 }
