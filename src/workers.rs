@@ -12,14 +12,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::auth::keys;
 use crate::auth::ratelimit::LoginLimiter;
-use crate::auth::token::{Actor, TokenError, TokenStore};
+use crate::auth::token::{Actor, TokenError, TokenStore, unix_now};
 use crate::error::HttpError;
 use crate::http::response::Response;
 use crate::http::routes::StaticRequest;
@@ -132,8 +132,7 @@ fn issue_token(
         user_id: record.user_id.clone(),
         role: record.role.clone(),
     };
-    let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    match ctx.tokens.issue(actor, record.id, ip.to_string(), unix_now) {
+    match ctx.tokens.issue(actor, record.id, ip.to_string(), unix_now()) {
         Ok(issued) => {
             ctx.metrics.auth(AuthOutcome::Issued);
             crate::info!(

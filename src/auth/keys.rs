@@ -14,7 +14,7 @@ use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -356,7 +356,7 @@ fn write_demo_file(path: &Path, key: &str) -> Result<(), DbError> {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    i64::try_from(super::token::unix_now()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
@@ -44,6 +44,11 @@ pub const USER_POLICY: Policy = Policy {
     effect: "allow",
     groups: &["user"],
 };
+
+/// Seconds since the Unix epoch: the time unit of token expiry and of the key store.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 /// The HMAC key. Its `Debug` never shows the bytes.
 #[derive(Clone)]

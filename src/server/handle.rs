@@ -8,13 +8,13 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::TrySendError;
 
 use super::Shared;
 use super::conn::{Conn, HttpPhase, MAX_QUEUED, Session, State};
-use crate::auth::token::TokenError;
+use crate::auth::token::{TokenError, unix_now};
 use crate::error::{CloseCode, HttpError};
 use crate::http::cors;
 use crate::http::request::{Request, parse_request};
@@ -493,8 +493,4 @@ pub(crate) fn on_timer(conn: &mut Conn, ctx: &LoopCtx, now: Instant) -> Verdict 
             }
         }
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

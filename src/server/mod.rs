@@ -290,7 +290,7 @@ fn spawn_revocation_watcher(shared: Arc<Shared>, mut cursor: i64) -> std::io::Re
         while !shared.is_shutting_down() {
             thread::sleep(REVOCATION_POLL);
             if last_purge.elapsed() >= PURGE_EVERY {
-                shared.tokens.purge_expired(handle::unix_now());
+                shared.tokens.purge_expired(crate::auth::token::unix_now());
                 last_purge = Instant::now();
             }
             if conn.is_none() {
