@@ -15,6 +15,8 @@
 //! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs.
 //! - [`error`]: every error the SPEC names, and the one place each becomes a status or
 //!   close code.
+//! - [`fuzz_checks`]: the invariants the fuzz targets in `fuzz/` assert, also replayed
+//!   over the committed corpora by the test suite.
 #![deny(rust_2018_idioms)]
 #![warn(unreachable_pub)]
 
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fuzz_checks;
 pub mod http;
 pub mod log;
 pub mod metrics;

@@ -5,6 +5,7 @@ mod util;
 
 mod auth;
 mod cors;
+mod fuzz_corpus;
 mod hostile;
 mod limits;
 mod load_tool;

@@ -1,0 +1,294 @@
+//! Invariants over untrusted input, one function per fuzz target.
+//!
+//! Each function takes arbitrary bytes and panics only when an invariant breaks, never
+//! because the input is bad. The cargo-fuzz targets in `fuzz/` call them, and
+//! `tests/fuzz_corpus.rs` replays every committed corpus file through them under the
+//! normal test command, so a crash once found stays fixed.
+
+use std::path::Component;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::auth::token::{Actor, TokenKey, TokenStore, parse_token};
+use crate::error::{HttpError, ProtocolError};
+use crate::http::cors::AllowedOrigins;
+use crate::http::request::{Limits, parse_request};
+use crate::http::routes::{Route, parse_token_request, route};
+use crate::parse::Status;
+use crate::ws::codec::{Decoder, Message};
+use crate::ws::frame::{OpCode, encode_client_frame, encode_frame, parse_header};
+
+/// Largest control-frame payload (RFC 6455 section 5.5).
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// The HTTP request head parser and the router.
+///
+/// - a `Complete` request consumed no more than the input, its body is exactly
+///   `Content-Length` bytes, and the same request parses from exactly those bytes;
+///   one byte fewer is never `Complete`;
+/// - `Partial` only below the head plus body limits (what a connection may buffer);
+/// - every error maps to a 4xx/5xx status;
+/// - routing never panics, a static route never leaves the public folder, and every
+///   immediate response serializes to a valid status line.
+pub fn http_request(data: &[u8]) {
+    // Small limits as well as the defaults, so the limit paths are reached too.
+    let small = Limits { max_head: 256, max_body: 64, max_headers: 8 };
+    for limits in [Limits::default(), small] {
+        match parse_request(data, &limits) {
+            Ok(Status::Complete { value: req, consumed }) => {
+                assert!(consumed <= data.len(), "consumed past the input");
+                assert!(req.body.len() <= limits.max_body, "body over the limit");
+                assert!(req.path.starts_with('/'), "non-origin-form target accepted");
+                assert_eq!(&data[consumed - req.body.len()..consumed], &req.body[..]);
+                match parse_request(&data[..consumed], &limits) {
+                    Ok(Status::Complete { consumed: again, .. }) => assert_eq!(again, consumed),
+                    other => panic!("the exact bytes of a request did not parse: {other:?}"),
+                }
+                if let Ok(Status::Complete { .. }) = parse_request(&data[..consumed - 1], &limits)
+                {
+                    panic!("a strict prefix of a request parsed as complete");
+                }
+                check_route(&req);
+            }
+            Ok(Status::Partial) => {
+                // What a connection may buffer for one request is bounded by the limits.
+                let bound = limits.max_head + limits.max_body;
+                assert!(data.len() < bound, "partial at {} bytes, beyond {bound}", data.len());
+            }
+            Err(e) => check_http_error(&e),
+        }
+    }
+}
+
+fn check_route(req: &crate::http::request::Request) {
+    let allowed = AllowedOrigins::List(vec!["http://localhost:8081".to_owned()]);
+    for origins in [AllowedOrigins::Any, allowed] {
+        match route(req, &origins) {
+            Route::Respond(response) => {
+                assert!((100..600).contains(&response.status), "status {}", response.status);
+                let bytes = response.to_bytes(req.keep_alive(), UNIX_EPOCH);
+                let line_end = bytes.windows(2).position(|w| w == b"\r\n");
+                let line = line_end.map(|end| &bytes[..end]);
+                assert!(line.is_some_and(|l| l.starts_with(b"HTTP/1.1 ")), "bad status line");
+            }
+            Route::Static(s) => {
+                assert!(
+                    s.relative.components().all(|c| matches!(c, Component::Normal(_))),
+                    "static path escapes the folder: {:?}",
+                    s.relative
+                );
+            }
+            Route::IssueToken { api_key } => assert!(!api_key.is_empty()),
+            Route::RevokeToken { token } => assert!(!token.is_empty()),
+            Route::Upgrade { token } => assert!(token.is_none_or(|t| !t.is_empty())),
+            Route::Health | Route::Metrics { .. } => {}
+        }
+    }
+}
+
+fn check_http_error(e: &HttpError) {
+    let status = e.status();
+    assert!((400..600).contains(&status), "{e:?} maps to {status}");
+    assert!(!e.message().is_empty());
+}
+
+/// Limit used by the WebSocket target: small, so "too big" is reachable.
+const FUZZ_MAX_MESSAGE: usize = 1024;
+
+/// The WebSocket frame decoder, including fragmentation and control frames.
+///
+/// The first byte chooses a chunk size; the rest is the byte stream from a client.
+/// - decoding the stream whole and in chunks gives the same messages and the same error;
+/// - every step consumes at least one byte and no more than it was given;
+/// - control payloads are at most 125 bytes, data messages at most the limit;
+/// - every decoded message, encoded again as a client frame (whole or fragmented),
+///   decodes to itself;
+/// - every error has a close code the server may send.
+pub fn ws_decoder(data: &[u8]) {
+    let Some((&chunk, stream)) = data.split_first() else { return };
+    let whole = decode_stream(stream, stream.len().max(1));
+    let chunked = decode_stream(stream, usize::from(chunk % 17) + 1);
+    assert_eq!(whole, chunked, "chunking changed the outcome");
+
+    let (messages, _) = whole;
+    for message in &messages {
+        match message {
+            Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= MAX_CONTROL_PAYLOAD),
+            Message::Close(Some((_, reason))) => assert!(reason.len() <= MAX_CONTROL_PAYLOAD - 2),
+            Message::Close(None) => {}
+            Message::Text(t) => assert!(t.len() <= FUZZ_MAX_MESSAGE),
+            Message::Binary(b) => assert!(b.len() <= FUZZ_MAX_MESSAGE),
+        }
+        round_trip(message, chunk);
+    }
+}
+
+type DecodeOutcome = (Vec<Message>, Option<ProtocolError>);
+
+/// Feeds `stream` to a decoder `chunk` bytes at a time, as reads from a socket would.
+fn decode_stream(stream: &[u8], chunk: usize) -> DecodeOutcome {
+    let mut decoder = Decoder::new(FUZZ_MAX_MESSAGE);
+    let mut buf = Vec::new();
+    let mut messages = Vec::new();
+    for piece in stream.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            let before = buf.clone();
+            match decoder.decode(&mut buf) {
+                Ok(Status::Complete { value, consumed }) => {
+                    assert!(consumed > 0 && consumed <= buf.len(), "consumed {consumed}");
+                    buf.drain(..consumed);
+                    messages.extend(value);
+                }
+                Ok(Status::Partial) => {
+                    assert_eq!(buf, before, "a partial decode changed the buffer");
+                    break;
+                }
+                Err(e) => {
+                    assert!(e.close_code().as_u16() >= 1000);
+                    assert!(!e.reason().is_empty());
+                    return (messages, Some(e));
+                }
+            }
+        }
+    }
+    (messages, None)
+}
+
+fn round_trip(message: &Message, seed: u8) {
+    let mask = [seed, seed.wrapping_mul(31), 0x5A, !seed];
+    let (opcode, payload): (OpCode, Vec<u8>) = match message {
+        Message::Text(t) => (OpCode::Text, t.clone().into_bytes()),
+        Message::Binary(b) => (OpCode::Binary, b.clone()),
+        Message::Ping(p) => (OpCode::Ping, p.clone()),
+        Message::Pong(p) => (OpCode::Pong, p.clone()),
+        Message::Close(None) => (OpCode::Close, Vec::new()),
+        Message::Close(Some((code, reason))) => {
+            let mut p = code.to_be_bytes().to_vec();
+            p.extend_from_slice(reason.as_bytes());
+            (OpCode::Close, p)
+        }
+    };
+    let mut frames = encode_client_frame(true, opcode, &payload, mask);
+    let (messages, error) = decode_stream(&frames, frames.len());
+    assert_eq!(error, None);
+    assert_eq!(messages, [message.clone()], "whole frame did not round-trip");
+
+    // Data messages also round-trip when split into fragments around a ping.
+    if !opcode.is_control() && payload.len() >= 2 {
+        let split = usize::from(seed) % payload.len();
+        frames = encode_client_frame(false, opcode, &payload[..split], mask);
+        frames.extend(encode_client_frame(true, OpCode::Ping, b"k", mask));
+        frames.extend(encode_client_frame(true, OpCode::Continuation, &payload[split..], mask));
+        let (messages, error) = decode_stream(&frames, usize::from(seed % 7) + 1);
+        assert_eq!(error, None);
+        assert_eq!(messages, [Message::Ping(b"k".to_vec()), message.clone()]);
+    }
+
+    // The server's own (unmasked) encoding parses back to the same header.
+    let server = encode_frame(opcode, &payload);
+    match parse_header(&server) {
+        Ok(Status::Complete { value, consumed }) => {
+            assert_eq!(value.opcode, opcode);
+            assert_eq!(value.payload_len, payload.len() as u64);
+            assert!(value.mask.is_none());
+            assert_eq!(server.len(), consumed + payload.len());
+        }
+        other => panic!("server frame header did not parse: {other:?}"),
+    }
+}
+
+/// Token parsing and verification.
+///
+/// - parsing arbitrary text never panics, and only 89-character strings parse;
+/// - arbitrary text never verifies (no forgery) and never revokes anything;
+/// - a real token with any byte changed no longer verifies; the untouched one still does.
+pub fn token(data: &[u8]) {
+    let store = TokenStore::new(
+        TokenKey::from_secret("fuzzing-key-0123456789").expect("a static 22-byte key"),
+        Duration::from_secs(3600),
+        16,
+    );
+    let actor = Actor { id: "user:fuzz".into(), user_id: "fuzz".into(), role: "user".into() };
+    let now = 1_000_000;
+    let issued = store.issue(actor, 1, "127.0.0.1".into(), now).expect("an empty store has room");
+
+    let text = String::from_utf8_lossy(data);
+    if parse_token(&text).is_ok() {
+        assert_eq!(text.len(), 89, "a token of the wrong length parsed");
+    }
+    if text != issued.token {
+        assert!(store.verify(&text, now).is_err(), "forged token verified");
+        assert!(!store.revoke_token(&text), "forged token revoked something");
+    }
+
+    // Flip bytes of the real token at positions the input chooses.
+    let mut tampered = issued.token.clone().into_bytes();
+    for pair in data.chunks(2) {
+        let position = usize::from(pair[0]) % tampered.len();
+        tampered[position] ^= pair.get(1).copied().unwrap_or(1) | 1;
+    }
+    if let Ok(tampered) = std::str::from_utf8(&tampered) {
+        if tampered != issued.token {
+            assert!(store.verify(tampered, now).is_err(), "tampered token verified");
+        }
+    }
+    assert!(store.verify(&issued.token, now).is_ok(), "the real token stopped verifying");
+    assert!(store.verify(&issued.token, now + 3600).is_err(), "expired token verified");
+}
+
+/// The `/auth/token` body, alone and through the full parse → route path.
+///
+/// - `Ok` only for a JSON object whose `api_key` is a non-empty string, returned as is;
+/// - `Err` is always one of the two 400s the SPEC names;
+/// - the same body in a real POST routes to the same key, or to a 400 response.
+pub fn auth_body(data: &[u8]) {
+    let direct = parse_token_request(data);
+    match &direct {
+        Ok(key) => {
+            assert!(!key.is_empty());
+            let value: serde_json::Value = serde_json::from_slice(data).expect("accepted as JSON");
+            assert_eq!(value.get("api_key").and_then(|v| v.as_str()), Some(key.as_str()));
+        }
+        Err(e) => {
+            assert!(matches!(e, HttpError::InvalidJson | HttpError::ApiKeyRequired), "{e:?}");
+            assert_eq!(e.status(), 400);
+        }
+    }
+
+    let mut raw = format!(
+        "POST /auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        data.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(data);
+    let limits = Limits::default();
+    let req = match parse_request(&raw, &limits) {
+        Ok(Status::Complete { value, consumed }) => {
+            assert_eq!(consumed, raw.len());
+            value
+        }
+        Err(HttpError::BodyTooLarge) if data.len() > limits.max_body => return,
+        other => panic!("a well-formed POST did not parse: {other:?}"),
+    };
+    match (route(&req, &AllowedOrigins::Any), direct) {
+        (Route::IssueToken { api_key }, Ok(key)) => assert_eq!(api_key, key),
+        (Route::Respond(response), Err(e)) => assert_eq!(response.status, e.status()),
+        (routed, direct) => panic!("router and body parser disagree: {routed:?} vs {direct:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_accept_ordinary_inputs() {
+        http_request(b"GET /ws/ticker?x-auth-token=a HTTP/1.1\r\nHost: x\r\n\r\n");
+        http_request(b"POST /auth/token HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}");
+        ws_decoder(&[3, 0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+        token(b"not a token");
+        auth_body(br#"{"api_key":"k"}"#);
+        auth_body(b"[1,2");
+    }
+}
