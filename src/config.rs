@@ -43,6 +43,10 @@ pub struct Config {
     pub ping_after: Duration,
     pub dead_after: Duration,
     pub slow_consumer_timeout: Duration,
+    /// How long a WebSocket being closed by the server may take to deliver its close frame.
+    pub close_linger: Duration,
+    /// `SO_SNDBUF` for WebSocket sessions; 0 leaves the kernel's autotuning.
+    pub send_buffer: usize,
     pub login_failures_per_minute: u32,
     pub shutdown_grace: Duration,
     pub log_level: Level,
@@ -71,6 +75,8 @@ impl Default for Config {
             ping_after: Duration::ZERO,
             dead_after: Duration::ZERO,
             slow_consumer_timeout: Duration::ZERO,
+            close_linger: Duration::ZERO,
+            send_buffer: 0,
             login_failures_per_minute: 0,
             shutdown_grace: Duration::ZERO,
             log_level: Level::Info,
@@ -334,6 +340,26 @@ pub const OPTIONS: &[OptionSpec] = &[
         apply: |c, v| {
             c.slow_consumer_timeout =
                 duration_in(v, Duration::from_millis(100), Duration::from_secs(3600))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "send-buffer",
+        env: "TICKER_SEND_BUFFER",
+        default: "65536",
+        help: "kernel send buffer per WebSocket session in bytes (0: kernel autotuning, up to 4 MiB of stale ticks per stalled subscriber)",
+        apply: |c, v| {
+            c.send_buffer = count_in(v, 0, 64 << 20)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "close-linger",
+        env: "TICKER_CLOSE_LINGER",
+        default: "2s",
+        help: "time a closing WebSocket gets to take its close frame (behind a stalled socket) before it is dropped",
+        apply: |c, v| {
+            c.close_linger = duration_in(v, Duration::ZERO, Duration::from_secs(600))?;
             Ok(())
         },
     },

@@ -43,8 +43,7 @@ pub fn http_request(data: &[u8]) {
                     Ok(Status::Complete { consumed: again, .. }) => assert_eq!(again, consumed),
                     other => panic!("the exact bytes of a request did not parse: {other:?}"),
                 }
-                if let Ok(Status::Complete { .. }) = parse_request(&data[..consumed - 1], &limits)
-                {
+                if let Ok(Status::Complete { .. }) = parse_request(&data[..consumed - 1], &limits) {
                     panic!("a strict prefix of a request parsed as complete");
                 }
                 check_route(&req);

@@ -72,6 +72,56 @@ fn the_database_unavailable_is_500_and_the_server_recovers() {
 }
 
 #[test]
+fn a_corrupt_database_is_500_and_the_server_recovers_when_it_is_restored() {
+    let s = TestServer::start();
+    let db = s.db_path();
+    let body = format!(r#"{{"api_key":"{}"}}"#, s.demo_key);
+    let saved = db.with_extension("saved");
+    std::fs::rename(&db, &saved).unwrap();
+    std::fs::write(&db, vec![0x5Au8; 8192]).unwrap();
+    let r = s.post("/auth/token", &body);
+    assert_eq!((r.status, r.error().as_str()), (500, "database unavailable"));
+    // The event loop is not held up meanwhile.
+    assert_eq!(s.get("/healthz").status, 200);
+    std::fs::rename(&saved, &db).unwrap();
+    assert_eq!(s.post("/auth/token", &body).status, 200);
+}
+
+#[test]
+fn a_locked_database_is_500_and_the_server_recovers_when_it_is_released() {
+    let s = TestServer::start();
+    let db = s.db_path();
+    let body = format!(r#"{{"api_key":"{}"}}"#, s.demo_key);
+    let token = s.token();
+    // A copy in rollback-journal mode, held under an exclusive lock (as a restore or a
+    // long write by another program would), then moved into place.
+    let copy = db.with_extension("restore");
+    let live = rusqlite::Connection::open(&db).unwrap();
+    live.execute("VACUUM INTO ?1", [copy.to_str().unwrap()]).unwrap();
+    drop(live);
+    let holder = rusqlite::Connection::open(&copy).unwrap();
+    holder.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::fs::rename(&copy, &db).unwrap();
+
+    // The lookup waits out SQLite's busy timeout on a worker, then answers 500; the
+    // event loop keeps serving meanwhile.
+    let pending = {
+        let (addr, body) = (s.addr, body.clone());
+        std::thread::spawn(move || post_to(addr, "/auth/token", &body))
+    };
+    let mut ws = s.ws(&token);
+    assert_eq!(s.get("/healthz").status, 200);
+    next_of_type(&mut ws, "ticker");
+    let r = pending.join().unwrap();
+    assert_eq!((r.status, r.error().as_str()), (500, "database unavailable"));
+
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    assert_eq!(s.post("/auth/token", &body).status, 200);
+}
+
+#[test]
 fn a_full_token_table_is_503_token_store_unavailable() {
     let s = TestServer::start_with(Opts::default().arg("--token-capacity", "2"));
     s.token();

@@ -4,12 +4,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::Role;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -40,6 +42,9 @@ pub struct Opts {
     pub dir: Option<Arc<tempfile::TempDir>>,
     /// Bind this address instead of an ephemeral port.
     pub addr: Option<String>,
+    /// Start the server with this file-descriptor limit, soft and hard, so it cannot
+    /// raise it (to make it run out of descriptors).
+    pub fd_limit: Option<u64>,
 }
 
 impl Opts {
@@ -50,6 +55,10 @@ impl Opts {
     }
     pub fn env(mut self, k: &str, v: &str) -> Opts {
         self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn fd_limit(mut self, n: u64) -> Opts {
+        self.fd_limit = Some(n);
         self
     }
 }
@@ -82,6 +91,18 @@ impl TestServer {
             .stderr(Stdio::piped());
         for (k, v) in &opts.env {
             cmd.env(k, v);
+        }
+        if let Some(n) = opts.fd_limit {
+            let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: only setrlimit(2), which is async-signal-safe, runs in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().expect("spawn crypto-ticker");
         let stderr = child.stderr.take().expect("stderr");
@@ -181,13 +202,7 @@ impl TestServer {
     }
 
     pub fn post(&self, path: &str, body: &str) -> HttpResponse {
-        self.raw(
-            format!(
-                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
+        post_to(self.addr, path, body)
     }
 
     /// A fresh token for the demo key.
@@ -217,6 +232,20 @@ impl TestServer {
             s.set_read_timeout(Some(PATIENCE)).unwrap();
         }
         Ok(ws)
+    }
+
+    /// Upgrades by hand and never reads: a subscriber that stalls. Its 101 answer and
+    /// every frame stay unread in the socket until the test reads them.
+    pub fn stalled_subscriber(&self, token: &str) -> TcpStream {
+        let mut c = self.connect();
+        write!(
+            c,
+            "GET /ws/ticker HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Authorization: Bearer {token}\r\n\r\n"
+        )
+        .unwrap();
+        c
     }
 
     /// Scrapes one metric's value from /metrics.
@@ -272,6 +301,20 @@ impl HttpResponse {
     }
 }
 
+/// POSTs a JSON body on a fresh connection (usable from another thread).
+pub fn post_to(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    read_response(&mut s).expect("a response")
+}
+
 /// Reads one response (head, then `Content-Length` body) from `s`. `None` on EOF first.
 pub fn read_response(s: &mut TcpStream) -> Option<HttpResponse> {
     read_response_to(s, false)
@@ -325,6 +368,70 @@ pub fn next_of_type(ws: &mut Ws, kind: &str) -> serde_json::Value {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Reads the unread 101 answer from a socket upgraded by hand, then hands the socket to
+/// tungstenite as a client.
+pub fn into_ws(mut socket: TcpStream) -> Ws {
+    let r = read_response(&mut socket).expect("the upgrade answer");
+    assert_eq!(r.status, 101);
+    WebSocket::from_raw_socket(MaybeTlsStream::Plain(socket), Role::Client, None)
+}
+
+/// Reads one server frame (unmasked) by hand: opcode and payload. For tests that must
+/// not answer pings, which tungstenite does by itself.
+pub fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).expect("frame header");
+    assert_eq!(head[1] & 0x80, 0, "server frames are unmasked");
+    let len = match head[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+    s.read_exact(&mut payload).expect("frame payload");
+    (head[0] & 0x0F, payload)
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("VmRSS value")
+}
+
+/// CPU time (user + system) a process has used, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+/// Raises this test process's descriptor limit towards `want`; returns the new soft limit.
+pub fn raise_own_fd_limit(want: u64) -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = want.min(limit.rlim_max);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
 }
 
 /// Reads until the server closes; returns the close code (None if none was sent).

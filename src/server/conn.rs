@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -188,6 +189,25 @@ impl Conn {
             out: Outbox::default(),
             last_read: now,
             last_progress: now,
+        }
+    }
+
+    /// Caps the kernel send buffer (`SO_SNDBUF`; the kernel doubles the value). Best
+    /// effort: on failure the kernel default stays.
+    pub(crate) fn set_send_buffer(&self, bytes: usize) {
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt on a socket this connection owns, with a valid int option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            crate::debug!("SO_SNDBUF not set", error = io::Error::last_os_error());
         }
     }
 

@@ -28,7 +28,8 @@ use crate::ws::codec::{Decoder, Message};
 use crate::ws::frame::{self, OpCode};
 use crate::ws::handshake;
 
-/// How long a closing connection may take to flush and see the peer's FIN.
+/// How long a closing HTTP connection may take to flush and see the peer's FIN
+/// (WebSocket sessions use `--close-linger`).
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Whether the connection stays open after an operation.
@@ -323,6 +324,11 @@ fn upgrade(
     metrics.ws_sessions_total.fetch_add(1, Relaxed);
     crate::debug!("session opened", user_id = verified.actor.id, peer = conn.peer);
 
+    if shared.config.send_buffer > 0 {
+        // A small kernel buffer bounds what a stalled subscriber holds in the kernel and
+        // makes conflation deliver fresh ticks instead of seconds-old queued ones.
+        conn.set_send_buffer(shared.config.send_buffer);
+    }
     queue(conn, handshake::switching_protocols(&handshake::accept_key(&key)), now);
     let welcome =
         serde_json::json!({ "type": "welcome", "user_id": verified.actor.id }).to_string();
@@ -380,7 +386,8 @@ fn process_ws(conn: &mut Conn, ctx: &mut LoopCtx, now: Instant) -> Verdict {
                 leave_session(conn, ctx);
                 conn.out.clear_pending();
                 queue(conn, reply, now);
-                conn.state = State::Closing { deadline: now + CLOSE_LINGER, write_shut: false };
+                let deadline = now + ctx.shared.config.close_linger;
+                conn.state = State::Closing { deadline, write_shut: false };
                 return Verdict::Open;
             }
         }
@@ -406,7 +413,8 @@ pub(crate) fn start_close(
     leave_session(conn, ctx);
     conn.out.clear_pending();
     queue(conn, frame::encode_close(code, reason), now);
-    conn.state = State::Closing { deadline: now + CLOSE_LINGER, write_shut: false };
+    let deadline = now + ctx.shared.config.close_linger;
+    conn.state = State::Closing { deadline, write_shut: false };
 }
 
 /// Bookkeeping when a connection stops being a WebSocket session.
