@@ -4,6 +4,7 @@
 mod util;
 
 mod auth;
+mod browser;
 mod cors;
 mod fuzz_corpus;
 mod hostile;
