@@ -4,7 +4,8 @@
 //! fits a phone-width screen, and saves screenshots under `target/tmp/browser/`.
 //!
 //! Without Chromium the test says SKIPPED on the terminal (not only in captured output);
-//! `.ci/run` installs it, so CI always runs it. `TICKER_CHROMIUM` names another binary.
+//! `.ci/run` installs it and sets `TICKER_REQUIRE_BROWSER`, so CI fails rather than
+//! skips. `TICKER_CHROMIUM` names another binary.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -21,7 +22,7 @@ use crate::util::*;
 
 fn chromium_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TICKER_CHROMIUM") {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
@@ -158,6 +159,10 @@ const UPDATES: &str = "[...document.querySelectorAll('tr[data-symbol]')]\
 #[test]
 fn the_page_streams_live_prices_in_chromium_and_recovers_from_a_restart() {
     let Some(chromium) = chromium_path() else {
+        assert!(
+            std::env::var_os("TICKER_REQUIRE_BROWSER").is_none(),
+            "TICKER_REQUIRE_BROWSER is set but there is no Chromium at /usr/bin/chromium"
+        );
         // Straight to the terminal: cargo test would swallow a passing test's eprintln.
         let _ = writeln!(
             std::io::stderr(),
