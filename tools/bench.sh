@@ -3,7 +3,7 @@
 # at the 10 ms tick, one fresh server per run, and prints one table.
 #
 # Usage: tools/bench.sh [--report DIR]
-#   --report DIR   also write DIR/subscribers-N.html (the load report) and keep the JSON
+#   --report DIR   also write DIR/subscribers-N.html and .svg (the load report) and keep the JSON
 #
 # Environment (defaults in brackets):
 #   BENCH_COUNTS    subscriber counts              ["500 1000 2000 5000"]
@@ -80,7 +80,7 @@ for n in $counts; do
     start_server
     echo "bench.sh: $n subscribers, ramp $ramp, warmup $warmup, steady $duration" >&2
     report_args=()
-    [ -n "$report_dir" ] && report_args=(--report "$report_dir/subscribers-$n.html")
+    [ -n "$report_dir" ] && report_args=(--report "$report_dir/subscribers-$n.html" --report "$report_dir/subscribers-$n.svg")
     json="$work/subscribers-$n.json"
     target/release/ticker-load --url "http://127.0.0.1:$port" --api-key "$key" \
         --connections "$n" --ramp "$ramp" --warmup "$warmup" --duration "$duration" \

@@ -46,6 +46,7 @@ MEASURE AND REPORT:
                           delivered frame and RSS growth per connection (same host)
     --json FILE           write the summary as JSON
     --report FILE         write a self-contained report: FILE.html or FILE.svg
+                          (repeat the flag for both)
     --quiet               no progress line on stderr
 
     -h, --help            this text
@@ -106,7 +107,8 @@ pub(crate) struct Args {
     pub(crate) bind: Vec<IpAddr>,
     pub(crate) server_pid: Option<u32>,
     pub(crate) json: Option<PathBuf>,
-    pub(crate) report: Option<PathBuf>,
+    /// Reports to write (`.html` or `.svg`); the flag may repeat.
+    pub(crate) report: Vec<PathBuf>,
     pub(crate) quiet: bool,
 }
 
@@ -172,7 +174,7 @@ where
         bind: Vec::new(),
         server_pid: None,
         json: None,
-        report: None,
+        report: Vec::new(),
         quiet: false,
     };
 
@@ -223,7 +225,7 @@ where
                 if !(v.ends_with(".html") || v.ends_with(".svg")) {
                     return Err(invalid("--report", &v, "must end in .html or .svg"));
                 }
-                args.report = Some(v.into());
+                args.report.push(v.into());
             }
             "--quiet" | "-q" => args.quiet = true,
             _ => return Err(ArgError::Unknown(arg)),
@@ -409,7 +411,7 @@ mod tests {
         assert_eq!(a.bind.len(), 2);
         assert_eq!(a.server_pid, Some(42));
         assert_eq!(a.json, Some(PathBuf::from("out.json")));
-        assert_eq!(a.report, Some(PathBuf::from("r.html")));
+        assert_eq!(a.report, [PathBuf::from("r.html")]);
         assert!(a.quiet);
     }
 

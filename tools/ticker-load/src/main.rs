@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             status = ExitCode::FAILURE;
         }
     }
-    if let Some(path) = &args.report {
+    for path in &args.report {
         let distribution = out.result.steady_latency.distribution();
         let data = ReportData {
             summary: &summary,
