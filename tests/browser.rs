@@ -254,6 +254,21 @@ fn the_page_streams_live_prices_in_chromium_and_recovers_from_a_restart() {
     );
     b.wait_for("phone layout", "document.documentElement.scrollWidth <= 390");
     b.screenshot("phone.png");
+
+    // Revoking the key ends the session; the page's new token request gets 401, and it
+    // asks for the key again instead of retrying forever.
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+        .args(["keys", "revoke", "--user", "demo", "--db"])
+        .arg(s.db_path())
+        .output()
+        .expect("keys revoke");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    b.wait_for(
+        "key asked again",
+        "document.getElementById('status').dataset.state === 'needs-key'",
+    );
+    b.wait_for("key form shown", "!document.getElementById('key-form').hidden");
+    assert_eq!(b.eval("sessionStorage.getItem('ticker-token')"), Value::Null, "token dropped");
     let _ =
         writeln!(std::io::stderr(), "browser screenshots: {}", live.parent().unwrap().display());
 }
