@@ -54,6 +54,7 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub connections_accepted: AtomicU64,
     pub connections_rejected: AtomicU64,
+    pub accept_pauses: AtomicU64,
     pub ws_sessions_open: AtomicI64,
     pub ws_sessions_total: AtomicU64,
     pub http_requests: AtomicU64,
@@ -121,6 +122,12 @@ impl Metrics {
             "ticker_connections_accepted_total",
             "TCP connections accepted.",
             self.connections_accepted.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_accept_pauses_total",
+            "Times accepting paused because the process ran out of file descriptors.",
+            self.accept_pauses.load(Relaxed),
         );
         counter(
             &mut out,

@@ -233,6 +233,7 @@ fn out_of_descriptors_pauses_accepting_without_spinning_and_recovers() {
         assert_eq!(r.status, 200);
     }
     assert_eq!(s.get("/healthz").status, 200);
+    assert!(s.metric("ticker_accept_pauses_total") >= 1.0);
 }
 
 #[test]

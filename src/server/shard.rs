@@ -162,6 +162,7 @@ impl Shard {
                         pause_ms = ACCEPT_BACKOFF.as_millis()
                     );
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    self.ctx.shared.metrics.accept_pauses.fetch_add(1, Relaxed);
                     return;
                 }
                 // ECONNABORTED and the like concern one connection, not the listener.
