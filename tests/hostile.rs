@@ -41,7 +41,7 @@ fn scan_seq(text: &str) -> Option<u64> {
 }
 
 #[test]
-fn two_hundred_stalled_subscribers_are_closed_with_1008_while_fifty_readers_keep_every_tick() {
+fn two_hundred_raw_subscribers_are_closed_with_1008_while_fifty_readers_keep_every_tick() {
     const STALLED: usize = 200;
     const READERS: usize = 50;
     let s = TestServer::start_with(
@@ -62,7 +62,7 @@ fn two_hundred_stalled_subscribers_are_closed_with_1008_while_fifty_readers_keep
         .collect();
     let rss_before = rss_kib(s.pid());
 
-    let stalled: Vec<_> = (0..STALLED).map(|_| s.stalled_subscriber(&token)).collect();
+    let stalled: Vec<_> = (0..STALLED).map(|_| s.raw_subscriber(&token)).collect();
     // Until the timeout closes them, the stalled sockets are full and conflated; memory
     // must stay flat meanwhile (queueing every tick would grow by ~200 MB/s here).
     let mut rss_peak = rss_before;
@@ -98,7 +98,7 @@ fn pongs_are_not_dropped_by_conflation() {
     let s = TestServer::start_with(
         Opts::default().arg("--symbols", &many_symbols()).arg("--slow-consumer-timeout", "60s"),
     );
-    let mut socket = s.stalled_subscriber(&s.token());
+    let mut socket = s.raw_subscriber(&s.token());
     let deadline = Instant::now() + PATIENCE;
     while s.metric("ticker_conflated_frames_total") == 0.0 {
         assert!(Instant::now() < deadline, "the stalled socket never filled");
@@ -148,18 +148,7 @@ fn a_silent_client_is_pinged_then_closed_with_1001() {
         Opts::default().arg("--ping-after", "500ms").arg("--dead-after", "1500ms"),
     );
     // Raw frames: tungstenite would answer the ping by itself.
-    let mut socket = s.connect();
-    socket
-        .write_all(
-            format!(
-                "GET /ws/ticker HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-                 Authorization: Bearer {}\r\n\r\n",
-                s.token()
-            )
-            .as_bytes(),
-        )
-        .unwrap();
+    let mut socket = s.raw_subscriber(&s.token());
     assert_eq!(read_response(&mut socket).unwrap().status, 101);
     let (mut pings, mut ticks_after_ping) = (0, 0);
     let close = loop {

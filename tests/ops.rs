@@ -33,7 +33,7 @@ fn sigterm_sends_1001_to_every_session_and_exits_0_within_5_s() {
     }
     // One subscriber that never reads cannot take its close frame; it must not hold up
     // the exit beyond the grace period.
-    let _stalled = s.stalled_subscriber(&token);
+    let _stalled = s.raw_subscriber(&token);
     let pid = s.pid();
     let readers: Vec<_> = sessions
         .into_iter()

@@ -234,9 +234,9 @@ impl TestServer {
         Ok(ws)
     }
 
-    /// Upgrades by hand and never reads: a subscriber that stalls. Its 101 answer and
-    /// every frame stay unread in the socket until the test reads them.
-    pub fn stalled_subscriber(&self, token: &str) -> TcpStream {
+    /// Upgrades by hand with a Bearer token and reads nothing: the 101 answer and every
+    /// frame stay in the socket. Left alone, it is a subscriber that stalls.
+    pub fn raw_subscriber(&self, token: &str) -> TcpStream {
         let mut c = self.connect();
         write!(
             c,

@@ -167,15 +167,7 @@ fn a_client_close_is_echoed_and_the_connection_ends() {
 
 /// A raw upgrade with a hand-written request, returning the socket after the 101.
 fn raw_upgrade(s: &TestServer) -> std::net::TcpStream {
-    let mut c = s.connect();
-    write!(
-        c,
-        "GET /ws/ticker HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Authorization: Bearer {}\r\n\r\n",
-        s.token()
-    )
-    .unwrap();
+    let mut c = s.raw_subscriber(&s.token());
     let r = read_response(&mut c).unwrap();
     assert_eq!(r.status, 101);
     assert_eq!(r.header("Sec-WebSocket-Accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
@@ -184,31 +176,10 @@ fn raw_upgrade(s: &TestServer) -> std::net::TcpStream {
 
 /// Reads raw server frames until a close frame; returns its code.
 fn raw_close_code(c: &mut std::net::TcpStream) -> u16 {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
     loop {
-        // Parse whole frames from the front of buf.
-        while buf.len() >= 2 {
-            let len7 = (buf[1] & 0x7f) as usize;
-            let (len, hdr) = match len7 {
-                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-                127 if buf.len() >= 10 => {
-                    (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10)
-                }
-                126 | 127 => break,
-                n => (n, 2),
-            };
-            if buf.len() < hdr + len {
-                break;
-            }
-            if buf[0] & 0x0f == 0x8 {
-                return u16::from_be_bytes([buf[hdr], buf[hdr + 1]]);
-            }
-            buf.drain(..hdr + len);
+        if let (0x8, payload) = read_raw_frame(c) {
+            return u16::from_be_bytes([payload[0], payload[1]]);
         }
-        let n = c.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed without a close frame");
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
