@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use crypto_ticker::auth::token::{Actor, TokenKey, TokenStore};
+use crypto_ticker::auth::token::{Actor, ApiKeyId, TokenKey, Tokens};
 use crypto_ticker::config::parse_symbols;
 use crypto_ticker::http::request::{Limits, parse_request};
 use crypto_ticker::ticker::build_tick;
@@ -41,19 +41,19 @@ fn ws_decode(c: &mut Criterion) {
 }
 
 fn token_verify(c: &mut Criterion) {
-    let store = TokenStore::new(
+    let store = Tokens::in_memory(
         TokenKey::from_secret("bench-key-0123456789").unwrap(),
         Duration::from_secs(3600),
         1000,
     );
     let actor = Actor { id: "user:demo".into(), user_id: "demo".into(), role: "user".into() };
-    let token = store.issue(actor, 1, "127.0.0.1".into(), 0).unwrap().token;
+    let token = store.issue(actor, ApiKeyId(1), "127.0.0.1".into(), 0).unwrap().token;
     c.bench_function("token/verify", |b| b.iter(|| store.verify(black_box(&token), 1)));
     c.bench_function("token/issue", |b| {
         // A fresh table per batch keeps it from filling up.
         b.iter_batched_ref(
             || {
-                TokenStore::new(
+                Tokens::in_memory(
                     TokenKey::from_secret("bench-key-0123456789").unwrap(),
                     Duration::from_secs(3600),
                     1 << 20,
@@ -62,7 +62,7 @@ fn token_verify(c: &mut Criterion) {
             |store| {
                 store.issue(
                     Actor { id: "user:demo".into(), user_id: "demo".into(), role: "user".into() },
-                    1,
+                    ApiKeyId(1),
                     "127.0.0.1".into(),
                     0,
                 )

@@ -3,13 +3,14 @@
 //! second and closes their sessions).
 
 use std::fmt;
-use std::path::PathBuf;
 
-use crate::auth::keys;
+use crate::auth::keys::{self, ApiKeyId};
+use crate::config::{self, ConfigError};
 
 #[derive(Debug)]
 pub enum CliError {
     Usage(String),
+    Config(ConfigError),
     Db(keys::DbError),
 }
 
@@ -17,6 +18,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Usage(e) => write!(f, "{e}\n\n{}", keys_usage()),
+            CliError::Config(e) => write!(f, "{e}"),
             CliError::Db(e) => write!(f, "{e}"),
         }
     }
@@ -30,22 +32,39 @@ impl From<keys::DbError> for CliError {
     }
 }
 
-pub fn keys_usage() -> &'static str {
-    "USAGE:
+pub fn keys_usage() -> String {
+    let mut usage = String::from(
+        "USAGE:
     crypto-ticker keys create --user ID [--role ROLE]   print a new key (shown once)
     crypto-ticker keys list                             id, user, role, prefix, created, revoked
     crypto-ticker keys revoke ID                        revoke one key
     crypto-ticker keys revoke --user ID                 revoke every key of a user
 
-OPTIONS:
-    --db PATH    database (env TICKER_DB, default ./data/auth.db)"
+OPTIONS (the server's, same variables and defaults):
+",
+    );
+    for opt in config::OPTIONS.iter().filter(|o| SHARED_OPTIONS.contains(&o.flag)) {
+        usage.push_str(&format!(
+            "    --{} <value>    env {}, default {}: {}\n",
+            opt.flag,
+            opt.env,
+            opt.default_value(),
+            opt.help
+        ));
+    }
+    usage
 }
+
+/// The server's options that the `keys` subcommand shares (same flags, variables and
+/// defaults, from the one option table).
+const SHARED_OPTIONS: &[&str] = &["db"];
 
 /// Runs `keys <args>`.
 pub fn run_keys(args: &[String]) -> Result<(), CliError> {
-    let mut db = std::env::var("TICKER_DB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("./data/auth.db"));
+    let (config, args) =
+        config::parse_subset(args, |name| std::env::var(name).ok(), SHARED_OPTIONS)
+            .map_err(CliError::Config)?;
+    let db = config.db_path;
     let mut user = None;
     let mut role = None;
     let mut positional = Vec::new();
@@ -56,10 +75,9 @@ pub fn run_keys(args: &[String]) -> Result<(), CliError> {
         };
         match arg.as_str() {
             "-h" | "--help" => {
-                println!("{}", keys_usage());
+                print!("{}", keys_usage());
                 return Ok(());
             }
-            "--db" => db = PathBuf::from(value("--db")?),
             "--user" => user = Some(value("--user")?),
             "--role" => role = Some(value("--role")?),
             other if other.starts_with("--") => {
@@ -105,7 +123,10 @@ pub fn run_keys(args: &[String]) -> Result<(), CliError> {
             println!("revoked {n} key(s) of user {user}");
         }
         ["revoke", id] => {
-            let id: i64 = id.parse().map_err(|_| CliError::Usage(format!("not a key id: {id}")))?;
+            let id = id
+                .parse()
+                .map(ApiKeyId)
+                .map_err(|_| CliError::Usage(format!("not a key id: {id}")))?;
             if keys::revoke_key(&conn, id)? {
                 println!("revoked key {id}");
             } else {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::token::TokenKey;
 use crate::http::cors::AllowedOrigins;
 use crate::http::request::Limits;
 use crate::log::{Format, Level};
@@ -51,6 +52,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_level: Level,
     pub log_format: Format,
+    /// The HMAC key for tokens; `None`: a random key made at start (tokens die with the
+    /// process). Environment only (see [`ENV_ONLY`]).
+    pub token_key: Option<TokenKey>,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             shutdown_grace: Duration::ZERO,
             log_level: Level::Info,
             log_format: Format::Text,
+            token_key: None,
         };
         for opt in OPTIONS {
             let default = opt.default_value();
@@ -124,7 +129,7 @@ pub struct OptionSpec {
 }
 
 impl OptionSpec {
-    fn default_value(&self) -> String {
+    pub fn default_value(&self) -> String {
         match self.default {
             CORES => available_cores().to_string(),
             other => other.to_owned(),
@@ -415,13 +420,31 @@ pub const OPTIONS: &[OptionSpec] = &[
     },
 ];
 
+/// Options read only from the environment: secrets, which a flag would show to every
+/// user of the machine through `ps`.
+pub const ENV_ONLY: &[OptionSpec] = &[OptionSpec {
+    flag: "token-key",
+    env: "TICKER_TOKEN_KEY",
+    default: RANDOM_KEY,
+    help: "HMAC key for tokens (at least 16 bytes); without it tokens die with the process",
+    apply: |c, v| {
+        if v != RANDOM_KEY {
+            c.token_key = Some(TokenKey::from_secret(v).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    },
+}];
+
+/// Marker default of the token key: made at random at start.
+const RANDOM_KEY: &str = "random at start";
+
 /// Parses `args` (without the program name) and the environment read through `env`.
 pub fn parse_args<E>(args: &[String], env: E) -> Result<Command, ConfigError>
 where
     E: Fn(&str) -> Option<String>,
 {
     let mut config = Config::default();
-    for opt in OPTIONS {
+    for opt in OPTIONS.iter().chain(ENV_ONLY) {
         let value = env(opt.env).or_else(|| {
             // RUST_LOG is the conventional fallback for the log level.
             (opt.env == "TICKER_LOG").then(|| env("RUST_LOG")).flatten()
@@ -446,6 +469,12 @@ where
             Some((n, v)) => (n, Some(v.to_owned())),
             None => (name, None),
         };
+        if let Some(secret) = ENV_ONLY.iter().find(|o| o.flag == name) {
+            return Err(ConfigError(format!(
+                "--{name} is not accepted on the command line; set {} instead",
+                secret.env
+            )));
+        }
         let opt = OPTIONS
             .iter()
             .find(|o| o.flag == name)
@@ -469,7 +498,50 @@ where
     Ok(Command::Serve(Box::new(config)))
 }
 
-/// The `--help` text, generated from [`OPTIONS`].
+/// The rows of [`OPTIONS`] named in `flags`, from the environment and then from `args`
+/// (`--flag value` or `--flag=value`), for subcommands that share a few of the server's
+/// options (the `keys` CLI's `--db`). Returns the configuration and the other arguments.
+pub fn parse_subset<E>(
+    args: &[String],
+    env: E,
+    flags: &[&str],
+) -> Result<(Config, Vec<String>), ConfigError>
+where
+    E: Fn(&str) -> Option<String>,
+{
+    let mut config = Config::default();
+    let rows: Vec<&OptionSpec> = OPTIONS.iter().filter(|o| flags.contains(&o.flag)).collect();
+    for opt in &rows {
+        if let Some(value) = env(opt.env) {
+            (opt.apply)(&mut config, value.trim())
+                .map_err(|e| ConfigError(format!("{}: {e}", opt.env)))?;
+        }
+    }
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.strip_prefix("--").map(|n| n.split_once('=')) {
+            Some(Some((n, v))) => (n, Some(v.to_owned())),
+            Some(None) => (&arg[2..], None),
+            None => ("", None),
+        };
+        let Some(opt) = rows.iter().find(|o| !name.is_empty() && o.flag == name) else {
+            rest.push(arg.clone());
+            continue;
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => {
+                it.next().cloned().ok_or_else(|| ConfigError(format!("--{name} needs a value")))?
+            }
+        };
+        (opt.apply)(&mut config, value.trim())
+            .map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+    }
+    Ok((config, rest))
+}
+
+/// The `--help` text, generated from [`OPTIONS`] and [`ENV_ONLY`].
 pub fn help_text() -> String {
     let mut out = String::from(
         "crypto-ticker: authenticated WebSocket price ticker\n\n\
@@ -486,11 +558,16 @@ pub fn help_text() -> String {
             opt.help
         ));
     }
-    out.push_str(
-        "    (env only)                   TICKER_TOKEN_KEY               [default: random at start]\n        \
-         HMAC key for tokens (at least 16 bytes); without it tokens die with the process\n    \
-         -h, --help / -V, --version\n",
-    );
+    for opt in ENV_ONLY {
+        out.push_str(&format!(
+            "    {:<26} {:<30} [default: {}]\n        {}\n",
+            "(environment only)",
+            opt.env,
+            opt.default_value(),
+            opt.help
+        ));
+    }
+    out.push_str("    -h, --help / -V, --version\n");
     out
 }
 
@@ -621,10 +698,35 @@ mod tests {
     }
 
     #[test]
+    fn the_token_key_comes_from_the_environment_only() {
+        assert!(parse(&[], &[]).unwrap().token_key.is_none());
+        let c = parse(&[], &[("TICKER_TOKEN_KEY", "0123456789abcdef")]).unwrap();
+        assert!(c.token_key.is_some());
+        assert!(parse(&[], &[("TICKER_TOKEN_KEY", "short")]).unwrap_err().0.contains("16"));
+        let err = parse(&["--token-key", "0123456789abcdef"], &[]).unwrap_err();
+        assert!(err.0.contains("TICKER_TOKEN_KEY"), "{err}");
+    }
+
+    #[test]
+    fn a_subset_reads_its_rows_and_leaves_the_rest() {
+        let args: Vec<String> =
+            ["list", "--db", "/tmp/x.db", "--user", "u"].iter().map(|s| s.to_string()).collect();
+        let (c, rest) = parse_subset(&args, |_| None, &["db"]).unwrap();
+        assert_eq!(c.db_path, PathBuf::from("/tmp/x.db"));
+        assert_eq!(rest, ["list", "--user", "u"]);
+        let env = |k: &str| (k == "TICKER_DB").then(|| "/tmp/env.db".to_string());
+        let (c, _) = parse_subset(&[], env, &["db"]).unwrap();
+        assert_eq!(c.db_path, PathBuf::from("/tmp/env.db"));
+    }
+
+    #[test]
     fn help_lists_every_option_and_its_variable() {
         let help = help_text();
         for opt in OPTIONS {
             assert!(help.contains(&format!("--{}", opt.flag)));
+            assert!(help.contains(opt.env));
+        }
+        for opt in ENV_ONLY {
             assert!(help.contains(opt.env));
         }
     }

@@ -19,8 +19,6 @@ pub enum HttpError {
     BodyTooLarge,
     /// Any `Transfer-Encoding`: bodies are accepted only with `Content-Length`.
     UnsupportedTransferEncoding,
-    /// A body-carrying method without `Content-Length`.
-    LengthRequired,
     /// A stalled partial request head.
     RequestTimeout,
     NotFound,
@@ -66,7 +64,6 @@ impl HttpError {
             HttpError::HeadTooLarge | HttpError::TooManyHeaders => 431,
             HttpError::BodyTooLarge => 413,
             HttpError::UnsupportedTransferEncoding => 501,
-            HttpError::LengthRequired => 411,
             HttpError::RequestTimeout => 408,
             HttpError::NotFound => 404,
             HttpError::MethodNotAllowed { .. } => 405,
@@ -90,7 +87,6 @@ impl HttpError {
             HttpError::TooManyHeaders => "too many header fields",
             HttpError::BodyTooLarge => "payload too large",
             HttpError::UnsupportedTransferEncoding => "transfer-encoding not supported",
-            HttpError::LengthRequired => "content-length required",
             HttpError::RequestTimeout => "request timeout",
             HttpError::NotFound => "not found",
             HttpError::MethodNotAllowed { .. } => "method not allowed",
@@ -110,8 +106,9 @@ impl HttpError {
         }
     }
 
-    /// Whether the connection must be closed after the answer (the request stream can
-    /// no longer be trusted to be in sync).
+    /// Whether the connection must be closed after the answer: the request stream can no
+    /// longer be trusted to be in sync, or the server wants the client gone (busy). The
+    /// event loop asks only this; keep-alive is never decided elsewhere for an error.
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
@@ -120,7 +117,6 @@ impl HttpError {
                 | HttpError::TooManyHeaders
                 | HttpError::BodyTooLarge
                 | HttpError::UnsupportedTransferEncoding
-                | HttpError::LengthRequired
                 | HttpError::RequestTimeout
                 | HttpError::ServerBusy
         )

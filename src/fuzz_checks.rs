@@ -1,18 +1,23 @@
 //! Invariants over untrusted input, one function per fuzz target.
 //!
 //! Each function takes arbitrary bytes and panics only when an invariant breaks, never
-//! because the input is bad. The cargo-fuzz targets in `fuzz/` call them, and
-//! `tests/fuzz_corpus.rs` replays every committed corpus file through them under the
+//! because the input is bad. The cargo-fuzz targets in `fuzz/` call them, and the tests
+//! at the end of this file replay every committed corpus file through them under the
 //! normal test command, so a crash once found stays fixed.
+//!
+//! Panicking checks have no place in the server: this module is compiled only for
+//! tests and under `cargo fuzz` (which sets `--cfg fuzzing`).
 
 use std::path::Component;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::auth::token::{Actor, TokenKey, TokenStore, parse_token};
+use crate::auth::keys::ApiKeyId;
+use crate::auth::request::parse_token_request;
+use crate::auth::token::{Actor, TokenKey, Tokens, parse_token};
 use crate::error::{HttpError, ProtocolError};
 use crate::http::cors::AllowedOrigins;
 use crate::http::request::{Limits, parse_request};
-use crate::http::routes::{Route, parse_token_request, route};
+use crate::http::routes::{Route, route};
 use crate::parse::Status;
 use crate::ws::codec::{Decoder, Message};
 use crate::ws::frame::{OpCode, encode_client_frame, encode_frame, parse_header};
@@ -202,14 +207,15 @@ fn round_trip(message: &Message, seed: u8) {
 /// - arbitrary text never verifies (no forgery) and never revokes anything;
 /// - a real token with any byte changed no longer verifies; the untouched one still does.
 pub fn token(data: &[u8]) {
-    let store = TokenStore::new(
+    let store = Tokens::in_memory(
         TokenKey::from_secret("fuzzing-key-0123456789").expect("a static 22-byte key"),
         Duration::from_secs(3600),
         16,
     );
     let actor = Actor { id: "user:fuzz".into(), user_id: "fuzz".into(), role: "user".into() };
     let now = 1_000_000;
-    let issued = store.issue(actor, 1, "127.0.0.1".into(), now).expect("an empty store has room");
+    let issued =
+        store.issue(actor, ApiKeyId(1), "127.0.0.1".into(), now).expect("an empty store has room");
 
     let text = String::from_utf8_lossy(data);
     if parse_token(&text).is_ok() {
@@ -217,7 +223,7 @@ pub fn token(data: &[u8]) {
     }
     if text != issued.token {
         assert!(store.verify(&text, now).is_err(), "forged token verified");
-        assert!(!store.revoke_token(&text), "forged token revoked something");
+        assert_eq!(store.revoke_token(&text), Ok(false), "forged token revoked something");
     }
 
     // Flip bytes of the real token at positions the input chooses.
@@ -289,5 +295,53 @@ mod tests {
         token(b"not a token");
         auth_body(br#"{"api_key":"k"}"#);
         auth_body(b"[1,2");
+    }
+}
+
+/// Replays every committed fuzz corpus file through the invariant its target asserts, so
+/// CI re-checks every input the fuzzers kept, and every crash they found, on each run
+/// without needing a fuzzing toolchain.
+#[cfg(test)]
+mod corpus_replay {
+    use std::path::Path;
+
+    fn replay(target: &str, check: fn(&[u8])) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("corpus {} missing: {e}", dir.display()))
+            .map(|entry| entry.expect("readable corpus entry").path())
+            .filter(|path| path.is_file())
+            .collect();
+        entries.sort();
+        assert!(entries.len() >= 5, "corpus {target} has only {} inputs", entries.len());
+        for path in &entries {
+            // A fuzzer running beside the tests may have just merged this input away.
+            let Ok(data) = std::fs::read(path) else { continue };
+            // Name the input when an invariant breaks, so it can be rerun with `cargo fuzz run`.
+            if std::panic::catch_unwind(|| check(&data)).is_err() {
+                panic!("{target}: invariant broken by {}", path.display());
+            }
+        }
+        eprintln!("fuzz corpus {target}: {} inputs replayed", entries.len());
+    }
+
+    #[test]
+    fn http_request_corpus() {
+        replay("http_request", super::http_request);
+    }
+
+    #[test]
+    fn ws_decoder_corpus() {
+        replay("ws_decoder", super::ws_decoder);
+    }
+
+    #[test]
+    fn token_corpus() {
+        replay("token", super::token);
+    }
+
+    #[test]
+    fn auth_body_corpus() {
+        replay("auth_body", super::auth_body);
     }
 }

@@ -8,15 +8,16 @@
 //! - [`http`]: pure HTTP/1.1 parsing (over byte slices), responses, routing, CORS and
 //!   static files.
 //! - [`ws`]: pure RFC 6455 framing: frame headers, the incremental decoder, the handshake.
-//! - [`auth`]: HMAC tokens and their in-memory table; the SQLite API-key store.
+//! - [`auth`]: the whole auth flow: API keys → HMAC tokens → authorized upgrades, with
+//!   the key-store and token-store seams (SQLite and in-memory on one node).
 //! - [`ticker`]: the price model and the supervised ticker thread that builds each
 //!   tick's frame once.
-//! - [`workers`]: the thread pool that runs blocking work (SQLite, signing, file reads).
+//! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
 //! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs.
 //! - [`error`]: every error the SPEC names, and the one place each becomes a status or
 //!   close code.
-//! - [`fuzz_checks`]: the invariants the fuzz targets in `fuzz/` assert, also replayed
-//!   over the committed corpora by the test suite.
+//! - `fuzz_checks` (tests and `cargo fuzz` only): the invariants the fuzz targets in
+//!   `fuzz/` assert, also replayed over the committed corpora by the unit tests.
 #![deny(rust_2018_idioms)]
 #![warn(unreachable_pub)]
 
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
 pub mod http;
 pub mod log;

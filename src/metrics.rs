@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::auth::keys::DbErrorKind;
+
 /// Outcomes of `POST /auth/token`, in label order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthOutcome {
@@ -45,6 +47,16 @@ const WS_AUTH_OUTCOMES: [(WsAuthOutcome, &str); 4] = [
     (WsAuthOutcome::Expired, "expired"),
 ];
 
+/// Kinds of database errors, in label order (the log line has SQLite's own words).
+const DB_ERROR_KINDS: [DbErrorKind; 6] = [
+    DbErrorKind::Missing,
+    DbErrorKind::Busy,
+    DbErrorKind::Corrupt,
+    DbErrorKind::Io,
+    DbErrorKind::NoRandomness,
+    DbErrorKind::Other,
+];
+
 /// Upper bounds (seconds) of the fan-out duration histogram buckets.
 const FANOUT_BUCKETS: [f64; 12] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
@@ -70,6 +82,7 @@ pub struct Metrics {
     pub revoked_closes: AtomicU64,
     auth: [AtomicU64; 7],
     ws_auth: [AtomicU64; 4],
+    db_errors: [AtomicU64; 6],
     fanout_buckets: [AtomicU64; 12],
     fanout_count: AtomicU64,
     fanout_sum_ns: AtomicU64,
@@ -89,6 +102,12 @@ impl Metrics {
     pub fn ws_auth(&self, outcome: WsAuthOutcome) {
         if let Some(i) = WS_AUTH_OUTCOMES.iter().position(|(o, _)| *o == outcome) {
             self.ws_auth[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn db_error(&self, kind: DbErrorKind) {
+        if let Some(i) = DB_ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.db_errors[i].fetch_add(1, Relaxed);
         }
     }
 
@@ -228,6 +247,15 @@ impl Metrics {
                 out,
                 "ticker_ws_auth_total{{outcome=\"{label}\"}} {}",
                 self.ws_auth[i].load(Relaxed)
+            );
+        }
+        out.push_str("# HELP ticker_db_errors_total API-key database errors by kind.\n# TYPE ticker_db_errors_total counter\n");
+        for (i, kind) in DB_ERROR_KINDS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ticker_db_errors_total{{kind=\"{}\"}} {}",
+                kind.label(),
+                self.db_errors[i].load(Relaxed)
             );
         }
 

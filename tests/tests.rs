@@ -6,7 +6,6 @@ mod util;
 mod auth;
 mod browser;
 mod cors;
-mod fuzz_corpus;
 mod hostile;
 mod limits;
 mod load_tool;

@@ -27,25 +27,85 @@ const PREFIX_LEN: usize = 6;
 const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 pub const DEMO_USER: &str = "demo";
 
-#[derive(Debug)]
-pub enum DbError {
-    Open(String),
-    Query(String),
+/// An API key's row id. A newtype so it cannot be confused with other integers on the
+/// channels between the watcher, the workers and the event loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ApiKeyId(pub i64);
+
+impl fmt::Display for ApiKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// What went wrong with the database, by the cause an operator acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// The file (or its folder) does not exist or cannot be opened.
+    Missing,
+    /// Locked by another connection past the busy timeout.
+    Busy,
+    /// The file is not a database, or is damaged.
+    Corrupt,
+    /// The disk failed or is full.
+    Io,
+    /// The OS could not give randomness for a new key.
+    NoRandomness,
+    /// Anything else SQLite reports (a bug, a schema mismatch).
+    Other,
+}
+
+impl DbErrorKind {
+    /// The metric label and log word for this kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            DbErrorKind::Missing => "missing",
+            DbErrorKind::Busy => "busy",
+            DbErrorKind::Corrupt => "corrupt",
+            DbErrorKind::Io => "io",
+            DbErrorKind::NoRandomness => "no_randomness",
+            DbErrorKind::Other => "other",
+        }
+    }
+}
+
+/// A database error: its kind (for metrics and decisions) and SQLite's words (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError {
+    pub kind: DbErrorKind,
+    pub detail: String,
+}
+
+impl DbError {
+    pub fn new(kind: DbErrorKind, detail: impl fmt::Display) -> DbError {
+        DbError { kind, detail: detail.to_string() }
+    }
 }
 
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DbError::Open(e) => write!(f, "cannot open database: {e}"),
-            DbError::Query(e) => write!(f, "database query failed: {e}"),
-        }
+        write!(f, "database {}: {}", self.kind.label(), self.detail)
     }
 }
 
 impl std::error::Error for DbError {}
 
-fn query_err(e: impl fmt::Display) -> DbError {
-    DbError::Query(e.to_string())
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        use rusqlite::ErrorCode as C;
+        let kind = match e.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => DbErrorKind::Busy,
+            Some(C::NotADatabase | C::DatabaseCorrupt) => DbErrorKind::Corrupt,
+            Some(C::CannotOpen) => DbErrorKind::Missing,
+            Some(C::SystemIoFailure | C::DiskFull) => DbErrorKind::Io,
+            _ => DbErrorKind::Other,
+        };
+        DbError::new(kind, e)
+    }
+}
+
+fn query_err(e: rusqlite::Error) -> DbError {
+    DbError::from(e)
 }
 
 /// The demo key and whether this start created it.
@@ -58,7 +118,7 @@ pub struct DemoKey {
 /// A live key, as the token exchange needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {
-    pub id: i64,
+    pub id: ApiKeyId,
     pub user_id: String,
     pub role: String,
 }
@@ -66,7 +126,7 @@ pub struct ApiKeyRecord {
 /// A key as `keys list` shows it (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
-    pub id: i64,
+    pub id: ApiKeyId,
     pub user_id: String,
     pub role: String,
     pub prefix: String,
@@ -84,10 +144,10 @@ pub fn demo_key_file(db: &Path) -> PathBuf {
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
-            .map_err(|e| DbError::Open(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| DbError::new(DbErrorKind::Missing, format!("{}: {e}", dir.display())))?;
     }
     let conn =
-        Connection::open(path).map_err(|e| DbError::Open(format!("{}: {e}", path.display())))?;
+        Connection::open(path).map_err(|e| DbError::new(DbError::from(e).kind, path.display()))?;
     conn.busy_timeout(Duration::from_secs(2)).map_err(query_err)?;
     conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(query_err)?;
     Ok(conn)
@@ -204,17 +264,21 @@ pub fn lookup(conn: &Connection, api_key: &str) -> Result<Option<ApiKeyRecord>, 
     conn.query_row(
         "SELECT id, user_id, role FROM api_keys WHERE api_key = ?1 AND revoked_at IS NULL",
         [hash_key(api_key)],
-        |r| Ok(ApiKeyRecord { id: r.get(0)?, user_id: r.get(1)?, role: r.get(2)? }),
+        |r| Ok(ApiKeyRecord { id: ApiKeyId(r.get(0)?), user_id: r.get(1)?, role: r.get(2)? }),
     )
     .optional()
     .map_err(query_err)
 }
 
 /// Creates a key; the plaintext is returned once and never stored.
-pub fn create_key(conn: &Connection, user_id: &str, role: &str) -> Result<(i64, String), DbError> {
+pub fn create_key(
+    conn: &Connection,
+    user_id: &str,
+    role: &str,
+) -> Result<(ApiKeyId, String), DbError> {
     let key = random_key()?;
     let id = insert_key(conn, &key, user_id, role)?;
-    Ok((id, key))
+    Ok((ApiKeyId(id), key))
 }
 
 fn insert_key(conn: &Connection, key: &str, user_id: &str, role: &str) -> Result<i64, DbError> {
@@ -232,7 +296,7 @@ pub fn list_keys(conn: &Connection) -> Result<Vec<KeyInfo>, DbError> {
         .map_err(query_err)?;
     stmt.query_map([], |r| {
         Ok(KeyInfo {
-            id: r.get(0)?,
+            id: ApiKeyId(r.get(0)?),
             user_id: r.get(1)?,
             role: r.get(2)?,
             prefix: r.get(3)?,
@@ -246,7 +310,7 @@ pub fn list_keys(conn: &Connection) -> Result<Vec<KeyInfo>, DbError> {
 }
 
 /// Revokes one key; `false` if it does not exist or was already revoked.
-pub fn revoke_key(conn: &Connection, id: i64) -> Result<bool, DbError> {
+pub fn revoke_key(conn: &Connection, ApiKeyId(id): ApiKeyId) -> Result<bool, DbError> {
     let tx = conn.unchecked_transaction().map_err(query_err)?;
     let done = revoke_in(&tx, id)?;
     tx.commit().map_err(query_err)?;
@@ -297,7 +361,7 @@ pub fn revocation_cursor(conn: &Connection) -> Result<i64, DbError> {
 }
 
 /// Keys revoked after `cursor`, and the new cursor.
-pub fn revoked_since(conn: &Connection, cursor: i64) -> Result<(Vec<i64>, i64), DbError> {
+pub fn revoked_since(conn: &Connection, cursor: i64) -> Result<(Vec<ApiKeyId>, i64), DbError> {
     let mut stmt = conn
         .prepare_cached("SELECT seq, api_key_id FROM revocations WHERE seq > ?1 ORDER BY seq")
         .map_err(query_err)?;
@@ -307,7 +371,7 @@ pub fn revoked_since(conn: &Connection, cursor: i64) -> Result<(Vec<i64>, i64), 
         .collect::<Result<_, _>>()
         .map_err(query_err)?;
     let next = rows.last().map_or(cursor, |(seq, _)| *seq);
-    Ok((rows.into_iter().map(|(_, id)| id).collect(), next))
+    Ok((rows.into_iter().map(|(_, id)| ApiKeyId(id)).collect(), next))
 }
 
 /// Hex SHA-256 of a key: what the database stores.
@@ -324,8 +388,7 @@ pub fn random_key() -> Result<String, DbError> {
     let mut key = String::with_capacity(KEY_LEN);
     let mut bytes = [0u8; 64];
     while key.len() < KEY_LEN {
-        getrandom::fill(&mut bytes)
-            .map_err(|e| DbError::Query(format!("no OS randomness: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| DbError::new(DbErrorKind::NoRandomness, e))?;
         // 248 = 4 * 62: bytes at or above it would favour the first characters.
         for b in bytes.iter().filter(|b| **b < 248) {
             if key.len() == KEY_LEN {
@@ -352,7 +415,7 @@ fn write_demo_file(path: &Path, key: &str) -> Result<(), DbError> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| DbError::Open(format!("{}: {e}", path.display())))
+    write().map_err(|e| DbError::new(DbErrorKind::Io, format!("{}: {e}", path.display())))
 }
 
 fn unix_now() -> i64 {
@@ -451,7 +514,7 @@ mod tests {
         let (ids, next) = revoked_since(&conn, cursor).unwrap();
         assert_eq!(ids.len(), 2);
         assert_eq!(ids[0], a);
-        assert_eq!(revoked_since(&conn, next).unwrap().0, Vec::<i64>::new());
+        assert_eq!(revoked_since(&conn, next).unwrap().0, Vec::<ApiKeyId>::new());
     }
 
     #[test]

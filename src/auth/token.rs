@@ -6,15 +6,17 @@
 //! shape, then the signature in constant time, and only then looks the random part up in
 //! the table, so forged tokens never reach the table's lock.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+
+pub use super::keys::ApiKeyId;
+pub use super::token_store::{MemoryTokenStore, TokenStore};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -111,7 +113,7 @@ pub struct Actor {
 pub struct TokenEntry {
     pub actor: Arc<Actor>,
     pub policies: &'static [&'static str],
-    pub api_key_id: i64,
+    pub api_key_id: ApiKeyId,
     pub issued_at: u64,
     pub expires_at: u64,
     /// The requester's address (seed: `meta = {ip = req:remote_addr()}`).
@@ -124,12 +126,23 @@ pub enum TokenError {
     BadSignature,
     Unknown,
     Expired,
+    /// The store holds its capacity of live tokens.
     StoreFull,
+    /// The store cannot be reached (a cluster store whose server is down).
+    StoreUnavailable,
+    /// The OS could not give randomness for a new token.
+    NoRandomness,
 }
 
 /// The random part of a token: the table key. `Debug` shows no bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenId([u8; PART_BYTES]);
+pub struct TokenId(pub(crate) [u8; PART_BYTES]);
+
+impl TokenId {
+    pub fn as_bytes(&self) -> &[u8; PART_BYTES] {
+        &self.0
+    }
+}
 
 impl fmt::Debug for TokenId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,7 +160,7 @@ pub struct IssuedToken {
 pub struct VerifiedToken {
     pub id: TokenId,
     pub actor: Arc<Actor>,
-    pub api_key_id: i64,
+    pub api_key_id: ApiKeyId,
     pub expires_at: u64,
 }
 
@@ -173,41 +186,52 @@ fn decode_part(part: &str) -> Result<[u8; PART_BYTES], TokenError> {
     }
 }
 
-/// The token table: thread-safe, shared by the event loops (verify) and the workers (issue).
-pub struct TokenStore {
+/// Tokens: the HMAC key and TTL that make and check them, over a [`TokenStore`] that
+/// remembers which ones were issued (in memory for one node; the cluster's is shared).
+pub struct Tokens {
     key: TokenKey,
     ttl: Duration,
-    capacity: usize,
-    table: RwLock<HashMap<TokenId, TokenEntry>>,
+    store: Box<dyn TokenStore>,
 }
 
-impl TokenStore {
-    pub fn new(key: TokenKey, ttl: Duration, capacity: usize) -> TokenStore {
-        TokenStore { key, ttl, capacity, table: RwLock::new(HashMap::new()) }
+impl Tokens {
+    pub fn new(key: TokenKey, ttl: Duration, store: Box<dyn TokenStore>) -> Tokens {
+        Tokens { key, ttl, store }
+    }
+
+    /// Tokens kept in this process, at most `capacity` live at once.
+    pub fn in_memory(key: TokenKey, ttl: Duration, capacity: usize) -> Tokens {
+        Tokens::new(key, ttl, Box::new(MemoryTokenStore::new(capacity)))
     }
 
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
+    /// Live tokens in the store (expired ones may be counted until purged).
     pub fn len(&self) -> usize {
-        self.table.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.store.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Issues a token for `actor`, valid for the store's TTL from `now` (Unix seconds).
+    /// Whether a lookup may wait on the network: then it must run on a worker.
+    pub fn lookups_block(&self) -> bool {
+        self.store.lookups_block()
+    }
+
+    /// Issues a token for `actor`, valid for the TTL from `now` (Unix seconds).
     pub fn issue(
         &self,
         actor: Actor,
-        api_key_id: i64,
+        api_key_id: ApiKeyId,
         ip: String,
         now: u64,
     ) -> Result<IssuedToken, TokenError> {
         let mut random = [0u8; PART_BYTES];
-        getrandom::fill(&mut random).map_err(|_| TokenError::StoreFull)?;
+        getrandom::fill(&mut random).map_err(|_| TokenError::NoRandomness)?;
         let id_part = URL_SAFE.encode(random);
         let signature = self.key.sign(id_part.as_bytes()).finalize().into_bytes();
         let token = format!("{id_part}.{}", URL_SAFE.encode(signature));
@@ -221,28 +245,20 @@ impl TokenStore {
             expires_at: now + ttl,
             ip,
         };
-        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        if table.len() >= self.capacity {
-            table.retain(|_, e| e.expires_at > now);
-            if table.len() >= self.capacity {
-                return Err(TokenError::StoreFull);
-            }
-        }
-        table.insert(TokenId(random), entry);
+        self.store.insert(TokenId(random), entry, now)?;
         Ok(IssuedToken { token, expires_in: ttl })
     }
 
-    /// Shape, then signature (constant time), then table lookup, then expiry.
+    /// Shape, then signature (constant time), then store lookup, then expiry.
     pub fn verify(&self, token: &str, now: u64) -> Result<VerifiedToken, TokenError> {
         let id = self.check_signature(token)?;
-        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-        let entry = table.get(&id).ok_or(TokenError::Unknown)?;
+        let entry = self.store.get(&id)?.ok_or(TokenError::Unknown)?;
         if now >= entry.expires_at {
             return Err(TokenError::Expired);
         }
         Ok(VerifiedToken {
             id,
-            actor: entry.actor.clone(),
+            actor: entry.actor,
             api_key_id: entry.api_key_id,
             expires_at: entry.expires_at,
         })
@@ -260,25 +276,19 @@ impl TokenStore {
     }
 
     /// Ends one token; `false` if it was not a valid live token.
-    pub fn revoke_token(&self, token: &str) -> bool {
-        let Ok(id) = self.check_signature(token) else { return false };
-        self.table.write().unwrap_or_else(PoisonError::into_inner).remove(&id).is_some()
+    pub fn revoke_token(&self, token: &str) -> Result<bool, TokenError> {
+        let Ok(id) = self.check_signature(token) else { return Ok(false) };
+        self.store.remove(&id)
     }
 
     /// Ends every token issued for an API key; returns how many.
-    pub fn revoke_api_key(&self, api_key_id: i64) -> usize {
-        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        let before = table.len();
-        table.retain(|_, e| e.api_key_id != api_key_id);
-        before - table.len()
+    pub fn revoke_api_key(&self, api_key_id: ApiKeyId) -> Result<usize, TokenError> {
+        self.store.remove_api_key(api_key_id)
     }
 
     /// Drops expired entries; returns how many.
     pub fn purge_expired(&self, now: u64) -> usize {
-        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        let before = table.len();
-        table.retain(|_, e| e.expires_at > now);
-        before - table.len()
+        self.store.purge_expired(now)
     }
 
     /// A log correlation id for a token: 8 hex characters of its SHA-256, never the token.
@@ -292,13 +302,16 @@ impl TokenStore {
 mod tests {
     use super::*;
 
-    fn store(capacity: usize) -> TokenStore {
-        TokenStore::new(
+    fn store(capacity: usize) -> Tokens {
+        Tokens::in_memory(
             TokenKey::from_secret("0123456789abcdef-test").unwrap(),
             Duration::from_secs(3600),
             capacity,
         )
     }
+
+    const K1: ApiKeyId = ApiKeyId(1);
+    const K2: ApiKeyId = ApiKeyId(2);
 
     fn actor() -> Actor {
         Actor { id: "user:demo".into(), user_id: "demo".into(), role: "user".into() }
@@ -307,18 +320,18 @@ mod tests {
     #[test]
     fn an_issued_token_verifies_and_has_the_spec_shape() {
         let s = store(10);
-        let t = s.issue(actor(), 1, "127.0.0.1".into(), 1000).unwrap();
+        let t = s.issue(actor(), K1, "127.0.0.1".into(), 1000).unwrap();
         assert_eq!(t.token.len(), 89);
         assert_eq!(t.expires_in, 3600);
         let v = s.verify(&t.token, 1001).unwrap();
         assert_eq!(v.actor.id, "user:demo");
-        assert_eq!((v.api_key_id, v.expires_at), (1, 4600));
+        assert_eq!((v.api_key_id, v.expires_at), (K1, 4600));
     }
 
     #[test]
     fn tampering_with_either_part_breaks_the_signature() {
         let s = store(10);
-        let t = s.issue(actor(), 1, String::new(), 0).unwrap().token;
+        let t = s.issue(actor(), K1, String::new(), 0).unwrap().token;
         for i in [0, 10, 50, 80] {
             let mut b = t.clone().into_bytes();
             if b[i] == b'.' || b[i] == b'=' {
@@ -339,9 +352,9 @@ mod tests {
     #[test]
     fn a_well_signed_token_from_another_table_is_unknown() {
         let (a, b) = (store(10), store(10));
-        let t = a.issue(actor(), 1, String::new(), 0).unwrap().token;
+        let t = a.issue(actor(), K1, String::new(), 0).unwrap().token;
         assert_eq!(b.verify(&t, 1).unwrap_err(), TokenError::Unknown);
-        let other = TokenStore::new(
+        let other = Tokens::in_memory(
             TokenKey::from_secret("another-secret-key!!").unwrap(),
             Duration::from_secs(60),
             10,
@@ -352,30 +365,30 @@ mod tests {
     #[test]
     fn tokens_expire_and_a_full_table_recovers_after_expiry() {
         let s = store(2);
-        let t = s.issue(actor(), 1, String::new(), 0).unwrap().token;
-        s.issue(actor(), 1, String::new(), 0).unwrap();
-        assert_eq!(s.issue(actor(), 1, String::new(), 10).unwrap_err(), TokenError::StoreFull);
+        let t = s.issue(actor(), K1, String::new(), 0).unwrap().token;
+        s.issue(actor(), K1, String::new(), 0).unwrap();
+        assert_eq!(s.issue(actor(), K1, String::new(), 10).unwrap_err(), TokenError::StoreFull);
         assert_eq!(s.verify(&t, 3600).unwrap_err(), TokenError::Expired);
-        assert!(s.issue(actor(), 1, String::new(), 3600).is_ok(), "expired entries make room");
+        assert!(s.issue(actor(), K1, String::new(), 3600).is_ok(), "expired entries make room");
         assert_eq!(s.len(), 1);
     }
 
     #[test]
     fn revoking_ends_tokens() {
         let s = store(10);
-        let a = s.issue(actor(), 1, String::new(), 0).unwrap().token;
-        let b = s.issue(actor(), 2, String::new(), 0).unwrap().token;
-        assert_eq!(s.revoke_api_key(1), 1);
+        let a = s.issue(actor(), K1, String::new(), 0).unwrap().token;
+        let b = s.issue(actor(), K2, String::new(), 0).unwrap().token;
+        assert_eq!(s.revoke_api_key(K1), Ok(1));
         assert_eq!(s.verify(&a, 1).unwrap_err(), TokenError::Unknown);
-        assert!(s.revoke_token(&b));
-        assert!(!s.revoke_token(&b));
+        assert_eq!(s.revoke_token(&b), Ok(true));
+        assert_eq!(s.revoke_token(&b), Ok(false));
         assert_eq!(s.purge_expired(0), 0);
     }
 
     #[test]
     fn malformed_shapes_never_panic() {
         let s = store(1);
-        let good = s.issue(actor(), 1, String::new(), 0).unwrap().token;
+        let good = s.issue(actor(), K1, String::new(), 0).unwrap().token;
         let cases = [
             String::new(),
             ".".into(),
@@ -390,7 +403,7 @@ mod tests {
             assert_eq!(parse_token(&c).map(|_| ()), Err(TokenError::Malformed), "{c:?}");
         }
         assert!(parse_token(&good).is_ok());
-        assert_eq!(TokenStore::fingerprint(&good).len(), 8);
+        assert_eq!(Tokens::fingerprint(&good).len(), 8);
         assert_eq!(
             format!("{:?}", TokenKey::from_secret("0123456789abcdef").unwrap()),
             "TokenKey(..)"

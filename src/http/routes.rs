@@ -12,14 +12,12 @@
 //! | other `/auth/*`, `/ws/*` | any       | 404                                     |
 //! | anything else   | GET, HEAD          | [`Route::Static`] with SPA fallback     |
 
-use std::path::PathBuf;
-use std::time::SystemTime;
-
+use crate::auth::request::{bearer_token, extract_token, parse_token_request};
 use crate::error::HttpError;
 use crate::http::cors::{self, AllowedOrigins};
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
-use crate::http::static_files;
+use crate::http::static_files::{self, StaticRequest};
 
 /// What a request asks for.
 #[derive(Debug)]
@@ -44,16 +42,6 @@ pub enum Route {
     },
     /// A file under the public folder (read on a worker).
     Static(StaticRequest),
-}
-
-/// A static-file request whose path is already proven not to escape the public folder
-/// lexically (symlinks are checked when the file is opened).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticRequest {
-    /// Relative path below the public folder; empty means the index.
-    pub relative: PathBuf,
-    pub head_only: bool,
-    pub if_modified_since: Option<SystemTime>,
 }
 
 const AUTH_TOKEN_ALLOW: &str = "POST, OPTIONS";
@@ -102,13 +90,7 @@ pub fn route(req: &Request, allowed: &AllowedOrigins) -> Route {
             Method::Options => options(READ_ONLY_ALLOW),
             _ => not_allowed(READ_ONLY_ALLOW),
         },
-        _ if path.starts_with("/auth/")
-            || path.starts_with("/ws/")
-            || path == "/ws"
-            || path == "/auth" =>
-        {
-            Route::Respond(Response::error(&HttpError::NotFound))
-        }
+        _ if is_api_path(path) => Route::Respond(Response::error(&HttpError::NotFound)),
         _ => match req.method {
             Method::Get | Method::Head => match static_files::sanitize(path) {
                 Some(relative) => Route::Static(StaticRequest {
@@ -126,12 +108,32 @@ pub fn route(req: &Request, allowed: &AllowedOrigins) -> Route {
     }
 }
 
-/// Whether the route is an API route (CORS headers apply) rather than a static file.
+/// Whether a path is an API path (CORS headers apply; never a static file): the routes
+/// of the table above and everything under the `/auth` and `/ws` prefixes. [`route`]
+/// answers 404 for the ones it does not know, so the two cannot disagree.
 pub fn is_api_path(path: &str) -> bool {
-    path.starts_with("/auth/")
-        || path.starts_with("/ws/")
-        || path == "/healthz"
-        || path == "/metrics"
+    const EXACT: [&str; 4] = ["/healthz", "/metrics", "/auth", "/ws"];
+    const PREFIXES: [&str; 2] = ["/auth/", "/ws/"];
+    EXACT.contains(&path) || PREFIXES.iter().any(|p| path.starts_with(p))
+}
+
+/// The answer to `/healthz`: 200 `{"status":"ok"}`, or 503 with the reason.
+pub fn health_response(unhealthy: Option<&str>) -> Response {
+    match unhealthy {
+        None => Response::json(200, &serde_json::json!({ "status": "ok" })),
+        Some(reason) => {
+            Response::json(503, &serde_json::json!({ "status": "unavailable", "reason": reason }))
+        }
+    }
+}
+
+/// The answer to `/metrics`: the Prometheus text exposition format 0.0.4.
+pub fn metrics_response(text: String, head_only: bool) -> Response {
+    let mut r =
+        Response::new(200).header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.body = text.into_bytes();
+    r.head_only = head_only;
+    r
 }
 
 fn options(allow: &'static str) -> Route {
@@ -140,33 +142,6 @@ fn options(allow: &'static str) -> Route {
 
 fn not_allowed(allow: &'static str) -> Route {
     Route::Respond(Response::error(&HttpError::MethodNotAllowed { allow }))
-}
-
-/// Parses the `/auth/token` body `{"api_key": "..."}` (SPEC table, rows 2 and 3).
-pub fn parse_token_request(body: &[u8]) -> Result<String, HttpError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| HttpError::InvalidJson)?;
-    match value.get("api_key") {
-        Some(serde_json::Value::String(key)) if !key.is_empty() => Ok(key.clone()),
-        _ => Err(HttpError::ApiKeyRequired),
-    }
-}
-
-/// The token of `Authorization: Bearer <token>`, if that header is present and well formed.
-pub fn bearer_token(req: &Request) -> Option<&str> {
-    let value = req.header("Authorization")?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("Bearer") && !token.is_empty()).then_some(token)
-}
-
-/// The token, first match wins: `Authorization: Bearer`, query `x-auth-token`, cookie
-/// `x-auth-token` (browsers cannot set headers on a WebSocket, so they use the query).
-pub fn extract_token(req: &Request) -> Option<String> {
-    bearer_token(req)
-        .map(str::to_owned)
-        .or_else(|| req.query_param("x-auth-token").filter(|t| !t.is_empty()))
-        .or_else(|| req.cookie("x-auth-token").filter(|t| !t.is_empty()).map(str::to_owned))
 }
 
 #[cfg(test)]
@@ -187,31 +162,6 @@ mod tests {
             Route::Respond(r) => r.status,
             other => panic!("not an immediate answer: {other:?}"),
         }
-    }
-
-    #[test]
-    fn the_token_body_table_of_the_spec() {
-        assert_eq!(parse_token_request(br#"{"api_key":"k"}"#), Ok("k".into()));
-        assert_eq!(parse_token_request(b"nope"), Err(HttpError::InvalidJson));
-        assert_eq!(parse_token_request(b""), Err(HttpError::InvalidJson));
-        assert_eq!(parse_token_request(b"{}"), Err(HttpError::ApiKeyRequired));
-        assert_eq!(parse_token_request(br#"{"api_key":""}"#), Err(HttpError::ApiKeyRequired));
-        assert_eq!(parse_token_request(br#"{"api_key":42}"#), Err(HttpError::ApiKeyRequired));
-        assert_eq!(parse_token_request(br#"["api_key"]"#), Err(HttpError::ApiKeyRequired));
-    }
-
-    #[test]
-    fn the_token_is_taken_from_header_then_query_then_cookie() {
-        let r = req(
-            "GET /ws/ticker?x-auth-token=q HTTP/1.1\r\nAuthorization: Bearer h\r\nCookie: x-auth-token=c\r\n\r\n",
-        );
-        assert_eq!(extract_token(&r).as_deref(), Some("h"));
-        let r = req("GET /ws/ticker?x-auth-token=q HTTP/1.1\r\nCookie: x-auth-token=c\r\n\r\n");
-        assert_eq!(extract_token(&r).as_deref(), Some("q"));
-        let r = req("GET /ws/ticker HTTP/1.1\r\nCookie: x-auth-token=c\r\n\r\n");
-        assert_eq!(extract_token(&r).as_deref(), Some("c"));
-        let r = req("GET /ws/ticker HTTP/1.1\r\nAuthorization: Basic abc\r\n\r\n");
-        assert_eq!(extract_token(&r), None);
     }
 
     #[test]

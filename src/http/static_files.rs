@@ -14,7 +14,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::HttpError;
 use crate::http::request::percent_decode;
 use crate::http::response::Response;
-use crate::http::routes::StaticRequest;
+
+/// A static-file request whose path is already proven not to escape the public folder
+/// lexically (symlinks are checked when the file is opened).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRequest {
+    /// Relative path below the public folder; empty means the index.
+    pub relative: PathBuf,
+    pub head_only: bool,
+    pub if_modified_since: Option<SystemTime>,
+}
 
 /// Largest file served; the public folder holds a page, not downloads.
 const MAX_FILE: u64 = 16 * 1024 * 1024;

@@ -1,124 +1,91 @@
-//! One connection: its socket, its state (HTTP → WebSocket → closing), the bytes read but
-//! not yet parsed, and the [`Outbox`] of bytes waiting for the socket.
+//! One connection and its state machine. Every transition is a method here: the only
+//! place a state is built and the only place the open-sessions gauge changes. The clock
+//! is never read (`now` is passed in) and the socket is a type parameter, so the whole
+//! lifecycle runs in unit tests against an in-memory socket.
 //!
-//! Memory per idle subscriber is this struct plus nothing: the read buffer is shared by
-//! the whole event loop and `inbuf` only holds the tail of a partly received message.
+//! ```text
+//!  Http{Reading} ⇄ Http{Waiting}            a worker prepares the answer
+//!  Http ──open_session──► WebSocket         101, welcome, snapshot        (sessions +1)
+//!  WebSocket ──close_session──► Closing     server's close frame          (sessions −1)
+//!  WebSocket ──echo_close─────► Closing     the client's close, echoed    (sessions −1)
+//!  Http ──close_after_flush───► Closing     last answer, then FIN
+//!  Closing ──peer FIN or linger deadline──► dropped (release)
+//!  any ──socket error / EOF──► dropped (release: sessions −1 if it was a session)
+//! ```
 
-use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+pub(crate) use super::outbox::MAX_QUEUED;
+pub use super::outbox::Outbox;
+use crate::auth::keys::ApiKeyId;
 use crate::auth::token::{Actor, TokenId};
+use crate::config::Config;
+use crate::error::CloseCode;
+use crate::metrics::Metrics;
 use crate::ws::codec::Decoder;
+use crate::ws::frame::{self, OpCode};
 
-/// Bytes queued for a connection: a tick frame shared by every subscriber, or bytes
-/// owned by this connection (HTTP responses, welcome, pong, close).
-pub(crate) enum Chunk {
-    Shared(Arc<[u8]>),
-    Owned(Vec<u8>),
+/// How long a closing HTTP connection may take to flush and see the peer's FIN
+/// (WebSocket sessions use `--close-linger`).
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// What a connection needs of its socket: bytes both ways, a half-close, and a cap on
+/// the kernel's send buffer.
+pub(crate) trait Socket: Read + Write {
+    fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Best effort: on failure the kernel default stays.
+    fn set_send_buffer(&self, bytes: usize);
 }
 
-impl Chunk {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Shared(b) => b,
-            Chunk::Owned(b) => b,
+impl Socket for TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    /// `SO_SNDBUF` (the kernel doubles the value).
+    fn set_send_buffer(&self, bytes: usize) {
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt on a socket this connection owns, with a valid int option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            crate::debug!("SO_SNDBUF not set", error = io::Error::last_os_error());
         }
     }
 }
 
-/// Most owned frames (pongs, replies) a connection may have queued; a client that keeps
-/// asking without reading is closed rather than buffered for.
-pub(crate) const MAX_QUEUED: usize = 64;
-
-/// What waits to be written, in order: the frame already partly written (it must be
-/// finished before anything else: frames cannot interleave), then owned chunks (control
-/// frames and replies are never dropped), then the newest tick (conflated: a newer tick
-/// replaces an older undelivered one).
-#[derive(Default)]
-pub struct Outbox {
-    current: Option<Chunk>,
-    offset: usize,
-    queue: VecDeque<Chunk>,
-    pub(crate) latest_tick: Option<Arc<[u8]>>,
+/// Whether the connection stays open after an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Open,
+    Close,
 }
 
-/// What one flush achieved.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Flushed {
-    pub bytes: usize,
-    /// Tick frames completed (for `frames_sent`).
-    pub ticks: usize,
-}
-
-impl Outbox {
-    pub fn is_empty(&self) -> bool {
-        self.current.is_none() && self.queue.is_empty() && self.latest_tick.is_none()
-    }
-
-    pub fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
-    pub fn push(&mut self, bytes: Vec<u8>) {
-        self.queue.push_back(Chunk::Owned(bytes));
-    }
-
-    /// A tick frame the socket only partly took.
-    pub fn set_partial_tick(&mut self, frame: Arc<[u8]>, written: usize) {
-        debug_assert!(self.current.is_none());
-        self.current = Some(Chunk::Shared(frame));
-        self.offset = written;
-    }
-
-    /// Offers the newest tick; returns whether an undelivered older tick was dropped.
-    pub fn offer_tick(&mut self, frame: Arc<[u8]>) -> bool {
-        self.latest_tick.replace(frame).is_some()
-    }
-
-    /// Drops the pending tick and queued replies, keeping only the partly written frame
-    /// (which must be finished) — used before a close frame goes out.
-    pub fn clear_pending(&mut self) {
-        self.queue.clear();
-        self.latest_tick = None;
-    }
-
-    /// Writes until the outbox is empty or the socket would block.
-    pub fn flush<W: Write>(&mut self, w: &mut W) -> io::Result<Flushed> {
-        let mut done = Flushed::default();
-        loop {
-            if self.current.is_none() {
-                self.offset = 0;
-                self.current = match self.queue.pop_front() {
-                    Some(chunk) => Some(chunk),
-                    None => self.latest_tick.take().map(Chunk::Shared),
-                };
-            }
-            let Some(chunk) = &self.current else { return Ok(done) };
-            let bytes = chunk.bytes();
-            match w.write(&bytes[self.offset..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    done.bytes += n;
-                    self.offset += n;
-                    if self.offset == bytes.len() {
-                        if matches!(chunk, Chunk::Shared(_)) {
-                            done.ticks += 1;
-                        }
-                        self.current = None;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(done),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
+/// What the periodic check decided beyond the transitions it made itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerAction {
+    /// Nothing to write.
+    Idle,
+    /// Something was queued (a heartbeat ping, a close frame): flush it.
+    Flush,
+    /// A request head is overdue: answer 408 and close.
+    HeadTimeout,
+    /// Drop the connection now.
+    Drop,
 }
 
 /// Where an HTTP connection is in its request/response cycle.
@@ -134,7 +101,7 @@ pub(crate) enum HttpPhase {
 pub(crate) struct Session {
     pub(crate) decoder: Decoder,
     pub(crate) actor: Arc<Actor>,
-    pub(crate) api_key_id: i64,
+    pub(crate) api_key_id: ApiKeyId,
     pub(crate) token_id: TokenId,
     /// A heartbeat ping went out and no frame came back since.
     pub(crate) ping_outstanding: bool,
@@ -159,8 +126,8 @@ pub(crate) enum State {
     },
 }
 
-pub(crate) struct Conn {
-    pub(crate) socket: TcpStream,
+pub(crate) struct Conn<S = TcpStream> {
+    pub(crate) socket: S,
     pub(crate) serial: u64,
     pub(crate) peer: SocketAddr,
     pub(crate) state: State,
@@ -173,8 +140,8 @@ pub(crate) struct Conn {
     pub(crate) last_progress: Instant,
 }
 
-impl Conn {
-    pub(crate) fn new(socket: TcpStream, serial: u64, peer: SocketAddr, now: Instant) -> Conn {
+impl<S: Socket> Conn<S> {
+    pub(crate) fn new(socket: S, serial: u64, peer: SocketAddr, now: Instant) -> Conn<S> {
         Conn {
             socket,
             serial,
@@ -192,25 +159,6 @@ impl Conn {
         }
     }
 
-    /// Caps the kernel send buffer (`SO_SNDBUF`; the kernel doubles the value). Best
-    /// effort: on failure the kernel default stays.
-    pub(crate) fn set_send_buffer(&self, bytes: usize) {
-        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: setsockopt on a socket this connection owns, with a valid int option.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            crate::debug!("SO_SNDBUF not set", error = io::Error::last_os_error());
-        }
-    }
-
     pub(crate) fn is_subscriber(&self) -> bool {
         matches!(self.state, State::WebSocket(_))
     }
@@ -221,59 +169,198 @@ impl Conn {
             self.inbuf = Vec::new();
         }
     }
+
+    /// Queues owned bytes, starting the slow-consumer clock if the outbox was empty.
+    /// The event loop flushes every connection it touched before it polls again, so
+    /// anything queued here goes out (or waits for a writable event) without a timer.
+    pub(crate) fn queue(&mut self, bytes: Vec<u8>, now: Instant) {
+        if self.out.is_empty() {
+            self.last_progress = now;
+        }
+        self.out.push(bytes);
+    }
+
+    /// HTTP → WebSocket: queues the 101 answer, `welcome` and the newest tick, and
+    /// counts the session.
+    pub(crate) fn open_session(
+        &mut self,
+        session: Session,
+        switching_protocols: Vec<u8>,
+        welcome: &[u8],
+        snapshot: Option<&Arc<[u8]>>,
+        now: Instant,
+        metrics: &Metrics,
+    ) {
+        debug_assert!(matches!(self.state, State::Http { .. }));
+        self.queue(switching_protocols, now);
+        self.out.push(frame::encode_frame(OpCode::Text, welcome));
+        if let Some(snapshot) = snapshot {
+            self.out.offer_tick(snapshot.clone());
+        }
+        self.last_read = now;
+        self.state = State::WebSocket(Box::new(session));
+        metrics.ws_sessions_open.fetch_add(1, Relaxed);
+        metrics.ws_sessions_total.fetch_add(1, Relaxed);
+    }
+
+    /// Server-initiated close of a session: drops what is pending (but finishes the
+    /// frame in flight), queues the close frame, then lingers. `false` if this is not a
+    /// session (nothing changes).
+    pub(crate) fn close_session(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        now: Instant,
+        linger: Duration,
+        metrics: &Metrics,
+    ) -> bool {
+        if !self.is_subscriber() {
+            return false;
+        }
+        self.out.clear_pending();
+        self.queue(frame::encode_close(code, reason), now);
+        self.enter_closing(now + linger, metrics);
+        true
+    }
+
+    /// The client closed the session: echo its code and linger (the handshake is done).
+    pub(crate) fn echo_close(
+        &mut self,
+        code: Option<u16>,
+        now: Instant,
+        linger: Duration,
+        metrics: &Metrics,
+    ) {
+        let reply = match code {
+            Some(code) => frame::encode_close(CloseCode::from_u16(code), ""),
+            None => frame::encode_frame(OpCode::Close, &[]),
+        };
+        self.out.clear_pending();
+        self.queue(reply, now);
+        self.enter_closing(now + linger, metrics);
+    }
+
+    /// An HTTP connection ends after its last answer: flush, then FIN, then linger.
+    pub(crate) fn close_after_flush(&mut self, now: Instant, metrics: &Metrics) {
+        self.enter_closing(now + CLOSE_LINGER, metrics);
+    }
+
+    /// The one place a closing state is built.
+    fn enter_closing(&mut self, deadline: Instant, metrics: &Metrics) {
+        if self.is_subscriber() {
+            metrics.ws_sessions_open.fetch_sub(1, Relaxed);
+        }
+        self.state = State::Closing { deadline, write_shut: false };
+    }
+
+    /// The connection leaves the event loop (closed, failed or dropped at a deadline);
+    /// taking `self` makes a second release impossible.
+    pub(crate) fn release(self, metrics: &Metrics) {
+        if self.is_subscriber() {
+            metrics.ws_sessions_open.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Writes what the outbox holds; half-closes a closing connection once it is flushed.
+    pub(crate) fn flush(&mut self, now: Instant, metrics: &Metrics) -> Verdict {
+        if !self.out.is_empty() {
+            match self.out.flush(&mut self.socket) {
+                Ok(done) => {
+                    if done.bytes > 0 {
+                        self.last_progress = now;
+                        metrics.bytes_sent.fetch_add(done.bytes as u64, Relaxed);
+                        if done.ticks > 0 {
+                            metrics.frames_sent.fetch_add(done.ticks as u64, Relaxed);
+                        }
+                    }
+                }
+                Err(_) => return Verdict::Close,
+            }
+        }
+        if self.out.is_empty()
+            && let State::Closing { write_shut, .. } = &mut self.state
+            && !*write_shut
+        {
+            // FIN after the last byte; the peer's FIN (or the deadline) ends it.
+            let _ = self.socket.shutdown_write();
+            *write_shut = true;
+        }
+        Verdict::Open
+    }
+
+    /// Periodic checks with `now`: head and idle timeouts, heartbeat, slow consumers,
+    /// closing deadlines. Makes the session transitions itself; the caller flushes,
+    /// answers 408 or drops as the returned action says.
+    pub(crate) fn on_timer(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        metrics: &Metrics,
+    ) -> TimerAction {
+        match &mut self.state {
+            State::Http { phase: HttpPhase::Reading, head_since, idle_since, served } => {
+                let head_expired = head_since.is_some_and(|t| now >= t + cfg.head_timeout);
+                let idle_limit =
+                    if *served == 0 { cfg.head_timeout } else { cfg.keepalive_timeout };
+                let idle_expired =
+                    head_since.is_none() && self.out.is_empty() && now >= *idle_since + idle_limit;
+                if head_expired {
+                    TimerAction::HeadTimeout
+                } else if idle_expired {
+                    TimerAction::Drop
+                } else {
+                    TimerAction::Idle
+                }
+            }
+            State::Http { phase: HttpPhase::Waiting { .. }, .. } => TimerAction::Idle,
+            State::WebSocket(session) => {
+                if !self.out.is_empty() && now >= self.last_progress + cfg.slow_consumer_timeout {
+                    crate::info!(
+                        "slow consumer closed",
+                        user_id = session.actor.id,
+                        peer = self.peer
+                    );
+                    metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+                    let linger = cfg.close_linger;
+                    self.close_session(
+                        CloseCode::PolicyViolation,
+                        "slow consumer",
+                        now,
+                        linger,
+                        metrics,
+                    );
+                    return TimerAction::Flush;
+                }
+                if now >= self.last_read + cfg.dead_after {
+                    crate::debug!("heartbeat timeout", peer = self.peer);
+                    metrics.heartbeat_closes.fetch_add(1, Relaxed);
+                    let linger = cfg.close_linger;
+                    self.close_session(
+                        CloseCode::GoingAway,
+                        "heartbeat timeout",
+                        now,
+                        linger,
+                        metrics,
+                    );
+                    return TimerAction::Flush;
+                }
+                if now >= self.last_read + cfg.ping_after && !session.ping_outstanding {
+                    session.ping_outstanding = true;
+                    self.queue(frame::encode_frame(OpCode::Ping, b"hb"), now);
+                    return TimerAction::Flush;
+                }
+                TimerAction::Idle
+            }
+            State::Closing { deadline, .. } => {
+                if now >= *deadline {
+                    TimerAction::Drop
+                } else {
+                    TimerAction::Idle
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A writer that takes at most `room` bytes, then would block.
-    struct Throttled {
-        written: Vec<u8>,
-        room: usize,
-    }
-
-    impl Write for Throttled {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.room == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.room);
-            self.room -= n;
-            self.written.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_partly_written_frame_is_finished_before_anything_else() {
-        let mut out = Outbox::default();
-        out.set_partial_tick(Arc::from(&b"TICK1"[..]), 2);
-        out.push(b"PONG".to_vec());
-        assert!(!out.offer_tick(Arc::from(&b"TICK2"[..])));
-        assert!(out.offer_tick(Arc::from(&b"TICK3"[..])), "TICK2 is conflated");
-        let mut w = Throttled { written: Vec::new(), room: 5 };
-        let f = out.flush(&mut w).unwrap();
-        assert_eq!(f, Flushed { bytes: 5, ticks: 1 });
-        w.room = 100;
-        out.flush(&mut w).unwrap();
-        assert_eq!(w.written, b"CK1PONGTICK3");
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn clearing_keeps_the_partial_frame() {
-        let mut out = Outbox::default();
-        out.set_partial_tick(Arc::from(&b"ABCD"[..]), 1);
-        out.push(b"X".to_vec());
-        out.offer_tick(Arc::from(&b"T"[..]));
-        out.clear_pending();
-        out.push(b"CLOSE".to_vec());
-        let mut w = Throttled { written: Vec::new(), room: 100 };
-        out.flush(&mut w).unwrap();
-        assert_eq!(w.written, b"BCDCLOSE");
-    }
-}
+pub(crate) mod tests;

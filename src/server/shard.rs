@@ -21,13 +21,14 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::{Conn, HttpPhase, State};
+use super::conn::{Conn, HttpPhase, Session, State, Verdict};
 use super::fanout::fan_out;
-use super::handle::{self, LoopCtx, Verdict};
+use super::handle::{self, LoopCtx};
 use super::{Control, Shared};
 use crate::error::CloseCode;
+use crate::http::response::Response;
 use crate::ticker::Tick;
-use crate::workers::Completion;
+use crate::workers::{Completion, ConnKey};
 
 /// Reserved tokens, above any slab key.
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
@@ -37,6 +38,9 @@ pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// How long accepting pauses after the process ran out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The loop's one read buffer: a 64 KiB read drains a loopback socket's typical
+/// backlog in one call, and one buffer per loop (not per connection) keeps idle
+/// sessions at a few hundred bytes.
 const READ_BUF: usize = 64 * 1024;
 
 /// Answer to connections over the limit: written once, best effort, then closed.
@@ -48,7 +52,7 @@ pub(crate) struct Shard {
     conns: Slab<Conn>,
     ctx: LoopCtx,
     ticks: Receiver<Tick>,
-    completions: Receiver<Completion>,
+    completions: Receiver<Completion<Response>>,
     controls: Receiver<Control>,
     next_serial: u64,
     accept_paused_until: Option<Instant>,
@@ -64,7 +68,7 @@ pub(crate) struct ShardParts {
     pub(crate) listener: TcpListener,
     pub(crate) shared: Arc<Shared>,
     pub(crate) ticks: Receiver<Tick>,
-    pub(crate) completions: Receiver<Completion>,
+    pub(crate) completions: Receiver<Completion<Response>>,
     pub(crate) controls: Receiver<Control>,
 }
 
@@ -201,10 +205,10 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(key) else { return };
         let mut verdict = Verdict::Open;
         if writable {
-            verdict = handle::flush(conn, &self.ctx, now);
+            verdict = conn.flush(now, &self.ctx.shared.metrics);
         }
         if verdict == Verdict::Open && readable {
-            verdict = handle::on_readable(conn, key, &mut self.ctx, now);
+            verdict = handle::on_readable(conn, ConnKey(key), &mut self.ctx, now);
         }
         if verdict == Verdict::Close {
             self.close(key);
@@ -241,14 +245,13 @@ impl Shard {
     fn drain_completions(&mut self, now: Instant) {
         while let Ok(done) = self.completions.try_recv() {
             let key = done.reply.conn;
-            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let Some(conn) = self.conns.get_mut(key.0) else { continue };
             // The slot may hold a newer connection than the one that asked.
             if conn.serial != done.reply.serial {
                 continue;
             }
-            if handle::on_completion(conn, key, &mut self.ctx, done.response, now) == Verdict::Close
-            {
-                self.close(key);
+            if handle::on_completion(conn, key, &mut self.ctx, done.value, now) == Verdict::Close {
+                self.close(key.0);
             }
         }
     }
@@ -271,20 +274,21 @@ impl Shard {
         &mut self,
         now: Instant,
         reason: &str,
-        selects: impl Fn(&super::conn::Session) -> bool,
+        selects: impl Fn(&Session) -> bool,
     ) {
         let mut closed = 0u64;
+        let (metrics, linger) = (&self.ctx.shared.metrics, self.ctx.shared.config.close_linger);
         for (key, conn) in self.conns.iter_mut() {
             let hit = matches!(&conn.state, State::WebSocket(s) if selects(s));
             if hit {
-                handle::start_close(conn, &self.ctx, CloseCode::PolicyViolation, reason, now);
-                if handle::flush(conn, &self.ctx, now) == Verdict::Close {
+                conn.close_session(CloseCode::PolicyViolation, reason, now, linger, metrics);
+                if conn.flush(now, metrics) == Verdict::Close {
                     self.dead.push(key);
                 }
                 closed += 1;
             }
         }
-        self.ctx.shared.metrics.revoked_closes.fetch_add(closed, Relaxed);
+        metrics.revoked_closes.fetch_add(closed, Relaxed);
         while let Some(key) = self.dead.pop() {
             self.close(key);
         }
@@ -301,17 +305,13 @@ impl Shard {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         let mut idle = Vec::new();
+        let (metrics, linger) = (&self.ctx.shared.metrics, self.ctx.shared.config.close_linger);
         for (key, conn) in self.conns.iter_mut() {
             match &conn.state {
                 State::WebSocket(_) => {
-                    handle::start_close(
-                        conn,
-                        &self.ctx,
-                        CloseCode::GoingAway,
-                        "server shutting down",
-                        now,
-                    );
-                    if handle::flush(conn, &self.ctx, now) == Verdict::Close {
+                    let reason = "server shutting down";
+                    conn.close_session(CloseCode::GoingAway, reason, now, linger, metrics);
+                    if conn.flush(now, metrics) == Verdict::Close {
                         idle.push(key);
                     }
                 }
@@ -344,8 +344,8 @@ impl Shard {
             return;
         }
         let mut conn = self.conns.remove(key);
-        handle::leave_session(&conn, &self.ctx);
         let _ = self.poll.registry().deregister(&mut conn.socket);
+        conn.release(&self.ctx.shared.metrics);
         self.ctx.shared.open_conns.fetch_sub(1, Relaxed);
         self.ctx.shared.metrics.connections_open.fetch_sub(1, Relaxed);
     }

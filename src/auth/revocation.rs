@@ -1,0 +1,62 @@
+//! The revocation watcher: a thread that follows the key store's revocation feed (keys
+//! revoked by any process, the `keys` CLI included), ends their tokens and tells the
+//! caller which keys' sessions to close. It also purges expired tokens now and then, so
+//! the token table does not keep dead entries until it is full.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::flow::Auth;
+use super::keys::ApiKeyId;
+use super::token::unix_now;
+
+/// How often the feed is read: revoked sessions close within this (plus a tick).
+const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How often expired tokens are dropped from the table.
+const PURGE_EVERY: Duration = Duration::from_secs(30);
+
+/// Starts the watcher from `cursor` (see [`Auth::prepare`]); `on_revoked` gets the keys
+/// whose tokens were just ended. Stops when `stop` is set.
+pub fn spawn_watcher(
+    auth: Arc<Auth>,
+    mut cursor: i64,
+    stop: Arc<AtomicBool>,
+    on_revoked: impl Fn(Vec<ApiKeyId>) + Send + 'static,
+) -> std::io::Result<()> {
+    thread::Builder::new().name("revocations".into()).spawn(move || {
+        let mut last_purge = Instant::now();
+        let mut failing = false;
+        while !stop.load(Ordering::Relaxed) {
+            thread::sleep(POLL_EVERY);
+            if last_purge.elapsed() >= PURGE_EVERY {
+                auth.tokens.purge_expired(unix_now());
+                last_purge = Instant::now();
+            }
+            match auth.keys().revoked_since(cursor) {
+                Ok((ids, next)) => {
+                    failing = false;
+                    cursor = next;
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    for id in &ids {
+                        // A store that cannot be reached now still has the key revoked
+                        // in the key store; its tokens stop at the next lookup.
+                        let _ = auth.tokens.revoke_api_key(*id);
+                    }
+                    crate::info!("API keys revoked; closing their sessions", count = ids.len());
+                    on_revoked(ids);
+                }
+                // One line per change of state, not one per poll.
+                Err(e) if !failing => {
+                    failing = true;
+                    crate::warn!("revocation feed unavailable", error = e);
+                }
+                Err(_) => {}
+            }
+        }
+    })?;
+    Ok(())
+}

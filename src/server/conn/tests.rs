@@ -1,0 +1,354 @@
+//! The connection's state machine without sockets or sleeps: an in-memory socket, and a
+//! clock that is only ever passed in. Each test walks one path of the diagram in
+//! `conn.rs` and checks the bytes written, the state, and the counters.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::auth::Auth;
+use crate::auth::key_store::SqliteKeyStore;
+use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::token::{TokenKey, Tokens};
+use crate::server::Shared;
+use crate::server::fanout::{Offered, offer};
+use crate::server::handle::{self, LoopCtx};
+use crate::workers::ConnKey;
+
+/// A socket in memory: bytes to read, bytes written, and how many more it takes before
+/// it would block (the kernel's send buffer).
+#[derive(Default)]
+struct MemSocket {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+    room: usize,
+    peer_closed: bool,
+    write_shut: bool,
+}
+
+impl Read for MemSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return if self.peer_closed { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
+        }
+        let n = buf.len().min(self.input.len());
+        for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        self.output.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Socket for MemSocket {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.write_shut = true;
+        Ok(())
+    }
+    fn set_send_buffer(&self, _bytes: usize) {}
+}
+
+const ROOMY: usize = 1 << 20;
+
+/// A loop context as one shard has it, with the timeouts the tests walk through.
+fn ctx() -> LoopCtx {
+    let config = Config {
+        ping_after: Duration::from_secs(1),
+        dead_after: Duration::from_secs(3),
+        slow_consumer_timeout: Duration::from_secs(2),
+        close_linger: Duration::from_millis(500),
+        head_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let metrics = Arc::new(Metrics::new());
+    let auth = Auth::new(
+        Tokens::in_memory(
+            TokenKey::from_secret("0123456789abcdef-test").unwrap(),
+            Duration::from_secs(60),
+            16,
+        ),
+        Box::new(SqliteKeyStore::new(PathBuf::from("/nonexistent/auth.db"))),
+        LoginLimiter::new(10, Duration::from_secs(60)),
+        metrics.clone(),
+    );
+    let (jobs, _) = crossbeam_channel::bounded(1);
+    let shared = Shared {
+        config,
+        auth: Arc::new(auth),
+        metrics,
+        public_root: Arc::new(PathBuf::from("/nonexistent")),
+        jobs,
+        open_conns: AtomicUsize::new(0),
+        max_connections: 16,
+        shutting_down: AtomicBool::new(false),
+        controls: Vec::new(),
+    };
+    LoopCtx { shard: 0, shared: Arc::new(shared), snapshot: None, read_buf: vec![0; 4096].into() }
+}
+
+fn token(ctx: &LoopCtx) -> String {
+    let actor = Actor { id: "user:t".into(), user_id: "t".into(), role: "user".into() };
+    let now = crate::auth::token::unix_now();
+    ctx.shared.auth.tokens.issue(actor, ApiKeyId(7), String::new(), now).unwrap().token
+}
+
+fn upgrade_request(token: &str) -> Vec<u8> {
+    format!(
+        "GET /ws/ticker HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn conn(now: Instant) -> Conn<MemSocket> {
+    let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    Conn::new(MemSocket { room: ROOMY, ..MemSocket::default() }, 1, peer, now)
+}
+
+/// A connection upgraded through the real HTTP path, its output cleared.
+fn session(ctx: &mut LoopCtx, now: Instant) -> Conn<MemSocket> {
+    let mut c = conn(now);
+    c.socket.input.extend(upgrade_request(&token(ctx)));
+    assert_eq!(handle::on_readable(&mut c, ConnKey(0), ctx, now), Verdict::Open);
+    assert!(c.is_subscriber());
+    c.socket.output.clear();
+    c
+}
+
+fn sessions_open(ctx: &LoopCtx) -> i64 {
+    ctx.shared.metrics.ws_sessions_open.load(Relaxed)
+}
+
+/// The close frame's code and reason, if `bytes` is exactly one unmasked close frame.
+fn close_frame(bytes: &[u8]) -> Option<(u16, String)> {
+    let [0x88, len, rest @ ..] = bytes else { return None };
+    if rest.len() != usize::from(*len) || rest.len() < 2 {
+        return None;
+    }
+    let code = u16::from_be_bytes([rest[0], rest[1]]);
+    Some((code, String::from_utf8_lossy(&rest[2..]).into_owned()))
+}
+
+#[test]
+fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    ctx.snapshot = Some(crate::ticker::Tick { seq: 5, frame: Arc::from(&b"\x81\x02hi"[..]) });
+    let mut c = conn(t0);
+    c.socket.input.extend(upgrade_request(&token(&ctx)));
+    assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);
+
+    let out = String::from_utf8_lossy(&c.socket.output).into_owned();
+    assert!(out.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{out}");
+    assert!(out.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{out}");
+    assert!(out.contains(r#"{"type":"welcome","user_id":"user:t"}"#), "{out}");
+    assert!(c.socket.output.ends_with(b"\x81\x02hi"), "the snapshot follows the welcome");
+    assert!(matches!(&c.state, State::WebSocket(s) if s.api_key_id == ApiKeyId(7)));
+    assert_eq!(sessions_open(&ctx), 1);
+    assert_eq!(ctx.shared.metrics.ws_sessions_total.load(Relaxed), 1);
+}
+
+#[test]
+fn a_bad_token_is_401_and_no_session() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = conn(t0);
+    c.socket.input.extend(upgrade_request("not-a-token"));
+    handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    assert!(c.socket.output.starts_with(b"HTTP/1.1 401 "));
+    assert!(matches!(c.state, State::Http { .. }), "keep-alive: still HTTP");
+    assert_eq!(sessions_open(&ctx), 0);
+    assert_eq!(ctx.shared.metrics.ws_sessions_total.load(Relaxed), 0);
+}
+
+#[test]
+fn a_silent_client_gets_one_ping_then_close_1001_at_dead_after() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = session(&mut ctx, t0);
+    let (cfg, m) = (ctx.shared.config.clone(), ctx.shared.metrics.clone());
+
+    assert_eq!(c.on_timer(t0 + Duration::from_millis(999), &cfg, &m), TimerAction::Idle);
+    assert_eq!(c.on_timer(t0 + cfg.ping_after, &cfg, &m), TimerAction::Flush);
+    c.flush(t0 + cfg.ping_after, &m);
+    assert_eq!(c.socket.output, b"\x89\x02hb", "one ping");
+    c.socket.output.clear();
+    assert_eq!(c.on_timer(t0 + Duration::from_secs(2), &cfg, &m), TimerAction::Idle, "only one");
+
+    assert_eq!(c.on_timer(t0 + cfg.dead_after, &cfg, &m), TimerAction::Flush);
+    c.flush(t0 + cfg.dead_after, &m);
+    assert_eq!(close_frame(&c.socket.output), Some((1001, "heartbeat timeout".into())));
+    assert!(matches!(c.state, State::Closing { write_shut: true, .. }));
+    assert!(c.socket.write_shut, "FIN after the close frame");
+    assert_eq!(sessions_open(&ctx), 0);
+    assert_eq!(m.heartbeat_closes.load(Relaxed), 1);
+}
+
+#[test]
+fn any_frame_from_the_client_resets_the_heartbeat() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = session(&mut ctx, t0);
+    let (cfg, m) = (ctx.shared.config.clone(), ctx.shared.metrics.clone());
+    let t1 = t0 + Duration::from_millis(2500);
+    c.socket.input.extend(frame::encode_client_frame(true, OpCode::Pong, b"hb", [1, 2, 3, 4]));
+    handle::on_readable(&mut c, ConnKey(0), &mut ctx, t1);
+    assert_eq!(c.on_timer(t0 + cfg.dead_after, &cfg, &m), TimerAction::Idle);
+    assert!(c.is_subscriber());
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_closed_1008_after_the_slow_consumer_timeout() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = session(&mut ctx, t0);
+    let (cfg, m) = (ctx.shared.config.clone(), ctx.shared.metrics.clone());
+    c.socket.room = 0; // the kernel buffer is full
+    let tick: Arc<[u8]> = Arc::from(&b"\x81\x01a"[..]);
+    assert_eq!(offer(&mut c.socket, &mut c.out, &mut c.last_progress, &tick, t0), Offered::Parked);
+    let later = t0 + Duration::from_millis(100);
+    assert_eq!(
+        offer(&mut c.socket, &mut c.out, &mut c.last_progress, &tick, later),
+        Offered::Conflated
+    );
+    // Heartbeats do not count as progress: the client keeps answering but never reads.
+    c.last_read = t0 + Duration::from_millis(1900);
+    assert_eq!(c.on_timer(t0 + Duration::from_millis(1999), &cfg, &m), TimerAction::Idle);
+    assert_eq!(c.on_timer(t0 + cfg.slow_consumer_timeout, &cfg, &m), TimerAction::Flush);
+    assert_eq!(sessions_open(&ctx), 0);
+    assert_eq!(m.slow_consumer_closes.load(Relaxed), 1);
+
+    c.socket.room = ROOMY;
+    c.flush(t0 + cfg.slow_consumer_timeout, &m);
+    assert_eq!(
+        close_frame(&c.socket.output),
+        Some((1008, "slow consumer".into())),
+        "the pending tick is dropped, the close frame goes out"
+    );
+}
+
+#[test]
+fn a_closing_connection_lingers_then_is_dropped() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = session(&mut ctx, t0);
+    let (cfg, m) = (ctx.shared.config.clone(), ctx.shared.metrics.clone());
+    assert!(c.close_session(CloseCode::GoingAway, "bye", t0, cfg.close_linger, &m));
+    c.flush(t0, &m);
+    assert!(c.socket.write_shut);
+    // The peer's bytes are drained, not parsed, while waiting for its FIN.
+    c.socket.input.extend(b"late garbage");
+    assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);
+    assert_eq!(c.on_timer(t0 + Duration::from_millis(499), &cfg, &m), TimerAction::Idle);
+    assert_eq!(c.on_timer(t0 + cfg.close_linger, &cfg, &m), TimerAction::Drop);
+    // ...or the peer's FIN ends it sooner.
+    c.socket.peer_closed = true;
+    assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Close);
+    c.release(&m);
+    assert_eq!(sessions_open(&ctx), 0, "released once, counted once");
+}
+
+#[test]
+fn revocation_closes_a_session_once_with_1008() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = session(&mut ctx, t0);
+    let (linger, m) = (ctx.shared.config.close_linger, ctx.shared.metrics.clone());
+    assert!(c.close_session(CloseCode::PolicyViolation, "revoked", t0, linger, &m));
+    assert!(!c.close_session(CloseCode::PolicyViolation, "revoked", t0, linger, &m), "once");
+    c.flush(t0, &m);
+    assert_eq!(close_frame(&c.socket.output), Some((1008, "revoked".into())));
+    assert_eq!(sessions_open(&ctx), 0);
+}
+
+#[test]
+fn the_session_gauge_is_exact_through_every_way_out() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let m = ctx.shared.metrics.clone();
+    let linger = ctx.shared.config.close_linger;
+
+    // 1. The client closes: its code is echoed.
+    let mut by_client = session(&mut ctx, t0);
+    // 2. The server closes.
+    let mut by_server = session(&mut ctx, t0);
+    // 3. The socket fails: the loop drops it without a close handshake.
+    let dropped = session(&mut ctx, t0);
+    // 4. A protocol error (an unmasked frame) closes with 1002.
+    let mut broken = session(&mut ctx, t0);
+    assert_eq!(sessions_open(&ctx), 4);
+
+    let close = frame::encode_client_frame(true, OpCode::Close, &1000u16.to_be_bytes(), [9; 4]);
+    by_client.socket.input.extend(close);
+    handle::on_readable(&mut by_client, ConnKey(0), &mut ctx, t0);
+    assert_eq!(close_frame(&by_client.socket.output), Some((1000, String::new())));
+    assert_eq!(sessions_open(&ctx), 3);
+
+    by_server.close_session(CloseCode::GoingAway, "server shutting down", t0, linger, &m);
+    assert_eq!(sessions_open(&ctx), 2);
+
+    dropped.release(&m);
+    assert_eq!(sessions_open(&ctx), 1);
+
+    broken.socket.input.extend(frame::encode_frame(OpCode::Text, b"unmasked"));
+    handle::on_readable(&mut broken, ConnKey(0), &mut ctx, t0);
+    assert_eq!(close_frame(&broken.socket.output).map(|(code, _)| code), Some(1002));
+    assert_eq!(sessions_open(&ctx), 0);
+
+    // Dropping the closed ones later changes nothing.
+    for c in [by_client, by_server, broken] {
+        c.release(&m);
+    }
+    assert_eq!(sessions_open(&ctx), 0);
+    assert_eq!(m.ws_sessions_total.load(Relaxed), 4);
+}
+
+#[test]
+fn an_answer_without_keep_alive_closes_after_the_flush() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = conn(t0);
+    c.socket.input.extend(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+    handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    assert!(c.socket.output.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(matches!(c.state, State::Closing { write_shut: true, .. }));
+    assert_eq!(
+        c.on_timer(t0 + CLOSE_LINGER, &ctx.shared.config, &ctx.shared.metrics),
+        TimerAction::Drop
+    );
+}
+
+#[test]
+fn a_stalled_request_head_is_answered_408_and_closed() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = conn(t0);
+    c.socket.input.extend(b"GET /healthz HTTP/1.1\r\nHost:");
+    handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    assert!(c.socket.output.is_empty());
+    let late = t0 + ctx.shared.config.head_timeout;
+    assert_eq!(handle::on_timer(&mut c, &ctx, late), Verdict::Open);
+    assert!(c.socket.output.starts_with(b"HTTP/1.1 408 "));
+    assert!(matches!(c.state, State::Closing { .. }));
+}

@@ -1,0 +1,249 @@
+//! Start-up: the pieces of the server, built from a [`Config`] in the order they depend
+//! on each other, then the wait for the end.
+//!
+//! 1. file-descriptor limit → connection limit;
+//! 2. the auth flow (key store prepared, demo key logged);
+//! 3. the listener;
+//! 4. one poll, waker and set of channels per shard;
+//! 5. workers, ticker, signal thread, revocation watcher;
+//! 6. the shards, joined.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, unbounded};
+use mio::{Poll, Waker};
+
+use super::{Control, Shared, shard};
+use crate::auth::Auth;
+use crate::auth::key_store::SqliteKeyStore;
+use crate::auth::keys::DbError;
+use crate::auth::ratelimit::LoginLimiter;
+use crate::auth::revocation;
+use crate::auth::token::{TokenKey, TokenKeyError, Tokens};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::ticker::prices::{PriceModel, Rng};
+use crate::ticker::{self, Ticker};
+use crate::workers::{self, Mailbox};
+
+/// Descriptors kept free for the database, files, and the 503 answers over the limit.
+const FD_RESERVE: usize = 64;
+/// Jobs that may wait for a worker before new ones are answered 503.
+const JOB_QUEUE: usize = 4096;
+/// Ticks queued per event loop: a loop keeps only the newest anyway, so this only needs
+/// to absorb a loop that is a few ticks behind without the ticker ever blocking.
+const TICK_QUEUE: usize = 16;
+/// The window of the failed-login limit.
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Database(DbError),
+    Bind(SocketAddr, std::io::Error),
+    TokenKey(TokenKeyError),
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Database(e) => write!(f, "{e}"),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::TokenKey(e) => write!(f, "TICKER_TOKEN_KEY: {e}"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        StartError::Io(e)
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM; returns once every shard has finished.
+pub fn run(config: Config) -> Result<(), StartError> {
+    let fd_limit = raise_fd_limit();
+    let max_connections =
+        config.max_connections.unwrap_or_else(|| fd_limit.saturating_sub(FD_RESERVE).max(16));
+    let metrics = Arc::new(Metrics::new());
+
+    let auth = Arc::new(build_auth(&config, metrics.clone())?);
+    let (demo, revocation_cursor) = auth.prepare().map_err(StartError::Database)?;
+    // The SPEC's one exception to "never log a key": the demo key, so a new user can copy it.
+    let db = config.db_path.display();
+    if demo.created {
+        crate::info!("demo API key created", api_key = demo.key, db = db);
+    } else {
+        crate::info!("demo API key exists", api_key = demo.key, db = db);
+    }
+
+    let std_listener =
+        std::net::TcpListener::bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
+    std_listener.set_nonblocking(true)?;
+    let local_addr = std_listener.local_addr()?;
+
+    // One Poll, waker and set of channels per shard.
+    let (job_tx, job_rx) = bounded(JOB_QUEUE);
+    let mut polls = Vec::new();
+    let mut controls = Vec::new();
+    let mut mailboxes = Vec::new();
+    let mut tick_subscribers = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..config.io_threads {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), shard::WAKER)?);
+        let (tick_tx, tick_rx) = bounded(TICK_QUEUE);
+        let (done_tx, done_rx) = unbounded();
+        let (ctl_tx, ctl_rx) = unbounded();
+        controls.push((ctl_tx, waker.clone()));
+        mailboxes.push(Mailbox { completions: done_tx, waker: waker.clone() });
+        tick_subscribers.push(ticker::Subscriber { ticks: tick_tx, waker });
+        receivers.push((tick_rx, done_rx, ctl_rx));
+        polls.push(poll);
+    }
+
+    let public_root = std::fs::canonicalize(&config.public_dir).unwrap_or_else(|e| {
+        crate::warn!(
+            "public folder not found; static files will be 404",
+            path = config.public_dir.display(),
+            error = e
+        );
+        config.public_dir.clone()
+    });
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        auth: auth.clone(),
+        metrics: metrics.clone(),
+        public_root: Arc::new(public_root),
+        jobs: job_tx,
+        open_conns: AtomicUsize::new(0),
+        max_connections,
+        shutting_down: AtomicBool::new(false),
+        controls,
+    });
+    workers::start(config.workers, job_rx, mailboxes)?;
+
+    let rng = match config.seed {
+        Some(seed) => Rng::from_seed(seed),
+        None => Rng::from_os().map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?,
+    };
+    let ticker = Ticker::start(
+        PriceModel::new(&config.symbols, rng),
+        config.tick_interval,
+        tick_subscribers,
+        metrics.clone(),
+    )?;
+
+    spawn_signal_thread(shared.clone())?;
+    let stop_watcher = Arc::new(AtomicBool::new(false));
+    let on_revoked = {
+        let shared = shared.clone();
+        move |ids| shared.broadcast(Control::RevokeApiKeys(ids))
+    };
+    revocation::spawn_watcher(auth, revocation_cursor, stop_watcher.clone(), on_revoked)?;
+
+    let mut handles = Vec::new();
+    for (id, (poll, (ticks, completions, controls))) in polls.into_iter().zip(receivers).enumerate()
+    {
+        let listener = mio::net::TcpListener::from_std(std_listener.try_clone()?);
+        let shard = shard::Shard::new(shard::ShardParts {
+            id,
+            poll,
+            listener,
+            shared: shared.clone(),
+            ticks,
+            completions,
+            controls,
+        })?;
+        handles.push(thread::Builder::new().name(format!("io-{id}")).spawn(move || shard.run())?);
+    }
+    drop(std_listener);
+    crate::info!(
+        "listening",
+        addr = local_addr,
+        io_threads = config.io_threads,
+        workers = config.workers,
+        max_connections = max_connections,
+        tick_ms = config.tick_interval.as_secs_f64() * 1000.0
+    );
+
+    let mut result = Ok(());
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                crate::error!("event loop failed", error = e);
+                result = Err(StartError::Io(e));
+            }
+            Err(_) => crate::error!("event loop panicked"),
+        }
+    }
+    stop_watcher.store(true, std::sync::atomic::Ordering::Relaxed);
+    ticker.stop();
+    crate::info!("stopped");
+    result
+}
+
+/// The auth flow of one node: SQLite keys, in-memory tokens.
+fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError> {
+    let key = match &config.token_key {
+        Some(key) => key.clone(),
+        None => {
+            crate::warn!(
+                "TICKER_TOKEN_KEY is not set; using a random key (tokens end with this process)"
+            );
+            TokenKey::random().map_err(StartError::TokenKey)?
+        }
+    };
+    Ok(Auth::new(
+        Tokens::in_memory(key, config.token_ttl, config.token_capacity),
+        Box::new(SqliteKeyStore::new(config.db_path.clone())),
+        LoginLimiter::new(config.login_failures_per_minute, LOGIN_WINDOW),
+        metrics,
+    ))
+}
+
+/// SIGINT/SIGTERM start a graceful shutdown; a second signal exits at once.
+fn spawn_signal_thread(shared: Arc<Shared>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen > 1 {
+                crate::warn!("second signal; exiting now", signal = signal);
+                std::process::exit(1);
+            }
+            crate::info!("shutting down", signal = signal);
+            shared.broadcast(Control::Shutdown);
+        }
+    })?;
+    Ok(())
+}
+
+/// Raises the soft file-descriptor limit to the hard limit; returns the soft limit now.
+fn raise_fd_limit() -> usize {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    }
+}
