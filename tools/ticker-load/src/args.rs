@@ -5,22 +5,28 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+const DEFAULT_URL: &str = "http://127.0.0.1:8081";
+
 pub(crate) const HELP: &str = "\
 ticker-load: open many WebSocket subscribers to a ticker server and measure what they get
 
 USAGE:
     ticker-load --url http://127.0.0.1:8081 --api-key KEY [OPTIONS]
     ticker-load --url ws://HOST:PORT/PATH --no-auth [OPTIONS]
+    ticker-load --url http://NODE1:8081 --url http://NODE2:8081 --api-key KEY [OPTIONS]
     ticker-load compare RUN.json...     one table row per saved --json run
 
 TARGET AND AUTH:
     --url URL             http://HOST:PORT (crypto-ticker: token from POST /auth/token,
                           stream from --path) or ws://HOST:PORT/PATH (stream from PATH).
                           No TLS.                              [default: http://127.0.0.1:8081]
-    --path PATH           WebSocket path for an http:// URL   [default: /ws/ticker]
-    --api-key KEY         exchange KEY for a token at POST /auth/token
+                          Repeat it for a cluster: connections go round-robin over
+                          the URLs in the order given (connection i to URL i mod n).
+    --path PATH           WebSocket path for http:// URLs     [default: /ws/ticker]
+    --api-key KEY         exchange KEY for a token at POST /auth/token, once per --url:
+                          each connection carries a token from the node it goes to
                           (or set TICKER_LOAD_API_KEY, which keeps it out of `ps`)
-    --token TOKEN         use this token instead of getting one
+    --token TOKEN         use this token instead of getting one (sent to every URL)
     --token-in-query      send the token as ?x-auth-token= instead of
                           `Authorization: Bearer`
     --no-auth             no token: benchmark any server that sends one message per tick
@@ -71,7 +77,7 @@ pub(crate) enum Auth {
     None,
 }
 
-/// Where to connect: host and port, the WebSocket path, and whether to get a token.
+/// Where to connect: host and port, and the WebSocket path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
     /// Host as written in the URL (also sent as the `Host` header).
@@ -94,7 +100,8 @@ impl Target {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Args {
-    pub(crate) target: Target,
+    /// One per `--url`, in the order given; never empty. Connections go round-robin.
+    pub(crate) targets: Vec<Target>,
     pub(crate) auth: Auth,
     pub(crate) token_in_query: bool,
     pub(crate) connections: usize,
@@ -156,13 +163,13 @@ where
         return Ok(Command::Compare(files));
     }
 
-    let mut url = String::from("http://127.0.0.1:8081");
+    let mut urls: Vec<String> = Vec::new();
     let mut path = None;
     let mut api_key = None;
     let mut token = None;
     let mut no_auth = false;
     let mut args = Args {
-        target: Target { host: String::new(), port: 0, ws_path: String::new() },
+        targets: Vec::new(),
         auth: Auth::None,
         token_in_query: false,
         connections: 100,
@@ -193,7 +200,7 @@ where
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--url" => url = value("--url")?,
+            "--url" => urls.push(value("--url")?),
             "--path" => path = Some(value("--path")?),
             "--api-key" => api_key = Some(value("--api-key")?),
             "--token" => token = Some(value("--token")?),
@@ -232,7 +239,11 @@ where
         }
     }
 
-    args.target = parse_url(&url, path.as_deref())?;
+    if urls.is_empty() {
+        urls.push(DEFAULT_URL.to_string());
+    }
+    args.targets =
+        urls.iter().map(|url| parse_url(url, path.as_deref())).collect::<Result<_, _>>()?;
     let api_key = api_key.or(env_api_key.filter(|k| !k.is_empty()));
     args.auth = match (api_key, token, no_auth) {
         (None, None, true) => Auth::None,
@@ -381,15 +392,15 @@ mod tests {
         let a = run("--url http://127.0.0.1:8081 --api-key KEY --connections 2000 --ramp 500/s --duration 30s")
             .unwrap();
         assert_eq!(
-            a.target,
-            Target { host: "127.0.0.1".into(), port: 8081, ws_path: "/ws/ticker".into() }
+            a.targets,
+            [Target { host: "127.0.0.1".into(), port: 8081, ws_path: "/ws/ticker".into() }]
         );
         assert_eq!(a.auth, Auth::ApiKey("KEY".into()));
         assert_eq!(a.connections, 2000);
         assert_eq!(a.ramp_per_sec, 500.0);
         assert_eq!(a.duration, Duration::from_secs(30));
         assert_eq!(a.threads, 1);
-        assert_eq!(a.target.ws_url(), "ws://127.0.0.1:8081/ws/ticker");
+        assert_eq!(a.targets[0].ws_url(), "ws://127.0.0.1:8081/ws/ticker");
     }
 
     #[test]
@@ -400,8 +411,8 @@ mod tests {
                      --json out.json --report r.html --quiet")
             .unwrap();
         assert_eq!(
-            a.target,
-            Target { host: "[::1]".into(), port: 9000, ws_path: "/feed?x=1".into() }
+            a.targets,
+            [Target { host: "[::1]".into(), port: 9000, ws_path: "/feed?x=1".into() }]
         );
         assert_eq!(a.auth, Auth::None);
         assert_eq!((a.connections, a.ramp_per_sec, a.threads), (5, 1.0, 2));
@@ -413,6 +424,35 @@ mod tests {
         assert_eq!(a.json, Some(PathBuf::from("out.json")));
         assert_eq!(a.report, [PathBuf::from("r.html")]);
         assert!(a.quiet);
+    }
+
+    #[test]
+    fn a_repeated_url_gives_every_target_in_the_order_given() {
+        let a = run("--no-auth --url ws://b:2/x --url=ws://a:1/y --url ws://c:3/z").unwrap();
+        let urls: Vec<String> = a.targets.iter().map(Target::ws_url).collect();
+        assert_eq!(urls, ["ws://b:2/x", "ws://a:1/y", "ws://c:3/z"]);
+    }
+
+    #[test]
+    fn path_applies_to_every_http_url_and_the_default_is_one_local_url() {
+        let a = run("--token t --url http://n1:8081 --path /feed --url http://n2:8081").unwrap();
+        let urls: Vec<String> = a.targets.iter().map(Target::ws_url).collect();
+        assert_eq!(urls, ["ws://n1:8081/feed", "ws://n2:8081/feed"]);
+        let a = run("--no-auth").unwrap();
+        let urls: Vec<String> = a.targets.iter().map(Target::ws_url).collect();
+        assert_eq!(urls, ["ws://127.0.0.1:8081/ws/ticker"]);
+    }
+
+    #[test]
+    fn one_bad_url_among_several_is_an_error() {
+        assert!(matches!(
+            run("--no-auth --url ws://a:1/ --url wss://b/"),
+            Err(ArgError::Invalid { flag: "--url", .. })
+        ));
+        assert!(matches!(
+            run("--no-auth --url http://a:1 --url ws://b:2/ --path /p"),
+            Err(ArgError::Conflict(_))
+        ));
     }
 
     #[test]
@@ -474,7 +514,7 @@ mod tests {
     fn threads_never_exceed_connections_and_ws_urls_default_to_root() {
         let a = run("--no-auth --url ws://h --connections 2 --threads 8").unwrap();
         assert_eq!(a.threads, 2);
-        assert_eq!(a.target, Target { host: "h".into(), port: 80, ws_path: "/".into() });
+        assert_eq!(a.targets, [Target { host: "h".into(), port: 80, ws_path: "/".into() }]);
     }
 
     #[test]

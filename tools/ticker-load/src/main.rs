@@ -2,7 +2,9 @@
 //!
 //! Table of contents, from the command line down to the bytes:
 //! - [`args`]: flags → [`args::Args`]; `--help` text.
-//! - [`auth`]: the one blocking `POST /auth/token` before the run.
+//! - [`auth`]: the blocking `POST /auth/token` before the run, one per `--url`.
+//! - [`endpoint`]: each `--url` resolved and given its token; connection `i` goes to
+//!   endpoint `i % n`.
 //! - [`run`]: the coordinator: threads, steady window, /proc sampling, live line.
 //! - [`engine`]: one mio event loop per thread over a slab of [`conn::Conn`]s; [`sock`]
 //!   makes the (optionally source-bound) non-blocking connects.
@@ -19,6 +21,7 @@
 mod args;
 mod auth;
 mod conn;
+mod endpoint;
 mod engine;
 mod frame;
 mod handshake;

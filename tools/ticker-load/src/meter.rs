@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::conn::End;
 use crate::receiver::{SeqStep, SeqTracker};
 use crate::scan::Fields;
 use crate::stats::{Counters, Latency, Sample};
@@ -23,6 +24,16 @@ impl Meter {
     pub(crate) fn on_open(&mut self, handshake: Duration) {
         self.counters.opened += 1;
         self.handshake.record(handshake.as_micros() as u64);
+    }
+
+    /// A connection ended: counted by how, and why.
+    pub(crate) fn on_end(&mut self, end: End) {
+        let c = &mut self.counters;
+        match end {
+            End::Failed(reason) => *c.failed.entry(reason).or_default() += 1,
+            End::Dropped(reason) => *c.dropped.entry(reason).or_default() += 1,
+            End::Closed => c.closed_clean += 1,
+        }
     }
 
     /// One data message received at `now_us` (Unix µs) on the connection with `seq`.

@@ -298,7 +298,7 @@ fn charts<'a>(d: &'a ReportData<'a>) -> Vec<Chart<'a>> {
 }
 
 fn title(d: &ReportData<'_>) -> String {
-    format!("ticker-load: {} connections to {}", d.summary.connections, d.summary.params[0].1)
+    format!("ticker-load: {} connections to {}", d.summary.connections, d.summary.urls.join(" "))
 }
 
 /// A standalone HTML page with the charts inline.

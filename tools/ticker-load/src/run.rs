@@ -1,16 +1,15 @@
-//! The coordinator: prepares the run (file limit, address, token), starts the engine
+//! The coordinator: prepares the run (file limit, endpoints), starts the engine
 //! threads, opens the steady window once every connection has opened or failed,
 //! samples the server's /proc around it, prints the live line, and merges the results.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::args::{Args, Auth};
-use crate::auth::{self, AuthError};
+use crate::args::Args;
+use crate::endpoint::{self, EndpointError};
 use crate::engine::{self, Plan, Shared};
 use crate::stats::{Latency, Sample, ThreadResult, fmt_us};
 use crate::system::{self, ProcSample};
@@ -20,8 +19,7 @@ pub(crate) const SATURATED: f64 = 0.85;
 
 #[derive(Debug)]
 pub(crate) enum RunError {
-    Resolve(String, io::Error),
-    Auth(AuthError),
+    Endpoint(EndpointError),
     ServerPid(u32, io::Error),
     Thread(io::Error),
 }
@@ -29,8 +27,7 @@ pub(crate) enum RunError {
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RunError::Resolve(host, e) => write!(f, "cannot resolve {host}: {e}"),
-            RunError::Auth(e) => write!(f, "getting a token failed: {e}"),
+            RunError::Endpoint(e) => e.fmt(f),
             RunError::ServerPid(pid, e) => {
                 write!(f, "--server-pid {pid}: cannot read /proc/{pid}: {e}")
             }
@@ -87,30 +84,19 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         Err(e) => warnings.push(format!("cannot read the open-files limit: {e}")),
     }
 
-    let target = &args.target;
-    let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let remote = resolve(bare_host, target.port)?;
-    let host_header = target.host_header();
-    let token = match &args.auth {
-        Auth::ApiKey(key) => {
-            Some(auth::fetch_token(remote, &host_header, key).map_err(RunError::Auth)?)
-        }
-        Auth::Token(token) => Some(token.clone()),
-        Auth::None => None,
-    };
-    let (path, authorization) = match token {
-        Some(t) if args.token_in_query => {
-            let sep = if target.ws_path.contains('?') { '&' } else { '?' };
-            (format!("{}{sep}x-auth-token={}", target.ws_path, percent_encode(&t)), None)
-        }
-        Some(t) => (target.ws_path.clone(), Some(format!("Bearer {t}"))),
-        None => (target.ws_path.clone(), None),
-    };
+    if args.targets.len() > args.connections {
+        warnings.push(format!(
+            "{} URLs but {} connections: the last {} URLs get none",
+            args.targets.len(),
+            args.connections,
+            args.targets.len() - args.connections
+        ));
+    }
+
+    let endpoints = endpoint::prepare(&args.targets, &args.auth, args.token_in_query)
+        .map_err(RunError::Endpoint)?;
     let plan = Plan {
-        remote,
-        host_header,
-        path,
-        authorization,
+        endpoints,
         connections: args.connections,
         ramp_per_sec: args.ramp_per_sec,
         connect_timeout: args.connect_timeout,
@@ -184,34 +170,6 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         interrupted: watched.interrupted,
         warnings: warnings_after,
     })
-}
-
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, RunError> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| RunError::Resolve(host.to_string(), e))?
-        .collect();
-    // Prefer IPv4: "localhost" often resolves to ::1 first while servers listen on 0.0.0.0.
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| RunError::Resolve(host.to_string(), io::Error::other("no address")))
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, as
-/// `encodeURIComponent` does for a token in a query.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Per-second samples gathered from the threads.
@@ -397,12 +355,6 @@ fn progress_line(s: &Second, connections: usize, phase: &str, steady: &Latency) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_percent_encoded_for_the_query() {
-        assert_eq!(percent_encode("ab-_.~9"), "ab-_.~9");
-        assert_eq!(percent_encode("a=b+/"), "a%3Db%2B%2F");
-    }
 
     #[test]
     fn a_second_is_complete_when_every_thread_reported_it() {

@@ -14,7 +14,11 @@ use crate::stats::{Percentiles, fmt_us};
 /// Everything reported about a run, in final units.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
+    /// The run's parameters as text; the URLs come first (as `url`, or `urls` when
+    /// there are several, separated by spaces).
     pub(crate) params: Vec<(&'static str, String)>,
+    /// Every `--url`, as WebSocket URLs, in the order given.
+    pub(crate) urls: Vec<String>,
     pub(crate) connections: usize,
     pub(crate) attempted: u64,
     pub(crate) opened: u64,
@@ -81,8 +85,10 @@ impl Summary {
             Auth::Token(_) => "token",
             Auth::None => "none",
         };
+        let urls: Vec<String> = args.targets.iter().map(|t| t.ws_url()).collect();
+        let url_key = if urls.len() == 1 { "url" } else { "urls" };
         let mut params = vec![
-            ("url", args.target.ws_url()),
+            (url_key, urls.join(" ")),
             ("auth", auth.to_string()),
             ("connections", args.connections.to_string()),
             ("ramp", format!("{}/s", args.ramp_per_sec)),
@@ -99,6 +105,7 @@ impl Summary {
         }
         Summary {
             params,
+            urls,
             connections: args.connections,
             attempted: c.attempted,
             opened: c.opened,
@@ -229,6 +236,20 @@ impl Summary {
         out
     }
 
+    /// `params` with `urls` as a list, and `url` kept as the first URL for readers of
+    /// files from before `--url` could repeat.
+    fn params_json(&self) -> Value {
+        let mut params: serde_json::Map<String, Value> = self
+            .params
+            .iter()
+            .filter(|(k, _)| !matches!(*k, "url" | "urls"))
+            .map(|(k, v)| (k.replace(' ', "_"), json!(v)))
+            .collect();
+        params.insert("url".into(), json!(self.urls.first()));
+        params.insert("urls".into(), json!(self.urls));
+        Value::Object(params)
+    }
+
     pub(crate) fn json(&self, timeline: &[crate::run::Second]) -> Value {
         let map = |items: &[(String, u64)]| {
             Value::Object(items.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
@@ -236,7 +257,7 @@ impl Summary {
         json!({
             "tool": "ticker-load",
             "version": env!("CARGO_PKG_VERSION"),
-            "params": Value::Object(self.params.iter().map(|(k, v)| (k.replace(' ', "_"), json!(v))).collect()),
+            "params": self.params_json(),
             "connections": {
                 "requested": self.connections,
                 "attempted": self.attempted,

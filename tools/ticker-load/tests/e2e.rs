@@ -19,6 +19,10 @@ const TOKEN: &str = "tok.123=";
 
 #[derive(Default)]
 struct Seen {
+    /// `POST /auth/token` requests answered.
+    token_requests: AtomicUsize,
+    /// WebSocket upgrades accepted.
+    sessions: AtomicUsize,
     pongs: AtomicUsize,
     closes: AtomicUsize,
 }
@@ -37,14 +41,15 @@ fn start_server() -> (SocketAddr, Arc<Seen>) {
                 while stream.peek(&mut head).unwrap_or(0) < 4 {
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                if &head == b"POST" { token_endpoint(stream) } else { ticker(stream, &seen) }
+                if &head == b"POST" { token_endpoint(stream, &seen) } else { ticker(stream, &seen) }
             });
         }
     });
     (addr, seen)
 }
 
-fn token_endpoint(mut stream: TcpStream) {
+fn token_endpoint(mut stream: TcpStream, seen: &Seen) {
+    seen.token_requests.fetch_add(1, Ordering::Relaxed);
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     while !String::from_utf8_lossy(&got).contains('}') {
@@ -97,6 +102,7 @@ fn check_token(req: &Request, resp: Response) -> Result<Response, ErrorResponse>
 
 fn ticker(stream: TcpStream, seen: &Seen) {
     let Ok(mut ws) = tungstenite::accept_hdr(stream, check_token) else { return };
+    seen.sessions.fetch_add(1, Ordering::Relaxed);
     ws.get_mut().set_read_timeout(Some(Duration::from_millis(1))).unwrap();
     ws.get_mut().set_nodelay(true).unwrap(); // a ticker server must not wait for ACKs (Nagle)
     let mut seq = 1000;
@@ -244,6 +250,45 @@ fn an_api_key_run_opens_every_connection_counts_gaps_answers_pings_and_closes_cl
     for external in ["<script", "src=", "href=", "@import", "url("] {
         assert!(!html.contains(external), "the report must load nothing: found {external}");
     }
+}
+
+#[test]
+fn repeated_urls_share_the_connections_round_robin_and_each_node_issues_its_own_tokens() {
+    let dir = TempDir::new("repeated_urls_share_the_");
+    let (addr_a, seen_a) = start_server();
+    let (addr_b, seen_b) = start_server();
+    let json = dir.file("cluster.json");
+    let (url_a, url_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    let out = ticker_load(&[
+        "--url",
+        &url_a,
+        "--url",
+        &url_b,
+        "--api-key",
+        KEY,
+        "-c",
+        "4",
+        "--warmup",
+        "0",
+        "--duration",
+        "300ms",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v = read_json(&json);
+    assert_eq!(f(&v, "/connections/opened"), 4.0);
+    assert_eq!(f(&v, "/connections/closed_clean"), 4.0);
+    for seen in [&seen_a, &seen_b] {
+        assert_eq!(seen.sessions.load(Ordering::Relaxed), 2, "connection i goes to url[i % 2]");
+        assert_eq!(seen.token_requests.load(Ordering::Relaxed), 1, "one token per URL");
+    }
+    let (ws_a, ws_b) = (format!("ws://{addr_a}/ws/ticker"), format!("ws://{addr_b}/ws/ticker"));
+    assert_eq!(v["params"]["urls"], serde_json::json!([ws_a, ws_b]));
+    assert_eq!(v["params"]["url"], ws_a.as_str(), "the old single field: the first URL");
+    assert!(stdout.contains(&format!("urls {ws_a} {ws_b}")), "{stdout}");
 }
 
 #[test]

@@ -1,0 +1,177 @@
+//! Where connections go: one [`Endpoint`] per `--url`, made ready before the event
+//! loops start (address resolved, token obtained), and the round-robin rule that sends
+//! connection `i` to endpoint `i % n`.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::args::{Auth, Target};
+use crate::auth::{self, AuthError};
+
+/// One server (a cluster node) as the engine connects to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) remote: SocketAddr,
+    /// The `Host` header value.
+    pub(crate) host_header: String,
+    /// Request target, with the `x-auth-token` query when the token goes there.
+    pub(crate) path: String,
+    /// `Authorization` header value, if any.
+    pub(crate) authorization: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) enum EndpointError {
+    Resolve(String, io::Error),
+    /// The token exchange with the node at this `host:port` failed.
+    Auth(String, AuthError),
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointError::Resolve(host, e) => write!(f, "cannot resolve {host}: {e}"),
+            EndpointError::Auth(node, e) => write!(f, "getting a token from {node} failed: {e}"),
+        }
+    }
+}
+
+/// One endpoint per target, in the order given. With an API key, every node is asked
+/// for a token of its own: a cluster's nodes accept each other's tokens, but separate
+/// single nodes do not, so each connection carries a token from the node it goes to.
+pub(crate) fn prepare(
+    targets: &[Target],
+    auth: &Auth,
+    token_in_query: bool,
+) -> Result<Vec<Endpoint>, EndpointError> {
+    targets.iter().map(|t| prepare_one(t, auth, token_in_query)).collect()
+}
+
+fn prepare_one(
+    target: &Target,
+    auth: &Auth,
+    token_in_query: bool,
+) -> Result<Endpoint, EndpointError> {
+    let bare_host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let remote = resolve(bare_host, target.port)?;
+    let host_header = target.host_header();
+    let token = match auth {
+        Auth::ApiKey(key) => Some(
+            auth::fetch_token(remote, &host_header, key)
+                .map_err(|e| EndpointError::Auth(host_header.clone(), e))?,
+        ),
+        Auth::Token(token) => Some(token.clone()),
+        Auth::None => None,
+    };
+    let (path, authorization) = request_target(&target.ws_path, token.as_deref(), token_in_query);
+    Ok(Endpoint { remote, host_header, path, authorization })
+}
+
+/// The request target and the `Authorization` value that carry `token`, if any.
+fn request_target(ws_path: &str, token: Option<&str>, in_query: bool) -> (String, Option<String>) {
+    match token {
+        Some(t) if in_query => {
+            let sep = if ws_path.contains('?') { '&' } else { '?' };
+            (format!("{ws_path}{sep}x-auth-token={}", percent_encode(t)), None)
+        }
+        Some(t) => (ws_path.to_string(), Some(format!("Bearer {t}"))),
+        None => (ws_path.to_string(), None),
+    }
+}
+
+/// Item `i % len` of `items`, or `None` when there are none: connection `i`'s endpoint,
+/// or its source address. Consecutive connections go to different items.
+pub(crate) fn round_robin<T>(items: &[T], i: usize) -> Option<&T> {
+    if items.is_empty() { None } else { items.get(i % items.len()) }
+}
+
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, EndpointError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| EndpointError::Resolve(host.to_string(), e))?
+        .collect();
+    // Prefer IPv4: "localhost" often resolves to ::1 first while servers listen on 0.0.0.0.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| EndpointError::Resolve(host.to_string(), io::Error::other("no address")))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, as
+/// `encodeURIComponent` does for a token in a query.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_i_goes_to_item_i_mod_n() {
+        let urls = ["a", "b", "c"];
+        let picked: Vec<&str> = (0..7).map(|i| *round_robin(&urls, i).unwrap()).collect();
+        assert_eq!(picked, ["a", "b", "c", "a", "b", "c", "a"]);
+        assert_eq!(round_robin(&["only"], 5), Some(&"only"));
+        assert_eq!(round_robin::<u8>(&[], 3), None);
+    }
+
+    #[test]
+    fn four_connections_over_two_urls_are_two_each_whatever_the_thread_count() {
+        let urls = ["a", "b"];
+        for threads in 1..=4 {
+            let mut counts = [0; 2];
+            // Thread t opens t, t + threads, ...: together, every index once.
+            for t in 0..threads {
+                for i in (t..4).step_by(threads) {
+                    counts
+                        [urls.iter().position(|u| u == round_robin(&urls, i).unwrap()).unwrap()] +=
+                        1;
+                }
+            }
+            assert_eq!(counts, [2, 2], "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn tokens_are_percent_encoded_for_the_query() {
+        assert_eq!(percent_encode("ab-_.~9"), "ab-_.~9");
+        assert_eq!(percent_encode("a=b+/"), "a%3Db%2B%2F");
+    }
+
+    #[test]
+    fn a_token_goes_in_the_header_or_the_query() {
+        assert_eq!(request_target("/ws", None, false), ("/ws".into(), None));
+        assert_eq!(
+            request_target("/ws", Some("t"), false),
+            ("/ws".into(), Some("Bearer t".into()))
+        );
+        assert_eq!(request_target("/ws", Some("a="), true), ("/ws?x-auth-token=a%3D".into(), None));
+        assert_eq!(
+            request_target("/ws?x=1", Some("t"), true),
+            ("/ws?x=1&x-auth-token=t".into(), None)
+        );
+    }
+
+    #[test]
+    fn each_target_becomes_an_endpoint_in_order() {
+        let target = |port| Target { host: "127.0.0.1".into(), port, ws_path: "/ws".into() };
+        let auth = Auth::Token("t".into());
+        let endpoints = prepare(&[target(1), target(2)], &auth, false).unwrap();
+        let ports: Vec<u16> = endpoints.iter().map(|e| e.remote.port()).collect();
+        assert_eq!(ports, [1, 2]);
+        assert_eq!(endpoints[1].host_header, "127.0.0.1:2");
+        assert_eq!(endpoints[1].authorization.as_deref(), Some("Bearer t"));
+    }
+}
