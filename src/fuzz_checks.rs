@@ -43,7 +43,7 @@ pub fn http_request(data: &[u8]) {
                 assert!(consumed <= data.len(), "consumed past the input");
                 assert!(req.body.len() <= limits.max_body, "body over the limit");
                 assert!(req.path.starts_with('/'), "non-origin-form target accepted");
-                assert_eq!(&data[consumed - req.body.len()..consumed], &req.body[..]);
+                assert_eq!(&data[consumed - req.body.len()..consumed], req.body);
                 match parse_request(&data[..consumed], &limits) {
                     Ok(Status::Complete { consumed: again, .. }) => assert_eq!(again, consumed),
                     other => panic!("the exact bytes of a request did not parse: {other:?}"),
@@ -63,7 +63,7 @@ pub fn http_request(data: &[u8]) {
     }
 }
 
-fn check_route(req: &crate::http::request::Request) {
+fn check_route(req: &crate::http::request::Request<'_>) {
     let allowed = AllowedOrigins::List(vec!["http://localhost:8081".to_owned()]);
     for origins in [AllowedOrigins::Any, allowed] {
         match route(req, &origins) {

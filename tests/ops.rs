@@ -160,15 +160,16 @@ fn json_logs_are_one_object_per_line() {
     }
 }
 
-/// Validates /metrics with Prometheus's own parser. `.ci/run` installs promtool; a
-/// machine without it says so instead of passing silently.
+/// Validates /metrics with Prometheus's own parser. `.ci/run` installs promtool and
+/// sets `TICKER_REQUIRE_PROMTOOL`; a machine without it says SKIPPED instead of passing
+/// silently.
 #[test]
 fn metrics_pass_promtool_check() {
     let Ok(out) = Command::new("promtool").arg("--version").output() else {
-        eprintln!(
-            "SKIPPED metrics_pass_promtool_check: promtool not installed (apt-get install prometheus)"
+        return missing_tool(
+            "TICKER_REQUIRE_PROMTOOL",
+            "promtool is not installed (apt-get install prometheus)",
         );
-        return;
     };
     assert!(out.status.success());
     let s = TestServer::start();

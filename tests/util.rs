@@ -451,3 +451,21 @@ pub fn read_until_close(ws: &mut Ws) -> Option<u16> {
         }
     }
 }
+
+/// A test whose tool is not installed: fails when `require_env` is set (CI sets it after
+/// installing the tool), else says SKIPPED straight to the terminal (the harness
+/// captures a passing test's `eprintln!`, but not `/dev/tty` or the raw stderr handle),
+/// so a missing tool never passes silently.
+pub fn missing_tool(require_env: &str, message: &str) {
+    assert!(std::env::var_os(require_env).is_none(), "{require_env} is set but {message}");
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let line = format!("SKIPPED {test}: {message}");
+    match std::fs::OpenOptions::new().write(true).open("/dev/tty") {
+        Ok(mut tty) => {
+            let _ = writeln!(tty, "{line}");
+        }
+        Err(_) => {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    }
+}

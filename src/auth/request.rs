@@ -15,7 +15,7 @@ pub fn parse_token_request(body: &[u8]) -> Result<String, HttpError> {
 }
 
 /// The token of `Authorization: Bearer <token>`, if that header is present and well formed.
-pub fn bearer_token(req: &Request) -> Option<&str> {
+pub fn bearer_token<'b>(req: &Request<'b>) -> Option<&'b str> {
     let value = req.header("Authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -24,7 +24,7 @@ pub fn bearer_token(req: &Request) -> Option<&str> {
 
 /// The token, first match wins: `Authorization: Bearer`, query `x-auth-token`, cookie
 /// `x-auth-token` (browsers cannot set headers on a WebSocket, so they use the query).
-pub fn extract_token(req: &Request) -> Option<String> {
+pub fn extract_token(req: &Request<'_>) -> Option<String> {
     bearer_token(req)
         .map(str::to_owned)
         .or_else(|| req.query_param("x-auth-token").filter(|t| !t.is_empty()))
@@ -37,7 +37,7 @@ mod tests {
     use crate::http::request::{Limits, parse_request};
     use crate::parse::Status;
 
-    fn req(raw: &str) -> Request {
+    fn req(raw: &str) -> Request<'_> {
         match parse_request(raw.as_bytes(), &Limits::default()) {
             Ok(Status::Complete { value, .. }) => value,
             other => panic!("{other:?}"),

@@ -54,14 +54,14 @@ pub fn allow_origin(response: &mut Response, origin: &str) {
 }
 
 /// A preflight is `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
-pub fn is_preflight(req: &Request) -> bool {
+pub fn is_preflight(req: &Request<'_>) -> bool {
     req.method == Method::Options
         && req.header("Origin").is_some()
         && req.header("Access-Control-Request-Method").is_some()
 }
 
 /// The 204 answer to a preflight (CORS headers only when the origin is allowed).
-pub fn preflight(req: &Request, allowed: &AllowedOrigins) -> Response {
+pub fn preflight(req: &Request<'_>, allowed: &AllowedOrigins) -> Response {
     let mut r = Response::new(204);
     let origin = req.header("Origin");
     if origin.is_some_and(|o| allowed.allows(o)) {

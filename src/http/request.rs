@@ -20,43 +20,45 @@ impl Default for Limits {
 
 /// Methods the server routes on; anything else is kept by name for 405 answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Method {
+pub enum Method<'b> {
     Get,
     Head,
     Post,
     Options,
-    Other(String),
+    Other(&'b str),
 }
 
-impl Method {
-    fn from_str(s: &str) -> Method {
+impl<'b> Method<'b> {
+    fn from_str(s: &'b str) -> Method<'b> {
         match s {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             "POST" => Method::Post,
             "OPTIONS" => Method::Options,
-            other => Method::Other(other.to_owned()),
+            other => Method::Other(other),
         }
     }
 }
 
-/// A parsed request. Header names are kept as sent; lookups are case-insensitive.
+/// A parsed request, borrowing every byte from the buffer it was parsed from (as
+/// httparse intends): nothing is copied. Header names are kept as sent; lookups are
+/// case-insensitive.
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub method: Method,
+pub struct Request<'b> {
+    pub method: Method<'b>,
     /// The path part of the request target, still percent-encoded.
-    pub path: String,
+    pub path: &'b str,
     /// The query string without `?`, if any.
-    pub query: Option<String>,
+    pub query: Option<&'b str>,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
+    pub headers: Vec<(&'b str, &'b [u8])>,
+    pub body: &'b [u8],
 }
 
-impl Request {
+impl<'b> Request<'b> {
     /// The first header with this name (case-insensitive) as UTF-8, if it is UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&'b str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -88,7 +90,7 @@ impl Request {
 
     /// The first value of a query parameter, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        let query = self.query.as_deref()?;
+        let query = self.query?;
         query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             (percent_decode(k)? == name.as_bytes())
@@ -106,13 +108,33 @@ impl Request {
     }
 }
 
+/// Headers parsed into a stack array; only requests with more (up to the configured
+/// limit) pay for a heap array.
+const STACK_HEADERS: usize = 64;
+
 /// Parses one request from the start of `buf`.
 ///
 /// `Partial` means `buf` is a valid prefix of a request within the limits: read more.
 /// A head that is still incomplete at `max_head` bytes is [`HttpError::HeadTooLarge`].
-pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Status<Request>, HttpError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut parsed = httparse::Request::new(&mut headers);
+/// A partial attempt allocates nothing; a complete one allocates only the list of
+/// header references.
+pub fn parse_request<'b>(buf: &'b [u8], limits: &Limits) -> Result<Status<Request<'b>>, HttpError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    match parse_with(buf, limits, &mut stack[..limits.max_headers.min(STACK_HEADERS)]) {
+        Err(HttpError::TooManyHeaders) if limits.max_headers > STACK_HEADERS => {
+            let mut heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+            parse_with(buf, limits, &mut heap)
+        }
+        other => other,
+    }
+}
+
+fn parse_with<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    headers: &mut [httparse::Header<'b>],
+) -> Result<Status<Request<'b>>, HttpError> {
+    let mut parsed = httparse::Request::new(headers);
     let head_len = match parsed.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -136,7 +158,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Status<Request>, Htt
     };
 
     let mut content_length: Option<usize> = None;
-    let mut owned_headers = Vec::with_capacity(parsed.headers.len());
+    let mut owned_headers: Vec<(&'b str, &'b [u8])> = Vec::new();
     for h in parsed.headers.iter() {
         if h.name.eq_ignore_ascii_case("Transfer-Encoding") {
             return Err(HttpError::UnsupportedTransferEncoding);
@@ -153,7 +175,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Status<Request>, Htt
             }
             content_length = Some(n);
         }
-        owned_headers.push((h.name.to_owned(), h.value.to_vec()));
+        owned_headers.push((h.name, h.value));
     }
 
     let body_len = content_length.unwrap_or(0);
@@ -166,8 +188,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Status<Request>, Htt
     }
 
     let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (target.to_owned(), None),
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
     };
     // Only origin-form targets are served; absolute-form and `*` are not ours.
     if !path.starts_with('/') {
@@ -180,7 +202,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Status<Request>, Htt
             query,
             version,
             headers: owned_headers,
-            body: buf[head_len..total].to_vec(),
+            body: &buf[head_len..total],
         },
         consumed: total,
     })
@@ -219,7 +241,7 @@ fn hex_value(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn parse(buf: &[u8]) -> Result<Status<Request>, HttpError> {
+    fn parse(buf: &[u8]) -> Result<Status<Request<'_>>, HttpError> {
         parse_request(buf, &Limits::default())
     }
 

@@ -48,14 +48,14 @@ const AUTH_TOKEN_ALLOW: &str = "POST, OPTIONS";
 const WS_ALLOW: &str = "GET, OPTIONS";
 const READ_ONLY_ALLOW: &str = "GET, HEAD, OPTIONS";
 
-pub fn route(req: &Request, allowed: &AllowedOrigins) -> Route {
+pub fn route(req: &Request<'_>, allowed: &AllowedOrigins) -> Route {
     if cors::is_preflight(req) {
         return Route::Respond(cors::preflight(req, allowed));
     }
-    let path = req.path.as_str();
+    let path = req.path;
     match path {
         "/auth/token" => match req.method {
-            Method::Post => match parse_token_request(&req.body) {
+            Method::Post => match parse_token_request(req.body) {
                 Ok(api_key) => Route::IssueToken { api_key },
                 Err(e) => Route::Respond(Response::error(&e)),
             },
@@ -150,7 +150,7 @@ mod tests {
     use crate::http::request::{Limits, parse_request};
     use crate::parse::Status;
 
-    fn req(raw: &str) -> Request {
+    fn req(raw: &str) -> Request<'_> {
         match parse_request(raw.as_bytes(), &Limits::default()) {
             Ok(Status::Complete { value, .. }) => value,
             other => panic!("{other:?}"),

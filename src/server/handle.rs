@@ -125,21 +125,27 @@ fn process_http<S: Socket>(conn: &mut Conn<S>, key: ConnKey, ctx: &mut LoopCtx, 
         if conn.inbuf.is_empty() {
             break;
         }
-        match parse_request(&conn.inbuf, &limits) {
-            Ok(Status::Partial) => break,
+        // The request borrows the bytes it was parsed from, so they leave the
+        // connection while it is handled (handling never reads more).
+        let mut inbuf = std::mem::take(&mut conn.inbuf);
+        match parse_request(&inbuf, &limits) {
+            Ok(Status::Partial) => {
+                conn.inbuf = inbuf;
+                break;
+            }
             Ok(Status::Complete { value: req, consumed }) => {
-                conn.inbuf.drain(..consumed);
                 if let State::Http { served, head_since, idle_since, .. } = &mut conn.state {
                     *served += 1;
-                    *head_since = (!conn.inbuf.is_empty()).then_some(now);
+                    *head_since = (inbuf.len() > consumed).then_some(now);
                     *idle_since = now;
                 }
                 ctx.shared.metrics.http_requests.fetch_add(1, Relaxed);
                 handle_request(conn, key, ctx, req, now);
+                inbuf.drain(..consumed);
+                conn.inbuf = inbuf;
             }
             Err(e) => {
                 crate::debug!("bad request", peer = conn.peer, error = e);
-                conn.inbuf.clear();
                 send_error(conn, ctx, &e, true, None, now);
                 break;
             }
@@ -151,7 +157,7 @@ fn handle_request<S: Socket>(
     conn: &mut Conn<S>,
     key: ConnKey,
     ctx: &mut LoopCtx,
-    req: Request,
+    req: Request<'_>,
     now: Instant,
 ) {
     let shared = ctx.shared.clone();
@@ -160,7 +166,7 @@ fn handle_request<S: Socket>(
     // allowed origin; `origin` is carried to the response already filtered.
     let origin = req
         .header("Origin")
-        .filter(|o| routes::is_api_path(&req.path) && shared.config.allowed_origins.allows(o))
+        .filter(|o| routes::is_api_path(req.path) && shared.config.allowed_origins.allows(o))
         .map(str::to_owned);
     match routes::route(&req, &shared.config.allowed_origins) {
         Route::Respond(r) => send_response(conn, ctx, r, keep_alive, origin.as_deref(), now),
@@ -282,7 +288,7 @@ fn send_response<S: Socket>(
 fn upgrade<S: Socket>(
     conn: &mut Conn<S>,
     ctx: &mut LoopCtx,
-    req: &Request,
+    req: &Request<'_>,
     token: Option<&str>,
     origin: Option<String>,
     now: Instant,

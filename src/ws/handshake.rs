@@ -13,7 +13,7 @@ pub fn accept_key(sec_websocket_key: &str) -> String {
 }
 
 /// Checks the upgrade headers; returns the client's `Sec-WebSocket-Key`.
-pub fn check_upgrade(req: &Request) -> Result<String, HttpError> {
+pub fn check_upgrade(req: &Request<'_>) -> Result<String, HttpError> {
     if req.method != Method::Get {
         return Err(HttpError::MethodNotAllowed { allow: "GET, OPTIONS" });
     }
@@ -46,8 +46,11 @@ mod tests {
     use crate::http::request::{Limits, parse_request};
     use crate::parse::Status;
 
-    fn req(extra: &str) -> Request {
-        let raw = format!("GET /ws/ticker HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+    fn req(extra: &str) -> Request<'static> {
+        // Leaked: a test's request must outlive the parse that borrows it.
+        let raw: &'static str = Box::leak(
+            format!("GET /ws/ticker HTTP/1.1\r\nHost: x\r\n{extra}\r\n").into_boxed_str(),
+        );
         match parse_request(raw.as_bytes(), &Limits::default()) {
             Ok(Status::Complete { value, .. }) => value,
             other => panic!("{other:?}"),
