@@ -52,6 +52,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_level: Level,
     pub log_format: Format,
+    /// Cluster mode: the Redis every node shares (`None`: one node, SQLite + memory).
+    pub redis: Option<String>,
     /// The HMAC key for tokens; `None`: a random key made at start (tokens die with the
     /// process). Environment only (see [`ENV_ONLY`]).
     pub token_key: Option<TokenKey>,
@@ -86,6 +88,7 @@ impl Default for Config {
             log_level: Level::Info,
             log_format: Format::Text,
             token_key: None,
+            redis: None,
         };
         for opt in OPTIONS {
             let default = opt.default_value();
@@ -418,6 +421,23 @@ pub const OPTIONS: &[OptionSpec] = &[
             Ok(())
         },
     },
+    OptionSpec {
+        flag: "redis",
+        env: "TICKER_REDIS",
+        default: NO_REDIS,
+        help: "cluster mode: redis://HOST:PORT/DB shared by every node (keys, tokens, \
+               login limit, one ticking leader); without it one node, SQLite + memory",
+        apply: |c, v| {
+            c.redis = match v {
+                NO_REDIS | "" => None,
+                url if url.starts_with("redis://") || url.starts_with("unix://") => {
+                    Some(url.to_owned())
+                }
+                other => return Err(format!("not a redis:// URL: {other:?}")),
+            };
+            Ok(())
+        },
+    },
 ];
 
 /// Options read only from the environment: secrets, which a flag would show to every
@@ -434,6 +454,9 @@ pub const ENV_ONLY: &[OptionSpec] = &[OptionSpec {
         Ok(())
     },
 }];
+
+/// Marker default of `--redis`: no cluster.
+const NO_REDIS: &str = "none (one node)";
 
 /// Marker default of the token key: made at random at start.
 const RANDOM_KEY: &str = "random at start";

@@ -48,12 +48,13 @@ const WS_AUTH_OUTCOMES: [(WsAuthOutcome, &str); 4] = [
 ];
 
 /// Kinds of database errors, in label order (the log line has SQLite's own words).
-const DB_ERROR_KINDS: [DbErrorKind; 6] = [
+const DB_ERROR_KINDS: [DbErrorKind; 7] = [
     DbErrorKind::Missing,
     DbErrorKind::Busy,
     DbErrorKind::Corrupt,
     DbErrorKind::Io,
     DbErrorKind::NoRandomness,
+    DbErrorKind::Unreachable,
     DbErrorKind::Other,
 ];
 
@@ -82,10 +83,49 @@ pub struct Metrics {
     pub revoked_closes: AtomicU64,
     auth: [AtomicU64; 7],
     ws_auth: [AtomicU64; 4],
-    db_errors: [AtomicU64; 6],
-    fanout_buckets: [AtomicU64; 12],
-    fanout_count: AtomicU64,
-    fanout_sum_ns: AtomicU64,
+    db_errors: [AtomicU64; 7],
+    fanout: Histogram,
+    tick_delay: Histogram,
+    /// Cluster mode: 1 while this node holds the ticker lease.
+    pub cluster_leader: AtomicI64,
+    pub lease_acquisitions: AtomicU64,
+    pub cluster_ticks_received: AtomicU64,
+    redis_errors: [AtomicU64; 5],
+}
+
+/// Kinds of Redis errors, as `cluster::link::LinkError::kind_label` names them.
+pub const REDIS_ERROR_KINDS: [&str; 5] = ["unreachable", "timeout", "backoff", "protocol", "url"];
+
+/// A Prometheus histogram over [`FANOUT_BUCKETS`] (seconds), lock-free.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        if let Some(i) = FANOUT_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(took.as_nanos() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
+        let mut cumulative = 0;
+        for (i, bound) in FANOUT_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
 
 impl Metrics {
@@ -113,12 +153,20 @@ impl Metrics {
 
     /// Records how long one event loop took to offer one tick to all its subscribers.
     pub fn observe_fanout(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = FANOUT_BUCKETS.iter().position(|b| secs <= *b) {
-            self.fanout_buckets[i].fetch_add(1, Relaxed);
+        self.fanout.observe(took);
+    }
+
+    /// Records how late an event loop started a tick's fan-out after the tick was made
+    /// (in a cluster: after the leader made it, so the Redis hop is included).
+    pub fn observe_tick_delay(&self, delay: Duration) {
+        self.tick_delay.observe(delay);
+    }
+
+    /// Counts a Redis error by its kind label (see [`REDIS_ERROR_KINDS`]).
+    pub fn redis_error(&self, kind: &str) {
+        if let Some(i) = REDIS_ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.redis_errors[i].fetch_add(1, Relaxed);
         }
-        self.fanout_count.fetch_add(1, Relaxed);
-        self.fanout_sum_ns.fetch_add(took.as_nanos() as u64, Relaxed);
     }
 
     /// Renders every metric in the Prometheus text format.
@@ -259,20 +307,42 @@ impl Metrics {
             );
         }
 
-        let name = "ticker_fanout_duration_seconds";
-        let _ = write!(
-            out,
-            "# HELP {name} Time for one event loop to offer one tick to all its subscribers.\n# TYPE {name} histogram\n"
+        self.fanout.render(
+            &mut out,
+            "ticker_fanout_duration_seconds",
+            "Time for one event loop to offer one tick to all its subscribers.",
         );
-        let mut cumulative = 0;
-        for (i, bound) in FANOUT_BUCKETS.iter().enumerate() {
-            cumulative += self.fanout_buckets[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        self.tick_delay.render(
+            &mut out,
+            "ticker_tick_delay_seconds",
+            "From a tick's ts_us (made by this node's ticker or the cluster leader) to the start of an event loop's fan-out.",
+        );
+        gauge(
+            &mut out,
+            "ticker_cluster_leader",
+            "1 while this node holds the cluster's ticker lease (cluster mode).",
+            self.cluster_leader.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_cluster_lease_acquisitions_total",
+            "Times this node became the cluster's ticking leader.",
+            self.lease_acquisitions.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_cluster_ticks_received_total",
+            "Ticks received from the cluster's channel.",
+            self.cluster_ticks_received.load(Relaxed),
+        );
+        out.push_str("# HELP ticker_redis_errors_total Redis errors by kind (cluster mode).\n# TYPE ticker_redis_errors_total counter\n");
+        for (i, kind) in REDIS_ERROR_KINDS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ticker_redis_errors_total{{kind=\"{kind}\"}} {}",
+                self.redis_errors[i].load(Relaxed)
+            );
         }
-        let count = self.fanout_count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.fanout_sum_ns.load(Relaxed) as f64 / 1e9);
-        let _ = writeln!(out, "{name}_count {count}");
         out
     }
 }

@@ -5,11 +5,13 @@ mod util;
 
 mod auth;
 mod browser;
+mod cluster;
 mod cors;
 mod hostile;
 mod limits;
 mod load_tool;
 mod migration;
 mod ops;
+mod redis_server;
 mod static_files;
 mod ws;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::key_store::KeyStore;
-use super::keys::{DbError, DemoKey};
-use super::ratelimit::LoginLimiter;
+use super::keys::{DbError, DbErrorKind, DemoKey};
+use super::ratelimit::FailureLimiter;
 use super::token::{Actor, TokenError, Tokens, VerifiedToken, unix_now};
 use crate::error::HttpError;
 use crate::http::response::Response;
@@ -48,7 +48,7 @@ impl Grant {
 pub struct Auth {
     pub tokens: Tokens,
     keys: Box<dyn KeyStore>,
-    limiter: LoginLimiter,
+    limiter: Box<dyn FailureLimiter>,
     metrics: Arc<Metrics>,
 }
 
@@ -56,7 +56,7 @@ impl Auth {
     pub fn new(
         tokens: Tokens,
         keys: Box<dyn KeyStore>,
-        limiter: LoginLimiter,
+        limiter: Box<dyn FailureLimiter>,
         metrics: Arc<Metrics>,
     ) -> Auth {
         Auth { tokens, keys, limiter, metrics }
@@ -83,10 +83,16 @@ impl Auth {
             return Err(HttpError::TooManyRequests { retry_after_secs });
         }
         let record = self.keys.lookup(api_key).map_err(|e| {
-            crate::warn!("database unavailable", kind = e.kind.label(), error = e.detail);
+            crate::warn!("key store unavailable", kind = e.kind.label(), error = e.detail);
             m.auth(AuthOutcome::DatabaseError);
             m.db_error(e.kind);
-            HttpError::DatabaseUnavailable
+            // A shared store out of reach is the cluster's "token store unavailable";
+            // a local database that fails is the SPEC's 500.
+            if e.kind == DbErrorKind::Unreachable {
+                HttpError::TokenStoreUnavailable
+            } else {
+                HttpError::DatabaseUnavailable
+            }
         })?;
         let Some(record) = record else {
             self.limiter.record_failure(ip, now);
@@ -165,6 +171,10 @@ impl Auth {
             _ => HttpError::AuthenticationRequired,
         })?;
         self.tokens.revoke_token(token).map_err(|_| HttpError::TokenStoreUnavailable)?;
+        // Other nodes of a cluster close its sessions when they read the feed.
+        if let Err(e) = self.keys.announce_token_revoked(verified.id) {
+            crate::warn!("token revocation not announced", error = e);
+        }
         crate::info!(
             "token revoked by its holder",
             user_id = verified.actor.user_id,
@@ -180,6 +190,7 @@ mod tests {
 
     use super::*;
     use crate::auth::key_store::SqliteKeyStore;
+    use crate::auth::ratelimit::LoginLimiter;
     use crate::auth::token::TokenKey;
 
     fn auth(dir: &std::path::Path, capacity: usize) -> Auth {
@@ -190,7 +201,7 @@ mod tests {
                 capacity,
             ),
             Box::new(SqliteKeyStore::new(dir.join("auth.db"))),
-            LoginLimiter::new(2, Duration::from_secs(60)),
+            Box::new(LoginLimiter::new(2, Duration::from_secs(60))),
             Arc::new(Metrics::new()),
         )
     }

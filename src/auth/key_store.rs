@@ -12,9 +12,19 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::keys::{self, ApiKeyId, ApiKeyRecord, DbError, DbErrorKind, DemoKey};
+use super::token::TokenId;
 
 /// How long a lookup waits on a locked database before answering 500.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One entry of the revocation feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Every token of this key ends, and its sessions close.
+    ApiKey(ApiKeyId),
+    /// This one token ends (`POST /auth/revoke` on another node of a cluster).
+    Token(TokenId),
+}
 
 /// Where API keys live.
 pub trait KeyStore: Send + Sync {
@@ -24,8 +34,13 @@ pub trait KeyStore: Send + Sync {
     fn lookup(&self, api_key: &str) -> Result<Option<ApiKeyRecord>, DbError>;
     /// Where the revocation feed ends now: later revocations are after it.
     fn revocation_cursor(&self) -> Result<i64, DbError>;
-    /// Keys revoked after `cursor` (by any process), and the new cursor.
-    fn revoked_since(&self, cursor: i64) -> Result<(Vec<ApiKeyId>, i64), DbError>;
+    /// Revocations after `cursor` (by any process), and the new cursor.
+    fn revoked_since(&self, cursor: i64) -> Result<(Vec<Revocation>, i64), DbError>;
+    /// Appends a token's revocation to the feed, for stores that other nodes follow;
+    /// a single node's store has no one to tell and does nothing.
+    fn announce_token_revoked(&self, _token: TokenId) -> Result<(), DbError> {
+        Ok(())
+    }
 }
 
 /// The single-node store: the SQLite file at `path`. Connections are pooled so workers
@@ -88,8 +103,9 @@ impl KeyStore for SqliteKeyStore {
         self.with_conn(keys::revocation_cursor)
     }
 
-    fn revoked_since(&self, cursor: i64) -> Result<(Vec<ApiKeyId>, i64), DbError> {
-        self.with_conn(|conn| keys::revoked_since(conn, cursor))
+    fn revoked_since(&self, cursor: i64) -> Result<(Vec<Revocation>, i64), DbError> {
+        let (ids, next) = self.with_conn(|conn| keys::revoked_since(conn, cursor))?;
+        Ok((ids.into_iter().map(Revocation::ApiKey).collect(), next))
     }
 }
 

@@ -51,6 +51,8 @@ pub enum DbErrorKind {
     Io,
     /// The OS could not give randomness for a new key.
     NoRandomness,
+    /// A shared key store (the cluster's) cannot be reached now.
+    Unreachable,
     /// Anything else SQLite reports (a bug, a schema mismatch).
     Other,
 }
@@ -64,6 +66,7 @@ impl DbErrorKind {
             DbErrorKind::Corrupt => "corrupt",
             DbErrorKind::Io => "io",
             DbErrorKind::NoRandomness => "no_randomness",
+            DbErrorKind::Unreachable => "unreachable",
             DbErrorKind::Other => "other",
         }
     }

@@ -13,6 +13,15 @@ use std::time::{Duration, Instant};
 
 const MAX_TRACKED: usize = 100_000;
 
+/// The limiter seam: one node counts in memory ([`LoginLimiter`]); a cluster counts in a
+/// shared store so that every node applies the same limit.
+pub trait FailureLimiter: Send + Sync {
+    /// `Err(retry_after_secs)` when `ip` is over its limit.
+    fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64>;
+    /// Counts one failed attempt from `ip`.
+    fn record_failure(&self, ip: IpAddr, now: Instant);
+}
+
 #[derive(Debug)]
 pub struct LoginLimiter {
     max_failures: u32,
@@ -31,9 +40,10 @@ impl LoginLimiter {
     pub fn new(max_failures: u32, window: Duration) -> LoginLimiter {
         LoginLimiter { max_failures, window, table: Mutex::new(HashMap::new()) }
     }
+}
 
-    /// `Err(retry_after_secs)` when `ip` is over its limit.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+impl FailureLimiter for LoginLimiter {
+    fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
         if self.max_failures == 0 {
             return Ok(());
         }
@@ -47,8 +57,7 @@ impl LoginLimiter {
         }
     }
 
-    /// Counts one failed attempt from `ip`.
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
+    fn record_failure(&self, ip: IpAddr, now: Instant) {
         if self.max_failures == 0 {
             return;
         }

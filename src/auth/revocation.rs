@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::flow::Auth;
-use super::keys::ApiKeyId;
+use super::key_store::Revocation;
 use super::token::unix_now;
 
 /// How often the feed is read: revoked sessions close within this (plus a tick).
@@ -17,13 +17,13 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How often expired tokens are dropped from the table.
 const PURGE_EVERY: Duration = Duration::from_secs(30);
 
-/// Starts the watcher from `cursor` (see [`Auth::prepare`]); `on_revoked` gets the keys
-/// whose tokens were just ended. Stops when `stop` is set.
+/// Starts the watcher from `cursor` (see [`Auth::prepare`]); `on_revoked` gets the
+/// revocations whose tokens were just ended. Stops when `stop` is set.
 pub fn spawn_watcher(
     auth: Arc<Auth>,
     mut cursor: i64,
     stop: Arc<AtomicBool>,
-    on_revoked: impl Fn(Vec<ApiKeyId>) + Send + 'static,
+    on_revoked: impl Fn(Vec<Revocation>) + Send + 'static,
 ) -> std::io::Result<()> {
     thread::Builder::new().name("revocations".into()).spawn(move || {
         let mut last_purge = Instant::now();
@@ -35,19 +35,26 @@ pub fn spawn_watcher(
                 last_purge = Instant::now();
             }
             match auth.keys().revoked_since(cursor) {
-                Ok((ids, next)) => {
+                Ok((revoked, next)) => {
+                    if failing {
+                        crate::info!("revocation feed available again");
+                    }
                     failing = false;
                     cursor = next;
-                    if ids.is_empty() {
+                    if revoked.is_empty() {
                         continue;
                     }
-                    for id in &ids {
-                        // A store that cannot be reached now still has the key revoked
-                        // in the key store; its tokens stop at the next lookup.
-                        let _ = auth.tokens.revoke_api_key(*id);
+                    for r in &revoked {
+                        // A token store out of reach now still refuses these tokens
+                        // later: the key is revoked in the key store, and a revoked
+                        // token was deleted by the node that revoked it.
+                        let _ = match r {
+                            Revocation::ApiKey(id) => auth.tokens.revoke_api_key(*id).map(|_| ()),
+                            Revocation::Token(id) => auth.tokens.forget(id).map(|_| ()),
+                        };
                     }
-                    crate::info!("API keys revoked; closing their sessions", count = ids.len());
-                    on_revoked(ids);
+                    crate::info!("revocations; closing their sessions", count = revoked.len());
+                    on_revoked(revoked);
                 }
                 // One line per change of state, not one per poll.
                 Err(e) if !failing => {

@@ -281,6 +281,11 @@ impl Tokens {
         self.store.remove(&id)
     }
 
+    /// Ends a token known by its id (a revocation announced by another node).
+    pub fn forget(&self, id: &TokenId) -> Result<bool, TokenError> {
+        self.store.remove(id)
+    }
+
     /// Ends every token issued for an API key; returns how many.
     pub fn revoke_api_key(&self, api_key_id: ApiKeyId) -> Result<usize, TokenError> {
         self.store.remove_api_key(api_key_id)

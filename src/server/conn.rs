@@ -93,8 +93,14 @@ pub(crate) enum TimerAction {
 pub(crate) enum HttpPhase {
     /// Reading the next request (answers to earlier ones may still be in the outbox).
     Reading,
-    /// A worker is preparing the answer; pipelined requests wait in `inbuf`.
-    Waiting { keep_alive: bool, origin: Option<String> },
+    /// A worker is preparing the answer; pipelined requests wait in `inbuf`. For an
+    /// upgrade whose token is checked on a worker, `handshake` holds the result of the
+    /// handshake check (the `Sec-WebSocket-Key`, or the refusal) until the token's.
+    Waiting {
+        keep_alive: bool,
+        origin: Option<String>,
+        handshake: Option<Result<String, crate::error::HttpError>>,
+    },
 }
 
 /// An open WebSocket session.

@@ -11,8 +11,9 @@ use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::TrySendError;
 
-use super::Shared;
 use super::conn::{Conn, HttpPhase, MAX_QUEUED, Session, Socket, State, TimerAction, Verdict};
+use super::{Reply, Shared};
+use crate::auth::token::VerifiedToken;
 use crate::error::{CloseCode, HttpError};
 use crate::http::cors;
 use crate::http::request::{Request, parse_request};
@@ -171,7 +172,7 @@ fn handle_request<S: Socket>(
     match routes::route(&req, &shared.config.allowed_origins) {
         Route::Respond(r) => send_response(conn, ctx, r, keep_alive, origin.as_deref(), now),
         Route::Health => {
-            let r = routes::health_response(None);
+            let r = routes::health_response(shared.unhealthy_reason().as_deref());
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::Metrics { head_only } => {
@@ -180,44 +181,75 @@ fn handle_request<S: Socket>(
         }
         Route::IssueToken { api_key } => {
             let (auth, ip) = (shared.auth.clone(), conn.peer.ip());
-            let work = move || match auth.exchange(&api_key, ip) {
-                Ok(grant) => grant.to_response(),
-                Err(e) => Response::error(&e),
+            let work = move || {
+                Reply::Answer(match auth.exchange(&api_key, ip) {
+                    Ok(grant) => grant.to_response(),
+                    Err(e) => Response::error(&e),
+                })
             };
-            submit(conn, key, ctx, Box::new(work), keep_alive, origin, now);
+            submit(conn, key, ctx, Box::new(work), keep_alive, origin, None, now);
         }
         Route::Static(sreq) => {
             let root = shared.public_root.clone();
-            let work = move || static_files::serve(&root, &sreq);
-            submit(conn, key, ctx, Box::new(work), keep_alive, origin, now);
+            let work = move || Reply::Answer(static_files::serve(&root, &sreq));
+            submit(conn, key, ctx, Box::new(work), keep_alive, origin, None, now);
+        }
+        Route::RevokeToken { token } if shared.auth.tokens.lookups_block() => {
+            // A cluster's store: the revocation reaches every node's sessions, this
+            // one's included, through the revocation feed.
+            let auth = shared.auth.clone();
+            let work = move || {
+                Reply::Answer(match auth.revoke_own(&token) {
+                    Ok(_) => revoked_response(),
+                    Err(e) => Response::error(&e),
+                })
+            };
+            submit(conn, key, ctx, Box::new(work), keep_alive, origin, None, now);
         }
         Route::RevokeToken { token } => match shared.auth.revoke_own(&token) {
             Ok(verified) => {
                 shared.broadcast(super::Control::RevokeToken(verified.id));
-                let r = Response::json(200, &serde_json::json!({ "revoked": true }));
-                send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
+                send_response(conn, ctx, revoked_response(), keep_alive, origin.as_deref(), now);
             }
             Err(e) => send_error(conn, ctx, &e, keep_alive, origin.as_deref(), now),
         },
-        Route::Upgrade { token } => upgrade(conn, ctx, &req, token.as_deref(), origin, now),
+        Route::Upgrade { token: Some(token) } if shared.auth.tokens.lookups_block() => {
+            // The handshake is checked now (the request is gone when the worker
+            // answers) but answered after the token: 401 comes before 426/400.
+            let handshake = handshake::check_upgrade(&req);
+            let auth = shared.auth.clone();
+            let work = move || Reply::Authorized(auth.authorize_upgrade(Some(&token)));
+            submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, Some(handshake), now);
+        }
+        Route::Upgrade { token } => {
+            let verified = shared.auth.authorize_upgrade(token.as_deref());
+            let handshake = handshake::check_upgrade(&req);
+            finish_upgrade(conn, ctx, verified, handshake, req.keep_alive(), origin, now);
+        }
     }
 }
 
+fn revoked_response() -> Response {
+    Response::json(200, &serde_json::json!({ "revoked": true }))
+}
+
 /// Hands blocking work to the pool; the answer comes back through `on_completion`.
+#[allow(clippy::too_many_arguments)]
 fn submit<S: Socket>(
     conn: &mut Conn<S>,
     key: ConnKey,
     ctx: &mut LoopCtx,
-    work: Box<dyn FnOnce() -> Response + Send>,
+    work: Box<dyn FnOnce() -> Reply + Send>,
     keep_alive: bool,
     origin: Option<String>,
+    handshake: Option<Result<String, HttpError>>,
     now: Instant,
 ) {
     let job = Job { work, reply: ReplyTo { shard: ctx.shard, conn: key, serial: conn.serial } };
     match ctx.shared.jobs.try_send(job) {
         Ok(()) => {
             if let State::Http { phase, .. } = &mut conn.state {
-                *phase = HttpPhase::Waiting { keep_alive, origin };
+                *phase = HttpPhase::Waiting { keep_alive, origin, handshake };
             }
         }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -232,19 +264,32 @@ pub(crate) fn on_completion<S: Socket>(
     conn: &mut Conn<S>,
     key: ConnKey,
     ctx: &mut LoopCtx,
-    response: Response,
+    reply: Reply,
     now: Instant,
 ) -> Verdict {
-    let State::Http { phase: HttpPhase::Waiting { keep_alive, origin }, .. } = &mut conn.state
+    let State::Http { phase: HttpPhase::Waiting { keep_alive, origin, handshake }, .. } =
+        &mut conn.state
     else {
         return Verdict::Open;
     };
-    let (keep_alive, origin) = (*keep_alive && !ctx.shared.is_shutting_down(), origin.take());
+    let (keep_alive, origin, handshake) = (*keep_alive, origin.take(), handshake.take());
     if let State::Http { phase, idle_since, .. } = &mut conn.state {
         *phase = HttpPhase::Reading;
         *idle_since = now;
     }
-    send_response(conn, ctx, response, keep_alive, origin.as_deref(), now);
+    match (reply, handshake) {
+        (Reply::Authorized(verified), Some(handshake)) => {
+            finish_upgrade(conn, ctx, verified, handshake, keep_alive, origin, now);
+        }
+        (Reply::Answer(response), _) => {
+            let keep_alive = keep_alive && !ctx.shared.is_shutting_down();
+            send_response(conn, ctx, response, keep_alive, origin.as_deref(), now);
+        }
+        (Reply::Authorized(_), None) => {
+            // A token check is only ever submitted with its handshake.
+            send_error(conn, ctx, &HttpError::Internal, false, origin.as_deref(), now);
+        }
+    }
     // Pipelined requests may be waiting in `inbuf` and in the kernel.
     if process(conn, key, ctx, now) == Verdict::Close {
         return Verdict::Close;
@@ -284,23 +329,24 @@ fn send_response<S: Socket>(
     }
 }
 
-/// `GET /ws/ticker`: the token first (401 before any upgrade), then the handshake.
-fn upgrade<S: Socket>(
+/// `GET /ws/ticker` once the token was checked: the token's refusal first (401 before
+/// any upgrade), then the handshake's, then the session.
+fn finish_upgrade<S: Socket>(
     conn: &mut Conn<S>,
     ctx: &mut LoopCtx,
-    req: &Request<'_>,
-    token: Option<&str>,
+    verified: Result<VerifiedToken, HttpError>,
+    handshake: Result<String, HttpError>,
+    keep_alive: bool,
     origin: Option<String>,
     now: Instant,
 ) {
     let shared = ctx.shared.clone();
-    let keep_alive = req.keep_alive();
     let origin = origin.as_deref();
-    let verified = match shared.auth.authorize_upgrade(token) {
+    let verified = match verified {
         Ok(v) => v,
         Err(e) => return send_error(conn, ctx, &e, keep_alive, origin, now),
     };
-    let key = match handshake::check_upgrade(req) {
+    let key = match handshake {
         Ok(key) => key,
         Err(e) => return send_error(conn, ctx, &e, keep_alive, origin, now),
     };

@@ -37,8 +37,9 @@ pub use startup::{StartError, run};
 
 use crate::auth::Auth;
 use crate::auth::keys::ApiKeyId;
-use crate::auth::token::TokenId;
+use crate::auth::token::{TokenId, VerifiedToken};
 use crate::config::Config;
+use crate::error::HttpError;
 use crate::http::response::Response;
 use crate::metrics::Metrics;
 use crate::workers::Job;
@@ -53,6 +54,16 @@ pub enum Control {
     RevokeToken(TokenId),
 }
 
+/// What a worker hands back to an event loop.
+#[derive(Debug)]
+pub enum Reply {
+    /// A finished HTTP answer.
+    Answer(Response),
+    /// The token check of an upgrade, run on a worker because the token store's
+    /// lookups may block (a cluster's shared store).
+    Authorized(Result<VerifiedToken, HttpError>),
+}
+
 /// What every shard shares.
 pub struct Shared {
     pub config: Config,
@@ -60,7 +71,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Canonical public folder, for the static-file jobs.
     pub public_root: Arc<PathBuf>,
-    pub jobs: Sender<Job<Response>>,
+    pub jobs: Sender<Job<Reply>>,
+    /// Cluster mode: whether this node is connected to the cluster (for `/healthz`).
+    pub cluster_health: Option<Arc<crate::cluster::ticks::Health>>,
     pub open_conns: AtomicUsize,
     pub max_connections: usize,
     shutting_down: AtomicBool,
@@ -68,6 +81,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Why `/healthz` should answer 503, if it should.
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        self.cluster_health.as_ref().and_then(|h| h.unhealthy_reason())
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }

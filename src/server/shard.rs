@@ -14,7 +14,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 use mio::net::{TcpListener, TcpStream};
@@ -24,9 +24,8 @@ use slab::Slab;
 use super::conn::{Conn, HttpPhase, Session, State, Verdict};
 use super::fanout::fan_out;
 use super::handle::{self, LoopCtx};
-use super::{Control, Shared};
+use super::{Control, Reply, Shared};
 use crate::error::CloseCode;
-use crate::http::response::Response;
 use crate::ticker::Tick;
 use crate::workers::{Completion, ConnKey};
 
@@ -52,7 +51,7 @@ pub(crate) struct Shard {
     conns: Slab<Conn>,
     ctx: LoopCtx,
     ticks: Receiver<Tick>,
-    completions: Receiver<Completion<Response>>,
+    completions: Receiver<Completion<Reply>>,
     controls: Receiver<Control>,
     next_serial: u64,
     accept_paused_until: Option<Instant>,
@@ -68,7 +67,7 @@ pub(crate) struct ShardParts {
     pub(crate) listener: TcpListener,
     pub(crate) shared: Arc<Shared>,
     pub(crate) ticks: Receiver<Tick>,
-    pub(crate) completions: Receiver<Completion<Response>>,
+    pub(crate) completions: Receiver<Completion<Reply>>,
     pub(crate) controls: Receiver<Control>,
 }
 
@@ -224,9 +223,11 @@ impl Shard {
             newest = Some(tick);
         }
         let Some(tick) = newest else { return };
+        let metrics = &self.ctx.shared.metrics;
+        let made = UNIX_EPOCH + Duration::from_micros(tick.ts_us);
+        metrics.observe_tick_delay(SystemTime::now().duration_since(made).unwrap_or_default());
         let started = Instant::now();
         let totals = fan_out(&mut self.conns, &tick.frame, now, &mut self.dead);
-        let metrics = &self.ctx.shared.metrics;
         metrics.observe_fanout(started.elapsed());
         metrics.frames_sent.fetch_add(totals.frames, Relaxed);
         metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);

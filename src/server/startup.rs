@@ -19,11 +19,18 @@ use mio::{Poll, Waker};
 
 use super::{Control, Shared, shard};
 use crate::auth::Auth;
-use crate::auth::key_store::SqliteKeyStore;
+use crate::auth::key_store::{Revocation, SqliteKeyStore};
 use crate::auth::keys::DbError;
+use crate::auth::keys::DemoKey;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::revocation;
 use crate::auth::token::{TokenKey, TokenKeyError, Tokens};
+use crate::cluster::key_store::RedisKeyStore;
+use crate::cluster::limiter::RedisLimiter;
+use crate::cluster::link::LinkError;
+use crate::cluster::pool::LinkPool;
+use crate::cluster::token_store::RedisTokenStore;
+use crate::cluster::{self, ticks::ClusterTicker, ticks::Health};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ticker::prices::{PriceModel, Rng};
@@ -37,6 +44,8 @@ const JOB_QUEUE: usize = 4096;
 /// Ticks queued per event loop: a loop keeps only the newest anyway, so this only needs
 /// to absorb a loop that is a few ticks behind without the ticker ever blocking.
 const TICK_QUEUE: usize = 16;
+/// How often a cluster node that started without Redis tries to join.
+const JOIN_RETRY: Duration = Duration::from_millis(500);
 /// The window of the failed-login limit.
 const LOGIN_WINDOW: Duration = Duration::from_secs(60);
 
@@ -46,6 +55,7 @@ pub enum StartError {
     Database(DbError),
     Bind(SocketAddr, std::io::Error),
     TokenKey(TokenKeyError),
+    Redis(LinkError),
     Io(std::io::Error),
 }
 
@@ -55,6 +65,7 @@ impl std::fmt::Display for StartError {
             StartError::Database(e) => write!(f, "{e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::TokenKey(e) => write!(f, "TICKER_TOKEN_KEY: {e}"),
+            StartError::Redis(e) => write!(f, "--redis: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -76,14 +87,19 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
 
     let auth = Arc::new(build_auth(&config, metrics.clone())?);
-    let (demo, revocation_cursor) = auth.prepare().map_err(StartError::Database)?;
-    // The SPEC's one exception to "never log a key": the demo key, so a new user can copy it.
-    let db = config.db_path.display();
-    if demo.created {
-        crate::info!("demo API key created", api_key = demo.key, db = db);
-    } else {
-        crate::info!("demo API key exists", api_key = demo.key, db = db);
-    }
+    // One node cannot serve without its database; a cluster node starts anyway and
+    // joins when Redis answers (until then it reports 503).
+    let prepared = match auth.prepare() {
+        Ok(prepared) => {
+            log_demo_key(&config, &prepared.0);
+            Some(prepared.1)
+        }
+        Err(e) if config.redis.is_some() => {
+            crate::warn!("cluster: key store unreachable; joining when it answers", error = e);
+            None
+        }
+        Err(e) => return Err(StartError::Database(e)),
+    };
 
     let std_listener =
         std::net::TcpListener::bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
@@ -118,12 +134,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
         config.public_dir.clone()
     });
+    let cluster_health = config.redis.as_ref().map(|_| Arc::new(Health::default()));
     let shared = Arc::new(Shared {
         config: config.clone(),
         auth: auth.clone(),
         metrics: metrics.clone(),
         public_root: Arc::new(public_root),
         jobs: job_tx,
+        cluster_health: cluster_health.clone(),
         open_conns: AtomicUsize::new(0),
         max_connections,
         shutting_down: AtomicBool::new(false),
@@ -135,20 +153,46 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Some(seed) => Rng::from_seed(seed),
         None => Rng::from_os().map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?,
     };
-    let ticker = Ticker::start(
-        PriceModel::new(&config.symbols, rng),
-        config.tick_interval,
-        tick_subscribers,
-        metrics.clone(),
-    )?;
+    let model = PriceModel::new(&config.symbols, rng);
+    let ticks = match &config.redis {
+        None => TickSource::Local(Ticker::start(
+            model,
+            config.tick_interval,
+            tick_subscribers,
+            metrics.clone(),
+        )?),
+        Some(url) => TickSource::Cluster(ClusterTicker::start(
+            url,
+            cluster::DEFAULT_PREFIX,
+            model,
+            config.tick_interval,
+            tick_subscribers,
+            metrics.clone(),
+            cluster_health.clone().unwrap_or_default(),
+        )?),
+    };
 
     spawn_signal_thread(shared.clone())?;
     let stop_watcher = Arc::new(AtomicBool::new(false));
     let on_revoked = {
         let shared = shared.clone();
-        move |ids| shared.broadcast(Control::RevokeApiKeys(ids))
+        move |revoked: Vec<Revocation>| {
+            let mut keys = Vec::new();
+            for r in revoked {
+                match r {
+                    Revocation::ApiKey(id) => keys.push(id),
+                    Revocation::Token(id) => shared.broadcast(Control::RevokeToken(id)),
+                }
+            }
+            if !keys.is_empty() {
+                shared.broadcast(Control::RevokeApiKeys(keys));
+            }
+        }
     };
-    revocation::spawn_watcher(auth, revocation_cursor, stop_watcher.clone(), on_revoked)?;
+    match prepared {
+        Some(cursor) => revocation::spawn_watcher(auth, cursor, stop_watcher.clone(), on_revoked)?,
+        None => spawn_join(config.clone(), auth, stop_watcher.clone(), on_revoked)?,
+    }
 
     let mut handles = Vec::new();
     for (id, (poll, (ticks, completions, controls))) in polls.into_iter().zip(receivers).enumerate()
@@ -187,12 +231,62 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
     stop_watcher.store(true, std::sync::atomic::Ordering::Relaxed);
-    ticker.stop();
+    match ticks {
+        TickSource::Local(ticker) => ticker.stop(),
+        TickSource::Cluster(cluster) => cluster.stop(),
+    }
     crate::info!("stopped");
     result
 }
 
-/// The auth flow of one node: SQLite keys, in-memory tokens.
+/// The demo key line: the SPEC's one exception to "never log a key", so a new user can
+/// copy it.
+fn log_demo_key(config: &Config, demo: &DemoKey) {
+    let store = match &config.redis {
+        Some(_) => "redis".to_owned(),
+        None => config.db_path.display().to_string(),
+    };
+    if demo.created {
+        crate::info!("demo API key created", api_key = demo.key, store = store);
+    } else {
+        crate::info!("demo API key exists", api_key = demo.key, store = store);
+    }
+}
+
+/// A cluster node started while Redis was unreachable: prepares the key store once it
+/// answers (logging the demo key then), and starts the revocation watcher.
+fn spawn_join(
+    config: Config,
+    auth: Arc<Auth>,
+    stop: Arc<AtomicBool>,
+    on_revoked: impl Fn(Vec<Revocation>) + Send + 'static,
+) -> std::io::Result<()> {
+    thread::Builder::new().name("cluster-join".into()).spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            thread::sleep(JOIN_RETRY);
+            if let Ok((demo, cursor)) = auth.prepare() {
+                crate::info!("cluster: key store reachable; joined");
+                log_demo_key(&config, &demo);
+                if let Err(e) = revocation::spawn_watcher(auth, cursor, stop, on_revoked) {
+                    crate::error!("cannot start the revocation watcher", error = e);
+                }
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Where this node's ticks come from.
+enum TickSource {
+    /// Its own ticker thread.
+    Local(Ticker),
+    /// The cluster's leader, through Redis.
+    Cluster(ClusterTicker),
+}
+
+/// The auth flow: one node keeps keys in SQLite and tokens in memory; a cluster node
+/// keeps both, and the login limit, in the shared Redis.
 fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError> {
     let key = match &config.token_key {
         Some(key) => key.clone(),
@@ -203,10 +297,27 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
             TokenKey::random().map_err(StartError::TokenKey)?
         }
     };
+    let (ttl, failures) = (config.token_ttl, config.login_failures_per_minute);
+    let Some(url) = &config.redis else {
+        return Ok(Auth::new(
+            Tokens::in_memory(key, ttl, config.token_capacity),
+            Box::new(SqliteKeyStore::new(config.db_path.clone())),
+            Box::new(LoginLimiter::new(failures, LOGIN_WINDOW)),
+            metrics,
+        ));
+    };
+    if config.token_key.is_none() {
+        crate::warn!(
+            "cluster: without TICKER_TOKEN_KEY a token works only on the node that made it"
+        );
+    }
+    // One connection per worker (they run every blocking call) and one for the watcher.
+    let pool = Arc::new(LinkPool::new(url, config.workers + 1).map_err(StartError::Redis)?);
+    let prefix = cluster::DEFAULT_PREFIX;
     Ok(Auth::new(
-        Tokens::in_memory(key, config.token_ttl, config.token_capacity),
-        Box::new(SqliteKeyStore::new(config.db_path.clone())),
-        LoginLimiter::new(config.login_failures_per_minute, LOGIN_WINDOW),
+        Tokens::new(key, ttl, Box::new(RedisTokenStore::new(pool.clone(), prefix))),
+        Box::new(RedisKeyStore::new(pool.clone(), prefix)),
+        Box::new(RedisLimiter::new(pool, prefix, failures, LOGIN_WINDOW)),
         metrics,
     ))
 }

@@ -29,6 +29,9 @@ use prices::{PriceModel, Quote};
 #[derive(Debug, Clone)]
 pub struct Tick {
     pub seq: u64,
+    /// When the tick was made (Unix microseconds, the frame's `ts_us`): the event loops
+    /// measure from it how late their fan-out starts.
+    pub ts_us: u64,
     pub frame: Arc<[u8]>,
 }
 
@@ -158,7 +161,9 @@ fn run(
     }
 }
 
-fn publish(tick: &Tick, subscribers: &[Subscriber]) {
+/// Hands a tick to every event loop and wakes it; never blocks (a full queue means
+/// that loop is behind and conflates anyway).
+pub(crate) fn publish(tick: &Tick, subscribers: &[Subscriber]) {
     for s in subscribers {
         match s.ticks.try_send(tick.clone()) {
             // A full queue means that loop is behind; it keeps only the newest tick
@@ -172,19 +177,24 @@ fn publish(tick: &Tick, subscribers: &[Subscriber]) {
     }
 }
 
-/// Builds the frame of one tick. `payload` is a reused scratch buffer; the only
-/// allocation is the returned frame, shared by every subscriber.
+/// Builds the frame of one tick made `now`. `payload` is a reused scratch buffer; the
+/// only allocation is the returned frame, shared by every subscriber.
 pub fn build_tick(seq: u64, quotes: &[Quote], now: SystemTime, payload: &mut Vec<u8>) -> Tick {
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let ts_us = since.as_micros() as u64;
-    let secs = since.as_secs();
+    let ts_us = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
+    build_tick_at(seq, ts_us, quotes, payload)
+}
+
+/// Builds the frame of one tick from its data alone. Every node of a cluster calls this
+/// with the leader's `(seq, ts_us, prices)`, so the frames for one `seq` are
+/// byte-identical everywhere (the `timestamp` seconds come from `ts_us` too).
+pub fn build_tick_at(seq: u64, ts_us: u64, quotes: &[Quote], payload: &mut Vec<u8>) -> Tick {
     payload.clear();
-    write_payload(payload, seq, ts_us, secs, quotes);
+    write_payload(payload, seq, ts_us, ts_us / 1_000_000, quotes);
     let (header, header_len) = frame::server_header(OpCode::Text, payload.len());
     let mut bytes = Vec::with_capacity(header_len + payload.len());
     bytes.extend_from_slice(&header[..header_len]);
     bytes.extend_from_slice(payload);
-    Tick { seq, frame: Arc::from(bytes) }
+    Tick { seq, ts_us, frame: Arc::from(bytes) }
 }
 
 /// `{"type":"ticker","seq":..,"ts_us":..,"data":[{"symbol":..,"price":..,"timestamp":..},..]}`

@@ -89,6 +89,20 @@ impl PriceModel {
     pub fn quotes(&self) -> &[Quote] {
         &self.quotes
     }
+
+    /// Takes over prices published before (a new cluster leader continues from the last
+    /// tick instead of the start prices). Symbols this model does not trade are ignored;
+    /// prices that are not positive and finite are not taken.
+    pub fn restore(&mut self, prices: &[(String, f64)]) {
+        for q in &mut self.quotes {
+            if let Some((_, p)) = prices.iter().find(|(s, _)| *s == q.symbol)
+                && p.is_finite()
+                && *p > 0.0
+            {
+                q.price = *p;
+            }
+        }
+    }
 }
 
 /// Rounds to 2 decimals, as the seed's `string.format("%.2f")`.

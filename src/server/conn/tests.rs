@@ -88,7 +88,7 @@ fn ctx() -> LoopCtx {
             16,
         ),
         Box::new(SqliteKeyStore::new(PathBuf::from("/nonexistent/auth.db"))),
-        LoginLimiter::new(10, Duration::from_secs(60)),
+        Box::new(LoginLimiter::new(10, Duration::from_secs(60))),
         metrics.clone(),
     );
     let (jobs, _) = crossbeam_channel::bounded(1);
@@ -98,6 +98,7 @@ fn ctx() -> LoopCtx {
         metrics,
         public_root: Arc::new(PathBuf::from("/nonexistent")),
         jobs,
+        cluster_health: None,
         open_conns: AtomicUsize::new(0),
         max_connections: 16,
         shutting_down: AtomicBool::new(false),
@@ -154,7 +155,8 @@ fn close_frame(bytes: &[u8]) -> Option<(u16, String)> {
 fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
     let mut ctx = ctx();
     let t0 = Instant::now();
-    ctx.snapshot = Some(crate::ticker::Tick { seq: 5, frame: Arc::from(&b"\x81\x02hi"[..]) });
+    ctx.snapshot =
+        Some(crate::ticker::Tick { seq: 5, ts_us: 0, frame: Arc::from(&b"\x81\x02hi"[..]) });
     let mut c = conn(t0);
     c.socket.input.extend(upgrade_request(&token(&ctx)));
     assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);

@@ -1,0 +1,466 @@
+//! [`RedisLink`]: one synchronous Redis connection that reconnects by itself.
+//!
+//! The server has no async runtime, so Redis is reached with blocking calls from a
+//! thread that may block (the ticker, a worker), never from the mio loop. What this
+//! file owns:
+//! - Every call is bounded: a connect timeout and read/write timeouts on the socket, so
+//!   a Redis that stops answering costs a thread at most one timeout, never a hang.
+//! - After a timeout or an I/O error the connection is dropped, because a late reply
+//!   would otherwise be read as the answer to the next command. The next call reconnects.
+//! - Reconnects are paced by a jittered exponential [`Backoff`]. While it runs, calls
+//!   fail at once with [`LinkError::Backoff`]: no spinning and no sleeping in here; the
+//!   caller keeps its own rhythm (the next tick, the next job).
+//!
+//! [`Backoff`] takes `now` as an argument, so its schedule is tested without sleeps.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind};
+
+/// How reconnect attempts are spaced: `initial`, doubling after every consecutive
+/// failure up to `max`, each delay then moved by up to ±`jitter_percent` so that nodes
+/// that lost Redis together do not all come back in the same millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    pub jitter_percent: u32,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> BackoffPolicy {
+        BackoffPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(2),
+            jitter_percent: 20,
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The delay before the next attempt after `failures` consecutive failures (0 for
+    /// the first one), before jitter: `initial * 2^failures`, capped at `max`.
+    pub fn base_delay(&self, failures: u32) -> Duration {
+        let factor = 1u32.checked_shl(failures).unwrap_or(u32::MAX);
+        self.initial.checked_mul(factor).map_or(self.max, |d| d.min(self.max))
+    }
+}
+
+/// The reconnect schedule: when the next attempt may be made. Pure: time comes in as
+/// `now`, randomness from a seeded generator.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: BackoffPolicy,
+    /// Consecutive failures since the last success.
+    failures: u32,
+    /// No attempt before this instant; `None` after a success.
+    retry_at: Option<Instant>,
+    /// SplitMix64 state for the jitter (decorrelation, not security).
+    rng: u64,
+}
+
+impl Backoff {
+    pub fn new(policy: BackoffPolicy, seed: u64) -> Backoff {
+        Backoff { policy, failures: 0, retry_at: None, rng: seed }
+    }
+
+    /// `Ok` if an attempt may be made at `now`, else how long is left to wait.
+    pub fn check(&self, now: Instant) -> Result<(), Duration> {
+        match self.retry_at {
+            Some(at) if now < at => Err(at - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failed attempt at `now`; returns the (jittered) delay before the next.
+    pub fn on_failure(&mut self, now: Instant) -> Duration {
+        let base = self.policy.base_delay(self.failures);
+        let delay = self.jitter(base);
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(now + delay);
+        delay
+    }
+
+    /// Records a success: the next failure starts again from `initial`.
+    pub fn on_success(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    /// Consecutive failures since the last success.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// `base` scaled by a uniform factor in [1 - j, 1 + j].
+    fn jitter(&mut self, base: Duration) -> Duration {
+        let j = f64::from(self.policy.jitter_percent.min(100)) / 100.0;
+        let unit = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+        let factor = 1.0 + j * (2.0 * unit - 1.0);
+        // try_from: a huge configured `max` must not panic on overflow; keep it unjittered.
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Timeouts and reconnect pacing of a [`RedisLink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// Bound on TCP connect plus the connection handshake.
+    pub connect_timeout: Duration,
+    /// Read and write timeout of every command.
+    pub io_timeout: Duration,
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for LinkConfig {
+    fn default() -> LinkConfig {
+        LinkConfig {
+            connect_timeout: Duration::from_millis(500),
+            io_timeout: Duration::from_millis(500),
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// Why a [`RedisLink`] call failed, by what the caller should do about it.
+#[derive(Debug, Clone)]
+pub enum LinkError {
+    /// The URL is not a Redis URL. Permanent: fix the configuration.
+    Url(RedisError),
+    /// Could not connect, or the connection broke. The link reconnects after a backoff.
+    Unreachable(RedisError),
+    /// Redis did not answer in time. The command may or may not have run; the link
+    /// reconnects after a backoff.
+    Timeout(RedisError),
+    /// An earlier attempt failed and the next connect is not due yet; nothing was sent.
+    Backoff { retry_in: Duration },
+    /// Redis answered with an error reply (or a reply of an unexpected type), or refused
+    /// the connection handshake (authentication).
+    Protocol(RedisError),
+}
+
+impl LinkError {
+    /// A short stable label for metrics and logs.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            LinkError::Url(_) => "url",
+            LinkError::Unreachable(_) => "unreachable",
+            LinkError::Timeout(_) => "timeout",
+            LinkError::Backoff { .. } => "backoff",
+            LinkError::Protocol(_) => "protocol",
+        }
+    }
+
+    /// Sorts an error from the redis crate; `Url` is only produced by [`RedisLink::new`].
+    fn classify(err: RedisError) -> LinkError {
+        if err.is_timeout() {
+            LinkError::Timeout(err)
+        } else if err.is_io_error() || err.is_connection_dropped() {
+            LinkError::Unreachable(err)
+        } else {
+            LinkError::Protocol(err)
+        }
+    }
+
+    /// Whether the connection can no longer be trusted to pair requests with replies
+    /// (or is talking to a Redis that cannot serve us), so it must be dropped.
+    fn breaks_connection(&self) -> bool {
+        match self {
+            LinkError::Timeout(_) | LinkError::Unreachable(_) => true,
+            LinkError::Protocol(err) => {
+                err.is_unrecoverable_error()
+                    // A demoted primary: reconnecting may reach the new one.
+                    || err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+            }
+            LinkError::Url(_) | LinkError::Backoff { .. } => false,
+        }
+    }
+}
+
+impl fmt::Display for LinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The URL itself is never printed: it may hold a password.
+            LinkError::Url(err) => write!(f, "invalid Redis URL: {err}"),
+            LinkError::Unreachable(err) => write!(f, "Redis unreachable: {err}"),
+            LinkError::Timeout(err) => write!(f, "Redis timed out: {err}"),
+            LinkError::Backoff { retry_in } => {
+                write!(f, "Redis reconnect backing off for {} ms", retry_in.as_millis())
+            }
+            LinkError::Protocol(err) => write!(f, "Redis error: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for LinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LinkError::Url(e) | LinkError::Unreachable(e) | LinkError::Timeout(e) => Some(e),
+            LinkError::Protocol(e) => Some(e),
+            LinkError::Backoff { .. } => None,
+        }
+    }
+}
+
+/// A lazily connected, self-healing synchronous Redis connection. One per thread: it is
+/// `Send` but calls block, so share it by moving it, not by locking it.
+pub struct RedisLink {
+    client: redis::Client,
+    config: LinkConfig,
+    conn: Option<Connection>,
+    backoff: Backoff,
+}
+
+impl fmt::Debug for RedisLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the client: its connection info holds the password.
+        f.debug_struct("RedisLink")
+            .field("config", &self.config)
+            .field("connected", &self.conn.is_some())
+            .field("backoff", &self.backoff)
+            .finish()
+    }
+}
+
+impl RedisLink {
+    /// Parses `url` (`redis://[user:password@]host[:port][/db]`) with the default
+    /// timeouts. Does not connect: the first [`RedisLink::with_conn`] does.
+    pub fn new(url: &str) -> Result<RedisLink, LinkError> {
+        RedisLink::with_config(url, LinkConfig::default())
+    }
+
+    pub fn with_config(url: &str, config: LinkConfig) -> Result<RedisLink, LinkError> {
+        let client = redis::Client::open(url).map_err(LinkError::Url)?;
+        let backoff = Backoff::new(config.backoff, jitter_seed());
+        Ok(RedisLink { client, config, conn: None, backoff })
+    }
+
+    /// Runs `f` on the connection, connecting first if needed (unless the backoff says
+    /// not yet). A timeout or I/O error from `f` drops the connection and starts the
+    /// backoff; an error reply from Redis leaves the connection in place.
+    pub fn with_conn<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, LinkError> {
+        // Taken out while in use: if `f` panics, a connection in an unknown state is dropped.
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let now = Instant::now();
+                self.backoff.check(now).map_err(|retry_in| LinkError::Backoff { retry_in })?;
+                match self.connect() {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        self.backoff.on_failure(Instant::now());
+                        return Err(err);
+                    }
+                }
+            }
+        };
+        match f(&mut conn) {
+            Ok(value) => {
+                self.backoff.on_success();
+                // The crate marks a connection it knows is broken; don't keep it.
+                if conn.is_open() {
+                    self.conn = Some(conn);
+                }
+                Ok(value)
+            }
+            Err(err) => {
+                let err = LinkError::classify(err);
+                if err.breaks_connection() || !conn.is_open() {
+                    self.backoff.on_failure(Instant::now());
+                } else {
+                    // Redis answered: the link itself is healthy.
+                    self.backoff.on_success();
+                    self.conn = Some(conn);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Whether a connection is currently open (it may still turn out broken).
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Drops the connection; the next call reconnects (subject to the backoff).
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    pub fn config(&self) -> &LinkConfig {
+        &self.config
+    }
+
+    fn connect(&self) -> Result<Connection, LinkError> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.config.connect_timeout)
+            .map_err(LinkError::classify)?;
+        // The crate clears its handshake timeouts; every command must be bounded too.
+        let io = Some(self.config.io_timeout);
+        conn.set_read_timeout(io).map_err(LinkError::classify)?;
+        conn.set_write_timeout(io).map_err(LinkError::classify)?;
+        Ok(conn)
+    }
+}
+
+/// A seed that differs between processes, so their jitters differ. Falls back to the
+/// clock and pid: the jitter only needs decorrelation, not secrecy.
+fn jitter_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_ok() {
+        return u64::from_le_bytes(bytes);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_redis::TestRedis;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_base_delay_doubles_from_50ms_and_stops_at_2s() {
+        let p = BackoffPolicy::default();
+        let ms: Vec<u128> = (0..9).map(|n| p.base_delay(n).as_millis()).collect();
+        assert_eq!(ms, [50, 100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        // Far past the cap the shift overflows; it must still be the cap, not a panic.
+        assert_eq!(p.base_delay(40), p.max);
+        assert_eq!(p.base_delay(u32::MAX), p.max);
+    }
+
+    #[test]
+    fn each_delay_stays_within_20_percent_of_its_base() {
+        let p = BackoffPolicy::default();
+        for seed in 0..200 {
+            let mut b = Backoff::new(p, seed);
+            let t0 = Instant::now();
+            for n in 0..10 {
+                let base = p.base_delay(n).as_secs_f64();
+                let d = b.on_failure(t0).as_secs_f64();
+                assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "{n}: {d} vs {base}");
+            }
+        }
+    }
+
+    #[test]
+    fn jitter_spreads_nodes_that_failed_together() {
+        let t0 = Instant::now();
+        let mut delays: Vec<Duration> = (0..50)
+            .map(|seed| Backoff::new(BackoffPolicy::default(), seed).on_failure(t0))
+            .collect();
+        delays.sort();
+        delays.dedup();
+        assert!(delays.len() > 40, "only {} distinct delays", delays.len());
+        assert!(delays[delays.len() - 1] - delays[0] > 10 * MS);
+    }
+
+    #[test]
+    fn no_attempt_is_allowed_until_the_delay_has_passed() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new(BackoffPolicy::default(), 7);
+        assert_eq!(b.check(t0), Ok(()));
+        let d = b.on_failure(t0);
+        assert_eq!(b.check(t0), Err(d));
+        assert_eq!(b.check(t0 + d - MS), Err(MS));
+        assert_eq!(b.check(t0 + d), Ok(()));
+        // The second failure, counted from when it happened, waits about twice as long.
+        let t1 = t0 + d + 3 * MS;
+        let d2 = b.on_failure(t1);
+        assert!(d2 >= 80 * MS && d2 <= 120 * MS, "{d2:?}");
+        assert!(b.check(t1 + d2 - MS).is_err());
+        assert_eq!(b.failures(), 2);
+    }
+
+    #[test]
+    fn a_success_resets_the_schedule() {
+        let t0 = Instant::now();
+        let mut b = Backoff::new(BackoffPolicy::default(), 1);
+        for _ in 0..8 {
+            b.on_failure(t0);
+        }
+        b.on_success();
+        assert_eq!(b.check(t0), Ok(()));
+        assert_eq!(b.failures(), 0);
+        assert!(b.on_failure(t0) <= 60 * MS);
+    }
+
+    #[test]
+    fn zero_jitter_gives_the_exact_schedule() {
+        let p = BackoffPolicy { jitter_percent: 0, ..BackoffPolicy::default() };
+        let mut b = Backoff::new(p, 99);
+        let t0 = Instant::now();
+        let ms: Vec<u128> = (0..4).map(|_| b.on_failure(t0).as_millis()).collect();
+        assert_eq!(ms, [50, 100, 200, 400]);
+    }
+
+    #[test]
+    fn a_bad_url_is_a_url_error_and_a_good_one_does_not_connect() {
+        let err = RedisLink::new("http://nope").unwrap_err();
+        assert_eq!(err.kind_label(), "url");
+        // Nothing listens on port 1, yet `new` succeeds: it only parses.
+        let link = RedisLink::new("redis://127.0.0.1:1/").unwrap();
+        assert!(!link.is_connected());
+    }
+
+    #[test]
+    fn an_unreachable_redis_fails_once_then_backs_off_without_connecting() {
+        let mut link = RedisLink::new("redis://127.0.0.1:1/").unwrap();
+        let err = link.with_conn(|c| redis::cmd("PING").query::<String>(c)).unwrap_err();
+        assert_eq!(err.kind_label(), "unreachable", "{err}");
+        let err = link.with_conn(|c| redis::cmd("PING").query::<String>(c)).unwrap_err();
+        match err {
+            LinkError::Backoff { retry_in } => assert!(retry_in <= 60 * MS, "{retry_in:?}"),
+            other => panic!("expected backoff, got {other}"),
+        }
+    }
+
+    #[test]
+    fn an_error_reply_keeps_the_connection_and_a_timeout_drops_it() {
+        let Some(server) = TestRedis::start() else { return };
+        let config = LinkConfig { io_timeout: 100 * MS, ..LinkConfig::default() };
+        let mut link = RedisLink::with_config(&server.url(), config).unwrap();
+        let pong: String = link.with_conn(|c| redis::cmd("PING").query(c)).unwrap();
+        assert_eq!(pong, "PONG");
+
+        let err = link.with_conn(|c| redis::cmd("NOSUCHCOMMAND").query::<()>(c)).unwrap_err();
+        assert_eq!(err.kind_label(), "protocol", "{err}");
+        assert!(link.is_connected());
+
+        // BLPOP blocks server-side longer than the read timeout.
+        let err = link.with_conn(|c| redis::cmd("BLPOP").arg("nothing").arg(1).query::<()>(c));
+        assert_eq!(err.unwrap_err().kind_label(), "timeout");
+        assert!(!link.is_connected());
+
+        // The late BLPOP reply must not be read as this PING's answer: a fresh connection.
+        let mut pong = None;
+        for _ in 0..100 {
+            match link.with_conn(|c| redis::cmd("PING").query::<String>(c)) {
+                Ok(p) => {
+                    pong = Some(p);
+                    break;
+                }
+                Err(LinkError::Backoff { retry_in }) => std::thread::sleep(retry_in),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(pong.as_deref(), Some("PONG"));
+    }
+}

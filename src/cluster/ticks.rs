@@ -1,0 +1,411 @@
+//! The cluster's tick plane: one leader ticks for every node, every node fans out.
+//!
+//! Two threads per node, each with its own Redis connection; the event loops never
+//! touch Redis:
+//! - **lead** contends for the [`Lease`] every [`CONTEND_EVERY`], renews it every
+//!   [`RENEW_EVERY`] while it holds it, and while it leads advances the prices on
+//!   absolute deadlines and publishes each tick as data ([`TickData`]) through the
+//!   fenced publish script. A new leader continues from the newest tick it knows (the
+//!   one in Redis or the last one this node received, whichever is newer): `seq` + 1
+//!   and the same prices, never the start prices again.
+//! - **follow** subscribes to the tick channel, drops anything not newer than what it
+//!   has (duplicates after a lost reply, stale ticks), builds the frame with the same
+//!   code as a single node ([`crate::ticker::build_tick_at`]) once per tick, and hands
+//!   it to the event loops like the local ticker does. The leader receives its own
+//!   ticks the same way, so every node's frame for one `seq` is the same bytes.
+//!
+//! Redis down: publishing fails, so ticks pause; the leader steps down when its lease
+//! runs out unrenewed; both threads reconnect on a jittered backoff and log once per
+//! change of state; `/healthz` reports the follower's connection.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::Keys;
+use super::lease::{Lease, LeaseState, unique_node_id};
+use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
+use super::wire::{self, LastTick, TickData};
+use crate::metrics::Metrics;
+use crate::ticker::prices::{PriceModel, Quote};
+use crate::ticker::{self, Subscriber};
+
+/// How long a leader keeps the lease without renewing: a killed leader is replaced
+/// within this plus [`CONTEND_EVERY`].
+const LEASE_TTL: Duration = Duration::from_millis(2000);
+/// Renewals per lease lifetime: four, so three may fail before the lease runs out.
+const RENEW_EVERY: Duration = Duration::from_millis(500);
+/// How often a follower tries to take the lease.
+const CONTEND_EVERY: Duration = Duration::from_millis(250);
+/// How long a blocked read on the tick channel waits before checking for shutdown.
+const READ_POLL: Duration = Duration::from_millis(250);
+/// Reconnects back off to at most this, so ticks resume within a few seconds of Redis
+/// coming back.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Whether this node's link to the cluster works, for `/healthz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    down: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// `Some(reason)` while the node is cut off from the cluster.
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        self.down.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Records the state; returns whether it changed (for one log line per change).
+    fn set(&self, reason: Option<String>) -> bool {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = down.is_some() != reason.is_some();
+        *down = reason;
+        changed
+    }
+}
+
+/// What both threads share.
+struct Plane {
+    url: String,
+    keys: Keys,
+    prefix: String,
+    interval: Duration,
+    subscribers: Vec<Subscriber>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: AtomicBool,
+    /// The newest tick this node received: where it continues if it becomes leader.
+    last_seen: Mutex<Option<TickData>>,
+}
+
+/// The running tick plane of one node.
+pub struct ClusterTicker {
+    plane: Arc<Plane>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ClusterTicker {
+    /// Starts both threads. `model` holds the configured symbols and start prices (used
+    /// only if no tick was ever published); `health` is kept up to date for `/healthz`.
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        model: PriceModel,
+        interval: Duration,
+        subscribers: Vec<Subscriber>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> std::io::Result<ClusterTicker> {
+        let plane = Arc::new(Plane {
+            url: url.to_owned(),
+            keys: Keys::new(prefix),
+            prefix: prefix.to_owned(),
+            interval,
+            subscribers,
+            metrics,
+            health,
+            stop: AtomicBool::new(false),
+            last_seen: Mutex::new(None),
+        });
+        // Unhealthy until the channel is subscribed: ticks cannot arrive before.
+        plane.health.set(Some("joining the cluster".into()));
+        let node_id = unique_node_id(&hostname());
+        crate::info!("cluster node", node_id = node_id);
+        let follow = {
+            let plane = plane.clone();
+            thread::Builder::new().name("cluster-follow".into()).spawn(move || follow(&plane))?
+        };
+        let lead = {
+            let plane = plane.clone();
+            thread::Builder::new()
+                .name("cluster-lead".into())
+                .spawn(move || lead(&plane, node_id, model))?
+        };
+        Ok(ClusterTicker { plane, threads: vec![follow, lead] })
+    }
+
+    /// Stops both threads (a leader gives its lease up so another node need not wait
+    /// out the ttl) and waits for them.
+    pub fn stop(self) {
+        self.plane.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn link_config() -> LinkConfig {
+    LinkConfig {
+        backoff: BackoffPolicy { max: MAX_BACKOFF, ..BackoffPolicy::default() },
+        ..LinkConfig::default()
+    }
+}
+
+/// This node's role in the tick plane.
+enum Role {
+    Follower,
+    Leader {
+        fence: u64,
+        /// Past this without a renewal, stop publishing (Redis may have expired us).
+        until: Instant,
+        next_seq: u64,
+        next_deadline: Instant,
+        /// The first tick of a cluster that never ticked: the start prices, unstepped.
+        first: bool,
+    },
+}
+
+/// The lead thread: contend, renew, and tick while leading.
+fn lead(plane: &Plane, node_id: String, mut model: PriceModel) {
+    let mut link = match RedisLink::with_config(&plane.url, link_config()) {
+        Ok(link) => link,
+        Err(e) => {
+            crate::error!("cluster: bad Redis URL; this node will never tick", error = e);
+            return;
+        }
+    };
+    let lease = Lease::new(&plane.prefix, node_id, LEASE_TTL);
+    let metrics = &plane.metrics;
+    let mut role = Role::Follower;
+    let mut next_lease_at = Instant::now();
+    let mut payload = Vec::with_capacity(512);
+    let mut failing = false;
+    while !plane.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= next_lease_at {
+            next_lease_at = now + CONTEND_EVERY;
+            match link.with_conn(|c| lease.try_acquire_or_renew(c, now)) {
+                Ok(LeaseState::Leader { fence, until }) => {
+                    next_lease_at = now + RENEW_EVERY;
+                    match &mut role {
+                        Role::Leader { fence: held, until: held_until, .. } if *held == fence => {
+                            *held_until = until;
+                        }
+                        _ => role = take_lead(plane, &mut link, &mut model, fence, until, now),
+                    }
+                    failing = false;
+                }
+                Ok(LeaseState::Follower { leader }) => {
+                    if matches!(role, Role::Leader { .. }) {
+                        crate::warn!(
+                            "cluster: lease lost; following",
+                            leader = format!("{leader:?}")
+                        );
+                        step_down(metrics, &mut role);
+                    }
+                    failing = false;
+                }
+                Err(e) => note_redis_error(metrics, &e, &mut failing, "cluster: lease"),
+            }
+        }
+        if let Role::Leader { fence, until, next_seq, next_deadline, first } = &mut role {
+            if now >= *until {
+                crate::warn!("cluster: lease not renewed in time; stepping down");
+                step_down(metrics, &mut role);
+                continue;
+            }
+            if now >= *next_deadline {
+                if !*first {
+                    model.step();
+                }
+                *first = false;
+                let data = TickData {
+                    seq: *next_seq,
+                    ts_us: unix_micros(SystemTime::now()),
+                    fence: *fence,
+                    prices: model.quotes().iter().map(|q| (q.symbol.clone(), q.price)).collect(),
+                };
+                payload.clear();
+                data.encode(&mut payload);
+                let fence = *fence;
+                match link.with_conn(|c| lease.publish_tick(c, fence, &plane.keys.ticks, &payload))
+                {
+                    Ok(true) => {
+                        *next_seq += 1;
+                        metrics.ticks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {
+                        crate::warn!("cluster: publish refused (lease gone); following");
+                        step_down(metrics, &mut role);
+                        continue;
+                    }
+                    // The outcome is unknown: the same seq goes out again next time and
+                    // followers drop it if it did arrive.
+                    Err(e) => note_redis_error(metrics, &e, &mut failing, "cluster: publish"),
+                }
+                *next_deadline += plane.interval;
+                let late = Instant::now().saturating_duration_since(*next_deadline);
+                if late >= plane.interval {
+                    let missed = (late.as_nanos() / plane.interval.as_nanos()) as u32;
+                    metrics.tick_overruns.fetch_add(u64::from(missed), Ordering::Relaxed);
+                    *next_deadline += plane.interval * missed;
+                }
+            }
+        }
+        let wake = match &role {
+            Role::Leader { next_deadline, .. } => (*next_deadline).min(next_lease_at),
+            Role::Follower => next_lease_at,
+        };
+        thread::sleep(wake.saturating_duration_since(Instant::now()));
+    }
+    if let Role::Leader { fence, .. } = role {
+        let _ = link.with_conn(|c| lease.release(c, fence));
+        metrics.cluster_leader.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Becoming leader: continue from the newest tick known, in Redis or seen here.
+fn take_lead(
+    plane: &Plane,
+    link: &mut RedisLink,
+    model: &mut PriceModel,
+    fence: u64,
+    until: Instant,
+    now: Instant,
+) -> Role {
+    let stored = match link.with_conn(|c| wire::last_tick(c, &plane.prefix)) {
+        Ok(LastTick::Found(t)) => Some(t),
+        Ok(LastTick::Missing) => None,
+        Ok(LastTick::Corrupt(e)) => {
+            crate::warn!("cluster: stored last tick unreadable; ignoring it", error = e);
+            None
+        }
+        Err(_) => None,
+    };
+    let seen = plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let newest = match (stored, seen) {
+        (Some(a), Some(b)) => Some(if a.seq >= b.seq { a } else { b }),
+        (a, b) => a.or(b),
+    };
+    let (next_seq, first) = match &newest {
+        Some(t) => {
+            model.restore(&t.prices);
+            (t.seq + 1, false)
+        }
+        None => (0, true),
+    };
+    plane.metrics.lease_acquisitions.fetch_add(1, Ordering::Relaxed);
+    plane.metrics.cluster_leader.store(1, Ordering::Relaxed);
+    crate::info!("cluster: leading the ticker", fence = fence, next_seq = next_seq);
+    Role::Leader { fence, until, next_seq, next_deadline: now, first }
+}
+
+fn step_down(metrics: &Metrics, role: &mut Role) {
+    *role = Role::Follower;
+    metrics.cluster_leader.store(0, Ordering::Relaxed);
+}
+
+/// Counts a Redis error; logs only the first of a run (one line per change of state).
+fn note_redis_error(metrics: &Metrics, e: &LinkError, failing: &mut bool, what: &str) {
+    metrics.redis_error(e.kind_label());
+    if !*failing && !matches!(e, LinkError::Backoff { .. }) {
+        crate::warn!(what, error = e);
+        *failing = true;
+    }
+}
+
+/// The follow thread: subscribe, receive, build once, hand to the event loops.
+fn follow(plane: &Plane) {
+    let client = match redis::Client::open(plane.url.as_str()) {
+        Ok(client) => client,
+        Err(e) => {
+            plane.health.set(Some(format!("bad Redis URL: {e}")));
+            crate::error!("cluster: bad Redis URL; this node gets no ticks", error = e);
+            return;
+        }
+    };
+    let config = link_config();
+    let mut backoff = Backoff::new(config.backoff, u64::from(std::process::id()));
+    let mut last_seq: Option<u64> = None;
+    let mut payload = Vec::with_capacity(512);
+    let mut quotes: Vec<Quote> = Vec::new();
+    while !plane.stop.load(Ordering::Relaxed) {
+        if let Err(wait) = backoff.check(Instant::now()) {
+            // Short naps so shutdown is not held up by a long backoff.
+            thread::sleep(wait.min(READ_POLL));
+            continue;
+        }
+        let mut conn = match connect(&client, config.connect_timeout) {
+            Ok(conn) => conn,
+            Err(e) => {
+                backoff.on_failure(Instant::now());
+                mark_down(plane, format!("redis unreachable: {e}"));
+                plane.metrics.redis_error(if e.is_timeout() { "timeout" } else { "unreachable" });
+                continue;
+            }
+        };
+        // The subscription lives as long as `pubsub` (dropping it unsubscribes).
+        let mut pubsub = conn.as_pubsub();
+        let subscribed = pubsub
+            .subscribe(&plane.keys.ticks)
+            .and_then(|()| pubsub.set_read_timeout(Some(READ_POLL)));
+        if let Err(e) = subscribed {
+            backoff.on_failure(Instant::now());
+            mark_down(plane, format!("redis subscribe failed: {e}"));
+            plane.metrics.redis_error(if e.is_timeout() { "timeout" } else { "unreachable" });
+            continue;
+        }
+        backoff.on_success();
+        if plane.health.set(None) {
+            crate::info!("cluster: receiving ticks");
+        }
+        while !plane.stop.load(Ordering::Relaxed) {
+            let msg = match pubsub.get_message() {
+                Ok(msg) => msg,
+                Err(e) if e.is_timeout() => continue,
+                Err(e) => {
+                    backoff.on_failure(Instant::now());
+                    mark_down(plane, format!("redis connection lost: {e}"));
+                    plane.metrics.redis_error("unreachable");
+                    break;
+                }
+            };
+            let data = match TickData::decode(msg.get_payload_bytes()) {
+                Ok(data) => data,
+                Err(e) => {
+                    plane.metrics.redis_error("protocol");
+                    crate::debug!("cluster: unreadable tick skipped", error = e);
+                    continue;
+                }
+            };
+            // Duplicates (a publish retried after a lost reply) and stale ticks.
+            if last_seq.is_some_and(|last| data.seq <= last) {
+                continue;
+            }
+            last_seq = Some(data.seq);
+            plane.metrics.cluster_ticks_received.fetch_add(1, Ordering::Relaxed);
+            quotes.clear();
+            quotes.extend(data.prices.iter().map(|(s, p)| Quote { symbol: s.clone(), price: *p }));
+            let tick = ticker::build_tick_at(data.seq, data.ts_us, &quotes, &mut payload);
+            ticker::publish(&tick, &plane.subscribers);
+            *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);
+        }
+    }
+}
+
+/// A connection whose every read and write is bounded (the subscribe reply included).
+fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
+    let conn = client.get_connection_with_timeout(timeout)?;
+    conn.set_write_timeout(Some(timeout))?;
+    conn.set_read_timeout(Some(timeout))?;
+    Ok(conn)
+}
+
+fn mark_down(plane: &Plane, reason: String) {
+    if plane.health.set(Some(reason.clone())) {
+        crate::warn!("cluster: cut off; ticks paused", reason = reason);
+    }
+}
+
+fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
