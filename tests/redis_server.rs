@@ -106,6 +106,8 @@ impl RedisServer {
         let mut child = Command::new(&self.binary)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
+            // DEBUG SLEEP makes a slow Redis for the tests (from loopback only).
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")

@@ -328,3 +328,37 @@ fn keys_import_moves_a_single_node_store_into_the_cluster() {
     );
     assert_eq!(n.post("/auth/token", &format!(r#"{{"api_key":"{carol}"}}"#)).status, 401);
 }
+
+#[test]
+fn a_slow_redis_never_blocks_the_event_loops() {
+    let Some(redis) = RedisServer::start() else { return };
+    let n = node(&redis);
+    let mut ws = n.ws(&n.token());
+    next_of_type(&mut ws, "ticker");
+    // Redis stops answering anyone for 2 s; this node's loop must still answer its
+    // session's ping and a plain HTTP request while Redis sleeps.
+    let mut poker = redis.conn();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sleeper = std::thread::spawn(move || {
+        let _ = tx.send(());
+        let slept: redis::RedisResult<()> =
+            redis::cmd("DEBUG").arg("SLEEP").arg(2).query(&mut poker);
+        slept.expect("DEBUG SLEEP");
+        Instant::now()
+    });
+    rx.recv().expect("sleeper started");
+    std::thread::sleep(Duration::from_millis(200)); // the command is in
+    ws.send(Message::Ping(b"awake?".to_vec().into())).expect("ping");
+    let pong_at = loop {
+        match ws.read().expect("read") {
+            Message::Pong(p) if &p[..] == b"awake?" => break Instant::now(),
+            Message::Close(_) => panic!("closed while Redis slept"),
+            _ => {}
+        }
+    };
+    assert_eq!(n.get("/metrics").status, 200);
+    let redis_woke_at = sleeper.join().expect("sleeper");
+    assert!(pong_at < redis_woke_at, "the pong came only after Redis woke up");
+    // And ticks come back on the same session.
+    next_of_type(&mut ws, "ticker");
+}
