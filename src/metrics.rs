@@ -84,8 +84,8 @@ pub struct Metrics {
     auth: [AtomicU64; 7],
     ws_auth: [AtomicU64; 4],
     db_errors: [AtomicU64; 7],
-    fanout: Histogram,
-    tick_delay: Histogram,
+    fanout: Histogram<FanoutBuckets>,
+    tick_delay: Histogram<DelayBuckets>,
     /// Cluster mode: 1 while this node holds the ticker lease.
     pub cluster_leader: AtomicI64,
     pub lease_acquisitions: AtomicU64,
@@ -96,18 +96,57 @@ pub struct Metrics {
 /// Kinds of Redis errors, as `cluster::link::LinkError::kind_label` names them.
 pub const REDIS_ERROR_KINDS: [&str; 5] = ["unreachable", "timeout", "backoff", "protocol", "url"];
 
-/// A Prometheus histogram over [`FANOUT_BUCKETS`] (seconds), lock-free.
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; 12],
-    count: AtomicU64,
-    sum_ns: AtomicU64,
+/// Upper bounds (seconds) of the tick-delay histogram: fine around the 0.1–5 ms where
+/// a healthy delay lies, so p50 and p99 can be read off it.
+const DELAY_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+    0.01, 0.025, 0.05, 0.1, 1.0,
+];
+
+/// A histogram's bucket bounds, as a type so each histogram field knows its own.
+trait Bounds {
+    const BOUNDS: &'static [f64];
 }
 
-impl Histogram {
+#[derive(Debug)]
+struct FanoutBuckets;
+impl Bounds for FanoutBuckets {
+    const BOUNDS: &'static [f64] = &FANOUT_BUCKETS;
+}
+
+#[derive(Debug)]
+struct DelayBuckets;
+impl Bounds for DelayBuckets {
+    const BOUNDS: &'static [f64] = &DELAY_BUCKETS;
+}
+
+/// Most buckets a histogram may have.
+const MAX_BUCKETS: usize = 16;
+
+/// A Prometheus histogram over `B::BOUNDS` (seconds), lock-free.
+#[derive(Debug)]
+struct Histogram<B> {
+    buckets: [AtomicU64; MAX_BUCKETS],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+    bounds: std::marker::PhantomData<B>,
+}
+
+impl<B> Default for Histogram<B> {
+    fn default() -> Self {
+        Histogram {
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+            bounds: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<B: Bounds> Histogram<B> {
     fn observe(&self, took: Duration) {
         let secs = took.as_secs_f64();
-        if let Some(i) = FANOUT_BUCKETS.iter().position(|b| secs <= *b) {
+        if let Some(i) = B::BOUNDS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
@@ -117,7 +156,7 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} histogram\n");
         let mut cumulative = 0;
-        for (i, bound) in FANOUT_BUCKETS.iter().enumerate() {
+        for (i, bound) in B::BOUNDS.iter().enumerate() {
             cumulative += self.buckets[i].load(Relaxed);
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
