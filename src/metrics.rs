@@ -99,8 +99,8 @@ pub const REDIS_ERROR_KINDS: [&str; 5] = ["unreachable", "timeout", "backoff", "
 /// Upper bounds (seconds) of the tick-delay histogram: fine around the 0.1–5 ms where
 /// a healthy delay lies, so p50 and p99 can be read off it.
 const DELAY_BUCKETS: [f64; 16] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
-    0.01, 0.025, 0.05, 0.1, 1.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
+    0.025, 0.05, 0.1, 1.0,
 ];
 
 /// A histogram's bucket bounds, as a type so each histogram field knows its own.
