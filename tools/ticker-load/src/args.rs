@@ -1,9 +1,15 @@
-//! Command-line arguments: parsed by hand (no dependency), validated once into [`Args`].
+//! Command-line arguments: parsed by hand (no dependency), validated once into [`Args`];
+//! [`target`] reads each `--url`.
+
+mod target;
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub(crate) use target::Target;
+use target::parse_url;
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8081";
 
@@ -15,6 +21,10 @@ USAGE:
     ticker-load --url ws://HOST:PORT/PATH --no-auth [OPTIONS]
     ticker-load --url http://NODE1:8081 --url http://NODE2:8081 --api-key KEY [OPTIONS]
     ticker-load compare RUN.json...     one table row per saved --json run
+    ticker-load merge RUN.json... [--report FILE]... [--json FILE]
+                                        one summary of runs started together (several
+                                        load machines): counts summed, histograms
+                                        merged, percentiles from the merged histograms
 
 TARGET AND AUTH:
     --url URL             http://HOST:PORT (crypto-ticker: token from POST /auth/token,
@@ -42,15 +52,30 @@ LOAD:
                           the generator competes with the server it measures [default: 1]
     --bind IP,IP,...      source addresses, round-robin per connection; each gives
                           ~28k more ephemeral ports (e.g. 127.0.0.2,127.0.0.3)
+    --churn RATE          in the steady window, close (close handshake) and reopen
+                          connections at RATE (N/s or N/m), round the open connections.
+                          Each reopen is a full token exchange (with --api-key: a fresh
+                          POST /auth/token on its own connection, as a browser does) and
+                          upgrade, to the next --url in turn. Churned closes are not
+                          drops, reopen failures are counted apart, and a reopened
+                          connection starts a new seq baseline (no missed ticks)
 
     The run ends by itself after: the ramp (connections / rate, plus at most
     --connect-timeout for the last handshakes) + warmup + duration + at most 2 s of
     closing handshakes.
 
 MEASURE AND REPORT:
+    Besides the table: fairness (the spread of each connection's own median tick
+    latency in the window, over connections with 50 ticks or more: best, median and
+    worst connection, worst - best), the storm (time from the first connect until all N
+    are live, shown when the ramp is 1000/s or more or ran 20 % over plan), and churn
+    figures when --churn is given.
+
     --server-pid PID      read /proc/PID around the steady window: server CPU per
                           delivered frame and RSS growth per connection (same host)
-    --json FILE           write the summary as JSON
+    --json FILE           write the summary as JSON, with every latency histogram in
+                          HdrHistogram's standard form (V2 compressed, base64) so that
+                          `ticker-load merge` adds runs up exactly
     --report FILE         write a self-contained report: FILE.html or FILE.svg
                           (repeat the flag for both)
     --quiet               no progress line on stderr
@@ -62,7 +87,8 @@ DURATIONS take ms, s or m: 500ms, 30s, 2m.
 
 The steady window starts when every connection has opened or failed, plus --warmup.
 Tick latency (receive time - ts_us), messages, seq gaps and CPU figures cover only the
-steady window; connections and handshake latency cover the whole run. Latency compares
+steady window; connections and handshake latency cover the ramp (churn reconnects are
+reported apart, with their own latency). Latency compares
 two clocks: across hosts, they must be synchronised (PTP/NTP) to mean anything. One live line
 per second goes to stderr; the table goes to stdout. Ctrl-C ends the run early and
 still reports. Exit status: 0 when at least one connection opened, 1 otherwise,
@@ -75,27 +101,6 @@ pub(crate) enum Auth {
     ApiKey(String),
     Token(String),
     None,
-}
-
-/// Where to connect: host and port, and the WebSocket path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
-    /// Host as written in the URL (also sent as the `Host` header).
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    /// WebSocket request target, with query if the URL had one.
-    pub(crate) ws_path: String,
-}
-
-impl Target {
-    /// The `Host` header value.
-    pub(crate) fn host_header(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
-    pub(crate) fn ws_url(&self) -> String {
-        format!("ws://{}:{}{}", self.host, self.port, self.ws_path)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +117,8 @@ pub(crate) struct Args {
     pub(crate) connect_timeout: Duration,
     pub(crate) threads: usize,
     pub(crate) bind: Vec<IpAddr>,
+    /// `--churn`: closes and reopens per second in the steady window.
+    pub(crate) churn_per_sec: Option<f64>,
     pub(crate) server_pid: Option<u32>,
     pub(crate) json: Option<PathBuf>,
     /// Reports to write (`.html` or `.svg`); the flag may repeat.
@@ -124,8 +131,17 @@ pub(crate) struct Args {
 pub(crate) enum Command {
     Run(Box<Args>),
     Compare(Vec<PathBuf>),
+    Merge(Merge),
     Help,
     Version,
+}
+
+/// `ticker-load merge`: saved runs to add up, and where to write the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Merge {
+    pub(crate) files: Vec<PathBuf>,
+    pub(crate) report: Vec<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +178,10 @@ where
         }
         return Ok(Command::Compare(files));
     }
+    if it.peek().is_some_and(|a| a == "merge") {
+        it.next();
+        return parse_merge(it);
+    }
 
     let mut urls: Vec<String> = Vec::new();
     let mut path = None;
@@ -179,6 +199,7 @@ where
         connect_timeout: Duration::from_secs(10),
         threads: 1,
         bind: Vec::new(),
+        churn_per_sec: None,
         server_pid: None,
         json: None,
         report: Vec::new(),
@@ -209,7 +230,8 @@ where
             "--connections" | "-c" => {
                 args.connections = positive("--connections", &value("--connections")?)?;
             }
-            "--ramp" => args.ramp_per_sec = parse_ramp(&value("--ramp")?)?,
+            "--ramp" => args.ramp_per_sec = parse_rate("--ramp", &value("--ramp")?)?,
+            "--churn" => args.churn_per_sec = Some(parse_rate("--churn", &value("--churn")?)?),
             "--warmup" => args.warmup = duration("--warmup", &value("--warmup")?)?,
             "--duration" | "-d" => args.duration = duration("--duration", &value("--duration")?)?,
             "--connect-timeout" => {
@@ -227,13 +249,7 @@ where
                     Some(v.parse().map_err(|_| invalid("--server-pid", &v, "not a pid"))?);
             }
             "--json" => args.json = Some(value("--json")?.into()),
-            "--report" => {
-                let v = value("--report")?;
-                if !(v.ends_with(".html") || v.ends_with(".svg")) {
-                    return Err(invalid("--report", &v, "must end in .html or .svg"));
-                }
-                args.report.push(v.into());
-            }
+            "--report" => args.report.push(report_path(value("--report")?)?),
             "--quiet" | "-q" => args.quiet = true,
             _ => return Err(ArgError::Unknown(arg)),
         }
@@ -257,6 +273,37 @@ where
     }
     args.threads = args.threads.min(args.connections);
     Ok(Command::Run(Box::new(args)))
+}
+
+/// `merge FILE... [--report FILE]... [--json FILE]`.
+fn parse_merge(args: impl Iterator<Item = String>) -> Result<Command, ArgError> {
+    let mut merge = Merge { files: Vec::new(), report: Vec::new(), json: None };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value =
+            |name| inline.clone().or_else(|| it.next()).ok_or(ArgError::MissingValue(name));
+        match flag.as_str() {
+            "--report" => merge.report.push(report_path(value("--report")?)?),
+            "--json" => merge.json = Some(value("--json")?.into()),
+            f if f.starts_with('-') => return Err(ArgError::Unknown(arg)),
+            _ => merge.files.push(arg.into()),
+        }
+    }
+    if merge.files.is_empty() {
+        return Err(ArgError::MissingValue("merge"));
+    }
+    Ok(Command::Merge(merge))
+}
+
+fn report_path(v: String) -> Result<PathBuf, ArgError> {
+    if !(v.ends_with(".html") || v.ends_with(".svg")) {
+        return Err(invalid("--report", &v, "must end in .html or .svg"));
+    }
+    Ok(v.into())
 }
 
 fn invalid(flag: &'static str, value: &str, why: &'static str) -> ArgError {
@@ -291,17 +338,17 @@ fn duration(flag: &'static str, v: &str) -> Result<Duration, ArgError> {
     parse_duration(v).ok_or_else(|| invalid(flag, v, "expected a duration like 500ms, 30s or 2m"))
 }
 
-/// `500/s`, `6000/m` or `500`: connections per second.
-pub(crate) fn parse_ramp(v: &str) -> Result<f64, ArgError> {
+/// `500/s`, `6000/m` or `500`: per second (`--ramp`, `--churn`).
+pub(crate) fn parse_rate(flag: &'static str, v: &str) -> Result<f64, ArgError> {
     let (number, per) = match v.split_once('/') {
         Some((n, "s")) => (n, 1.0),
         Some((n, "m")) => (n, 60.0),
-        Some(_) => return Err(invalid("--ramp", v, "expected N/s, N/m or N")),
+        Some(_) => return Err(invalid(flag, v, "expected N/s, N/m or N")),
         None => (v, 1.0),
     };
     match number.parse::<f64>() {
         Ok(n) if n.is_finite() && n > 0.0 => Ok(n / per),
-        _ => Err(invalid("--ramp", v, "the rate must be a number above zero")),
+        _ => Err(invalid(flag, v, "the rate must be a number above zero")),
     }
 }
 
@@ -317,63 +364,6 @@ fn parse_bind(v: &str) -> Result<Vec<IpAddr>, ArgError> {
         .and_then(
             |ips| if ips.is_empty() { Err(invalid("--bind", v, "no address")) } else { Ok(ips) },
         )
-}
-
-/// `http://host[:port][/]` or `ws://host[:port][/path[?query]]`; IPv6 hosts in brackets.
-pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgError> {
-    let bad = |why| invalid("--url", url, why);
-    let (scheme, rest) =
-        url.split_once("://").ok_or(bad("expected http://HOST:PORT or ws://HOST:PORT/PATH"))?;
-    let (authority, url_path) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let ws_path = match scheme {
-        "ws" => {
-            if path.is_some() {
-                return Err(ArgError::Conflict(
-                    "--path is for http:// URLs; put the path in the ws:// URL",
-                ));
-            }
-            match url_path {
-                "" => "/".to_string(),
-                p if p.starts_with('?') => format!("/{p}"),
-                p => p.to_string(),
-            }
-        }
-        "http" => {
-            if !matches!(url_path, "" | "/") {
-                return Err(bad(
-                    "an http:// URL names the server only; give the WebSocket path with --path",
-                ));
-            }
-            let p = path.unwrap_or("/ws/ticker");
-            if !p.starts_with('/') {
-                return Err(invalid("--path", p, "must start with /"));
-            }
-            p.to_string()
-        }
-        "https" | "wss" => return Err(bad("TLS is not supported; use http:// or ws://")),
-        _ => return Err(bad("expected http:// or ws://")),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or(bad("unclosed [ in host"))?;
-        (host, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    let port = match port {
-        Some(p) => p.parse().ok().filter(|p| *p != 0).ok_or(bad("bad port"))?,
-        None => 80,
-    };
-    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-    Ok(Target { host, port, ws_path })
 }
 
 #[cfg(test)]
@@ -468,11 +458,40 @@ mod tests {
 
     #[test]
     fn ramps_are_per_second_or_per_minute() {
+        let parse_ramp = |v| parse_rate("--ramp", v);
         assert_eq!(parse_ramp("500/s"), Ok(500.0));
         assert_eq!(parse_ramp("120/m"), Ok(2.0));
         assert_eq!(parse_ramp("7"), Ok(7.0));
         assert!(parse_ramp("0/s").is_err());
         assert!(parse_ramp("5/h").is_err());
+    }
+
+    #[test]
+    fn churn_is_a_rate_and_off_by_default() {
+        assert_eq!(run("--no-auth").unwrap().churn_per_sec, None);
+        assert_eq!(run("--no-auth --churn 50/s").unwrap().churn_per_sec, Some(50.0));
+        assert_eq!(run("--no-auth --churn=600/m").unwrap().churn_per_sec, Some(10.0));
+        assert!(matches!(
+            run("--no-auth --churn 0"),
+            Err(ArgError::Invalid { flag: "--churn", .. })
+        ));
+    }
+
+    #[test]
+    fn merge_takes_files_reports_and_a_json_output() {
+        let p = |s: &str| parse(s.split_whitespace().map(String::from), None);
+        assert_eq!(
+            p("merge a.json b.json --report m.html --report=m.svg --json m.json"),
+            Ok(Command::Merge(Merge {
+                files: vec!["a.json".into(), "b.json".into()],
+                report: vec!["m.html".into(), "m.svg".into()],
+                json: Some("m.json".into()),
+            }))
+        );
+        assert_eq!(p("merge"), Err(ArgError::MissingValue("merge")));
+        assert_eq!(p("merge --json"), Err(ArgError::MissingValue("--json")));
+        assert!(matches!(p("merge a.json --report x.pdf"), Err(ArgError::Invalid { .. })));
+        assert_eq!(p("merge a.json --bogus"), Err(ArgError::Unknown("--bogus".into())));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Exchanges an API key for a token with one blocking `POST /auth/token`, before the
-//! event loops start.
+//! Exchanges an API key for a token with `POST /auth/token`: blocking, once per `--url`
+//! before the event loops start ([`fetch_token`]); and the same request and answer as
+//! pure code, for the churn reconnects the engine makes without blocking.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -7,7 +8,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_RESPONSE: usize = 64 * 1024;
+/// A token answer longer than this is not one.
+pub(crate) const MAX_RESPONSE: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub(crate) enum AuthError {
@@ -39,16 +41,12 @@ pub(crate) fn fetch_token(
     host_header: &str,
     api_key: &str,
 ) -> Result<String, AuthError> {
-    let body = serde_json::json!({ "api_key": api_key }).to_string();
-    let request = format!(
-        "POST /auth/token HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\nUser-Agent: ticker-load\r\n\r\n{body}",
-        body.len()
-    );
+    let mut request = Vec::with_capacity(256);
+    write_request(&mut request, host_header, api_key);
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    stream.write_all(request.as_bytes())?;
+    stream.write_all(&request)?;
 
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -66,8 +64,21 @@ pub(crate) fn fetch_token(
     }
 }
 
-/// `Some((status, body))` once the head and a `Content-Length` body are complete.
-fn parse_response(buf: &[u8]) -> Result<Option<(u16, &[u8])>, AuthError> {
+/// Appends `POST /auth/token` for `api_key`, with `Connection: close`.
+pub(crate) fn write_request(out: &mut Vec<u8>, host_header: &str, api_key: &str) {
+    let body = serde_json::json!({ "api_key": api_key }).to_string();
+    let head = format!(
+        "POST /auth/token HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\nUser-Agent: ticker-load\r\n\r\n",
+        body.len()
+    );
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// `Some((status, body))` once the head and a `Content-Length` body are complete; `None`
+/// while they are not (nothing is consumed).
+pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(u16, &[u8])>, AuthError> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
@@ -86,7 +97,8 @@ fn parse_response(buf: &[u8]) -> Result<Option<(u16, &[u8])>, AuthError> {
     Ok(buf.get(head_len..head_len + len).map(|body| (status, body)))
 }
 
-fn token_from(status: u16, body: &[u8]) -> Result<String, AuthError> {
+/// The token of a complete answer, or why there is none.
+pub(crate) fn token_from(status: u16, body: &[u8]) -> Result<String, AuthError> {
     if status != 200 {
         return Err(AuthError::Status(status, String::from_utf8_lossy(body).into_owned()));
     }
@@ -129,6 +141,30 @@ mod tests {
         );
         let addr = serve_once(response);
         assert_eq!(fetch_token(addr, "h", "K\"ey").unwrap(), "abc.def");
+    }
+
+    #[test]
+    fn an_answer_split_anywhere_is_partial_until_its_body_is_complete() {
+        let body = r#"{"token":"t.1"}"#;
+        let whole = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        for cut in 0..whole.len() {
+            assert!(parse_response(&whole.as_bytes()[..cut]).unwrap().is_none(), "cut {cut}");
+        }
+        let (status, got) = parse_response(whole.as_bytes()).unwrap().unwrap();
+        assert_eq!(token_from(status, got).unwrap(), "t.1");
+        assert!(matches!(token_from(503, b"{}"), Err(AuthError::Status(503, _))));
+        assert!(matches!(token_from(200, b"{}"), Err(AuthError::BadResponse(_))));
+        assert!(parse_response(b"SSH-2.0\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn the_request_carries_the_key_as_json() {
+        let mut out = Vec::new();
+        write_request(&mut out, "h:1", "K\"ey");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("POST /auth/token HTTP/1.1\r\nHost: h:1\r\n"));
+        assert!(text.contains("Content-Length: 19\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{\"api_key\":\"K\\\"ey\"}"), "{text}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! One client connection: its socket, its state (connecting → handshaking → open →
-//! closing), its queued output (handshake request, pongs, close) and its unconsumed input.
+//! One client connection: its socket, its state (connecting → [authenticating →
+//! connecting again →] handshaking → open → closing), its queued output (token request,
+//! upgrade request, pongs, close) and its unconsumed input.
 //!
 //! Rules, as in mio's examples: every readiness event may be spurious; writes are
 //! drained until `WouldBlock`; `Interrupted` is retried; `WRITABLE` interest is held only
@@ -8,17 +9,27 @@
 //! socket means its receive queue was empty, and data arriving later raises a new edge.
 //! That saves one `read` syscall (the one returning `WouldBlock`) per tick per
 //! connection, a third of the tool's syscalls.
+//!
+//! A churn reconnect with an API key first gets a token on a TCP connection of its own
+//! (`POST /auth/token`, `Connection: close`), then connects again for the upgrade, as a
+//! browser does (`fetch`, then `new WebSocket`): the same slab entry and mio token, a
+//! new socket.
 
 use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::auth::{self, AuthError};
+use crate::endpoint;
+use crate::fairness::ConnLatency;
 use crate::frame::{self, OpCode, Status};
 use crate::handshake;
 use crate::meter::Meter;
 use crate::receiver::{Event, Receiver, SeqTracker};
+use crate::sock;
 use crate::stats::Reason;
 
 /// Frames up to this size are buffered whole; larger ones are counted from their start
@@ -32,12 +43,38 @@ pub(crate) const READ_BUF: usize = 4 * MAX_FRAME;
 pub(crate) enum State {
     /// Non-blocking TCP connect in flight; done when the socket turns writable.
     Connecting,
+    /// `POST /auth/token` queued or sent; waiting for the token (churn reconnects with
+    /// an API key only).
+    Authenticating,
     /// Upgrade request queued or sent; waiting for the 101.
     Handshaking,
     /// Receiving ticks.
     Open,
-    /// The tool sent its close frame at the end of the run; waiting for the echo.
-    Closing,
+    /// The tool sent its close frame; waiting for the echo.
+    Closing(Closer),
+}
+
+impl State {
+    /// Connecting, authenticating or handshaking: neither open nor ended yet.
+    pub(crate) fn is_opening(self) -> bool {
+        matches!(self, State::Connecting | State::Authenticating | State::Handshaking)
+    }
+}
+
+/// Why the tool closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closer {
+    /// The run is over.
+    EndOfRun,
+    /// `--churn`: it is reopened at once; its close is neither a drop nor a failure.
+    Churn,
+}
+
+/// Why a connection was opened: to ramp up, or to replace a churned one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Ramp,
+    Churn,
 }
 
 /// How a connection ended.
@@ -47,30 +84,58 @@ pub(crate) enum End {
     Failed(Reason),
     /// Opened, then ended before the tool closed it.
     Dropped(Reason),
-    /// The close handshake the tool started completed (or the server then closed TCP).
+    /// The close handshake the tool started at the end of the run completed (or the
+    /// server then closed TCP).
     Closed,
+    /// The same, for a close the tool started to churn the connection.
+    Churned,
+}
+
+/// Where a churn reconnect goes once it has its token.
+#[derive(Debug, Clone)]
+pub(crate) struct Upgrade {
+    pub(crate) remote: SocketAddr,
+    pub(crate) source: Option<IpAddr>,
+    pub(crate) host_header: String,
+    /// The WebSocket path before the token is added.
+    pub(crate) ws_path: String,
+    pub(crate) token_in_query: bool,
+}
+
+/// An upgrade waiting for its token, with the key its accept was computed from.
+struct AfterToken {
+    to: Upgrade,
+    key: String,
 }
 
 pub(crate) struct Conn {
     stream: TcpStream,
     state: State,
+    origin: Origin,
+    /// When the current connect started (a churn reconnect: when the churn close was
+    /// sent); once closing, when the close frame was queued. Timeouts count from it.
     started: Instant,
     accept: String,
+    /// Set while the current socket is the token exchange.
+    after_token: Option<Box<AfterToken>>,
     out: Vec<u8>,
     out_pos: usize,
     /// Input bytes not yet consumed: a partial response head or frame.
     pending: Vec<u8>,
     rx: Receiver,
     seq: SeqTracker,
+    latency: ConnLatency,
     mask_state: u64,
     wants_write: bool,
 }
 
 impl Conn {
-    /// A connection whose TCP connect has started, with the upgrade request queued.
+    /// A connection whose TCP connect has started, with the upgrade request (written by
+    /// `request` with the handshake key) queued.
     pub(crate) fn new(
         stream: TcpStream,
         started: Instant,
+        origin: Origin,
         request: impl FnOnce(&mut Vec<u8>, &str),
         random: [u8; 16],
         mask_seed: u64,
@@ -81,16 +146,46 @@ impl Conn {
         Conn {
             stream,
             state: State::Connecting,
+            origin,
             started,
             accept: handshake::accept_for(&key),
+            after_token: None,
             out,
             out_pos: 0,
             pending: Vec::new(),
             rx: Receiver::default(),
             seq: SeqTracker::default(),
+            latency: ConnLatency::default(),
             mask_state: mask_seed | 1,
             wants_write: true,
         }
+    }
+
+    /// A churn reconnect whose connect to get a token has started (`stream` goes to
+    /// the server's `POST /auth/token`); the upgrade to `to` follows with that token.
+    pub(crate) fn token_first(
+        stream: TcpStream,
+        started: Instant,
+        host_header: &str,
+        api_key: &str,
+        to: Upgrade,
+        random: [u8; 16],
+        mask_seed: u64,
+    ) -> Conn {
+        let mut key = String::new();
+        let mut conn = Conn::new(
+            stream,
+            started,
+            Origin::Churn,
+            |out, k| {
+                auth::write_request(out, host_header, api_key);
+                key = k.to_string();
+            },
+            random,
+            mask_seed,
+        );
+        conn.after_token = Some(Box::new(AfterToken { to, key }));
+        conn
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
@@ -103,6 +198,15 @@ impl Conn {
 
     pub(crate) fn started(&self) -> Instant {
         self.started
+    }
+
+    pub(crate) fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The connection's own steady-window latency record, for the fairness figures.
+    pub(crate) fn latency_mut(&mut self) -> &mut ConnLatency {
+        &mut self.latency
     }
 
     /// Handles a readiness event (possibly spurious). `Err` ends the connection.
@@ -120,33 +224,75 @@ impl Conn {
                 Ok(Some(e)) | Err(e) => return Err(End::Failed(Reason::from_io(&e))),
             }
             match self.stream.peer_addr() {
+                Ok(_) if self.after_token.is_some() => self.state = State::Authenticating,
                 Ok(_) => self.state = State::Handshaking,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(End::Failed(Reason::from_io(&e))),
             }
         }
         self.flush()?;
-        self.read_all(buf, meter, peer_closed)?;
+        if let Some(token_value) = self.read_all(buf, meter, peer_closed)? {
+            self.upgrade_with(registry, token, &token_value)?;
+        }
         self.flush()?;
         self.update_interest(registry, token)
     }
 
-    /// Starts the close handshake at the end of the run.
-    pub(crate) fn close(&mut self, registry: &Registry, token: Token) -> Result<(), End> {
+    /// Starts the close handshake (1000) at `now`, for the reason `closer`.
+    pub(crate) fn close(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        closer: Closer,
+        now: Instant,
+    ) -> Result<(), End> {
         let mask = self.next_mask();
         frame::write_close(&mut self.out, 1000, mask);
-        self.state = State::Closing;
+        self.state = State::Closing(closer);
+        self.started = now;
         self.flush()?;
         self.update_interest(registry, token)
+    }
+
+    /// The token is in: the token connection is closed and a new connect starts, with
+    /// the upgrade request carrying the token queued.
+    fn upgrade_with(&mut self, registry: &Registry, token: Token, value: &str) -> Result<(), End> {
+        let Some(after) = self.after_token.take() else { return Ok(()) };
+        let failed = |e: io::Error| End::Failed(Reason::from_io(&e));
+        let mut stream = sock::connect(after.to.remote, after.to.source).map_err(failed)?;
+        // Deregistering can only fail if the socket is already gone from the poll set.
+        let _ = registry.deregister(&mut self.stream);
+        registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(failed)?;
+        self.stream = stream; // the token connection closes here
+        let to = &after.to;
+        let (path, authorization) =
+            endpoint::request_target(&to.ws_path, Some(value), to.token_in_query);
+        self.out.clear();
+        self.out_pos = 0;
+        handshake::write_request(
+            &mut self.out,
+            &to.host_header,
+            &path,
+            authorization.as_deref(),
+            &after.key,
+        );
+        self.pending.clear();
+        self.state = State::Connecting;
+        self.wants_write = true;
+        Ok(())
     }
 
     /// Reads until `WouldBlock`, or until a short read when the peer has not closed.
+    /// Returns the token when a token exchange has just completed (then the socket
+    /// read is the token connection, and nothing more is read from it).
     fn read_all(
         &mut self,
         buf: &mut [u8],
         meter: &mut Meter,
         peer_closed: bool,
-    ) -> Result<(), End> {
+    ) -> Result<Option<String>, End> {
         loop {
             let kept = self.pending.len();
             buf[..kept].copy_from_slice(&self.pending);
@@ -154,18 +300,45 @@ impl Conn {
             let n = match self.stream.read(&mut buf[kept..]) {
                 Ok(0) => return Err(self.ended(Reason::Eof)),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.ended(Reason::from_io(&e))),
             };
             meter.counters.bytes += n as u64;
             let data = &buf[..kept + n];
-            let consumed = self.process(data, meter, unix_micros())?;
-            self.pending.clear();
-            self.pending.extend_from_slice(&data[consumed..]);
-            if n < space && !peer_closed {
-                return Ok(());
+            if self.state == State::Authenticating {
+                let got = self.token_answer(data, meter)?;
+                if got.is_some() {
+                    return Ok(got);
+                }
+                self.pending.clear();
+                self.pending.extend_from_slice(data);
+            } else {
+                let consumed = self.process(data, meter, unix_micros())?;
+                self.pending.clear();
+                self.pending.extend_from_slice(&data[consumed..]);
             }
+            if n < space && !peer_closed {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The token in the answer to `POST /auth/token`, once the answer is complete.
+    fn token_answer(&mut self, data: &[u8], meter: &mut Meter) -> Result<Option<String>, End> {
+        let failed = |r| Err(End::Failed(r));
+        let (status, body) = match auth::parse_response(data) {
+            Ok(Some(answer)) => answer,
+            Ok(None) if data.len() <= auth::MAX_RESPONSE => return Ok(None),
+            Ok(None) | Err(_) => return failed(Reason::TokenResponse),
+        };
+        match auth::token_from(status, body) {
+            Ok(token) => {
+                meter.on_token(self.started.elapsed());
+                Ok(Some(token))
+            }
+            Err(AuthError::Status(code, _)) => failed(Reason::TokenStatus(code)),
+            Err(_) => failed(Reason::TokenResponse),
         }
     }
 
@@ -178,7 +351,7 @@ impl Conn {
                 Ok(Status::Complete { consumed, .. }) => {
                     at = consumed;
                     self.state = State::Open;
-                    meter.on_open(self.started.elapsed());
+                    meter.on_open(self.origin, self.started.elapsed(), Instant::now());
                 }
                 Err(e) => return Err(End::Failed(e.into())),
             }
@@ -193,7 +366,9 @@ impl Conn {
                 Err(e) => return Err(self.ended(Reason::Protocol(e))),
             };
             match event {
-                Event::Message(fields) => meter.on_message(&mut self.seq, fields, now_us),
+                Event::Message(fields) => {
+                    meter.on_message(&mut self.seq, &mut self.latency, fields, now_us);
+                }
                 Event::Ping(payload) => {
                     let mask = self.next_mask();
                     frame::write_client_frame(&mut self.out, OpCode::Pong, payload, mask);
@@ -216,9 +391,10 @@ impl Conn {
     /// The end of an open or closing connection, by `reason`.
     fn ended(&self, reason: Reason) -> End {
         match self.state {
-            State::Connecting | State::Handshaking => End::Failed(reason),
+            State::Connecting | State::Authenticating | State::Handshaking => End::Failed(reason),
             State::Open => End::Dropped(reason),
-            State::Closing => End::Closed,
+            State::Closing(Closer::EndOfRun) => End::Closed,
+            State::Closing(Closer::Churn) => End::Churned,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Where connections go: one [`Endpoint`] per `--url`, made ready before the event
 //! loops start (address resolved, token obtained), and the round-robin rule that sends
-//! connection `i` to endpoint `i % n`.
+//! connection `i` to endpoint `i % n`. The ramp's connections all use the token obtained
+//! here; a `--churn` reconnect with an API key asks for a fresh one ([`Reauth`]).
 
 use std::fmt;
 use std::io;
@@ -19,6 +20,18 @@ pub(crate) struct Endpoint {
     pub(crate) path: String,
     /// `Authorization` header value, if any.
     pub(crate) authorization: Option<String>,
+    /// With `--api-key`: what a churn reconnect needs for its own token exchange.
+    pub(crate) reauth: Option<Reauth>,
+}
+
+/// A fresh token per churn reconnect: `POST /auth/token` to the endpoint, then the
+/// upgrade carrying that token, as a returning browser client does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reauth {
+    pub(crate) api_key: String,
+    /// The WebSocket path before the token is added to it.
+    pub(crate) ws_path: String,
+    pub(crate) token_in_query: bool,
 }
 
 #[derive(Debug)]
@@ -65,11 +78,21 @@ fn prepare_one(
         Auth::None => None,
     };
     let (path, authorization) = request_target(&target.ws_path, token.as_deref(), token_in_query);
-    Ok(Endpoint { remote, host_header, path, authorization })
+    let reauth = match auth {
+        Auth::ApiKey(key) => {
+            Some(Reauth { api_key: key.clone(), ws_path: target.ws_path.clone(), token_in_query })
+        }
+        Auth::Token(_) | Auth::None => None,
+    };
+    Ok(Endpoint { remote, host_header, path, authorization, reauth })
 }
 
 /// The request target and the `Authorization` value that carry `token`, if any.
-fn request_target(ws_path: &str, token: Option<&str>, in_query: bool) -> (String, Option<String>) {
+pub(crate) fn request_target(
+    ws_path: &str,
+    token: Option<&str>,
+    in_query: bool,
+) -> (String, Option<String>) {
     match token {
         Some(t) if in_query => {
             let sep = if ws_path.contains('?') { '&' } else { '?' };
@@ -173,5 +196,6 @@ mod tests {
         assert_eq!(ports, [1, 2]);
         assert_eq!(endpoints[1].host_header, "127.0.0.1:2");
         assert_eq!(endpoints[1].authorization.as_deref(), Some("Bearer t"));
+        assert_eq!(endpoints[1].reauth, None, "a given token is reused on reconnect");
     }
 }

@@ -1,15 +1,17 @@
 //! One load-generating thread: a mio event loop over a pool of connections.
 //!
 //! The loop, each turn: open the connections whose ramp time has come, time out slow
-//! handshakes, follow the run's phases (ramp → warmup → steady window → closing), send
-//! the per-second sample, then poll and hand each event to its connection. Only this
-//! file, [`pool`] and [`crate::conn`] touch mio.
+//! handshakes, follow the run's phases (ramp → warmup → steady window → closing), churn
+//! connections in the window (`--churn`), send the per-second sample, then poll and hand
+//! each event to its connection. Only this file, [`pool`], [`crate::conn`] and
+//! [`crate::sock`] touch mio.
 //!
 //! The decisions are pure and live apart, each with its tests: [`ramp`] (which
 //! connection is due when), [`phase`] (what the window and the stop flag mean now),
-//! [`timers`] (the sweep, the per-second clock, the wake-up time). [`Engine`] holds the
-//! thread's state and carries those decisions out.
+//! [`churn`] (when the next churn is due), [`timers`] (the sweep, the per-second clock,
+//! the wake-up time). [`Engine`] holds the thread's state and carries those decisions out.
 
+mod churn;
 mod phase;
 mod pool;
 mod ramp;
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::{Events, Poll};
 
-use crate::conn::{self, Conn, End};
+use crate::conn::{self, Conn, End, Origin, Upgrade};
 use crate::endpoint::{Endpoint, round_robin};
 use crate::handshake;
 use crate::meter::Meter;
@@ -34,8 +36,9 @@ use crate::sock;
 use crate::stats::{Reason, Sample, ThreadResult};
 use crate::system;
 
+use churn::ChurnClock;
 use phase::{Phase, Step};
-use pool::Pool;
+use pool::{Limits, Pool};
 use ramp::Ramp;
 use rng::Rng;
 pub(crate) use shared::Shared;
@@ -60,6 +63,8 @@ pub(crate) struct Plan {
     pub(crate) connect_timeout: Duration,
     pub(crate) threads: usize,
     pub(crate) bind: Vec<IpAddr>,
+    /// `--churn`: connections closed and reopened per second in the steady window.
+    pub(crate) churn_per_sec: Option<f64>,
 }
 
 impl Plan {
@@ -92,6 +97,7 @@ pub(crate) fn run(
         if engine.follow_phase(now).is_break() {
             break;
         }
+        engine.churn_due(now);
         engine.send_sample(samples, now);
 
         let wait = engine.wake_at(now).saturating_duration_since(now);
@@ -111,6 +117,7 @@ pub(crate) fn run(
 struct Engine<'a> {
     plan: &'a Plan,
     shared: &'a Shared,
+    thread: usize,
     poll: Poll,
     conns: Pool,
     /// The read buffer all connections share, one at a time.
@@ -121,6 +128,10 @@ struct Engine<'a> {
     result: ThreadResult,
     ramp: Ramp,
     phase: Phase,
+    /// Set while the steady window is open, with `--churn`.
+    churn: Option<ChurnClock>,
+    /// Churn reconnects this thread started: numbers them for the round-robin.
+    reconnects: usize,
     sweep: Every,
     seconds: Seconds,
 }
@@ -130,6 +141,7 @@ impl<'a> Engine<'a> {
         Ok(Engine {
             plan,
             shared,
+            thread,
             poll: Poll::new()?,
             conns: Pool::with_capacity(plan.connections / plan.threads + 1),
             buf: vec![0u8; conn::READ_BUF],
@@ -138,6 +150,8 @@ impl<'a> Engine<'a> {
             result: ThreadResult::default(),
             ramp: Ramp::new(shared.t0, plan.ramp_per_sec, thread, plan.threads, plan.connections),
             phase: Phase::Ramp,
+            churn: None,
+            reconnects: 0,
             sweep: Every::new(shared.t0, SWEEP_EVERY),
             seconds: Seconds::new(shared.t0),
         })
@@ -150,11 +164,34 @@ impl<'a> Engine<'a> {
         }
         for _ in 0..MAX_CONNECTS_PER_TURN {
             let Some(i) = self.ramp.take_due(now) else { break };
-            self.meter.counters.attempted += 1;
-            let started = start_conn(self.plan, i, &mut self.rng, now)
-                .and_then(|c| self.conns.insert(self.poll.registry(), c));
-            if let Err(e) = started {
-                self.meter.on_end(End::Failed(Reason::from_io(&e)));
+            self.start(i, Origin::Ramp, now);
+        }
+    }
+
+    /// Starts connection `i` (a global index: it picks the URL and source address).
+    fn start(&mut self, i: usize, origin: Origin, now: Instant) {
+        self.meter.on_start(origin, now);
+        let started = start_conn(self.plan, i, origin, &mut self.rng, now)
+            .and_then(|c| self.conns.insert(self.poll.registry(), c));
+        if let Err(e) = started {
+            self.meter.on_end(origin, End::Failed(Reason::from_io(&e)));
+        }
+    }
+
+    /// `--churn`, in the steady window: closes the next open connection and opens its
+    /// replacement at once, for every churn that is due (a bounded number per turn).
+    fn churn_due(&mut self, now: Instant) {
+        for _ in 0..MAX_CONNECTS_PER_TURN {
+            let Some(clock) = self.churn.as_mut() else { return };
+            if !clock.take_due(now) {
+                return;
+            }
+            if self.conns.churn_one(self.poll.registry(), &mut self.meter, now) {
+                // Reconnects are numbered after the ramp's connections, threads interleaved
+                // as in the ramp, so they too go round-robin over the URLs.
+                let i = self.plan.connections + self.reconnects * self.plan.threads + self.thread;
+                self.reconnects += 1;
+                self.start(i, Origin::Churn, now);
             }
         }
     }
@@ -162,7 +199,8 @@ impl<'a> Engine<'a> {
     /// Connect + handshake timeouts, checked every [`SWEEP_EVERY`].
     fn time_out_handshakes(&mut self, now: Instant) {
         if self.sweep.fire(now) {
-            self.conns.drop_late(now, self.plan.connect_timeout, &mut self.meter);
+            let limits = Limits { open: self.plan.connect_timeout, churn_close: CLOSE_GRACE };
+            self.conns.drop_late(now, limits, &mut self.meter);
         }
     }
 
@@ -186,6 +224,8 @@ impl<'a> Engine<'a> {
             Step::EnterSteady => {
                 self.phase = Phase::Steady { cpu_at_start: system::thread_cpu(), since: now };
                 self.meter.steady = true;
+                let per_thread = |rate: f64| rate / self.plan.threads as f64;
+                self.churn = self.plan.churn_per_sec.map(|r| ChurnClock::new(now, per_thread(r)));
             }
             Step::Close => {
                 if let Phase::Steady { cpu_at_start, since } = self.phase {
@@ -193,7 +233,8 @@ impl<'a> Engine<'a> {
                     self.result.steady_cpu = system::thread_cpu().saturating_sub(cpu_at_start);
                     self.result.steady_wall = now.duration_since(since);
                 }
-                self.conns.close_all(self.poll.registry(), &mut self.meter);
+                self.churn = None;
+                self.conns.close_all(self.poll.registry(), &mut self.meter, now);
                 self.phase = Phase::Closing { deadline: now + CLOSE_GRACE };
             }
             Step::Finish => return ControlFlow::Break(()),
@@ -209,16 +250,19 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Wait for I/O, or for the next thing due: a ramp start, the sweep (only while
-    /// something is opening), the closing deadline.
+    /// Wait for I/O, or for the next thing due: a ramp start, a churn, the sweep (only
+    /// while something is opening or churn-closing), the closing deadline.
     fn wake_at(&self, now: Instant) -> Instant {
         let ramp = if self.phase == Phase::Ramp { self.ramp.next_at() } else { None };
-        let sweep = (self.conns.in_flight() > 0).then(|| self.sweep.next());
-        timers::earliest(now + MAX_WAIT, [ramp, sweep, self.phase.deadline()])
+        let churn = self.churn.as_ref().map(ChurnClock::next_at);
+        let sweep = (self.conns.in_flight() > 0 || churn.is_some()).then(|| self.sweep.next());
+        timers::earliest(now + MAX_WAIT, [ramp, churn, sweep, self.phase.deadline()])
     }
 
     fn dispatch(&mut self, event: &Event) {
-        if self.conns.dispatch(self.poll.registry(), event, &mut self.buf, &mut self.meter) {
+        let opened =
+            self.conns.dispatch(self.poll.registry(), event, &mut self.buf, &mut self.meter);
+        if opened == Some(Origin::Ramp) {
             self.shared.count_opened();
         }
     }
@@ -227,16 +271,36 @@ impl<'a> Engine<'a> {
     fn finish(mut self, samples: &Sender<Sample>) -> ThreadResult {
         let _ = samples.send(self.meter.take_sample(self.seconds.current(), 0));
         self.result.counters = self.meter.counters;
-        self.result.handshake = self.meter.handshake;
-        self.result.steady_latency = self.meter.steady_latency;
+        self.result.hists = self.meter.hists;
+        self.result.first_connect = self.meter.first_connect;
+        self.result.last_open = self.meter.last_open;
         self.result
     }
 }
 
-/// Starts connection `i`'s TCP connect, with its upgrade request queued.
-fn start_conn(plan: &Plan, i: usize, rng: &mut Rng, now: Instant) -> io::Result<Conn> {
+/// Starts connection `i`'s TCP connect, with its upgrade request queued; or, for a
+/// churn reconnect with an API key, its token request, the upgrade to follow.
+fn start_conn(
+    plan: &Plan,
+    i: usize,
+    origin: Origin,
+    rng: &mut Rng,
+    now: Instant,
+) -> io::Result<Conn> {
     let endpoint = plan.endpoint(i);
-    let stream = sock::connect(endpoint.remote, plan.source(i))?;
+    let source = plan.source(i);
+    let stream = sock::connect(endpoint.remote, source)?;
+    if let (Origin::Churn, Some(reauth)) = (origin, &endpoint.reauth) {
+        let to = Upgrade {
+            remote: endpoint.remote,
+            source,
+            host_header: endpoint.host_header.clone(),
+            ws_path: reauth.ws_path.clone(),
+            token_in_query: reauth.token_in_query,
+        };
+        let (host, key) = (&endpoint.host_header, &reauth.api_key);
+        return Ok(Conn::token_first(stream, now, host, key, to, rng.bytes16(), rng.next()));
+    }
     let request = |out: &mut Vec<u8>, key: &str| {
         handshake::write_request(
             out,
@@ -246,7 +310,7 @@ fn start_conn(plan: &Plan, i: usize, rng: &mut Rng, now: Instant) -> io::Result<
             key,
         );
     };
-    Ok(Conn::new(stream, now, request, rng.bytes16(), rng.next()))
+    Ok(Conn::new(stream, now, origin, request, rng.bytes16(), rng.next()))
 }
 
 #[cfg(test)]
@@ -259,6 +323,7 @@ mod tests {
             host_header: format!("127.0.0.1:{port}"),
             path: "/ws".into(),
             authorization: None,
+            reauth: None,
         }
     }
 
@@ -271,6 +336,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             threads: 1,
             bind: vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into(), [127, 0, 0, 4].into()],
+            churn_per_sec: None,
         };
         let ports: Vec<u16> = (0..4).map(|i| plan.endpoint(i).remote.port()).collect();
         assert_eq!(ports, [1, 2, 1, 2]);

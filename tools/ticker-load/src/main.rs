@@ -12,8 +12,10 @@
 //! - [`handshake`], [`frame`], [`receiver`], [`scan`]: pure protocol code — the upgrade,
 //!   frame headers, the byte stream → events with seq-gap tracking, and the `seq`/`ts_us`
 //!   scanner.
-//! - [`meter`], [`stats`]: what is counted and when; histograms and percentiles.
-//! - [`summary`], [`report`]: the table, the JSON, and the HTML/SVG report.
+//! - [`meter`], [`stats`]: what is counted and when; histograms and percentiles;
+//!   [`fairness`]: each connection's own latency record, for the fairness spread.
+//! - [`summary`], [`json`], [`report`]: the table, the JSON (with the histograms), and
+//!   the HTML/SVG report; [`merge`]: saved runs compared or merged.
 //! - [`system`]: CPU time, RSS, file limits, Ctrl-C.
 #![deny(rust_2018_idioms)]
 #![warn(unreachable_pub)]
@@ -23,8 +25,11 @@ mod auth;
 mod conn;
 mod endpoint;
 mod engine;
+mod fairness;
 mod frame;
 mod handshake;
+mod json;
+mod merge;
 mod meter;
 mod receiver;
 mod report;
@@ -35,18 +40,30 @@ mod stats;
 mod summary;
 mod system;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use args::Command;
-use report::ReportData;
 use summary::Summary;
 
 fn main() -> ExitCode {
     let env_key = std::env::var("TICKER_LOAD_API_KEY").ok();
     let args = match args::parse(std::env::args().skip(1), env_key) {
         Ok(Command::Run(args)) => args,
+        Ok(Command::Merge(m)) => {
+            return match merge::merge_files(&m.files) {
+                Ok(summary) => {
+                    print!("{}", summary.table());
+                    write_outputs(&summary, m.json.as_deref(), &m.report)
+                }
+                Err(e) => {
+                    eprintln!("ticker-load merge: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Ok(Command::Compare(files)) => {
-            return match summary::compare(&files) {
+            return match merge::compare(&files) {
                 Ok(table) => {
                     print!("{table}");
                     ExitCode::SUCCESS
@@ -80,29 +97,25 @@ fn main() -> ExitCode {
     };
     let summary = Summary::new(&args, &out);
     print!("{}", summary.table());
+    let written = write_outputs(&summary, args.json.as_deref(), &args.report);
+    if summary.opened == 0 { ExitCode::FAILURE } else { written }
+}
 
-    let mut status = if summary.opened > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE };
-    if let Some(path) = &args.json {
-        let text = format!("{:#}\n", summary.json(&out.timeline));
+/// Writes the JSON file and the reports asked for; failure if any cannot be written.
+fn write_outputs(summary: &Summary, json: Option<&Path>, reports: &[PathBuf]) -> ExitCode {
+    let mut status = ExitCode::SUCCESS;
+    let mut write = |path: &Path, text: String| {
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("ticker-load: writing {}: {e}", path.display());
             status = ExitCode::FAILURE;
         }
+    };
+    if let Some(path) = json {
+        write(path, format!("{:#}\n", json::to_json(summary)));
     }
-    for path in &args.report {
-        let distribution = out.result.steady_latency.distribution();
-        let data = ReportData {
-            summary: &summary,
-            distribution: &distribution,
-            timeline: &out.timeline,
-            window: out.window,
-        };
+    for path in reports {
         let is_svg = path.extension().is_some_and(|e| e == "svg");
-        let text = if is_svg { report::svg(&data) } else { report::html(&data) };
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("ticker-load: writing {}: {e}", path.display());
-            status = ExitCode::FAILURE;
-        }
+        write(path, if is_svg { report::svg(summary) } else { report::html(summary) });
     }
     status
 }

@@ -1,43 +1,95 @@
 //! The per-thread measuring point the connections report to: it decides what counts
-//! (steady window or not) and keeps the per-second interval for the live line.
+//! (steady window or not, ramp or churn) and keeps the per-second interval for the
+//! live line.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::conn::End;
+use crate::conn::{End, Origin};
+use crate::fairness::ConnLatency;
 use crate::receiver::{SeqStep, SeqTracker};
 use crate::scan::Fields;
-use crate::stats::{Counters, Latency, Sample};
+use crate::stats::{Counters, Hists, Latency, Sample};
 
 #[derive(Debug, Default)]
 pub(crate) struct Meter {
     pub(crate) counters: Counters,
-    pub(crate) handshake: Latency,
-    pub(crate) steady_latency: Latency,
+    pub(crate) hists: Hists,
     /// Tick latency since the last sample, whatever the phase.
     interval: Latency,
     interval_messages: u64,
     /// Inside the steady window: the engine sets this once per loop turn.
     pub(crate) steady: bool,
+    /// When the first ramp connect started, and when the last ramp connection opened.
+    pub(crate) first_connect: Option<Instant>,
+    pub(crate) last_open: Option<Instant>,
 }
 
 impl Meter {
-    pub(crate) fn on_open(&mut self, handshake: Duration) {
-        self.counters.opened += 1;
-        self.handshake.record(handshake.as_micros() as u64);
-    }
-
-    /// A connection ended: counted by how, and why.
-    pub(crate) fn on_end(&mut self, end: End) {
-        let c = &mut self.counters;
-        match end {
-            End::Failed(reason) => *c.failed.entry(reason).or_default() += 1,
-            End::Dropped(reason) => *c.dropped.entry(reason).or_default() += 1,
-            End::Closed => c.closed_clean += 1,
+    /// A connect is starting at `now`.
+    pub(crate) fn on_start(&mut self, origin: Origin, now: Instant) {
+        match origin {
+            Origin::Ramp => {
+                self.counters.attempted += 1;
+                self.first_connect.get_or_insert(now);
+            }
+            Origin::Churn => self.counters.churn.reconnects += 1,
         }
     }
 
-    /// One data message received at `now_us` (Unix µs) on the connection with `seq`.
-    pub(crate) fn on_message(&mut self, seq: &mut SeqTracker, fields: Fields, now_us: u64) {
+    /// A connection opened `elapsed` after its connect (or its churn close) started.
+    pub(crate) fn on_open(&mut self, origin: Origin, elapsed: Duration, now: Instant) {
+        let us = elapsed.as_micros() as u64;
+        match origin {
+            Origin::Ramp => {
+                self.counters.opened += 1;
+                self.hists.handshake.record(us);
+                self.last_open = Some(now);
+            }
+            Origin::Churn => {
+                self.counters.churn.reconnected += 1;
+                self.hists.reconnect.record(us);
+            }
+        }
+    }
+
+    /// A churn reconnect got its token `elapsed` after the churn close.
+    pub(crate) fn on_token(&mut self, elapsed: Duration) {
+        self.hists.token.record(elapsed.as_micros() as u64);
+    }
+
+    /// A connection ended: counted by how, and why. A reconnect that never opened is a
+    /// churn failure; a connection that opened and was then dropped is a drop, however
+    /// it was opened.
+    pub(crate) fn on_end(&mut self, origin: Origin, end: End) {
+        let c = &mut self.counters;
+        match (end, origin) {
+            (End::Failed(reason), Origin::Ramp) => *c.failed.entry(reason).or_default() += 1,
+            (End::Failed(reason), Origin::Churn) => {
+                *c.churn.failed.entry(reason).or_default() += 1;
+            }
+            (End::Dropped(reason), _) => *c.dropped.entry(reason).or_default() += 1,
+            (End::Closed, _) => c.closed_clean += 1,
+            (End::Churned, _) => c.churn.closed_clean += 1,
+        }
+    }
+
+    /// A connection's steady-window record is complete (it is closing or ended): its
+    /// median joins the fairness histogram.
+    pub(crate) fn retire(&mut self, latency: &mut ConnLatency) {
+        if let Some(median) = latency.take_median() {
+            self.hists.conn_median.record(median);
+        }
+    }
+
+    /// One data message received at `now_us` (Unix µs) on a connection with `seq` and
+    /// its own latency record `mine`.
+    pub(crate) fn on_message(
+        &mut self,
+        seq: &mut SeqTracker,
+        mine: &mut ConnLatency,
+        fields: Fields,
+        now_us: u64,
+    ) {
         self.counters.messages += 1;
         self.interval_messages += 1;
         let steady = self.steady;
@@ -51,7 +103,8 @@ impl Meter {
             let latency = now_us.saturating_sub(ts);
             self.interval.record(latency);
             if steady {
-                self.steady_latency.record(latency);
+                self.hists.tick.record(latency);
+                mine.record(latency);
             }
         }
         if let Some(s) = fields.seq {
@@ -86,6 +139,7 @@ impl Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Reason;
 
     fn tick(seq: u64, ts_us: u64) -> Fields {
         Fields { seq: Some(seq), ts_us: Some(ts_us) }
@@ -95,22 +149,63 @@ mod tests {
     fn only_the_steady_window_counts_gaps_and_latency() {
         let mut m = Meter::default();
         let mut seq = SeqTracker::default();
-        m.on_message(&mut seq, Fields::default(), 0); // welcome
-        m.on_message(&mut seq, tick(10, 1000), 1500); // snapshot: baseline
-        m.on_message(&mut seq, tick(12, 1000), 1500); // gap before the window: not counted
+        let mut mine = ConnLatency::default();
+        let mut msg = |m: &mut Meter, fields, now| m.on_message(&mut seq, &mut mine, fields, now);
+        msg(&mut m, Fields::default(), 0); // welcome
+        msg(&mut m, tick(10, 1000), 1500); // snapshot: baseline
+        msg(&mut m, tick(12, 1000), 1500); // gap before the window: not counted
         m.steady = true;
-        m.on_message(&mut seq, tick(12, 2000), 2100); // repeat
-        m.on_message(&mut seq, tick(13, 3000), 3200);
-        m.on_message(&mut seq, tick(16, 4000), 4300); // missed 14, 15
-        m.on_message(&mut seq, tick(17, 9000), 5000); // ts in the future: latency 0
+        msg(&mut m, tick(12, 2000), 2100); // repeat
+        msg(&mut m, tick(13, 3000), 3200);
+        msg(&mut m, tick(16, 4000), 4300); // missed 14, 15
+        msg(&mut m, tick(17, 9000), 5000); // ts in the future: latency 0
         let c = &m.counters;
         assert_eq!((c.messages, c.steady_messages), (7, 4));
         assert_eq!((c.steady_ticks, c.steady_missed, c.steady_repeats), (3, 2, 1));
         assert_eq!(c.steady_future_ts, 1);
-        assert_eq!(m.steady_latency.count(), 4);
-        assert_eq!(m.steady_latency.max(), Some(300));
+        assert_eq!(m.hists.tick.count(), 4);
+        assert_eq!(m.hists.tick.max(), Some(300));
+        assert_eq!(mine.samples(), 4, "the connection's own record: steady ticks only");
         let s = m.take_sample(0, 1);
         assert_eq!((s.messages, s.latency.count()), (7, 6));
         assert_eq!(m.take_sample(1, 1).messages, 0);
+    }
+
+    #[test]
+    fn churn_reconnects_and_closes_are_counted_apart_from_the_ramp() {
+        let mut m = Meter::default();
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        m.on_start(Origin::Ramp, now);
+        m.on_open(Origin::Ramp, ms(2), now);
+        m.on_start(Origin::Churn, now);
+        m.on_token(ms(1));
+        m.on_open(Origin::Churn, ms(3), now);
+        m.on_start(Origin::Churn, now);
+        m.on_end(Origin::Churn, End::Failed(Reason::TokenStatus(503)));
+        m.on_end(Origin::Ramp, End::Churned);
+        m.on_end(Origin::Churn, End::Dropped(Reason::Eof));
+        let c = &m.counters;
+        assert_eq!((c.attempted, c.opened), (1, 1));
+        assert!(c.failed.is_empty(), "a reconnect failure is not a ramp failure");
+        assert_eq!(c.dropped.get(&Reason::Eof), Some(&1), "a reopened connection can drop");
+        assert_eq!((c.churn.reconnects, c.churn.reconnected, c.churn.closed_clean), (2, 1, 1));
+        assert_eq!(c.churn.failed.get(&Reason::TokenStatus(503)), Some(&1));
+        assert_eq!((m.hists.handshake.count(), m.hists.reconnect.count()), (1, 1));
+        assert_eq!(m.hists.token.count(), 1);
+        assert_eq!((m.first_connect, m.last_open), (Some(now), Some(now)));
+    }
+
+    #[test]
+    fn a_retired_connection_adds_its_median_once() {
+        let mut m = Meter::default();
+        let mut mine = ConnLatency::default();
+        for _ in 0..crate::fairness::MIN_SAMPLES {
+            mine.record(1000);
+        }
+        m.retire(&mut mine);
+        m.retire(&mut mine);
+        assert_eq!(m.hists.conn_median.count(), 1);
+        assert!(m.hists.conn_median.percentile(50.0).unwrap().abs_diff(1000) <= 32);
     }
 }

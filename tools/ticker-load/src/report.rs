@@ -1,6 +1,7 @@
-//! `--report FILE.html|FILE.svg`: a self-contained picture of a run, hand-written SVG
-//! (no scripts, fonts or network). Four charts — the tick-latency percentile
-//! distribution on the HdrHistogram plotter's log "nines" axis, messages per second,
+//! `--report FILE.html|FILE.svg`: a self-contained picture of a run (or of merged
+//! runs), hand-written SVG (no scripts, fonts or network). Five charts — the
+//! tick-latency percentile distribution on the HdrHistogram plotter's log "nines" axis,
+//! the connections' own median latencies sorted (fairness), messages per second,
 //! p50/p99 per second, open connections — plus the parameters and the summary table.
 
 use std::fmt::Write as _;
@@ -18,18 +19,34 @@ const BLUE: &str = "#2563eb";
 const GREY: &str = "#94a3b8";
 
 /// What the report draws.
-pub(crate) struct ReportData<'a> {
-    pub(crate) summary: &'a Summary,
+struct ReportData<'a> {
+    summary: &'a Summary,
     /// (percentile 0-100, µs) from the steady-window histogram.
-    pub(crate) distribution: &'a [(f64, u64)],
-    pub(crate) timeline: &'a [Second],
+    distribution: Vec<(f64, u64)>,
+    /// (share of connections 0-100, µs): each connection's median, sorted.
+    fairness: Vec<(f64, u64)>,
+    timeline: &'a [Second],
     /// Steady window in seconds from the start.
-    pub(crate) window: Option<(f64, f64)>,
+    window: Option<(f64, f64)>,
+}
+
+impl<'a> ReportData<'a> {
+    fn new(summary: &'a Summary) -> ReportData<'a> {
+        ReportData {
+            summary,
+            distribution: summary.distribution(),
+            fairness: summary.fairness_curve(),
+            timeline: &summary.timeline,
+            window: summary.window,
+        }
+    }
 }
 
 enum XAxis {
     /// Seconds since the start.
     Time { max: f64 },
+    /// 0 to 100 %, linear.
+    Share,
     /// log10(1 / (1 - p)): 0 = 0 %, 1 = 90 %, 2 = 99 %, ... up to `nines`.
     Nines { nines: u32 },
 }
@@ -95,6 +112,7 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
     let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
     let x_max = match c.x {
         XAxis::Time { max } => max.max(1.0),
+        XAxis::Share => 100.0,
         XAxis::Nines { nines } => f64::from(nines),
     };
     let y_data_max = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
@@ -149,6 +167,7 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
                 .map(|x| (x, fmt_tick(x)))
                 .collect()
         }
+        XAxis::Share => (0..=5).map(|i| (f64::from(i * 20), format!("{}%", i * 20))).collect(),
         XAxis::Nines { nines } => (0..=nines)
             .map(|n| {
                 let label = match n {
@@ -172,6 +191,7 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
     }
     let x_label = match c.x {
         XAxis::Time { .. } => "seconds since start",
+        XAxis::Share => "connections, sorted by their median",
         XAxis::Nines { .. } => "percentile (log scale of 1 / (1 - p))",
     };
     let _ = write!(
@@ -224,7 +244,7 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
 }
 
 fn charts<'a>(d: &'a ReportData<'a>) -> Vec<Chart<'a>> {
-    let count = d.summary.latency.count;
+    let count = d.summary.hists.tick.count();
     // As many nines as the sample count can resolve, at least to 99.9 %.
     let nines = ((count.max(1) as f64).log10().ceil() as u32).clamp(3, 6);
     let t_max = d.timeline.last().map_or(1.0, |s| s.t as f64 + 1.0);
@@ -243,6 +263,17 @@ fn charts<'a>(d: &'a ReportData<'a>) -> Vec<Chart<'a>> {
                     .iter()
                     .map(|(p, us)| (nines_x(*p, f64::from(nines)), ms(*us)))
                     .collect(),
+            }],
+            band: None,
+        },
+        Chart {
+            title: "Fairness: each connection's median tick latency (steady window)",
+            y_label: "median latency (ms)",
+            x: XAxis::Share,
+            series: vec![Series {
+                name: "connection median",
+                color: BLUE,
+                points: d.fairness.iter().map(|(share, us)| (*share, ms(*us))).collect(),
             }],
             band: None,
         },
@@ -302,7 +333,8 @@ fn title(d: &ReportData<'_>) -> String {
 }
 
 /// A standalone HTML page with the charts inline.
-pub(crate) fn html(d: &ReportData<'_>) -> String {
+pub(crate) fn html(summary: &Summary) -> String {
+    let d = &ReportData::new(summary);
     let mut out = String::new();
     let _ = write!(
         out,
@@ -358,7 +390,8 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 /// One SVG picture: title, parameters, summary lines and warnings, then the charts.
-pub(crate) fn svg(d: &ReportData<'_>) -> String {
+pub(crate) fn svg(summary: &Summary) -> String {
+    let d = &ReportData::new(summary);
     const LINE: f64 = 16.0;
     let params: Vec<String> = d.summary.params.iter().map(|(k, v)| format!("{k} {v}")).collect();
     // One entry per line: an optional row label at the left margin, then the text.

@@ -37,7 +37,7 @@ impl fmt::Display for RunError {
 }
 
 /// One second of the run, all threads together.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Second {
     /// Seconds since the start of the run.
     pub(crate) t: u64,
@@ -45,6 +45,24 @@ pub(crate) struct Second {
     pub(crate) messages: u64,
     pub(crate) p50_us: Option<u64>,
     pub(crate) p99_us: Option<u64>,
+    /// The second's tick-latency histogram, kept encoded as in the JSON file
+    /// ([`Latency::encode`]): a long run has thousands of seconds, and a histogram in
+    /// memory is 188 KiB.
+    pub(crate) latency: Option<String>,
+}
+
+impl Second {
+    /// Sets the percentiles and the encoded form from the second's histogram.
+    pub(crate) fn set_latency(&mut self, latency: &Latency) {
+        self.p50_us = latency.percentile(50.0);
+        self.p99_us = latency.percentile(99.0);
+        self.latency = latency.encode();
+    }
+
+    /// The second's histogram, empty if it has none.
+    pub(crate) fn decoded_latency(&self) -> Result<Latency, String> {
+        self.latency.as_deref().map_or_else(|| Ok(Latency::default()), Latency::decode)
+    }
 }
 
 /// The server's /proc readings: before the ramp, at the start and end of the window.
@@ -65,6 +83,9 @@ pub(crate) struct RunOutput {
     /// Steady window as seconds from the start of the run; `None` if it never opened.
     pub(crate) window: Option<(f64, f64)>,
     pub(crate) ramp_seconds: f64,
+    /// The first ramp connect and the last ramp open, in seconds from the start.
+    pub(crate) first_connect: Option<f64>,
+    pub(crate) last_open: Option<f64>,
     pub(crate) server: Option<ServerUsage>,
     /// The tool's process CPU time in the steady window.
     pub(crate) tool_cpu: Duration,
@@ -102,6 +123,7 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         connect_timeout: args.connect_timeout,
         threads: args.threads,
         bind: args.bind.clone(),
+        churn_per_sec: args.churn_per_sec,
     };
 
     let server_baseline = match args.server_pid {
@@ -159,7 +181,10 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
             result.counters.steady_future_ts
         ));
     }
+    let since_t0 = |t: Instant| t.saturating_duration_since(shared.t0).as_secs_f64();
     Ok(RunOutput {
+        first_connect: result.first_connect.map(since_t0),
+        last_open: result.last_open.map(since_t0),
         result,
         per_thread_core,
         timeline: watched.timeline.finish(),
@@ -175,23 +200,29 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
 /// Per-second samples gathered from the threads.
 #[derive(Debug, Default)]
 struct Timeline {
-    seconds: BTreeMap<u64, (usize, Second, Latency)>,
+    /// Per second: threads that reported it, the second, and its histogram while it is
+    /// incomplete (a complete second keeps only the encoded form).
+    seconds: BTreeMap<u64, (usize, Second, Option<Latency>)>,
 }
 
 impl Timeline {
-    /// Adds one thread's sample; returns the second if every thread has now reported it.
-    fn add(&mut self, s: Sample, threads: usize) -> Option<(Second, &Latency)> {
+    /// Adds one thread's sample; returns the second and its histogram if every thread
+    /// has now reported it.
+    fn add(&mut self, s: Sample, threads: usize) -> Option<(Second, Latency)> {
         let (reported, second, latency) = self.seconds.entry(s.second).or_default();
         *reported += 1;
         second.t = s.second;
         second.open += s.open;
         second.messages += s.messages;
-        latency.add(&s.latency);
-        (*reported == threads).then(|| {
-            second.p50_us = latency.percentile(50.0);
-            second.p99_us = latency.percentile(99.0);
-            (second.clone(), &*latency)
-        })
+        // A sample for a second already complete (not expected) reopens its histogram.
+        let h = latency.get_or_insert_with(|| second.decoded_latency().unwrap_or_default());
+        h.add(&s.latency);
+        if *reported != threads {
+            return None;
+        }
+        let h = latency.take()?;
+        second.set_latency(&h);
+        Some((second.clone(), h))
     }
 
     /// Samples that arrive after the live line stopped: they only complete the counts.
@@ -205,8 +236,9 @@ impl Timeline {
         self.seconds
             .into_values()
             .map(|(_, mut second, latency)| {
-                second.p50_us = latency.percentile(50.0);
-                second.p99_us = latency.percentile(99.0);
+                if let Some(h) = latency {
+                    second.set_latency(&h);
+                }
                 second
             })
             .collect()
@@ -285,7 +317,7 @@ fn watch(
                     let middle = t0 + Duration::from_millis(second.t * 1000 + 500);
                     let phase = phase_label(window, ramp_end, middle);
                     if phase == "steady" {
-                        steady_latency.add(latency);
+                        steady_latency.add(&latency);
                     }
                     if !args.quiet {
                         eprintln!(
@@ -357,6 +389,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn seconds_the_live_line_never_completed_are_finished_with_their_histogram() {
+        let mut t = Timeline::default();
+        let mut latency = Latency::default();
+        latency.record(500);
+        t.add_late([Sample { second: 9, open: 1, messages: 1, latency }].into_iter());
+        let done = t.finish();
+        assert_eq!((done[0].t, done[0].p50_us), (9, Some(500)));
+        assert_eq!(done[0].decoded_latency().unwrap().count(), 1);
+    }
+
+    #[test]
     fn a_second_is_complete_when_every_thread_reported_it() {
         let mut t = Timeline::default();
         let sample = |n| {
@@ -368,6 +411,9 @@ mod tests {
         let (second, latency) = t.add(sample(2), 2).unwrap();
         assert_eq!((second.t, second.open, second.messages, latency.count()), (3, 3, 3, 2));
         assert_eq!(second.p99_us, Some(200));
-        assert_eq!(t.finish().len(), 1);
+        assert_eq!(second.decoded_latency().unwrap().count(), 2, "kept encoded");
+        assert!(t.seconds[&3].2.is_none(), "the histogram itself is not kept");
+        let done = t.finish();
+        assert_eq!(done, [second]);
     }
 }

@@ -1,12 +1,16 @@
 //! What a run measures: counters, failure reasons and latency histograms, kept per
-//! engine thread without sharing and merged at the end; plus the percentile helpers.
+//! engine thread without sharing and merged at the end; plus the percentile helpers and
+//! the histograms' text form (HdrHistogram V2 compressed, base64) for the JSON file.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 use crate::frame::FrameError;
 use crate::handshake::HandshakeError;
@@ -51,6 +55,39 @@ impl Latency {
 
     pub(crate) fn max(&self) -> Option<u64> {
         (self.count() > 0).then(|| self.0.max())
+    }
+
+    pub(crate) fn min(&self) -> Option<u64> {
+        (self.count() > 0).then(|| self.0.min())
+    }
+
+    /// Calls `f(value, count)` for each value recorded, in ascending order (each value
+    /// as the highest of its equivalence range).
+    pub(crate) fn for_each_recorded(&self, mut f: impl FnMut(u64, u64)) {
+        for v in self.0.iter_recorded() {
+            f(v.value_iterated_to(), v.count_at_value());
+        }
+    }
+
+    /// HdrHistogram's standard text form: the V2 compressed encoding in base64, as in
+    /// HdrHistogram log files (`HISTF...`). Readable by every HdrHistogram library.
+    /// `None` only if the encoder fails, which it does not for a histogram in memory.
+    pub(crate) fn encode(&self) -> Option<String> {
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new().serialize(&self.0, &mut bytes).ok()?;
+        Some(STANDARD.encode(bytes))
+    }
+
+    /// Reads [`Latency::encode`]'s form back. Counts are re-recorded into this tool's
+    /// bounds, so histograms from any source add up.
+    pub(crate) fn decode(text: &str) -> Result<Latency, String> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|e| format!("not base64: {e}"))?;
+        let h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("not an HdrHistogram: {e:?}"))?;
+        let mut out = Latency::default();
+        out.add(&Latency(h));
+        Ok(out)
     }
 
     pub(crate) fn summary(&self) -> Percentiles {
@@ -107,6 +144,10 @@ pub(crate) enum Reason {
     /// The server sent a close frame with this code (0 when it gave none).
     ServerClose(u16),
     Protocol(FrameError),
+    /// A churn reconnect's `POST /auth/token` was answered with this status.
+    TokenStatus(u16),
+    /// A churn reconnect's `POST /auth/token` answer was not HTTP or had no token.
+    TokenResponse,
     Os(i32),
 }
 
@@ -156,6 +197,8 @@ impl fmt::Display for Reason {
             Reason::ServerClose(0) => f.write_str("server close frame"),
             Reason::ServerClose(code) => write!(f, "server close {code}"),
             Reason::Protocol(err) => write!(f, "protocol error: {err}"),
+            Reason::TokenStatus(code) => write!(f, "token exchange: http status {code}"),
+            Reason::TokenResponse => f.write_str("token exchange: bad response"),
             Reason::Os(code) => write!(f, "{}", io::Error::from_raw_os_error(*code)),
         }
     }
@@ -182,6 +225,45 @@ pub(crate) struct Counters {
     /// Messages whose `ts_us` lay in the future of the receive time (clock skew).
     pub(crate) steady_future_ts: u64,
     pub(crate) pings_answered: u64,
+    pub(crate) churn: ChurnCounters,
+}
+
+/// What `--churn` did. Churn closes and reconnects are counted here only: a churned
+/// close is neither a drop nor a failure, and a reconnect's failure is counted apart
+/// from the ramp's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ChurnCounters {
+    /// Open connections the tool closed (close frame sent) to churn them.
+    pub(crate) closes: u64,
+    /// Churn closes whose close handshake ended: echo, or the server closed TCP.
+    pub(crate) closed_clean: u64,
+    /// Churn closes still unanswered after the close grace: the socket was dropped.
+    pub(crate) close_timeouts: u64,
+    /// Reconnects started (one per churn close).
+    pub(crate) reconnects: u64,
+    /// Reconnects that are open again: token (with an API key), connect and upgrade done.
+    pub(crate) reconnected: u64,
+    /// Reconnects that failed, by reason.
+    pub(crate) failed: BTreeMap<Reason, u64>,
+    /// Reconnects still opening when the window ended (neither opened nor failed).
+    pub(crate) unfinished: u64,
+    /// Churns that were due while no connection of the thread was open.
+    pub(crate) skipped: u64,
+}
+
+impl ChurnCounters {
+    pub(crate) fn add(&mut self, o: &ChurnCounters) {
+        self.closes += o.closes;
+        self.closed_clean += o.closed_clean;
+        self.close_timeouts += o.close_timeouts;
+        self.reconnects += o.reconnects;
+        self.reconnected += o.reconnected;
+        for (k, v) in &o.failed {
+            *self.failed.entry(*k).or_default() += v;
+        }
+        self.unfinished += o.unfinished;
+        self.skipped += o.skipped;
+    }
 }
 
 impl Counters {
@@ -204,13 +286,7 @@ impl Counters {
         self.steady_backwards += o.steady_backwards;
         self.steady_future_ts += o.steady_future_ts;
         self.pings_answered += o.pings_answered;
-    }
-
-    /// Ticks received / ticks the server sent to connections in the steady window, in
-    /// percent; `None` when no message carried a `seq`.
-    pub(crate) fn delivered_percent(&self) -> Option<f64> {
-        let expected = self.steady_ticks + self.steady_missed;
-        (expected > 0).then(|| self.steady_ticks as f64 * 100.0 / expected as f64)
+        self.churn.add(&o.churn);
     }
 }
 
@@ -224,24 +300,83 @@ pub(crate) struct Sample {
     pub(crate) latency: Latency,
 }
 
+/// Every latency histogram of a run, in microseconds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hists {
+    /// TCP connect + upgrade of the ramp's connections (the storm).
+    pub(crate) handshake: Latency,
+    /// Receive time − `ts_us`, steady window only.
+    pub(crate) tick: Latency,
+    /// One value per connection: the median of its own tick latencies in the steady
+    /// window (see [`crate::fairness`]). Its min and max are the best and worst connection.
+    pub(crate) conn_median: Latency,
+    /// Churn reconnects: from the churn close to open again (token, connect, upgrade).
+    pub(crate) reconnect: Latency,
+    /// Churn reconnects with an API key: from the churn close to the token in hand.
+    pub(crate) token: Latency,
+}
+
+impl Hists {
+    pub(crate) fn add(&mut self, o: &Hists) {
+        self.handshake.add(&o.handshake);
+        self.tick.add(&o.tick);
+        self.conn_median.add(&o.conn_median);
+        self.reconnect.add(&o.reconnect);
+        self.token.add(&o.token);
+    }
+
+    /// Each histogram with its name in the JSON file.
+    pub(crate) fn named(&self) -> [(&'static str, &Latency); 5] {
+        [
+            ("handshake_us", &self.handshake),
+            ("tick_latency_us", &self.tick),
+            ("connection_median_us", &self.conn_median),
+            ("churn_reconnect_us", &self.reconnect),
+            ("churn_token_us", &self.token),
+        ]
+    }
+
+    pub(crate) fn named_mut(&mut self) -> [(&'static str, &mut Latency); 5] {
+        [
+            ("handshake_us", &mut self.handshake),
+            ("tick_latency_us", &mut self.tick),
+            ("connection_median_us", &mut self.conn_median),
+            ("churn_reconnect_us", &mut self.reconnect),
+            ("churn_token_us", &mut self.token),
+        ]
+    }
+}
+
 /// Everything one engine thread measured.
 #[derive(Debug, Default)]
 pub(crate) struct ThreadResult {
     pub(crate) counters: Counters,
-    pub(crate) handshake: Latency,
-    pub(crate) steady_latency: Latency,
+    pub(crate) hists: Hists,
     /// CPU time this thread used inside the steady window.
     pub(crate) steady_cpu: Duration,
     pub(crate) steady_wall: Duration,
+    /// When the thread started its first ramp connect.
+    pub(crate) first_connect: Option<Instant>,
+    /// When the last of the thread's ramp connections opened.
+    pub(crate) last_open: Option<Instant>,
 }
 
 impl ThreadResult {
     pub(crate) fn add(&mut self, o: &ThreadResult) {
         self.counters.add(&o.counters);
-        self.handshake.add(&o.handshake);
-        self.steady_latency.add(&o.steady_latency);
+        self.hists.add(&o.hists);
         self.steady_cpu += o.steady_cpu;
         self.steady_wall = self.steady_wall.max(o.steady_wall);
+        self.first_connect = earliest(self.first_connect, o.first_connect);
+        self.last_open = self.last_open.max(o.last_open);
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -311,12 +446,20 @@ mod tests {
     }
 
     #[test]
-    fn delivered_percent_counts_missed_ticks_against_received_ones() {
-        let mut c = Counters { steady_ticks: 990, steady_missed: 10, ..Counters::default() };
-        assert_eq!(c.delivered_percent(), Some(99.0));
-        c.steady_ticks = 0;
-        c.steady_missed = 0;
-        assert_eq!(c.delivered_percent(), None);
+    fn the_text_form_is_hdrhistogram_v2_compressed_and_reads_back_exactly() {
+        let mut h = Latency::default();
+        for us in [1, 7, 800, 800, 1_250, 99_999, 12_345_678] {
+            h.record(us);
+        }
+        let text = h.encode().unwrap();
+        // "HISTF" is the base64 of the V2 compressed cookie 0x1c849314.
+        assert!(text.starts_with("HISTF"), "{text}");
+        let back = Latency::decode(&text).unwrap();
+        assert_eq!(back.0, h.0);
+        assert_eq!(back.summary(), h.summary());
+        assert_eq!(Latency::decode(&Latency::default().encode().unwrap()).unwrap().count(), 0);
+        assert!(Latency::decode("not base64!").is_err());
+        assert!(Latency::decode("AAAA").is_err());
     }
 
     #[test]

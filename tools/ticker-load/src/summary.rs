@@ -1,32 +1,34 @@
-//! The run's figures, derived once from the raw measurements, and their two plain
-//! renderings: the table on stdout and the JSON file. `compare` reads JSON files back
-//! into one table row each.
+//! The run's figures, derived once from the raw measurements (or read back from saved
+//! runs, see [`crate::json`] and [`crate::merge`]), and the table on stdout; [`rows`]
+//! words each figure for the table and the report. Every percentile is read from a
+//! histogram the summary holds, so a merged summary's percentiles come from the merged
+//! histograms, never from averaging.
 
+mod rows;
+
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
-
-use serde_json::{Value, json};
 
 use crate::args::{Args, Auth};
-use crate::run::{RunOutput, SATURATED};
-use crate::stats::{Percentiles, fmt_us};
+use crate::run::{RunOutput, Second};
+use crate::stats::{ChurnCounters, Hists, Latency, Reason};
 
 /// Everything reported about a run, in final units.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
     /// The run's parameters as text; the URLs come first (as `url`, or `urls` when
     /// there are several, separated by spaces).
-    pub(crate) params: Vec<(&'static str, String)>,
+    pub(crate) params: Vec<(String, String)>,
     /// Every `--url`, as WebSocket URLs, in the order given.
     pub(crate) urls: Vec<String>,
-    pub(crate) connections: usize,
+    pub(crate) connections: u64,
     pub(crate) attempted: u64,
     pub(crate) opened: u64,
-    pub(crate) failed: Vec<(String, u64)>,
-    pub(crate) dropped: Vec<(String, u64)>,
+    pub(crate) failed: BTreeMap<String, u64>,
+    pub(crate) dropped: BTreeMap<String, u64>,
     pub(crate) closed_clean: u64,
-    pub(crate) handshake: Percentiles,
     pub(crate) ramp_seconds: f64,
+    pub(crate) storm: Storm,
     pub(crate) steady_seconds: f64,
     pub(crate) messages_total: u64,
     pub(crate) bytes_total: u64,
@@ -36,17 +38,64 @@ pub(crate) struct Summary {
     pub(crate) missed: u64,
     pub(crate) repeats: u64,
     pub(crate) backwards: u64,
-    pub(crate) delivered_percent: Option<f64>,
-    pub(crate) latency: Percentiles,
+    /// `None` without `--churn`.
+    pub(crate) churn: Option<Churn>,
+    pub(crate) hists: Hists,
     pub(crate) server: Option<ServerFigures>,
     pub(crate) tool_cores: f64,
     pub(crate) tool_thread_core_max: f64,
-    pub(crate) threads: usize,
+    pub(crate) threads: u64,
     pub(crate) interrupted: bool,
     pub(crate) warnings: Vec<String>,
+    pub(crate) timeline: Vec<Second>,
+    /// Steady window in seconds from the start; `None` if it never opened.
+    pub(crate) window: Option<(f64, f64)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// The ramp as a connection storm: when it started and when its last connection opened,
+/// in seconds from the start of the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Storm {
+    pub(crate) ramp_per_sec: f64,
+    pub(crate) first_connect: Option<f64>,
+    pub(crate) last_open: Option<f64>,
+}
+
+/// `--churn` figures; reasons as text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Churn {
+    pub(crate) per_sec: f64,
+    pub(crate) closes: u64,
+    pub(crate) closed_clean: u64,
+    pub(crate) close_timeouts: u64,
+    pub(crate) reconnects: u64,
+    pub(crate) reconnected: u64,
+    pub(crate) failed: BTreeMap<String, u64>,
+    pub(crate) unfinished: u64,
+    pub(crate) skipped: u64,
+}
+
+impl Churn {
+    fn new(per_sec: f64, c: &ChurnCounters) -> Churn {
+        Churn {
+            per_sec,
+            closes: c.closes,
+            closed_clean: c.closed_clean,
+            close_timeouts: c.close_timeouts,
+            reconnects: c.reconnects,
+            reconnected: c.reconnected,
+            failed: by_text(&c.failed),
+            unfinished: c.unfinished,
+            skipped: c.skipped,
+        }
+    }
+
+    pub(crate) fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ServerFigures {
     pub(crate) pid: u32,
     pub(crate) cpu_seconds: f64,
@@ -56,6 +105,21 @@ pub(crate) struct ServerFigures {
     pub(crate) rss_start: u64,
     pub(crate) rss_end: u64,
     pub(crate) rss_per_connection: Option<f64>,
+}
+
+/// The spread of the connections' own median tick latencies, in µs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fairness {
+    pub(crate) connections: u64,
+    pub(crate) best: u64,
+    pub(crate) median: u64,
+    pub(crate) worst: u64,
+}
+
+impl Fairness {
+    pub(crate) fn spread(&self) -> u64 {
+        self.worst - self.best
+    }
 }
 
 impl Summary {
@@ -96,6 +160,9 @@ impl Summary {
             ("duration", duration(args.duration)),
             ("threads", args.threads.to_string()),
         ];
+        if let Some(rate) = args.churn_per_sec {
+            params.push(("churn", format!("{rate}/s")));
+        }
         if !args.bind.is_empty() {
             let bind: Vec<String> = args.bind.iter().map(ToString::to_string).collect();
             params.push(("bind", bind.join(",")));
@@ -104,16 +171,20 @@ impl Summary {
             params.push(("server pid", pid.to_string()));
         }
         Summary {
-            params,
+            params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             urls,
-            connections: args.connections,
+            connections: args.connections as u64,
             attempted: c.attempted,
             opened: c.opened,
-            failed: c.failed.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
-            dropped: c.dropped.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            failed: by_text(&c.failed),
+            dropped: by_text(&c.dropped),
             closed_clean: c.closed_clean,
-            handshake: out.result.handshake.summary(),
             ramp_seconds: out.ramp_seconds,
+            storm: Storm {
+                ramp_per_sec: args.ramp_per_sec,
+                first_connect: out.first_connect,
+                last_open: out.last_open,
+            },
             steady_seconds,
             messages_total: c.messages,
             bytes_total: c.bytes,
@@ -123,8 +194,8 @@ impl Summary {
             missed: c.steady_missed,
             repeats: c.steady_repeats,
             backwards: c.steady_backwards,
-            delivered_percent: c.delivered_percent(),
-            latency: out.result.steady_latency.summary(),
+            churn: args.churn_per_sec.map(|rate| Churn::new(rate, &c.churn)),
+            hists: out.result.hists.clone(),
             server,
             tool_cores: if steady_seconds > 0.0 {
                 out.tool_cpu.as_secs_f64() / steady_seconds
@@ -132,92 +203,59 @@ impl Summary {
                 0.0
             },
             tool_thread_core_max: out.per_thread_core.iter().copied().fold(0.0, f64::max),
-            threads: args.threads,
+            threads: args.threads as u64,
             interrupted: out.interrupted,
             warnings: out.warnings.clone(),
+            timeline: out.timeline.clone(),
+            window: out.window,
         }
     }
 
-    /// Rows of (label, value) for the table and the report.
-    pub(crate) fn rows(&self) -> Vec<(&'static str, String)> {
-        let mut rows = vec![
-            (
-                "connections",
-                format!(
-                    "{} opened of {} ({} failed, {} dropped, {} closed cleanly)",
-                    self.opened,
-                    self.connections,
-                    self.failed.iter().map(|f| f.1).sum::<u64>(),
-                    self.dropped.iter().map(|f| f.1).sum::<u64>(),
-                    self.closed_clean
-                ),
-            ),
-            ("ramp", format!("{:.1} s until every connection opened or failed", self.ramp_seconds)),
-        ];
-        if !self.failed.is_empty() {
-            rows.push(("failed", reasons(&self.failed)));
-        }
-        if !self.dropped.is_empty() {
-            rows.push(("dropped", reasons(&self.dropped)));
-        }
-        rows.push(("handshake", percentiles(&self.handshake)));
-        rows.push(("steady window", format!("{:.1} s", self.steady_seconds)));
-        rows.push((
-            "messages",
-            format!(
-                "{} in window, {} msgs/s ({} in all, {})",
-                group(self.steady_messages),
-                group(self.messages_per_sec.round() as u64),
-                group(self.messages_total),
-                bytes(self.bytes_total as f64)
-            ),
-        ));
-        rows.push((
-            "ticks",
-            match self.delivered_percent {
-                Some(d) => format!(
-                    "{} received, {} missed ({d:.3}% delivered), {} repeats, {} out of order",
-                    group(self.ticks),
-                    group(self.missed),
-                    self.repeats,
-                    self.backwards
-                ),
-                None => "no seq in the messages: gaps not checked".to_string(),
-            },
-        ));
-        rows.push(("tick latency", percentiles(&self.latency)));
-        if let Some(s) = &self.server {
-            rows.push((
-                "server cpu",
-                format!(
-                    "{:.2} cores; {} per million delivered frames ({} per frame)",
-                    s.cpu_cores,
-                    s.cpu_s_per_million_frames.map_or("-".into(), |v| format!("{v:.2} s")),
-                    s.cpu_s_per_million_frames.map_or("-".into(), |v| format!("{v:.2} µs")),
-                ),
-            ));
-            rows.push((
-                "server rss",
-                format!(
-                    "{} before, {} at window start, {} at end; {} per connection",
-                    bytes(s.rss_baseline as f64),
-                    bytes(s.rss_start as f64),
-                    bytes(s.rss_end as f64),
-                    s.rss_per_connection.map_or("-".into(), bytes)
-                ),
-            ));
-        }
-        rows.push((
-            "load tool cpu",
-            format!(
-                "{:.2} cores with {} thread(s); busiest thread {:.0}% of a core{}",
-                self.tool_cores,
-                self.threads,
-                self.tool_thread_core_max * 100.0,
-                if self.tool_thread_core_max >= SATURATED { " (SATURATED)" } else { "" }
-            ),
-        ));
-        rows
+    pub(crate) fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    pub(crate) fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+
+    /// Ticks received / ticks the server sent to connections in the steady window, in
+    /// percent; `None` when no message carried a `seq`.
+    pub(crate) fn delivered_percent(&self) -> Option<f64> {
+        let expected = self.ticks + self.missed;
+        (expected > 0).then(|| self.ticks as f64 * 100.0 / expected as f64)
+    }
+
+    pub(crate) fn fairness(&self) -> Option<Fairness> {
+        let h = &self.hists.conn_median;
+        Some(Fairness {
+            connections: h.count(),
+            best: h.min()?,
+            median: h.percentile(50.0)?,
+            worst: h.max()?,
+        })
+    }
+
+    /// The ramp as planned: connections / rate.
+    pub(crate) fn planned_ramp(&self) -> f64 {
+        self.connections as f64 / self.storm.ramp_per_sec
+    }
+
+    /// From the first connect to the last connection opened by the ramp.
+    pub(crate) fn live_after(&self) -> Option<f64> {
+        Some((self.storm.last_open? - self.storm.first_connect?).max(0.0))
+    }
+
+    /// [`Summary::live_after`] when every requested connection opened.
+    pub(crate) fn all_live_after(&self) -> Option<f64> {
+        self.live_after().filter(|_| self.opened >= self.connections)
+    }
+
+    /// Connection failures that were not churn: ramp failures, drops, reconnect failures.
+    pub(crate) fn errors(&self) -> u64 {
+        self.failed_total()
+            + self.dropped_total()
+            + self.churn.as_ref().map_or(0, Churn::failed_total)
     }
 
     pub(crate) fn table(&self) -> String {
@@ -236,101 +274,33 @@ impl Summary {
         out
     }
 
-    /// `params` with `urls` as a list, and `url` kept as the first URL for readers of
-    /// files from before `--url` could repeat.
-    fn params_json(&self) -> Value {
-        let mut params: serde_json::Map<String, Value> = self
-            .params
-            .iter()
-            .filter(|(k, _)| !matches!(*k, "url" | "urls"))
-            .map(|(k, v)| (k.replace(' ', "_"), json!(v)))
-            .collect();
-        params.insert("url".into(), json!(self.urls.first()));
-        params.insert("urls".into(), json!(self.urls));
-        Value::Object(params)
+    /// (percentile 0-100, µs) points of the steady-window tick latency, for the report.
+    pub(crate) fn distribution(&self) -> Vec<(f64, u64)> {
+        self.hists.tick.distribution()
     }
 
-    pub(crate) fn json(&self, timeline: &[crate::run::Second]) -> Value {
-        let map = |items: &[(String, u64)]| {
-            Value::Object(items.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
-        };
-        json!({
-            "tool": "ticker-load",
-            "version": env!("CARGO_PKG_VERSION"),
-            "params": self.params_json(),
-            "connections": {
-                "requested": self.connections,
-                "attempted": self.attempted,
-                "opened": self.opened,
-                "failed": self.failed.iter().map(|f| f.1).sum::<u64>(),
-                "failed_by": map(&self.failed),
-                "dropped": self.dropped.iter().map(|f| f.1).sum::<u64>(),
-                "dropped_by": map(&self.dropped),
-                "closed_clean": self.closed_clean,
-            },
-            "ramp_seconds": self.ramp_seconds,
-            "handshake_us": percentiles_json(&self.handshake),
-            "steady": {
-                "seconds": self.steady_seconds,
-                "messages": self.steady_messages,
-                "messages_per_sec": self.messages_per_sec,
-                "ticks": self.ticks,
-                "missed": self.missed,
-                "repeats": self.repeats,
-                "out_of_order": self.backwards,
-                "delivered_percent": self.delivered_percent,
-            },
-            "tick_latency_us": percentiles_json(&self.latency),
-            "messages_total": self.messages_total,
-            "bytes_total": self.bytes_total,
-            "server": self.server.map(|s| json!({
-                "pid": s.pid,
-                "cpu_seconds": s.cpu_seconds,
-                "cpu_cores": s.cpu_cores,
-                "cpu_s_per_million_frames": s.cpu_s_per_million_frames,
-                "cpu_us_per_frame": s.cpu_s_per_million_frames,
-                "rss_baseline_bytes": s.rss_baseline,
-                "rss_window_start_bytes": s.rss_start,
-                "rss_window_end_bytes": s.rss_end,
-                "rss_bytes_per_connection": s.rss_per_connection,
-            })),
-            "load_tool": {
-                "threads": self.threads,
-                "cpu_cores": self.tool_cores,
-                "busiest_thread_core_share": self.tool_thread_core_max,
-                "saturated": self.tool_thread_core_max >= SATURATED,
-            },
-            "interrupted": self.interrupted,
-            "warnings": self.warnings,
-            "timeline": timeline.iter().map(|s| json!({
-                "t": s.t, "open": s.open, "messages": s.messages, "p50_us": s.p50_us, "p99_us": s.p99_us,
-            })).collect::<Vec<_>>(),
-        })
+    /// (share of connections 0-100, µs) points: every connection's median, sorted.
+    pub(crate) fn fairness_curve(&self) -> Vec<(f64, u64)> {
+        cumulative(&self.hists.conn_median)
     }
 }
 
-fn percentiles_json(p: &Percentiles) -> Value {
-    json!({ "count": p.count, "p50": p.p50, "p90": p.p90, "p99": p.p99, "p99.9": p.p999, "max": p.max })
+/// Each recorded value with the share of counts at or below it, in percent, starting
+/// at (0, min).
+fn cumulative(h: &Latency) -> Vec<(f64, u64)> {
+    let total = h.count();
+    let Some(min) = h.min() else { return Vec::new() };
+    let mut points = vec![(0.0, min)];
+    let mut seen = 0u64;
+    h.for_each_recorded(|value, count| {
+        seen += count;
+        points.push((seen as f64 * 100.0 / total as f64, value));
+    });
+    points
 }
 
-fn percentiles(p: &Percentiles) -> String {
-    let f = |v: Option<u64>| v.map_or_else(|| "-".to_string(), fmt_us);
-    if p.count == 0 {
-        return "no samples".to_string();
-    }
-    format!(
-        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
-        f(p.p50),
-        f(p.p90),
-        f(p.p99),
-        f(p.p999),
-        f(p.max),
-        group(p.count)
-    )
-}
-
-fn reasons(items: &[(String, u64)]) -> String {
-    items.iter().map(|(r, n)| format!("{r}: {n}")).collect::<Vec<_>>().join(", ")
+fn by_text(counts: &BTreeMap<Reason, u64>) -> BTreeMap<String, u64> {
+    counts.iter().map(|(r, n)| (r.to_string(), *n)).collect()
 }
 
 /// A duration as the command line writes it: `2m`, `30s`, `500ms`.
@@ -366,49 +336,44 @@ pub(crate) fn bytes(n: f64) -> String {
     }
 }
 
-/// `ticker-load compare`: one row per saved run, the columns of the benchmark table.
-pub(crate) fn compare(files: &[impl AsRef<Path>]) -> Result<String, String> {
-    let mut out = format!(
-        "{:>11} {:>8} {:>11} {:>10} {:>10} {:>12} {:>11} {:>9}\n",
-        "subscribers",
-        "opened",
-        "delivered%",
-        "p50",
-        "p99",
-        "srv µs/frame",
-        "srv rss/conn",
-        "tool cpu"
-    );
-    for file in files {
-        let path = file.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let num = |ptr: &str| v.pointer(ptr).and_then(Value::as_f64);
-        let us = |ptr: &str| num(ptr).map_or_else(|| "-".to_string(), |x| fmt_us(x as u64));
-        let _ = writeln!(
-            out,
-            "{:>11} {:>8} {:>11} {:>10} {:>10} {:>12} {:>11} {:>9}",
-            num("/connections/requested").map_or("-".into(), |x| format!("{x}")),
-            num("/connections/opened").map_or("-".into(), |x| format!("{x}")),
-            num("/steady/delivered_percent").map_or("-".into(), |x| format!("{x:.3}")),
-            us("/tick_latency_us/p50"),
-            us("/tick_latency_us/p99"),
-            num("/server/cpu_us_per_frame").map_or("-".into(), |x| format!("{x:.2}")),
-            num("/server/rss_bytes_per_connection").map_or("-".into(), bytes),
-            num("/load_tool/cpu_cores").map_or("-".into(), |x| {
-                let saturated =
-                    v.pointer("/load_tool/saturated").and_then(Value::as_bool) == Some(true);
-                format!("{:.0}%{}", x * 100.0, if saturated { " SAT" } else { "" })
-            }),
-        );
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A summary with nothing measured, for tests to fill in.
+    pub(crate) fn empty() -> Summary {
+        Summary {
+            params: vec![("url".into(), "ws://h:1/ws".into())],
+            urls: vec!["ws://h:1/ws".into()],
+            connections: 0,
+            attempted: 0,
+            opened: 0,
+            failed: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            closed_clean: 0,
+            ramp_seconds: 0.0,
+            storm: Storm { ramp_per_sec: 500.0, first_connect: None, last_open: None },
+            steady_seconds: 0.0,
+            messages_total: 0,
+            bytes_total: 0,
+            steady_messages: 0,
+            messages_per_sec: 0.0,
+            ticks: 0,
+            missed: 0,
+            repeats: 0,
+            backwards: 0,
+            churn: None,
+            hists: Hists::default(),
+            server: None,
+            tool_cores: 0.0,
+            tool_thread_core_max: 0.0,
+            threads: 1,
+            interrupted: false,
+            warnings: Vec::new(),
+            timeline: Vec::new(),
+            window: None,
+        }
+    }
 
     #[test]
     fn numbers_are_grouped_and_bytes_get_units() {
@@ -426,23 +391,10 @@ mod tests {
     }
 
     #[test]
-    fn compare_reads_the_benchmark_columns_from_saved_json() {
-        let dir = std::env::temp_dir().join(format!("ticker-load-compare-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("run.json");
-        let run = json!({
-            "connections": {"requested": 500, "opened": 500},
-            "steady": {"delivered_percent": 99.5},
-            "tick_latency_us": {"p50": 800, "p99": 2500},
-            "server": {"cpu_us_per_frame": 1.25, "rss_bytes_per_connection": 8192.0},
-            "load_tool": {"cpu_cores": 0.4},
-        });
-        std::fs::write(&file, run.to_string()).unwrap();
-        let table = compare(&[&file]).unwrap();
-        let row = table.lines().nth(1).unwrap();
-        for want in ["500", "99.500", "800 µs", "2.50 ms", "1.25", "8.0 KiB", "40%"] {
-            assert!(row.contains(want), "{want} missing in {row}");
-        }
-        std::fs::remove_dir_all(dir).unwrap();
+    fn delivered_percent_counts_missed_ticks_against_received_ones() {
+        let mut s = Summary { ticks: 990, missed: 10, ..empty() };
+        assert_eq!(s.delivered_percent(), Some(99.0));
+        (s.ticks, s.missed) = (0, 0);
+        assert_eq!(s.delivered_percent(), None);
     }
 }

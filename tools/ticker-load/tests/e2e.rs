@@ -1,6 +1,7 @@
 //! End to end: the real `ticker-load` binary against a small tungstenite server in the
 //! test that behaves like crypto-ticker (token exchange, welcome, snapshot, a seq'd
-//! tick every 10 ms, pings) and deliberately skips every tenth seq.
+//! tick every 10 ms, pings) and either deliberately skips every tenth seq, or sends
+//! every tick of one server-wide seq (as crypto-ticker does).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,6 +18,15 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 const KEY: &str = "demo-key";
 const TOKEN: &str = "tok.123=";
 
+/// How the test server numbers its ticks.
+#[derive(Clone, Copy, PartialEq)]
+enum Ticks {
+    /// Each session counts from 1000 and never sends every tenth seq.
+    SkipTenth,
+    /// One server-wide seq (ticks since the server started); every tick is sent.
+    Global,
+}
+
 #[derive(Default)]
 struct Seen {
     /// `POST /auth/token` requests answered.
@@ -28,10 +38,15 @@ struct Seen {
 }
 
 fn start_server() -> (SocketAddr, Arc<Seen>) {
+    start_server_with(Ticks::SkipTenth)
+}
+
+fn start_server_with(ticks: Ticks) -> (SocketAddr, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
     let seen2 = Arc::clone(&seen);
+    let started = Instant::now();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
@@ -39,9 +54,21 @@ fn start_server() -> (SocketAddr, Arc<Seen>) {
             std::thread::spawn(move || {
                 let mut head = [0u8; 4];
                 while stream.peek(&mut head).unwrap_or(0) < 4 {
+                    // A connection closed before its request (e.g. at the end of a run).
+                    if stream.peek(&mut head).ok() == Some(0) {
+                        return;
+                    }
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                if &head == b"POST" { token_endpoint(stream, &seen) } else { ticker(stream, &seen) }
+                let first_seq = match ticks {
+                    Ticks::SkipTenth => 1000,
+                    Ticks::Global => 1000 + started.elapsed().as_millis() as u64 / 10,
+                };
+                if &head == b"POST" {
+                    token_endpoint(stream, &seen)
+                } else {
+                    ticker(stream, &seen, first_seq, ticks == Ticks::SkipTenth)
+                }
             });
         }
     });
@@ -100,12 +127,12 @@ fn check_token(req: &Request, resp: Response) -> Result<Response, ErrorResponse>
     }
 }
 
-fn ticker(stream: TcpStream, seen: &Seen) {
+fn ticker(stream: TcpStream, seen: &Seen, first_seq: u64, skip_tenth: bool) {
     let Ok(mut ws) = tungstenite::accept_hdr(stream, check_token) else { return };
     seen.sessions.fetch_add(1, Ordering::Relaxed);
     ws.get_mut().set_read_timeout(Some(Duration::from_millis(1))).unwrap();
     ws.get_mut().set_nodelay(true).unwrap(); // a ticker server must not wait for ACKs (Nagle)
-    let mut seq = 1000;
+    let mut seq = first_seq;
     let _ = ws.send(Message::text(r#"{"type":"welcome","user_id":"user:demo"}"#));
     let _ = ws.send(tick(seq)); // the snapshot
     let _ = ws.send(tick(seq)); // a repeat of the current tick is not a gap
@@ -114,8 +141,8 @@ fn ticker(stream: TcpStream, seen: &Seen) {
         next += Duration::from_millis(10);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         seq += 1;
-        let sent = if seq % 10 == 0 { Ok(()) } else { ws.send(tick(seq)) };
-        if seq % 50 == 0 {
+        let sent = if skip_tenth && seq.is_multiple_of(10) { Ok(()) } else { ws.send(tick(seq)) };
+        if seq.is_multiple_of(50) {
             let _ = ws.send(Message::Ping(b"hb".to_vec().into()));
         }
         if sent.is_err() {
@@ -245,8 +272,30 @@ fn an_api_key_run_opens_every_connection_counts_gaps_answers_pings_and_closes_cl
     assert!(seen.pongs.load(Ordering::Relaxed) >= 6, "pings were not answered");
     assert_eq!(seen.closes.load(Ordering::Relaxed), 6);
 
+    // Fairness: every connection's own median, best <= median <= worst.
+    assert_eq!(f(&v, "/fairness/connections"), 6.0);
+    let (best, median, worst) =
+        (f(&v, "/fairness/best_us"), f(&v, "/fairness/median_us"), f(&v, "/fairness/worst_us"));
+    assert!(best <= median && median <= worst, "{best} {median} {worst}");
+    assert_eq!(f(&v, "/fairness/spread_us"), worst - best);
+    assert!(stdout.contains("worst − best"), "{stdout}");
+    // The storm is always in the JSON; 6 connections at 200/s is no storm on the table.
+    assert_eq!(f(&v, "/storm/all_live_seconds"), f(&v, "/storm/live_after_seconds"));
+    // Connection 5 is due 25 ms after the start; the first connect may start late.
+    let live = f(&v, "/storm/all_live_seconds");
+    assert!(live > 0.0 && live < 5.0 && f(&v, "/storm/last_open_seconds") >= 0.025, "{live}");
+    assert_eq!(f(&v, "/storm/handshake_us/count"), 6.0);
+    assert_eq!(v["churn"], Value::Null);
+    assert_eq!(f(&v, "/errors/total"), 0.0);
+    for name in ["handshake_us", "tick_latency_us", "connection_median_us"] {
+        let text = v["histograms"][name].as_str().unwrap();
+        assert!(text.starts_with("HISTF"), "{name}: {text}");
+    }
+    assert!(v["timeline"][0]["latency"].as_str().unwrap().starts_with("HISTF"));
+
     let html = std::fs::read_to_string(&report).unwrap();
-    assert!(html.starts_with("<!doctype html>") && html.matches("<svg").count() == 4);
+    assert!(html.starts_with("<!doctype html>") && html.matches("<svg").count() == 5);
+    assert!(html.contains("Fairness"));
     for external in ["<script", "src=", "href=", "@import", "url("] {
         assert!(!html.contains(external), "the report must load nothing: found {external}");
     }
@@ -411,8 +460,137 @@ fn bad_arguments_exit_with_two_and_help_documents_every_flag() {
         "--json",
         "--report",
         "--quiet",
+        "--churn",
         "compare",
+        "merge",
     ] {
         assert!(help.contains(flag), "{flag} undocumented");
     }
+}
+
+#[test]
+fn churn_reopens_connections_with_a_fresh_token_each_and_counts_no_drop_failure_or_gap() {
+    let dir = TempDir::new("churn_reopens_connectio");
+    let (addr_a, seen_a) = start_server_with(Ticks::Global);
+    let (addr_b, seen_b) = start_server_with(Ticks::Global);
+    let json = dir.file("churn.json");
+    let (url_a, url_b) = (format!("http://{addr_a}"), format!("http://{addr_b}"));
+    let out = ticker_load(&[
+        "--url",
+        &url_a,
+        "--url",
+        &url_b,
+        "--api-key",
+        KEY,
+        "-c",
+        "8",
+        "--ramp",
+        "1000/s",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "2s",
+        "--churn",
+        "10/s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v = read_json(&json);
+    let closes = f(&v, "/churn/closes");
+    assert!((15.0..=22.0).contains(&closes), "about 10/s for 2 s: {closes}");
+    assert_eq!(f(&v, "/churn/reconnects"), closes);
+    let reconnected = f(&v, "/churn/reconnected");
+    assert_eq!(reconnected + f(&v, "/churn/unfinished"), closes, "{v:#}");
+    assert_eq!(f(&v, "/churn/failed"), 0.0);
+    assert!(f(&v, "/churn/reconnect_us/count") == reconnected);
+    assert!(f(&v, "/churn/token_us/count") >= reconnected, "a token per reconnect");
+    // Churned closes are neither drops nor failures, and cost no ticks: every
+    // reconnect starts a new seq baseline although the server's seq moved on.
+    assert_eq!(f(&v, "/connections/dropped"), 0.0, "{v:#}");
+    assert_eq!(f(&v, "/connections/failed"), 0.0);
+    assert_eq!(f(&v, "/errors/total"), 0.0);
+    assert_eq!(f(&v, "/steady/out_of_order"), 0.0);
+    let delivered = f(&v, "/steady/delivered_percent");
+    assert!(delivered > 99.0, "churn must not count as missed ticks: {delivered}");
+    // Every reconnect asked its node for a token and upgraded there, round-robin.
+    let tokens = seen_a.token_requests.load(Ordering::Relaxed)
+        + seen_b.token_requests.load(Ordering::Relaxed);
+    let sessions =
+        seen_a.sessions.load(Ordering::Relaxed) + seen_b.sessions.load(Ordering::Relaxed);
+    // A reconnect still opening when the window closed may have reached the server.
+    let unfinished = f(&v, "/churn/unfinished");
+    let tokens_seen = 2.0 + f(&v, "/churn/token_us/count"); // one per URL, one per reconnect
+    assert!((tokens_seen..=tokens_seen + unfinished).contains(&(tokens as f64)), "{tokens}");
+    let sessions_seen = 8.0 + reconnected;
+    assert!((sessions_seen..=sessions_seen + unfinished).contains(&(sessions as f64)));
+    assert!(
+        seen_a.sessions.load(Ordering::Relaxed).abs_diff(seen_b.sessions.load(Ordering::Relaxed))
+            <= 1
+    );
+    // Fairness counts each connection lifetime with enough ticks, at most once.
+    let lifetimes = f(&v, "/fairness/connections");
+    assert!((1.0..=8.0 + reconnected).contains(&lifetimes), "{lifetimes}");
+    // 1000/s is a storm: the table says when all were live.
+    assert!(stdout.contains("all 8 live after"), "{stdout}");
+    assert!(stdout.contains("churn") && stdout.contains("reconnect"), "{stdout}");
+}
+
+#[test]
+fn merge_adds_two_saved_runs_into_one_summary_json_and_report() {
+    let dir = TempDir::new("merge_adds_two_saved_run");
+    let (addr, _) = start_server();
+    let url = format!("ws://{addr}/any");
+    let mut files = Vec::new();
+    for (name, connections) in [("a.json", "3"), ("b.json", "2")] {
+        let file = dir.file(name);
+        let out = ticker_load(&[
+            "--url",
+            &url,
+            "--no-auth",
+            "-c",
+            connections,
+            "--warmup",
+            "0",
+            "--duration",
+            "1s",
+            "--quiet",
+            "--json",
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        files.push(file);
+    }
+    let (merged, report) = (dir.file("merged.json"), dir.file("merged.svg"));
+    let out = ticker_load(&[
+        "merge",
+        files[0].to_str().unwrap(),
+        files[1].to_str().unwrap(),
+        "--json",
+        merged.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("5 opened of 5"), "{stdout}");
+    let (a, b, m) = (read_json(&files[0]), read_json(&files[1]), read_json(&merged));
+    for ptr in ["/connections/opened", "/steady/ticks", "/steady/missed", "/tick_latency_us/count"]
+    {
+        assert_eq!(f(&m, ptr), f(&a, ptr) + f(&b, ptr), "{ptr}");
+    }
+    assert_eq!(f(&m, "/fairness/connections"), 5.0);
+    let worst = f(&a, "/fairness/worst_us").max(f(&b, "/fairness/worst_us"));
+    assert_eq!(f(&m, "/fairness/worst_us"), worst);
+    assert!(std::fs::read_to_string(&report).unwrap().starts_with("<svg"));
+
+    // A file without histograms cannot be merged exactly: refused, not averaged.
+    let mut old = a.clone();
+    old.as_object_mut().unwrap().remove("histograms");
+    let old_file = dir.file("old.json");
+    std::fs::write(&old_file, old.to_string()).unwrap();
+    let out = ticker_load(&["merge", old_file.to_str().unwrap(), files[1].to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("histograms"));
 }
