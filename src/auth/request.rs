@@ -34,15 +34,8 @@ pub fn extract_token(req: &Request<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{Limits, parse_request};
-    use crate::parse::Status;
 
-    fn req(raw: &str) -> Request<'_> {
-        match parse_request(raw.as_bytes(), &Limits::default()) {
-            Ok(Status::Complete { value, .. }) => value,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::http::request::complete as req;
 
     #[test]
     fn the_token_body_table_of_the_spec() {

@@ -208,6 +208,16 @@ fn parse_with<'b>(
     })
 }
 
+/// Tests' shorthand: `raw` parsed with the default limits, which must be one complete
+/// request.
+#[cfg(test)]
+pub(crate) fn complete(raw: &str) -> Request<'_> {
+    match parse_request(raw.as_bytes(), &Limits::default()) {
+        Ok(Status::Complete { value, .. }) => value,
+        other => panic!("not one complete request: {other:?}"),
+    }
+}
+
 /// Decodes `%XX` escapes (and `+` is left as is: it is a literal in paths and this server's
 /// query values are tokens). `None` on a malformed escape.
 pub fn percent_decode(s: &str) -> Option<Vec<u8>> {

@@ -147,15 +147,8 @@ fn not_allowed(allow: &'static str) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{Limits, parse_request};
-    use crate::parse::Status;
 
-    fn req(raw: &str) -> Request<'_> {
-        match parse_request(raw.as_bytes(), &Limits::default()) {
-            Ok(Status::Complete { value, .. }) => value,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::http::request::complete as req;
 
     fn status_of(route: Route) -> u16 {
         match route {

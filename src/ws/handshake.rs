@@ -43,18 +43,13 @@ pub fn switching_protocols(accept: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{Limits, parse_request};
-    use crate::parse::Status;
 
     fn req(extra: &str) -> Request<'static> {
         // Leaked: a test's request must outlive the parse that borrows it.
         let raw: &'static str = Box::leak(
             format!("GET /ws/ticker HTTP/1.1\r\nHost: x\r\n{extra}\r\n").into_boxed_str(),
         );
-        match parse_request(raw.as_bytes(), &Limits::default()) {
-            Ok(Status::Complete { value, .. }) => value,
-            other => panic!("{other:?}"),
-        }
+        crate::http::request::complete(raw)
     }
 
     const GOOD: &str = "Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
