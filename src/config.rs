@@ -25,6 +25,8 @@ pub struct SymbolSpec {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
+    /// `listen(2)` backlog: connections the kernel queues before the loop accepts them.
+    pub backlog: usize,
     pub db_path: PathBuf,
     pub public_dir: PathBuf,
     pub tick_interval: Duration,
@@ -32,6 +34,8 @@ pub struct Config {
     pub allowed_origins: AllowedOrigins,
     pub token_ttl: Duration,
     pub token_capacity: usize,
+    /// Live tokens one API key may hold; issuing beyond it retires that key's oldest.
+    pub tokens_per_key: usize,
     pub workers: usize,
     pub io_threads: usize,
     /// `None`: derived from the file-descriptor limit at start.
@@ -63,6 +67,7 @@ impl Default for Config {
     fn default() -> Self {
         let mut config = Config {
             addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            backlog: 1,
             db_path: PathBuf::new(),
             public_dir: PathBuf::new(),
             tick_interval: Duration::ZERO,
@@ -70,6 +75,7 @@ impl Default for Config {
             allowed_origins: AllowedOrigins::Any,
             token_ttl: Duration::ZERO,
             token_capacity: 0,
+            tokens_per_key: 1,
             workers: 1,
             io_threads: 1,
             max_connections: None,
@@ -135,6 +141,7 @@ impl OptionSpec {
     pub fn default_value(&self) -> String {
         match self.default {
             CORES => available_cores().to_string(),
+            SOMAXCONN => system_somaxconn().to_string(),
             other => other.to_owned(),
         }
     }
@@ -142,6 +149,11 @@ impl OptionSpec {
 
 /// Marker default: the number of cores of this machine.
 const CORES: &str = "<cores>";
+/// Marker default: the system's `net.core.somaxconn`.
+const SOMAXCONN: &str = "<somaxconn>";
+/// The backlog when `/proc/sys/net/core/somaxconn` cannot be read (Linux's default
+/// since 5.4).
+const FALLBACK_SOMAXCONN: usize = 4096;
 
 /// The option table. The first eight rows are fixed by the SPEC (scripts rely on them).
 pub const OPTIONS: &[OptionSpec] = &[
@@ -242,6 +254,17 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "open connections before new ones get 503 (auto: file-descriptor limit minus a reserve)",
         apply: |c, v| {
             c.max_connections = if v == "auto" { None } else { Some(count_in(v, 1, 10_000_000)?) };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "backlog",
+        env: "TICKER_BACKLOG",
+        default: SOMAXCONN,
+        help: "listen backlog: connections the kernel holds before they are accepted \
+               (capped by net.core.somaxconn)",
+        apply: |c, v| {
+            c.backlog = count_in(v, 1, i32::MAX as usize)?;
             Ok(())
         },
     },
@@ -378,6 +401,17 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "live tokens held at most (503 beyond)",
         apply: |c, v| {
             c.token_capacity = count_in(v, 1, 100_000_000)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "tokens-per-key",
+        env: "TICKER_TOKENS_PER_KEY",
+        default: "10000",
+        help: "live tokens one API key may hold; issuing beyond it retires that key's oldest \
+               token (sessions already open stay open)",
+        apply: |c, v| {
+            c.tokens_per_key = count_in(v, 1, 100_000_000)?;
             Ok(())
         },
     },
@@ -663,6 +697,16 @@ pub fn parse_symbols(v: &str) -> Result<Vec<SymbolSpec>, String> {
     Ok(symbols)
 }
 
+/// The kernel's cap on a listen backlog (`net.core.somaxconn`), or 4096 when it cannot
+/// be read (not Linux, no `/proc`).
+pub fn system_somaxconn() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n| (1..=i32::MAX as usize).contains(n))
+        .unwrap_or(FALLBACK_SOMAXCONN)
+}
+
 /// Cores available to this process (1 when unknown).
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -696,6 +740,20 @@ mod tests {
         assert_eq!(c.http_limits.max_head, 16384);
         assert_eq!(c.max_message, 32768);
         assert_eq!(c.slow_consumer_timeout, Duration::from_secs(10));
+        assert_eq!(c.backlog, system_somaxconn());
+        assert_eq!(c.tokens_per_key, 10_000);
+    }
+
+    #[test]
+    fn the_backlog_and_the_per_key_token_bound_are_options() {
+        let c = parse(&["--backlog", "512"], &[("TICKER_TOKENS_PER_KEY", "100")]).unwrap();
+        assert_eq!((c.backlog, c.tokens_per_key), (512, 100));
+        let c = parse(&[], &[("TICKER_BACKLOG", "64")]).unwrap();
+        assert_eq!(c.backlog, 64);
+        assert!(parse(&["--backlog", "0"], &[]).unwrap_err().0.starts_with("--backlog"));
+        assert!(parse(&["--backlog", "4294967296"], &[]).is_err(), "listen(2) takes an int");
+        assert!(parse(&["--tokens-per-key", "0"], &[]).is_err());
+        assert!((1..=i32::MAX as usize).contains(&system_somaxconn()));
     }
 
     #[test]

@@ -168,3 +168,53 @@ fn http_1_0_is_answered_and_closed() {
     let mut rest = Vec::new();
     assert_eq!(c.read_to_end(&mut rest).unwrap(), 0, "closed after the answer");
 }
+
+/// The status of a WebSocket upgrade with `token` (101, or the refusal's).
+fn upgrade_status(s: &TestServer, token: &str) -> u16 {
+    let mut c = s.raw_subscriber(token);
+    read_response(&mut c).expect("an answer to the upgrade").status
+}
+
+#[test]
+fn one_key_past_its_token_bound_retires_its_oldest_tokens_and_locks_no_one_out() {
+    let s = TestServer::start_with(
+        Opts::default().arg("--token-capacity", "500").arg("--tokens-per-key", "100"),
+    );
+    let early = s.token();
+    let mut session = s.ws(&early);
+    next_of_type(&mut session, "ticker");
+
+    // More tokens than the whole table holds, all for one key: every request succeeds.
+    let flood: Vec<String> = (0..600).map(|_| s.token()).collect();
+    // Only the key's newest 100 stay live; the older ones are refused at upgrade...
+    for (i, token) in std::iter::once(&early).chain(&flood[..500]).enumerate() {
+        assert_eq!(upgrade_status(&s, token), 401, "token {i} of 601 should be retired");
+    }
+    for (i, token) in flood[500..].iter().enumerate() {
+        assert_eq!(upgrade_status(&s, token), 101, "token {} of 601 should work", 501 + i);
+    }
+    // ...but a session opened with a retired token before stays open and ticking.
+    let seq = next_of_type(&mut session, "ticker")["seq"].as_u64().expect("seq");
+    session.send(tungstenite::Message::Ping(b"still here".to_vec().into())).expect("ping");
+    loop {
+        match session.read().expect("the session is still open") {
+            tungstenite::Message::Pong(p) => break assert_eq!(&p[..], b"still here"),
+            tungstenite::Message::Close(f) => panic!("closed: {f:?}"),
+            _ => {}
+        }
+    }
+    assert!(next_of_type(&mut session, "ticker")["seq"].as_u64().expect("seq") > seq);
+
+    // Another user's key still gets a token: the table is not the flooding key's.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+        .args(["keys", "create", "--user", "bob", "--db"])
+        .arg(s.db_path())
+        .output()
+        .expect("run the CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bob_key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let r = s.post("/auth/token", &format!(r#"{{"api_key":"{bob_key}"}}"#));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["user_id"], "bob");
+    assert_eq!(upgrade_status(&s, r.json()["token"].as_str().expect("token")), 101);
+}

@@ -2,6 +2,8 @@
 //! client is closed without stopping anyone else.
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -102,4 +104,79 @@ fn beyond_the_connection_limit_new_connections_get_503() {
     let r = read_response(&mut extra).expect("503 answer");
     assert_eq!((r.status, r.error().as_str()), (503, "server busy"));
     drop(held);
+}
+
+/// Stops (SIGSTOP) or resumes (SIGCONT) a server: stopped, it accepts nothing, as a loop
+/// busy elsewhere would, while the kernel still completes handshakes into the backlog.
+fn freeze(s: &TestServer, stopped: bool) {
+    let signal = if stopped { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: kill(2) with our own child's pid.
+    assert_eq!(unsafe { libc::kill(s.pid() as i32, signal) }, 0);
+}
+
+/// Lets this process hold `n` more sockets than it usually needs (the soft limit may be
+/// 1024, and the other tests run alongside).
+fn allow_descriptors(n: u64) {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < n + 1024 {
+            lim.rlim_cur = (n + 1024).min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn somaxconn() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(128)
+}
+
+#[test]
+fn a_connection_storm_waits_in_the_backlog_and_every_connection_is_served() {
+    // More than two accept batches of 256, if the kernel lets the backlog hold them.
+    let storm = 600.min(somaxconn() - 1);
+    allow_descriptors(storm as u64);
+    let s = TestServer::start_with(Opts::default().arg("--backlog", "1024"));
+    freeze(&s, true);
+    // Each handshake completes at once in the backlog; a dropped SYN would come back
+    // only after a 1 s retransmit.
+    let mut conns: Vec<TcpStream> = (0..storm)
+        .map(|i| {
+            TcpStream::connect_timeout(&s.addr, Duration::from_millis(900))
+                .unwrap_or_else(|e| panic!("connection {i} of {storm} was not queued: {e}"))
+        })
+        .collect();
+    freeze(&s, false);
+    // One readiness event for the whole backlog: the loop must keep accepting past its
+    // first batch without another event.
+    for c in &mut conns {
+        c.set_read_timeout(Some(PATIENCE)).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = read_response(c).unwrap_or_else(|| panic!("connection {i} never served"));
+        assert_eq!(r.status, 200, "connection {i}");
+    }
+}
+
+#[test]
+fn the_backlog_flag_bounds_the_queue_of_unaccepted_connections() {
+    let s = TestServer::start_with(Opts::default().arg("--backlog", "8"));
+    freeze(&s, true);
+    let mut queued = Vec::new();
+    while let Ok(c) = TcpStream::connect_timeout(&s.addr, Duration::from_millis(300)) {
+        queued.push(c);
+        assert!(queued.len() < 200, "a backlog of 8 held 200 connections");
+    }
+    freeze(&s, false);
+    // Linux queues backlog + 1; leave other kernels a little room.
+    assert!((8..=16).contains(&queued.len()), "{} connections queued", queued.len());
+    for c in &mut queued {
+        c.set_read_timeout(Some(PATIENCE)).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(read_response(c).expect("served").status, 200);
+    }
 }

@@ -264,11 +264,16 @@ fn ensure_demo_key(conn: &Connection, demo_key_file: &Path) -> Result<DemoKey, D
 
 /// The live key with this plaintext, if any.
 pub fn lookup(conn: &Connection, api_key: &str) -> Result<Option<ApiKeyRecord>, DbError> {
-    conn.query_row(
+    // Cached on the connection (the key store pools them): every token exchange runs
+    // this, and parsing and planning it anew took a third of an exchange's time
+    // (8.0 → 5.2 µs, `cargo run --release --example token_bench -- --in-process DB`).
+    conn.prepare_cached(
         "SELECT id, user_id, role FROM api_keys WHERE api_key = ?1 AND revoked_at IS NULL",
-        [hash_key(api_key)],
-        |r| Ok(ApiKeyRecord { id: ApiKeyId(r.get(0)?), user_id: r.get(1)?, role: r.get(2)? }),
     )
+    .map_err(query_err)?
+    .query_row([hash_key(api_key)], |r| {
+        Ok(ApiKeyRecord { id: ApiKeyId(r.get(0)?), user_id: r.get(1)?, role: r.get(2)? })
+    })
     .optional()
     .map_err(query_err)
 }
@@ -379,7 +384,14 @@ pub fn revoked_since(conn: &Connection, cursor: i64) -> Result<(Vec<ApiKeyId>, i
 
 /// Hex SHA-256 of a key: what the database stores.
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    // Every token exchange hashes its key: one allocation, not one per byte.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for b in Sha256::digest(key.as_bytes()) {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    hex
 }
 
 fn prefix(key: &str) -> String {
@@ -429,6 +441,13 @@ fn unix_now() -> i64 {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_is_stored_as_the_lowercase_hex_of_its_sha256() {
+        // FIPS 180-2's example: what every database written so far holds for "abc".
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(hash_key("abc"), abc);
+    }
 
     fn setup() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -199,9 +199,10 @@ impl Tokens {
         Tokens { key, ttl, store }
     }
 
-    /// Tokens kept in this process, at most `capacity` live at once.
+    /// Tokens kept in this process, at most `capacity` live at once, with no bound per
+    /// API key (the server sets one: [`MemoryTokenStore::new`]).
     pub fn in_memory(key: TokenKey, ttl: Duration, capacity: usize) -> Tokens {
-        Tokens::new(key, ttl, Box::new(MemoryTokenStore::new(capacity)))
+        Tokens::new(key, ttl, Box::new(MemoryTokenStore::new(capacity, usize::MAX)))
     }
 
     pub fn ttl(&self) -> Duration {

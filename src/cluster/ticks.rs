@@ -375,6 +375,11 @@ fn follow(plane: &Plane) {
             }
             last_seq = Some(data.seq);
             plane.metrics.cluster_ticks_received.fetch_add(1, Ordering::Relaxed);
+            if plane.metrics.ws_sessions_open.load(Ordering::Relaxed) <= 0 {
+                // Nobody listens here: remember the tick (for leadership), build nothing.
+                *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);
+                continue;
+            }
             quotes.clear();
             quotes.extend(data.prices.iter().map(|(s, p)| Quote { symbol: s.clone(), price: *p }));
             let tick = ticker::build_tick_at(data.seq, data.ts_us, &quotes, &mut payload);

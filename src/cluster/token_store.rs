@@ -8,13 +8,17 @@
 //! purges expired tokens by itself.
 //!
 //! `{prefix}keytoks:<api key id>` indexes one key's token hashes (a sorted set scored by
-//! expiry on Redis's clock), so revoking a key deletes all its tokens in one script.
-//! Every insert drops the index's expired members, and the index itself expires with
-//! its latest token, so it stays as small as the key's live tokens.
+//! expiry on Redis's clock, to the microsecond), so revoking a key deletes all its
+//! tokens in one script. Every insert drops the index's expired members, removing one
+//! token drops its member, and the index itself expires with its latest token, so it
+//! stays as small as the key's live tokens.
 //!
-//! Capacity: the single node's table is bounded by `--token-capacity`; here Redis's
-//! memory bounds it (`maxmemory`), and [`TokenStore::insert`] never answers `StoreFull`.
-//! A token costs about 300 bytes. Any Redis error is [`TokenError::StoreUnavailable`]
+//! Capacity: one key holds at most `--tokens-per-key` live tokens across the cluster:
+//! the insert script, past that bound, pops the index's lowest scores (the oldest
+//! tokens: every node issues with the same TTL) and deletes their tokens, atomically
+//! with the insert. Sessions opened with them stay open. The single node's table is
+//! also bounded by `--token-capacity`; here Redis's memory bounds it (`maxmemory`), and
+//! [`TokenStore::insert`] never answers `StoreFull`. A token costs about 300 bytes. Any Redis error is [`TokenError::StoreUnavailable`]
 //! (the exchange answers 503, an upgrade 503): never a silent "unknown token".
 
 use std::sync::Arc;
@@ -34,18 +38,48 @@ const POLICIES: &[&str] = &[USER_POLICY_NAME];
 /// `len` examines at most this many `SCAN` pages (of about 1000 names each).
 const LEN_SCAN_PAGES: usize = 100;
 
-/// KEYS: tok:<hash>, keytoks:<api key id>. ARGV: entry JSON, ttl seconds, hash.
+/// KEYS: tok:<hash>, keytoks:<api key id>. ARGV: entry JSON, ttl seconds, hash, tokens
+/// per key (0: no bound), token name prefix. Returns how many old tokens it retired.
 const INSERT: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
--- Scores are expiry times on Redis's clock, so no node's clock can prune a live token.
-local now = tonumber(redis.call('TIME')[1])
+-- Scores are expiry times on Redis's clock, so no node's clock can prune a live token;
+-- in seconds (as older versions wrote them) with microseconds, so tokens issued within
+-- one second keep their order for the bound below.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. now)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('(%.17g', now))
+redis.call('ZADD', KEYS[2], string.format('%.17g', now + ttl), ARGV[3])
 if redis.call('TTL', KEYS[2]) < ttl then
   redis.call('EXPIRE', KEYS[2], ttl)
 end
-return 1
+local retired = 0
+local bound = tonumber(ARGV[4])
+if bound > 0 then
+  local over = redis.call('ZCARD', KEYS[2]) - bound
+  if over > 0 then
+    local oldest = redis.call('ZPOPMIN', KEYS[2], over)
+    for i = 1, #oldest, 2 do
+      retired = retired + redis.call('DEL', ARGV[5] .. oldest[i])
+    end
+  end
+end
+return retired
+";
+
+/// KEYS: tok:<hash>. ARGV: hash, index name prefix (`keytoks:`). Deletes the token and
+/// its member of its key's index (so a removed token no longer counts against the
+/// key's bound); returns whether the token was there.
+const REMOVE: &str = r"
+local json = redis.call('GET', KEYS[1])
+if not json then
+  return 0
+end
+local ok, entry = pcall(cjson.decode, json)
+if ok and type(entry) == 'table' and type(entry.api_key_id) == 'number' then
+  redis.call('ZREM', ARGV[2] .. string.format('%d', entry.api_key_id), ARGV[1])
+end
+return redis.call('DEL', KEYS[1])
 ";
 
 /// KEYS: keytoks:<api key id>. ARGV: token name prefix. Returns how many tokens it ended.
@@ -76,19 +110,39 @@ struct Stored {
 pub struct RedisTokenStore {
     pool: Arc<LinkPool>,
     keys: Keys,
+    /// Live tokens one API key may hold; 0: no bound.
+    per_key: usize,
+    /// `{prefix}keytoks:`, the name of a key's index without the key's id.
+    index_prefix: String,
     insert: Script,
+    remove: Script,
     remove_api_key: Script,
 }
 
 impl RedisTokenStore {
-    /// The store under `prefix` (see [`Keys::new`]). Does not connect.
+    /// The store under `prefix` (see [`Keys::new`]), with no bound per key. Does not
+    /// connect.
     pub fn new(pool: Arc<LinkPool>, prefix: &str) -> RedisTokenStore {
+        let keys = Keys::new(prefix);
+        let index = keys.key_tokens(ApiKeyId(0));
+        // The index name is the prefix followed by the id, here "0".
+        let index_prefix = index.strip_suffix('0').unwrap_or(&index).to_owned();
         RedisTokenStore {
             pool,
-            keys: Keys::new(prefix),
+            keys,
+            per_key: 0,
+            index_prefix,
             insert: Script::new(INSERT),
+            remove: Script::new(REMOVE),
             remove_api_key: Script::new(REMOVE_API_KEY),
         }
+    }
+
+    /// At most `n` live tokens per API key: each insert beyond it retires that key's
+    /// oldest (`--tokens-per-key`).
+    pub fn tokens_per_key(mut self, n: usize) -> RedisTokenStore {
+        self.per_key = n;
+        self
     }
 
     fn call<T>(
@@ -108,15 +162,24 @@ impl TokenStore for RedisTokenStore {
         let ttl = entry.expires_at.saturating_sub(now).max(1);
         let json = serde_json::to_string(&Stored::from(entry))
             .map_err(|_| TokenError::StoreUnavailable)?;
-        let _: i64 = self.call(|c| {
+        let retired: i64 = self.call(|c| {
             self.insert
                 .key(self.keys.token(&hash))
                 .key(self.keys.key_tokens(api_key))
                 .arg(json)
                 .arg(ttl)
                 .arg(&hash)
+                .arg(self.per_key)
+                .arg(self.keys.token(""))
                 .invoke(c)
         })?;
+        if retired > 0 {
+            crate::debug!(
+                "tokens retired: key at its bound",
+                api_key_id = api_key,
+                retired = retired
+            );
+        }
         Ok(())
     }
 
@@ -135,10 +198,10 @@ impl TokenStore for RedisTokenStore {
     }
 
     fn remove(&self, id: &TokenId) -> Result<bool, TokenError> {
-        // The key's index keeps the hash until it expires or the key is revoked;
-        // deleting a missing name there is harmless.
-        let name = self.keys.token(&token_hash(id));
-        let n: i64 = self.call(|c| redis::cmd("DEL").arg(&name).query(c))?;
+        let hash = token_hash(id);
+        let n: i64 = self.call(|c| {
+            self.remove.key(self.keys.token(&hash)).arg(&hash).arg(&self.index_prefix).invoke(c)
+        })?;
         Ok(n > 0)
     }
 
@@ -388,6 +451,50 @@ mod tests {
         assert_eq!(verified.actor.user_id, "demo");
         assert_eq!(b.revoke_token(&issued.token), Ok(true));
         assert_eq!(a.verify(&issued.token, unix_now()).unwrap_err(), TokenError::Unknown);
+    }
+
+    #[test]
+    fn a_key_at_its_bound_retires_its_oldest_tokens_on_every_node() {
+        let Some(server) = TestRedis::start() else { return };
+        // Two nodes share the bound: it is counted in Redis, not per process.
+        let nodes = [store(&server).tokens_per_key(3), store(&server).tokens_per_key(3)];
+        let now = unix_now();
+        // Issued within the same second: the order still holds, to the microsecond.
+        for n in 0..5u8 {
+            nodes[usize::from(n % 2)].insert(TokenId([n; 32]), entry(7, now, 3600), now).unwrap();
+        }
+        nodes[0].insert(TokenId([50; 32]), entry(8, now, 3600), now).unwrap();
+        let live = |n: u8| nodes[1].get(&TokenId([n; 32])).unwrap().is_some();
+        assert!(!live(0) && !live(1), "the two oldest are retired");
+        assert!(live(2) && live(3) && live(4) && live(50));
+        let members: i64 = redis::cmd("ZCARD")
+            .arg(nodes[0].keys.key_tokens(ApiKeyId(7)))
+            .query(&mut server.conn())
+            .unwrap();
+        assert_eq!(members, 3);
+        assert_eq!(nodes[0].remove_api_key(ApiKeyId(7)), Ok(3));
+    }
+
+    #[test]
+    fn a_removed_token_frees_its_place_under_the_bound() {
+        let Some(server) = TestRedis::start() else { return };
+        let s = store(&server).tokens_per_key(2);
+        let now = unix_now();
+        s.insert(TokenId([1; 32]), entry(4, now, 3600), now).unwrap();
+        s.insert(TokenId([2; 32]), entry(4, now, 3600), now).unwrap();
+        assert_eq!(s.remove(&TokenId([1; 32])), Ok(true));
+        let index = s.keys.key_tokens(ApiKeyId(4));
+        let members: i64 = redis::cmd("ZCARD").arg(&index).query(&mut server.conn()).unwrap();
+        assert_eq!(members, 1, "removing a token drops it from its key's index");
+        s.insert(TokenId([3; 32]), entry(4, now, 3600), now).unwrap();
+        assert!(s.get(&TokenId([2; 32])).unwrap().is_some(), "nothing retired below the bound");
+        assert!(s.get(&TokenId([3; 32])).unwrap().is_some());
+        // Without a bound (the default of `new`), a key keeps every token.
+        let unbounded = store(&server);
+        for n in 10..20u8 {
+            unbounded.insert(TokenId([n; 32]), entry(5, now, 3600), now).unwrap();
+        }
+        assert!((10..20u8).all(|n| unbounded.get(&TokenId([n; 32])).unwrap().is_some()));
     }
 
     #[test]

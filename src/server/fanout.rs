@@ -37,16 +37,22 @@ pub enum Offered {
     Failed,
 }
 
-/// Offers `frame` to every WebSocket session in `conns`. Keys of connections whose
-/// socket failed are pushed to `dead` (a reused buffer) for the caller to close.
+/// Offers `frame` to every WebSocket session in `conns`, starting at slot `start` and
+/// wrapping around: the caller moves `start` every tick so that no connection is always
+/// served last (fairness at no cost per subscriber). Keys of connections whose socket
+/// failed are pushed to `dead` (a reused buffer) for the caller to close.
 pub(crate) fn fan_out(
     conns: &mut Slab<Conn>,
     frame: &Arc<[u8]>,
+    start: usize,
     now: Instant,
     dead: &mut Vec<usize>,
 ) -> FanoutTotals {
     let mut totals = FanoutTotals::default();
-    for (key, conn) in conns.iter_mut() {
+    let slots = conns.capacity();
+    let start = if slots == 0 { 0 } else { start % slots };
+    for key in (start..slots).chain(0..start) {
+        let Some(conn) = conns.get_mut(key) else { continue };
         if !conn.is_subscriber() {
             continue;
         }

@@ -74,6 +74,8 @@ pub struct Shared {
     pub jobs: Sender<Job<Reply>>,
     /// Cluster mode: whether this node is connected to the cluster (for `/healthz`).
     pub cluster_health: Option<Arc<crate::cluster::ticks::Health>>,
+    /// Wakes the ticker, which sleeps while no session is open.
+    pub ticker_bell: Arc<crate::ticker::Doorbell>,
     pub open_conns: AtomicUsize,
     pub max_connections: usize,
     shutting_down: AtomicBool,

@@ -3,7 +3,7 @@
 //!
 //! 1. file-descriptor limit → connection limit;
 //! 2. the auth flow (key store prepared, demo key logged);
-//! 3. the listener;
+//! 3. the listener (made with `libc`, for its `--backlog`);
 //! 4. one poll, waker and set of channels per shard;
 //! 5. workers, ticker, signal thread, revocation watcher;
 //! 6. the shards, joined.
@@ -24,7 +24,7 @@ use crate::auth::keys::DbError;
 use crate::auth::keys::DemoKey;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::revocation;
-use crate::auth::token::{TokenKey, TokenKeyError, Tokens};
+use crate::auth::token::{MemoryTokenStore, TokenKey, TokenKeyError, Tokens};
 use crate::cluster::key_store::RedisKeyStore;
 use crate::cluster::limiter::RedisLimiter;
 use crate::cluster::link::LinkError;
@@ -34,7 +34,7 @@ use crate::cluster::{self, ticks::ClusterTicker, ticks::Health};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::ticker::prices::{PriceModel, Rng};
-use crate::ticker::{self, Ticker};
+use crate::ticker::{self, Doorbell, Ticker};
 use crate::workers::{self, Mailbox};
 
 /// Descriptors kept free for the database, files, and the 503 answers over the limit.
@@ -102,9 +102,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
 
     let std_listener =
-        std::net::TcpListener::bind(config.addr).map_err(|e| StartError::Bind(config.addr, e))?;
-    std_listener.set_nonblocking(true)?;
+        listen(config.addr, config.backlog).map_err(|e| StartError::Bind(config.addr, e))?;
     let local_addr = std_listener.local_addr()?;
+    let somaxconn = crate::config::system_somaxconn();
+    if config.backlog > somaxconn {
+        crate::warn!(
+            "--backlog is above net.core.somaxconn; the kernel caps it there",
+            backlog = config.backlog,
+            somaxconn = somaxconn
+        );
+    }
 
     // One Poll, waker and set of channels per shard.
     let (job_tx, job_rx) = bounded(JOB_QUEUE);
@@ -135,6 +142,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         config.public_dir.clone()
     });
     let cluster_health = config.redis.as_ref().map(|_| Arc::new(Health::default()));
+    let ticker_bell = Arc::new(Doorbell::default());
     let shared = Arc::new(Shared {
         config: config.clone(),
         auth: auth.clone(),
@@ -142,6 +150,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         public_root: Arc::new(public_root),
         jobs: job_tx,
         cluster_health: cluster_health.clone(),
+        ticker_bell: ticker_bell.clone(),
         open_conns: AtomicUsize::new(0),
         max_connections,
         shutting_down: AtomicBool::new(false),
@@ -160,6 +169,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             config.tick_interval,
             tick_subscribers,
             metrics.clone(),
+            ticker_bell.clone(),
         )?),
         Some(url) => TickSource::Cluster(ClusterTicker::start(
             url,
@@ -216,6 +226,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         io_threads = config.io_threads,
         workers = config.workers,
         max_connections = max_connections,
+        backlog = config.backlog.min(somaxconn),
         tick_ms = config.tick_interval.as_secs_f64() * 1000.0
     );
 
@@ -299,8 +310,17 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
     };
     let (ttl, failures) = (config.token_ttl, config.login_failures_per_minute);
     let Some(url) = &config.redis else {
+        if config.tokens_per_key >= config.token_capacity {
+            crate::warn!(
+                "--tokens-per-key is not below --token-capacity: one API key can fill the \
+                 token table and lock every other key out (503)",
+                tokens_per_key = config.tokens_per_key,
+                token_capacity = config.token_capacity
+            );
+        }
+        let store = MemoryTokenStore::new(config.token_capacity, config.tokens_per_key);
         return Ok(Auth::new(
-            Tokens::in_memory(key, ttl, config.token_capacity),
+            Tokens::new(key, ttl, Box::new(store)),
             Box::new(SqliteKeyStore::new(config.db_path.clone())),
             Box::new(LoginLimiter::new(failures, LOGIN_WINDOW)),
             metrics,
@@ -315,7 +335,13 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
     let pool = Arc::new(LinkPool::new(url, config.workers + 1).map_err(StartError::Redis)?);
     let prefix = cluster::DEFAULT_PREFIX;
     Ok(Auth::new(
-        Tokens::new(key, ttl, Box::new(RedisTokenStore::new(pool.clone(), prefix))),
+        Tokens::new(
+            key,
+            ttl,
+            Box::new(
+                RedisTokenStore::new(pool.clone(), prefix).tokens_per_key(config.tokens_per_key),
+            ),
+        ),
         Box::new(RedisKeyStore::new(pool.clone(), prefix)),
         Box::new(RedisLimiter::new(pool, prefix, failures, LOGIN_WINDOW)),
         metrics,
@@ -341,6 +367,106 @@ fn spawn_signal_thread(shared: Arc<Shared>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The listening socket, made by hand: `std::net::TcpListener::bind` always asks for a
+/// backlog of 128, and a reconnect storm of thousands of clients overflows that queue:
+/// the kernel drops their SYNs, and each dropped client retries only after 1 s, then
+/// 3 s, then 7 s. As std does, `SO_REUSEADDR` lets a restarted server bind while old
+/// connections sit in `TIME_WAIT`. The socket is nonblocking and close-on-exec.
+fn listen(addr: SocketAddr, backlog: usize) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    fn check(ret: libc::c_int) -> std::io::Result<()> {
+        if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+    // Linux sets both flags in the same call that makes the socket; elsewhere they are
+    // set on the new descriptor below.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = 0;
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: socket(2) takes no pointers; its result is checked before any use.
+    let raw = unsafe { libc::socket(family, libc::SOCK_STREAM | flags, 0) };
+    check(raw)?;
+    // SAFETY: `raw` is a descriptor just made and owned by nothing else; `OwnedFd`
+    // closes it on every early return below.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    // SAFETY: fcntl(2) on a descriptor this function owns; takes no pointers.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) })?;
+    let one: libc::c_int = 1;
+    // SAFETY: the option value points to a live c_int and its exact size is passed.
+    check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    let sockaddr = RawSockAddr::from(addr);
+    let (ptr, len) = sockaddr.as_ptr_len();
+    // SAFETY: `ptr` points to `len` initialised bytes of a sockaddr of `family`,
+    // alive until the call returns.
+    check(unsafe { libc::bind(fd.as_raw_fd(), ptr, len) })?;
+    // The kernel caps it at net.core.somaxconn by itself.
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: listen(2) takes no pointers.
+    check(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    let listener = std::net::TcpListener::from(fd);
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// A socket address as `bind(2)` takes it.
+enum RawSockAddr {
+    V4(libc::sockaddr_in),
+    V6(libc::sockaddr_in6),
+}
+
+impl From<SocketAddr> for RawSockAddr {
+    fn from(addr: SocketAddr) -> RawSockAddr {
+        match addr {
+            SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_in is a plain C struct; all zeroes is a valid value
+                // (and zeroes the padding and, on the BSDs, the length field).
+                let mut raw: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                raw.sin_family = libc::AF_INET as libc::sa_family_t;
+                raw.sin_port = a.port().to_be();
+                // The octets are already in network order; keep their bytes as they are.
+                raw.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) };
+                RawSockAddr::V4(raw)
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: as above, for sockaddr_in6.
+                let mut raw: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                raw.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                raw.sin6_port = a.port().to_be();
+                raw.sin6_flowinfo = a.flowinfo();
+                raw.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+                raw.sin6_scope_id = a.scope_id();
+                RawSockAddr::V6(raw)
+            }
+        }
+    }
+}
+
+impl RawSockAddr {
+    fn as_ptr_len(&self) -> (*const libc::sockaddr, libc::socklen_t) {
+        match self {
+            RawSockAddr::V4(a) => (
+                (a as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            ),
+            RawSockAddr::V6(a) => (
+                (a as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            ),
+        }
+    }
+}
+
 /// Raises the soft file-descriptor limit to the hard limit; returns the soft limit now.
 fn raise_fd_limit() -> usize {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
@@ -356,5 +482,51 @@ fn raise_fd_limit() -> usize {
             }
         }
         usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// Accepts the one pending connection, waiting for it a little.
+    fn accept_one(l: &std::net::TcpListener) -> std::net::TcpStream {
+        for _ in 0..200 {
+            match l.accept() {
+                Ok((s, _)) => return s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        panic!("the connection never arrived");
+    }
+
+    #[test]
+    fn the_listener_is_nonblocking_close_on_exec_and_serves_ipv4_and_ipv6() {
+        let l = listen("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        assert_eq!(l.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+        // SAFETY: fcntl(F_GETFD) on a descriptor this test owns.
+        let fd_flags = unsafe { libc::fcntl(l.as_raw_fd(), libc::F_GETFD) };
+        assert_ne!(fd_flags & libc::FD_CLOEXEC, 0);
+        let addr = l.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        accept_one(&l);
+        // Not where this host has no IPv6 loopback.
+        if let Ok(l6) = listen("[::1]:0".parse().unwrap(), 16) {
+            let _client = std::net::TcpStream::connect(l6.local_addr().unwrap()).unwrap();
+            accept_one(&l6);
+        }
+    }
+
+    #[test]
+    fn a_port_in_use_is_an_error_and_a_huge_backlog_is_capped_not_refused() {
+        let l = listen("127.0.0.1:0".parse().unwrap(), usize::MAX).unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_eq!(listen(addr, 16).unwrap_err().kind(), ErrorKind::AddrInUse);
     }
 }

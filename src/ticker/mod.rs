@@ -8,6 +8,10 @@
 //!   contiguous: seq counts ticks sent).
 //! - The frame (header + JSON) lives in one `Arc<[u8]>`; publishing clones the `Arc`
 //!   once per event loop, never per subscriber.
+//! - Nobody listening, nothing built: while no WebSocket session is open the thread
+//!   sleeps on a [`Doorbell`] that the first new session rings (the seed skips the
+//!   broadcast when nobody is subscribed). `seq` counts ticks sent, so it stays
+//!   contiguous across the pause; prices resume from where they stopped.
 //! - A supervisor restarts the thread if it panics, with backoff; the prices and `seq`
 //!   live outside the thread and survive the restart, and the event loops keep their
 //!   subscribers (they never notice beyond a pause).
@@ -15,7 +19,7 @@
 pub mod prices;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +45,35 @@ pub struct Subscriber {
     pub waker: Arc<mio::Waker>,
 }
 
+/// Wakes a ticker that sleeps while nobody listens. Ringing is a lock and a notify, done
+/// once per new session, never per tick.
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    rung: Mutex<bool>,
+    bell: Condvar,
+}
+
+impl Doorbell {
+    pub fn ring(&self) {
+        *self.rung.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.bell.notify_all();
+    }
+
+    /// Waits until rung (a ring since the last wait counts) or `timeout`.
+    fn wait(&self, timeout: Duration) {
+        let rung = self.rung.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut rung, _) = self
+            .bell
+            .wait_timeout_while(rung, timeout, |rung| !*rung)
+            .unwrap_or_else(PoisonError::into_inner);
+        *rung = false;
+    }
+}
+
+/// How long an idle ticker sleeps between looks at the session count (a ring wakes it
+/// at once; this only bounds a missed one).
+const IDLE_NAP: Duration = Duration::from_secs(5);
+
 /// State that outlives a panicking ticker thread.
 struct TickerState {
     model: PriceModel,
@@ -52,54 +85,62 @@ struct TickerState {
 /// Handle to the supervised ticker; dropping it does not stop it, [`Ticker::stop`] does.
 pub struct Ticker {
     stop: Arc<AtomicBool>,
+    bell: Arc<Doorbell>,
     supervisor: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
     /// Starts the supervisor, which starts the ticker thread. The first tick (seq 0, the
-    /// start prices) is published at once so the first subscriber never waits.
+    /// start prices) is published at once, so the first subscriber never waits; then
+    /// the thread ticks while `metrics.ws_sessions_open` > 0 and otherwise sleeps until
+    /// `bell` rings.
     pub fn start(
         model: PriceModel,
         interval: Duration,
         subscribers: Vec<Subscriber>,
         metrics: Arc<Metrics>,
+        bell: Arc<Doorbell>,
     ) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(TickerState { model, seq: 0, started: false }));
-        let subscribers = Arc::new(subscribers);
-        let supervisor = {
-            let stop = stop.clone();
-            thread::Builder::new()
-                .name("ticker-supervisor".into())
-                .spawn(move || supervise(state, interval, subscribers, metrics, stop))?
-        };
-        Ok(Ticker { stop, supervisor: Some(supervisor) })
+        let ctx = Arc::new(Context {
+            interval,
+            subscribers,
+            metrics,
+            stop: stop.clone(),
+            bell: bell.clone(),
+        });
+        let supervisor = thread::Builder::new()
+            .name("ticker-supervisor".into())
+            .spawn(move || supervise(state, ctx))?;
+        Ok(Ticker { stop, bell, supervisor: Some(supervisor) })
     }
 
     /// Stops the ticker and waits for it.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.bell.ring();
         if let Some(h) = self.supervisor.take() {
             let _ = h.join();
         }
     }
 }
 
-fn supervise(
-    state: Arc<Mutex<TickerState>>,
+/// What the ticker thread works with, shared with its supervisor.
+struct Context {
     interval: Duration,
-    subscribers: Arc<Vec<Subscriber>>,
+    subscribers: Vec<Subscriber>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
-) {
+    bell: Arc<Doorbell>,
+}
+
+fn supervise(state: Arc<Mutex<TickerState>>, ctx: Arc<Context>) {
     let mut backoff = Duration::from_millis(10);
     loop {
         let spawned = {
-            let (state, subscribers, metrics, stop) =
-                (state.clone(), subscribers.clone(), metrics.clone(), stop.clone());
-            thread::Builder::new()
-                .name("ticker".into())
-                .spawn(move || run(&state, interval, &subscribers, &metrics, &stop))
+            let (state, ctx) = (state.clone(), ctx.clone());
+            thread::Builder::new().name("ticker".into()).spawn(move || run(&state, &ctx))
         };
         let outcome = match spawned {
             Ok(handle) => handle.join(),
@@ -108,28 +149,30 @@ fn supervise(
                 Err(Box::new(()) as Box<dyn std::any::Any + Send>)
             }
         };
-        if outcome.is_ok() || stop.load(Ordering::Relaxed) {
+        if outcome.is_ok() || ctx.stop.load(Ordering::Relaxed) {
             return;
         }
-        metrics.ticker_restarts.fetch_add(1, Ordering::Relaxed);
+        ctx.metrics.ticker_restarts.fetch_add(1, Ordering::Relaxed);
         crate::error!("ticker thread panicked; restarting", backoff_ms = backoff.as_millis());
         thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
-/// The ticker thread's body: one tick per deadline until `stop`.
-fn run(
-    state: &Mutex<TickerState>,
-    interval: Duration,
-    subscribers: &[Subscriber],
-    metrics: &Metrics,
-    stop: &AtomicBool,
-) {
+/// The ticker thread's body: one tick per deadline while someone listens, until `stop`.
+fn run(state: &Mutex<TickerState>, ctx: &Context) {
+    let (interval, metrics) = (ctx.interval, &ctx.metrics);
     let mut payload = Vec::with_capacity(512);
     let mut next_deadline = Instant::now();
     crate::info!("ticker started", interval_ms = interval.as_secs_f64() * 1000.0);
-    while !stop.load(Ordering::Relaxed) {
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let started = state.lock().unwrap_or_else(PoisonError::into_inner).started;
+        if started && metrics.ws_sessions_open.load(Ordering::Relaxed) <= 0 {
+            // Nobody listens: build nothing, wake for the next session (or to stop).
+            ctx.bell.wait(IDLE_NAP);
+            next_deadline = Instant::now();
+            continue;
+        }
         let now = Instant::now();
         if now < next_deadline {
             thread::sleep(next_deadline - now);
@@ -148,7 +191,7 @@ fn run(
             build_tick(st.seq, st.model.quotes(), SystemTime::now(), &mut payload)
         };
         metrics.ticks.fetch_add(1, Ordering::Relaxed);
-        publish(&tick, subscribers);
+        publish(&tick, &ctx.subscribers);
 
         next_deadline += interval;
         let late = Instant::now().saturating_duration_since(next_deadline);

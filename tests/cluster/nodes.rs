@@ -362,3 +362,41 @@ fn a_slow_redis_never_blocks_the_event_loops() {
     // And ticks come back on the same session.
     next_of_type(&mut ws, "ticker");
 }
+
+/// The status of a WebSocket upgrade with `token` on node `n` (101, or the refusal's).
+fn upgrade_status(n: &TestServer, token: &str) -> u16 {
+    let mut c = n.raw_subscriber(token);
+    read_response(&mut c).expect("an answer to the upgrade").status
+}
+
+#[test]
+fn a_key_past_its_token_bound_retires_its_oldest_tokens_on_every_node() {
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
+    let opts = Opts::default().arg("--redis", &url).arg("--tokens-per-key", "20");
+    let nodes = [TestServer::start_with(opts.clone()), TestServer::start_with(opts)];
+    let early = nodes[0].token();
+    let mut session = nodes[1].ws(&early);
+    next_of_type(&mut session, "ticker");
+
+    // Tokens from both nodes count against the one bound, kept in Redis.
+    let flood: Vec<String> = (0..60).map(|i| nodes[i % 2].token()).collect();
+    for n in &nodes {
+        for (i, token) in std::iter::once(&early).chain(&flood[..40]).enumerate() {
+            assert_eq!(upgrade_status(n, token), 401, "token {i} of 61 should be retired");
+        }
+        for (i, token) in flood[40..].iter().enumerate() {
+            assert_eq!(upgrade_status(n, token), 101, "token {} of 61 should work", 41 + i);
+        }
+    }
+    // The session opened with the retired early token is not closed.
+    let seq = read_tick(&mut session).expect("still open").0;
+    assert!(read_tick(&mut session).expect("still open").0 > seq);
+
+    let out = cli(&["keys", "create", "--user", "bob", "--redis", &url]);
+    let bob_key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    for n in &nodes {
+        let r = n.post("/auth/token", &format!(r#"{{"api_key":"{bob_key}"}}"#));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}

@@ -99,6 +99,7 @@ fn ctx() -> LoopCtx {
         public_root: Arc::new(PathBuf::from("/nonexistent")),
         jobs,
         cluster_health: None,
+        ticker_bell: Default::default(),
         open_conns: AtomicUsize::new(0),
         max_connections: 16,
         shutting_down: AtomicBool::new(false),
