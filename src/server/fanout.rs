@@ -37,10 +37,11 @@ pub enum Offered {
     Failed,
 }
 
-/// Offers `frame` to every WebSocket session in `conns`, starting at slot `start` and
-/// wrapping around: the caller moves `start` every tick so that no connection is always
-/// served last (fairness at no cost per subscriber). Keys of connections whose socket
-/// failed are pushed to `dead` (a reused buffer) for the caller to close.
+/// Offers `frame` to every WebSocket session in `conns`, starting at the `start`-th
+/// connection (modulo their number) and wrapping around: the caller moves `start` every
+/// tick so that no connection is always served last (fairness at no cost per
+/// subscriber but a skipped iterator step). Keys of connections whose socket failed are
+/// pushed to `dead` (a reused buffer) for the caller to close.
 pub(crate) fn fan_out(
     conns: &mut Slab<Conn>,
     frame: &Arc<[u8]>,
@@ -49,12 +50,9 @@ pub(crate) fn fan_out(
     dead: &mut Vec<usize>,
 ) -> FanoutTotals {
     let mut totals = FanoutTotals::default();
-    let slots = conns.capacity();
-    let start = if slots == 0 { 0 } else { start % slots };
-    for key in (start..slots).chain(0..start) {
-        let Some(conn) = conns.get_mut(key) else { continue };
+    let mut visit = |key: usize, conn: &mut Conn| {
         if !conn.is_subscriber() {
-            continue;
+            return;
         }
         match offer(&mut conn.socket, &mut conn.out, &mut conn.last_progress, frame, now) {
             Offered::Written => {
@@ -66,6 +64,15 @@ pub(crate) fn fan_out(
             Offered::Conflated => totals.conflated += 1,
             Offered::Failed => dead.push(key),
         }
+    };
+    // Counted over the connections, not the slab's slots: a slab left sparse by a storm
+    // would otherwise start at its first connection most of the time.
+    let first = if conns.is_empty() { 0 } else { start % conns.len() };
+    for (key, conn) in conns.iter_mut().skip(first) {
+        visit(key, conn);
+    }
+    for (key, conn) in conns.iter_mut().take(first) {
+        visit(key, conn);
     }
     totals
 }

@@ -27,6 +27,7 @@ use slab::Slab;
 use super::conn::{Conn, HttpPhase, Session, State, Verdict};
 use super::fanout::fan_out;
 use super::handle::{self, LoopCtx};
+use super::transport::{TlsStream, Transport};
 use super::{Control, Reply, Shared};
 use crate::error::CloseCode;
 use crate::ticker::Tick;
@@ -215,8 +216,11 @@ impl Shard {
         let shared = &self.ctx.shared;
         if shared.open_conns.load(Relaxed) >= shared.max_connections {
             shared.metrics.connections_rejected.fetch_add(1, Relaxed);
-            // Best effort: a fresh socket's send buffer takes these few bytes.
-            let _ = io::Write::write(&mut socket, BUSY_RESPONSE);
+            // Best effort: a fresh socket's send buffer takes these few bytes. A TLS
+            // client could not read them (no session yet), so it only sees the close.
+            if shared.tls.is_none() {
+                let _ = io::Write::write(&mut socket, BUSY_RESPONSE);
+            }
             return;
         }
         let _ = socket.set_nodelay(true);
@@ -230,8 +234,21 @@ impl Shard {
         {
             return;
         }
+        // TLS: the session starts here; its handshake runs in the reads that follow, so
+        // one that never finishes is closed by the head timeout like a stalled request.
+        let transport = match &shared.tls {
+            None => Transport::Plain(socket),
+            Some(tls) => match tls.accept() {
+                Ok(session) => Transport::Tls(Box::new(TlsStream::new(socket, session, peer))),
+                Err(e) => {
+                    crate::warn!("TLS session not created", error = e);
+                    let _ = self.poll.registry().deregister(&mut socket);
+                    return;
+                }
+            },
+        };
         self.next_serial += 1;
-        entry.insert(Conn::new(socket, self.next_serial, peer, now));
+        entry.insert(Conn::new(transport, self.next_serial, peer, now));
         shared.open_conns.fetch_add(1, Relaxed);
         shared.metrics.connections_open.fetch_add(1, Relaxed);
         shared.metrics.connections_accepted.fetch_add(1, Relaxed);
@@ -265,7 +282,7 @@ impl Shard {
         metrics.observe_tick_delay(SystemTime::now().duration_since(made).unwrap_or_default());
         let started = Instant::now();
         // A different first subscriber every tick (a large odd stride spreads the start
-        // over the whole slab), so the same connections are not always served last.
+        // over all the connections), so the same ones are not always served last.
         let start = (tick.seq as usize).wrapping_mul(FAIR_STRIDE);
         let totals = fan_out(&mut self.conns, &tick.frame, start, now, &mut self.dead);
         metrics.observe_fanout(started.elapsed());
