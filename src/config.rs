@@ -58,6 +58,10 @@ pub struct Config {
     pub log_format: Format,
     /// Cluster mode: the Redis every node shares (`None`: one node, SQLite + memory).
     pub redis: Option<String>,
+    /// TLS: the PEM certificate chain (leaf first) and private key; both or neither.
+    /// With them the port speaks only TLS; SIGHUP reads both files again.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The HMAC key for tokens; `None`: a random key made at start (tokens die with the
     /// process). Environment only (see [`ENV_ONLY`]).
     pub token_key: Option<TokenKey>,
@@ -95,6 +99,8 @@ impl Default for Config {
             log_format: Format::Text,
             token_key: None,
             redis: None,
+            tls_cert: None,
+            tls_key: None,
         };
         for opt in OPTIONS {
             let default = opt.default_value();
@@ -472,7 +478,36 @@ pub const OPTIONS: &[OptionSpec] = &[
             Ok(())
         },
     },
+    OptionSpec {
+        flag: "tls-cert",
+        env: "TICKER_TLS_CERT",
+        default: NO_TLS,
+        help: "PEM certificate chain, leaf first: the port then speaks only TLS (1.2, 1.3); \
+               needs --tls-key; SIGHUP reloads both files",
+        apply: |c, v| {
+            c.tls_cert = optional_path(v, NO_TLS);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "tls-key",
+        env: "TICKER_TLS_KEY",
+        default: NO_TLS,
+        help: "PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert",
+        apply: |c, v| {
+            c.tls_key = optional_path(v, NO_TLS);
+            Ok(())
+        },
+    },
 ];
+
+/// Marker default of `--tls-cert`/`--tls-key`: plain TCP.
+const NO_TLS: &str = "none (plain TCP)";
+
+/// A path option whose default marker (or an empty value) means "not set".
+fn optional_path(v: &str, marker: &str) -> Option<PathBuf> {
+    (v != marker && !v.is_empty()).then(|| PathBuf::from(v))
+}
 
 /// Options read only from the environment: secrets, which a flag would show to every
 /// user of the machine through `ps`.
@@ -551,6 +586,11 @@ where
     }
     if config.dead_after <= config.ping_after {
         return Err(ConfigError("--dead-after must be longer than --ping-after".into()));
+    }
+    if config.tls_cert.is_some() != config.tls_key.is_some() {
+        return Err(ConfigError(
+            "--tls-cert and --tls-key go together: give both or neither".into(),
+        ));
     }
     Ok(Command::Serve(Box::new(config)))
 }
@@ -754,6 +794,18 @@ mod tests {
         assert!(parse(&["--backlog", "4294967296"], &[]).is_err(), "listen(2) takes an int");
         assert!(parse(&["--tokens-per-key", "0"], &[]).is_err());
         assert!((1..=i32::MAX as usize).contains(&system_somaxconn()));
+    }
+
+    #[test]
+    fn tls_takes_a_certificate_and_a_key_together() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!((c.tls_cert, c.tls_key), (None, None));
+        let c = parse(&["--tls-cert", "c.pem"], &[("TICKER_TLS_KEY", "k.pem")]).unwrap();
+        assert_eq!(c.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(c.tls_key, Some(PathBuf::from("k.pem")));
+        let alone = parse(&["--tls-cert", "c.pem"], &[]).unwrap_err();
+        assert!(alone.0.contains("--tls-key"), "{alone}");
+        assert!(parse(&[], &[("TICKER_TLS_KEY", "k.pem")]).is_err());
     }
 
     #[test]

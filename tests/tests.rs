@@ -14,4 +14,5 @@ mod migration;
 mod ops;
 mod redis_server;
 mod static_files;
+mod tls;
 mod ws;

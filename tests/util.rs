@@ -320,11 +320,11 @@ pub fn post_to(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
 }
 
 /// Reads one response (head, then `Content-Length` body) from `s`. `None` on EOF first.
-pub fn read_response(s: &mut TcpStream) -> Option<HttpResponse> {
+pub fn read_response(s: &mut impl Read) -> Option<HttpResponse> {
     read_response_to(s, false)
 }
 
-pub fn read_response_to(s: &mut TcpStream, head_request: bool) -> Option<HttpResponse> {
+pub fn read_response_to(s: &mut impl Read, head_request: bool) -> Option<HttpResponse> {
     // Byte by byte up to the end of the head, then exactly the body, so a pipelined
     // response behind this one stays in the socket for the next call.
     let mut head = Vec::new();
@@ -431,7 +431,8 @@ pub fn raise_own_fd_limit(want: u64) -> u64 {
     // SAFETY: getrlimit/setrlimit with a valid struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        limit.rlim_cur = want.min(limit.rlim_max);
+        // Never lower it: the other tests of this process share the limit.
+        limit.rlim_cur = limit.rlim_cur.max(want.min(limit.rlim_max));
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
     }

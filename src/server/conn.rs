@@ -24,6 +24,7 @@ use mio::net::TcpStream;
 
 pub(crate) use super::outbox::MAX_QUEUED;
 pub use super::outbox::Outbox;
+use super::transport::Transport;
 use crate::auth::keys::ApiKeyId;
 use crate::auth::token::{Actor, TokenId};
 use crate::config::Config;
@@ -42,6 +43,12 @@ pub(crate) trait Socket: Read + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Best effort: on failure the kernel default stays.
     fn set_send_buffer(&self, bytes: usize);
+    /// Sends bytes the socket layer itself still holds (TLS records encrypted by an
+    /// earlier write); `Ok(true)` once none are left, `Ok(false)` while the socket is
+    /// full. A plain socket holds none.
+    fn send_pending(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 impl Socket for TcpStream {
@@ -132,7 +139,7 @@ pub(crate) enum State {
     },
 }
 
-pub(crate) struct Conn<S = TcpStream> {
+pub(crate) struct Conn<S = Transport> {
     pub(crate) socket: S,
     pub(crate) serial: u64,
     pub(crate) peer: SocketAddr,
@@ -283,7 +290,13 @@ impl<S: Socket> Conn<S> {
                 Err(_) => return Verdict::Close,
             }
         }
-        if self.out.is_empty()
+        // TLS records left over from the last write go out at this (writable) event.
+        let sent_all = match self.socket.send_pending() {
+            Ok(all) => all,
+            Err(_) => return Verdict::Close,
+        };
+        if sent_all
+            && self.out.is_empty()
             && let State::Closing { write_shut, .. } = &mut self.state
             && !*write_shut
         {

@@ -15,6 +15,8 @@
 //! - `conn` (+ `outbox`): one connection and every transition of its state machine.
 //! - `handle`: what a connection does with the bytes it reads (HTTP, upgrade, frames).
 //! - [`fanout`]: the hot path, one shared frame to every subscriber.
+//! - [`tls`] (+ `transport`): certificates and their reload; plain TCP or TLS per
+//!   connection, the same byte stream to everything above.
 //!
 //! Each shard owns its connections outright; they share only [`Shared`] (config, the
 //! auth flow, metrics, counters), so the hot path takes no lock.
@@ -25,6 +27,8 @@ mod handle;
 mod outbox;
 mod shard;
 mod startup;
+pub mod tls;
+mod transport;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +38,7 @@ pub use conn::Outbox;
 use crossbeam_channel::Sender;
 use mio::Waker;
 pub use startup::{StartError, run};
+pub use tls::TlsError;
 
 use crate::auth::Auth;
 use crate::auth::keys::ApiKeyId;
@@ -78,6 +83,8 @@ pub struct Shared {
     pub ticker_bell: Arc<crate::ticker::Doorbell>,
     pub open_conns: AtomicUsize,
     pub max_connections: usize,
+    /// With `--tls-cert`/`--tls-key`: every connection speaks TLS.
+    pub tls: Option<Arc<tls::Tls>>,
     shutting_down: AtomicBool,
     controls: Vec<(Sender<Control>, Arc<Waker>)>,
 }

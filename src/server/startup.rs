@@ -3,7 +3,8 @@
 //!
 //! 1. file-descriptor limit → connection limit;
 //! 2. the auth flow (key store prepared, demo key logged);
-//! 3. the listener (made with `libc`, for its `--backlog`);
+//! 3. the TLS certificate, if any, then the listener (made with `libc`, for its
+//!    `--backlog`);
 //! 4. one poll, waker and set of channels per shard;
 //! 5. workers, ticker, signal thread, revocation watcher;
 //! 6. the shards, joined.
@@ -56,6 +57,7 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
     TokenKey(TokenKeyError),
     Redis(LinkError),
+    Tls(super::TlsError),
     Io(std::io::Error),
 }
 
@@ -66,6 +68,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::TokenKey(e) => write!(f, "TICKER_TOKEN_KEY: {e}"),
             StartError::Redis(e) => write!(f, "--redis: {e}"),
+            StartError::Tls(e) => write!(f, "--tls-cert/--tls-key: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -101,6 +104,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Err(e) => return Err(StartError::Database(e)),
     };
 
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(Arc::new(super::tls::Tls::load(cert, key).map_err(StartError::Tls)?))
+        }
+        _ => None,
+    };
     let std_listener =
         listen(config.addr, config.backlog).map_err(|e| StartError::Bind(config.addr, e))?;
     let local_addr = std_listener.local_addr()?;
@@ -153,6 +162,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ticker_bell: ticker_bell.clone(),
         open_conns: AtomicUsize::new(0),
         max_connections,
+        tls,
         shutting_down: AtomicBool::new(false),
         controls,
     });
@@ -226,6 +236,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         io_threads = config.io_threads,
         workers = config.workers,
         max_connections = max_connections,
+        tls = shared.tls.is_some(),
         backlog = config.backlog.min(somaxconn),
         tick_ms = config.tick_interval.as_secs_f64() * 1000.0
     );
@@ -348,13 +359,19 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
     ))
 }
 
-/// SIGINT/SIGTERM start a graceful shutdown; a second signal exits at once.
+/// SIGINT/SIGTERM start a graceful shutdown; a second one exits at once. SIGHUP reloads
+/// the TLS certificate and key (new handshakes get them; live sessions are untouched;
+/// a bad file is logged and the old certificate stays).
 fn spawn_signal_thread(shared: Arc<Shared>) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     thread::Builder::new().name("signals".into()).spawn(move || {
         let mut seen = 0;
         for signal in signals.forever() {
+            if signal == SIGHUP {
+                reload_tls(&shared);
+                continue;
+            }
             seen += 1;
             if seen > 1 {
                 crate::warn!("second signal; exiting now", signal = signal);
@@ -365,6 +382,18 @@ fn spawn_signal_thread(shared: Arc<Shared>) -> std::io::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// SIGHUP's work.
+fn reload_tls(shared: &Shared) {
+    let Some(tls) = &shared.tls else {
+        crate::info!("SIGHUP ignored: TLS is off");
+        return;
+    };
+    match tls.reload() {
+        Ok(()) => crate::info!("TLS certificate reloaded", cert = tls.cert_path().display()),
+        Err(e) => crate::warn!("TLS reload failed; keeping the old certificate", error = e),
+    }
 }
 
 /// The listening socket, made by hand: `std::net::TcpListener::bind` always asks for a

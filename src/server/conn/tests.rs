@@ -102,6 +102,7 @@ fn ctx() -> LoopCtx {
         ticker_bell: Default::default(),
         open_conns: AtomicUsize::new(0),
         max_connections: 16,
+        tls: None,
         shutting_down: AtomicBool::new(false),
         controls: Vec::new(),
     };

@@ -1,0 +1,400 @@
+//! TLS (`--tls-cert`, `--tls-key`): every route over https:// and wss://, the SIGHUP
+//! reload, and hostile clients that must cost only their own connection. Certificates
+//! are made per test with rcgen (a test CA and leaves signed by it).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SerialNumber};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::Role;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Connector, WebSocket};
+
+use crate::util::{
+    Opts, PATIENCE, TestServer, Ws, next_of_type, read_response, read_until_close, rss_kib,
+};
+
+type TlsClient = StreamOwned<ClientConnection, TcpStream>;
+
+/// A test certificate authority.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    cert: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca { issuer: Issuer::new(params, key), cert: cert.der().clone() }
+    }
+
+    /// A leaf for `localhost` and 127.0.0.1: (certificate PEM, key PEM, certificate DER).
+    fn leaf(&self, cn: &str, serial: u64) -> (String, String, CertificateDer<'static>) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.serial_number = Some(SerialNumber::from(serial));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().clone())
+    }
+
+    /// A client that trusts this CA only.
+    fn client(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+/// A server with a leaf of `ca` in its temp folder; returns it and the leaf's DER.
+fn start_tls(ca: &Ca, extra: &[(&str, &str)]) -> (TestServer, CertificateDer<'static>) {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let (cert, key, der) = ca.leaf("ticker one", 1);
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let mut opts = Opts { dir: Some(dir), ..Opts::default() }
+        .arg("--tls-cert", cert_path.to_str().unwrap())
+        .arg("--tls-key", key_path.to_str().unwrap());
+    for (flag, value) in extra {
+        opts = opts.arg(flag, value);
+    }
+    (TestServer::start_with(opts), der)
+}
+
+/// A finished TLS handshake with the server.
+fn tls_connect(addr: SocketAddr, config: Arc<ClientConfig>) -> Result<TlsClient, rustls::Error> {
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = StreamOwned::new(ClientConnection::new(config, name)?, tcp);
+    while client.conn.is_handshaking() {
+        if let Err(e) = client.conn.complete_io(&mut client.sock) {
+            return Err(match e.into_inner().map(|inner| inner.downcast::<rustls::Error>()) {
+                Some(Ok(tls)) => *tls,
+                other => panic!("handshake I/O failed: {other:?}"),
+            });
+        }
+    }
+    Ok(client)
+}
+
+/// One request over TLS; the answer, read to its `Content-Length`.
+fn https(addr: SocketAddr, config: Arc<ClientConfig>, request: &str) -> crate::util::HttpResponse {
+    let mut client = tls_connect(addr, config).expect("handshake");
+    client.write_all(request.as_bytes()).unwrap();
+    read_response(&mut client).expect("a response")
+}
+
+fn token_over_tls(s: &TestServer, config: Arc<ClientConfig>) -> String {
+    let body = format!(r#"{{"api_key":"{}"}}"#, s.demo_key);
+    let r = https(
+        s.addr,
+        config,
+        &format!(
+            "POST /auth/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["token"].as_str().unwrap().to_owned()
+}
+
+/// A wss:// session, past its welcome.
+fn wss(s: &TestServer, config: Arc<ClientConfig>, token: &str) -> Ws {
+    let url = format!("wss://localhost:{}/ws/ticker", s.addr.port());
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let tcp = TcpStream::connect(s.addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let (mut ws, response) =
+        tungstenite::client_tls_with_config(req, tcp, None, Some(Connector::Rustls(config)))
+            .expect("wss upgrade");
+    assert_eq!(response.status(), 101);
+    assert_eq!(next_of_type(&mut ws, "welcome")["user_id"], "user:demo");
+    ws
+}
+
+/// Reads ticks until `seq` has moved on by a few: the session is alive and served.
+fn keeps_ticking(ws: &mut Ws) {
+    let first = next_of_type(ws, "ticker")["seq"].as_u64().unwrap();
+    loop {
+        let seq = next_of_type(ws, "ticker")["seq"].as_u64().unwrap();
+        if seq >= first + 3 {
+            return;
+        }
+    }
+}
+
+/// Reads until the server ends the connection (EOF or reset); returns what it sent. A
+/// connection still open after [`PATIENCE`] fails the test.
+fn read_until_closed(tcp: &mut TcpStream) -> Vec<u8> {
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+}
+
+/// The first flight of a real TLS client, as bytes.
+fn client_hello(config: Arc<ClientConfig>) -> Vec<u8> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut client = ClientConnection::new(config, name).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    hello
+}
+
+#[test]
+fn the_page_the_token_route_and_the_ticker_all_work_over_tls() {
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let page = https(
+        s.addr,
+        ca.client(),
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<html"), "the page: {}", page.text());
+
+    // A browser offers h2 first; the server picks HTTP/1.1.
+    let mut browser_like = (*ca.client()).clone();
+    browser_like.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let client = tls_connect(s.addr, Arc::new(browser_like)).unwrap();
+    assert_eq!(client.conn.alpn_protocol(), Some(&b"http/1.1"[..]), "ALPN http/1.1");
+
+    let token = token_over_tls(&s, ca.client());
+    let mut ws = wss(&s, ca.client(), &token);
+    keeps_ticking(&mut ws);
+}
+
+#[test]
+fn the_port_speaks_only_tls_and_an_untrusted_certificate_is_refused() {
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let other = Ca::new("some other CA");
+    let Err(refused) = tls_connect(s.addr, other.client()) else { panic!("an unknown issuer") };
+    assert!(
+        matches!(
+            refused,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+        ),
+        "{refused:?}"
+    );
+    // A plaintext request gets no HTTP answer, only the end of the connection.
+    let mut plain = TcpStream::connect(s.addr).unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let answer = read_until_closed(&mut plain);
+    assert!(!answer.starts_with(b"HTTP/"), "{:?}", String::from_utf8_lossy(&answer));
+}
+
+#[test]
+fn sighup_reloads_the_certificate_for_new_clients_and_keeps_live_sessions() {
+    let ca = Ca::new("test CA");
+    let (s, first) = start_tls(&ca, &[]);
+    let token = token_over_tls(&s, ca.client());
+    let mut old = wss(&s, ca.client(), &token);
+    let seen = tls_connect(s.addr, ca.client()).unwrap();
+    assert_eq!(seen.conn.peer_certificates().unwrap()[0], first);
+
+    let (cert, key, second) = ca.leaf("ticker two", 2);
+    std::fs::write(s.dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(s.dir.path().join("key.pem"), key).unwrap();
+    // SAFETY: kill(2) with the server's pid.
+    unsafe { libc::kill(s.pid() as i32, libc::SIGHUP) };
+    s.wait_for_log("TLS certificate reloaded");
+    let fresh = tls_connect(s.addr, ca.client()).unwrap();
+    assert_eq!(fresh.conn.peer_certificates().unwrap()[0], second, "new clients: new cert");
+    keeps_ticking(&mut old);
+
+    // A bad file: logged, and the certificate in use stays.
+    std::fs::write(s.dir.path().join("cert.pem"), "not a certificate").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(s.pid() as i32, libc::SIGHUP) };
+    s.wait_for_log("TLS reload failed");
+    let after = tls_connect(s.addr, ca.client()).unwrap();
+    assert_eq!(after.conn.peer_certificates().unwrap()[0], second);
+    let page =
+        https(s.addr, ca.client(), "GET /healthz HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n");
+    assert_eq!(page.status, 200);
+    keeps_ticking(&mut old);
+}
+
+#[test]
+fn hostile_tls_clients_cost_only_their_own_connection() {
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[("--head-timeout", "1s"), ("--log-level", "debug")]);
+    let token = token_over_tls(&s, ca.client());
+    let mut session = wss(&s, ca.client(), &token);
+    let hello = client_hello(ca.client());
+
+    // Plain HTTP to the TLS port.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    read_until_closed(&mut c);
+    s.wait_for_log("TLS error; closing");
+    keeps_ticking(&mut session);
+
+    // Garbage.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(&[0xFF; 512]).unwrap();
+    read_until_closed(&mut c);
+    keeps_ticking(&mut session);
+
+    // A ClientHello cut short, then FIN.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(&hello[..hello.len() / 2]).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    read_until_closed(&mut c);
+    keeps_ticking(&mut session);
+
+    // A TLS 1.0-only ClientHello (by hand: rustls cannot speak 1.0): refused with an alert.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(&tls10_client_hello()).unwrap();
+    let answer = read_until_closed(&mut c);
+    assert_eq!(answer.first(), Some(&0x15), "an alert record: {answer:?}");
+    keeps_ticking(&mut session);
+
+    // A handshake that never finishes: half a ClientHello, then silence, until the head
+    // timeout closes it.
+    let started = Instant::now();
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(&hello[..hello.len() / 2]).unwrap();
+    read_until_closed(&mut c);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    keeps_ticking(&mut session);
+}
+
+/// One metric's value, scraped over TLS.
+fn metric(s: &TestServer, config: Arc<ClientConfig>, name: &str) -> f64 {
+    let text =
+        https(s.addr, config, "GET /metrics HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n")
+            .text();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+#[test]
+fn stalled_tls_subscribers_are_conflated_then_closed_with_1008_and_memory_stays_flat() {
+    const STALLED: usize = 40;
+    // ~10 KB frames fill a stalled socket within seconds.
+    let symbols: Vec<String> = (0..200).map(|i| format!("SYM{i}-USD:{}", 100 + i)).collect();
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(
+        &ca,
+        &[
+            ("--symbols", &symbols.join(",")),
+            ("--slow-consumer-timeout", "3s"),
+            ("--close-linger", "120s"),
+        ],
+    );
+    let token = token_over_tls(&s, ca.client());
+    let mut reader = wss(&s, ca.client(), &token);
+    let rss_before = rss_kib(s.pid());
+    // Upgraded, then never read: the 101, the ticks and the TLS records pile up.
+    let stalled: Vec<TlsClient> = (0..STALLED)
+        .map(|_| {
+            let mut c = tls_connect(s.addr, ca.client()).unwrap();
+            write!(
+                c,
+                "GET /ws/ticker HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .unwrap();
+            c
+        })
+        .collect();
+    let mut rss_peak = rss_before;
+    let deadline = Instant::now() + PATIENCE * 2;
+    while metric(&s, ca.client(), "ticker_slow_consumer_closes_total") < STALLED as f64 {
+        assert!(Instant::now() < deadline, "stalled subscribers were not closed");
+        rss_peak = rss_peak.max(rss_kib(s.pid()));
+        // The reader reads on meanwhile (and so is not a slow consumer itself).
+        next_of_type(&mut reader, "ticker");
+    }
+    assert!(metric(&s, ca.client(), "ticker_conflated_frames_total") > 0.0, "no conflation");
+    let growth_kib = rss_peak.saturating_sub(rss_before);
+    eprintln!("{STALLED} stalled TLS subscribers: RSS {rss_before} KiB, peak +{growth_kib} KiB");
+    assert!(growth_kib < 20 * 1024, "RSS grew by {growth_kib} KiB");
+    keeps_ticking(&mut reader);
+    // Each stream is intact: once read, the frame in flight is whole, then the close.
+    for mut c in stalled {
+        let r = read_response(&mut c).expect("the upgrade answer");
+        assert_eq!(r.status, 101);
+        let mut ws = WebSocket::from_raw_socket(MaybeTlsStream::Rustls(c), Role::Client, None);
+        assert_eq!(read_until_close(&mut ws), Some(1008));
+    }
+}
+
+/// A ClientHello offering TLS 1.0 and nothing newer: record and client version 3.1, one
+/// cipher suite, no extensions.
+fn tls10_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x01];
+    body.extend_from_slice(&[0x42; 32]); // random
+    body.push(0); // no session id
+    body.extend_from_slice(&[0x00, 0x02, 0x00, 0x2F]); // TLS_RSA_WITH_AES_128_CBC_SHA
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut handshake = vec![0x01, 0x00, 0x00, body.len() as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01, 0x00, handshake.len() as u8];
+    record.extend_from_slice(&handshake);
+    record
+}
+
+#[test]
+fn a_missing_file_a_mismatched_key_or_a_lone_flag_stop_the_server_at_start() {
+    let ca = Ca::new("test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _, _) = ca.leaf("one", 1);
+    let (_, other_key, _) = ca.leaf("two", 2);
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, other_key).unwrap();
+    let start = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+            .args(["--addr", "127.0.0.1:0", "--db"])
+            .arg(dir.path().join("auth.db"))
+            .args(args)
+            .env("TICKER_TOKEN_KEY", "test-key-0123456789abcdef")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "it started with {args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let (cert_arg, key_arg) = (cert_path.to_str().unwrap(), key_path.to_str().unwrap());
+    let missing = start(&["--tls-cert", "/nonexistent/cert.pem", "--tls-key", key_arg]);
+    assert!(missing.contains("/nonexistent/cert.pem"), "{missing}");
+    let mismatch = start(&["--tls-cert", cert_arg, "--tls-key", key_arg]);
+    assert!(mismatch.contains("cannot start") && mismatch.contains("--tls-cert"), "{mismatch}");
+    let lone = start(&["--tls-cert", cert_arg]);
+    assert!(lone.contains("--tls-key"), "{lone}");
+}
