@@ -112,6 +112,24 @@ fn freeze(s: &TestServer, stopped: bool) {
     let signal = if stopped { libc::SIGSTOP } else { libc::SIGCONT };
     // SAFETY: kill(2) with our own child's pid.
     assert_eq!(unsafe { libc::kill(s.pid() as i32, signal) }, 0);
+    // The signal is delivered asynchronously: until every thread has stopped, the event
+    // loop may still accept what the test means to leave in the backlog.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while stopped && !all_threads_stopped(s.pid()) {
+        assert!(std::time::Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in /proc).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+            .unwrap_or(false)
+    })
 }
 
 /// Lets this process hold `n` more sockets than it usually needs (the soft limit may be
