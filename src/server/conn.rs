@@ -333,34 +333,30 @@ impl<S: Socket> Conn<S> {
             }
             State::Http { phase: HttpPhase::Waiting { .. }, .. } => TimerAction::Idle,
             State::WebSocket(session) => {
-                if !self.out.is_empty() && now >= self.last_progress + cfg.slow_consumer_timeout {
+                // A subscriber that stopped reading, or a client gone silent: one close
+                // path, each with its own code, reason and counter.
+                let close = if !self.out.is_empty()
+                    && now >= self.last_progress + cfg.slow_consumer_timeout
+                {
                     crate::info!(
                         "slow consumer closed",
                         user_id = session.actor.id,
                         peer = self.peer
                     );
-                    metrics.slow_consumer_closes.fetch_add(1, Relaxed);
-                    let linger = cfg.close_linger;
-                    self.close_session(
+                    Some((
                         CloseCode::PolicyViolation,
                         "slow consumer",
-                        now,
-                        linger,
-                        metrics,
-                    );
-                    return TimerAction::Flush;
-                }
-                if now >= self.last_read + cfg.dead_after {
+                        &metrics.slow_consumer_closes,
+                    ))
+                } else if now >= self.last_read + cfg.dead_after {
                     crate::debug!("heartbeat timeout", peer = self.peer);
-                    metrics.heartbeat_closes.fetch_add(1, Relaxed);
-                    let linger = cfg.close_linger;
-                    self.close_session(
-                        CloseCode::GoingAway,
-                        "heartbeat timeout",
-                        now,
-                        linger,
-                        metrics,
-                    );
+                    Some((CloseCode::GoingAway, "heartbeat timeout", &metrics.heartbeat_closes))
+                } else {
+                    None
+                };
+                if let Some((code, reason, counter)) = close {
+                    counter.fetch_add(1, Relaxed);
+                    self.close_session(code, reason, now, cfg.close_linger, metrics);
                     return TimerAction::Flush;
                 }
                 if now >= self.last_read + cfg.ping_after && !session.ping_outstanding {
