@@ -372,10 +372,10 @@ fn finish_upgrade<S: Socket>(
     let snapshot = ctx.snapshot.as_ref().map(|t| &t.frame);
     let accept = handshake::switching_protocols(&handshake::accept_key(&key));
     conn.open_session(session, accept, welcome.as_bytes(), snapshot, now, &shared.metrics);
-    if shared.metrics.ws_sessions_open.load(Relaxed) == 1 {
-        // The first listener: wake the ticker, which builds nothing while nobody listens.
-        shared.ticker_bell.ring();
-    }
+    // Wake the ticker, which builds nothing while nobody listens. Rung on every upgrade
+    // (a lock and a notify): watching for "the first" session would miss two loops
+    // opening their first ones at once (0 → 2).
+    shared.ticker_bell.ring();
 }
 
 fn process_ws<S: Socket>(conn: &mut Conn<S>, ctx: &mut LoopCtx, now: Instant) {
