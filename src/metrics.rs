@@ -77,6 +77,10 @@ pub struct Metrics {
     pub frames_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub conflated_frames: AtomicU64,
+    /// Ticks a loop never offered because a newer one was already queued (the loop was
+    /// behind the ticker): a capacity signal, also counted per subscriber in
+    /// `conflated_frames`.
+    pub superseded_ticks: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub heartbeat_closes: AtomicU64,
     pub protocol_error_closes: AtomicU64,
@@ -294,6 +298,12 @@ impl Metrics {
             "ticker_conflated_frames_total",
             "Ticks dropped for a subscriber because a newer tick replaced them.",
             self.conflated_frames.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_ticks_superseded_total",
+            "Ticks an event loop skipped because a newer tick was queued (loop behind).",
+            self.superseded_ticks.load(Relaxed),
         );
         counter(
             &mut out,

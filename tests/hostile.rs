@@ -34,6 +34,27 @@ fn count_ticks(mut ws: Ws, stop: Arc<AtomicBool>) -> (u64, u64) {
     (received, gaps)
 }
 
+/// Asks for a receive buffer of seconds of ticks: on a CI machine busy with other tests
+/// (a browser among them) a reader thread can be descheduled for hundreds of ms, and
+/// with the default 128 KiB (a dozen 10 KB ticks) the server would rightly conflate it.
+/// This test is about the server never letting stalled sockets slow the others down.
+fn give_slack(ws: &Ws) {
+    use std::os::fd::AsRawFd;
+    let tungstenite::stream::MaybeTlsStream::Plain(socket) = ws.get_ref() else { return };
+    let bytes: libc::c_int = 4 << 20;
+    // SAFETY: a valid descriptor and a c_int option value of the size passed. The kernel
+    // clamps to net.core.rmem_max; failing is harmless (the default buffer stays).
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 fn scan_seq(text: &str) -> Option<u64> {
     let rest = &text[text.find(r#""seq":"#)? + 6..];
     let end = rest.find(|c: char| !c.is_ascii_digit())?;
@@ -56,6 +77,7 @@ fn two_hundred_raw_subscribers_are_closed_with_1008_while_fifty_readers_keep_eve
     let readers: Vec<_> = (0..READERS)
         .map(|_| {
             let ws = s.ws(&token);
+            give_slack(&ws);
             let stop = stop.clone();
             std::thread::spawn(move || count_ticks(ws, stop))
         })
@@ -78,12 +100,18 @@ fn two_hundred_raw_subscribers_are_closed_with_1008_while_fifty_readers_keep_eve
 
     stop.store(true, Ordering::Relaxed);
     eprintln!("{STALLED} stalled: server RSS {rss_before} KiB before, peak +{growth_kib} KiB");
+    let mut results = Vec::new();
     for reader in readers {
-        let (received, gaps) = reader.join().expect("reader thread");
-        eprintln!("reader: {received} ticks, {gaps} skipped");
+        results.push(reader.join().expect("reader thread"));
+    }
+    // Read after the readers stopped, so it covers every tick they could have missed.
+    let superseded = s.metric("ticker_ticks_superseded_total") as u64;
+    for (received, gaps) in results {
+        eprintln!("reader: {received} ticks, {gaps} skipped ({superseded} superseded in loops)");
         assert!(received > 100, "a reader got only {received} ticks");
-        // Readers that keep up lose nothing beyond scheduling noise.
-        assert!(gaps * 100 <= received, "a reader missed {gaps} of {received} ticks");
+        // A reader with room in its socket loses no tick of its own: the only gaps are
+        // ticks its loop skipped for everyone while the machine starved it of CPU.
+        assert!(gaps <= superseded, "a reader missed {gaps} ticks, loops skipped {superseded}");
     }
     // Each stalled subscriber, once it reads, finds the frame in flight finished and
     // then the close frame.

@@ -289,6 +289,7 @@ impl Shard {
         metrics.frames_sent.fetch_add(totals.frames, Relaxed);
         metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);
         if skipped > 0 {
+            metrics.superseded_ticks.fetch_add(skipped, Relaxed);
             let sessions = self.conns.iter().filter(|(_, c)| c.is_subscriber()).count() as u64;
             metrics.conflated_frames.fetch_add(totals.conflated + skipped * sessions, Relaxed);
         } else if totals.conflated > 0 {
