@@ -13,6 +13,7 @@ use crate::auth::token::TokenKey;
 use crate::http::cors::AllowedOrigins;
 use crate::http::request::Limits;
 use crate::log::{Format, Level};
+use crate::source::{Exchange, SourceKind, UpstreamConfig};
 
 /// One traded symbol and its start price.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +66,30 @@ pub struct Config {
     /// The HMAC key for tokens; `None`: a random key made at start (tokens die with the
     /// process). Environment only (see [`ENV_ONLY`]).
     pub token_key: Option<TokenKey>,
+    /// Where prices come from: the random walk (default) or an exchange's stream.
+    pub source: SourceKind,
+    /// The exchange's endpoint (`None`: its public one).
+    pub source_url: Option<String>,
+    /// Extra trusted CAs (PEM) for the exchange's TLS.
+    pub source_ca: Option<PathBuf>,
+    /// Silence after which the upstream connection counts as dead (`None`: the
+    /// exchange's own bound).
+    pub source_timeout: Option<Duration>,
+    /// A symbol without an update for this long is marked stale.
+    pub stale_after: Duration,
+}
+
+impl Config {
+    /// The upstream settings for `exchange`, defaults filled in.
+    pub fn upstream_config(&self, exchange: Exchange) -> UpstreamConfig {
+        UpstreamConfig {
+            exchange,
+            url: self.source_url.clone().unwrap_or_else(|| exchange.default_url().to_owned()),
+            ca: self.source_ca.clone(),
+            silence: self.source_timeout.unwrap_or_else(|| exchange.default_silence()),
+            stale_after: self.stale_after,
+        }
+    }
 }
 
 impl Default for Config {
@@ -101,6 +126,11 @@ impl Default for Config {
             redis: None,
             tls_cert: None,
             tls_key: None,
+            source: SourceKind::Sim,
+            source_url: None,
+            source_ca: None,
+            source_timeout: None,
+            stale_after: Duration::ZERO,
         };
         for opt in OPTIONS {
             let default = opt.default_value();
@@ -499,7 +529,74 @@ pub const OPTIONS: &[OptionSpec] = &[
             Ok(())
         },
     },
+    OptionSpec {
+        flag: "source",
+        env: "TICKER_SOURCE",
+        default: "sim",
+        help: "where prices come from: sim (the random walk), coinbase, binance or kraken \
+               (the exchange's public WebSocket stream)",
+        apply: |c, v| {
+            c.source = SourceKind::parse(v)
+                .ok_or_else(|| format!("not a source: {v:?} (sim, coinbase, binance, kraken)"))?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "source-url",
+        env: "TICKER_SOURCE_URL",
+        default: EXCHANGE_DEFAULT,
+        help: "the exchange's WebSocket endpoint, ws:// or wss:// (a proxy, a test server)",
+        apply: |c, v| {
+            c.source_url = if v == EXCHANGE_DEFAULT || v.is_empty() {
+                None
+            } else {
+                crate::source::upstream::check_url(v).map_err(|e| e.to_string())?;
+                Some(v.to_owned())
+            };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "source-ca",
+        env: "TICKER_SOURCE_CA",
+        default: WEB_PKI,
+        help: "PEM file of CAs to trust for the exchange's TLS, besides the web PKI roots",
+        apply: |c, v| {
+            c.source_ca = optional_path(v, WEB_PKI);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "source-timeout",
+        env: "TICKER_SOURCE_TIMEOUT",
+        default: "auto",
+        help: "treat an upstream silent this long as dead and reconnect (auto: 5s for \
+               coinbase and kraken, which send heartbeats every second; 30s for binance)",
+        apply: |c, v| {
+            c.source_timeout = if v == "auto" {
+                None
+            } else {
+                Some(duration_in(v, Duration::from_millis(200), Duration::from_secs(3600))?)
+            };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "stale-after",
+        env: "TICKER_STALE_AFTER",
+        default: "10s",
+        help: "mark a symbol stale when the upstream sent no price for it this long",
+        apply: |c, v| {
+            c.stale_after = duration_in(v, Duration::from_millis(10), Duration::from_secs(86400))?;
+            Ok(())
+        },
+    },
 ];
+
+/// Marker default of `--source-url`: the exchange's public endpoint.
+const EXCHANGE_DEFAULT: &str = "the exchange's public endpoint";
+/// Marker default of `--source-ca`: only the web PKI roots.
+const WEB_PKI: &str = "none (web PKI roots)";
 
 /// Marker default of `--tls-cert`/`--tls-key`: plain TCP.
 const NO_TLS: &str = "none (plain TCP)";
@@ -592,6 +689,13 @@ where
             "--tls-cert and --tls-key go together: give both or neither".into(),
         ));
     }
+    if config.source == SourceKind::Sim
+        && (config.source_url.is_some() || config.source_ca.is_some())
+    {
+        return Err(ConfigError(
+            "--source-url and --source-ca need --source coinbase|binance|kraken".into(),
+        ));
+    }
     Ok(Command::Serve(Box::new(config)))
 }
 
@@ -643,7 +747,8 @@ pub fn help_text() -> String {
     let mut out = String::from(
         "crypto-ticker: authenticated WebSocket price ticker\n\n\
          USAGE:\n    crypto-ticker [OPTIONS]          serve (every option has a default)\n    \
-         crypto-ticker keys <COMMAND>     manage API keys (crypto-ticker keys --help)\n\n\
+         crypto-ticker keys <COMMAND>     manage API keys (crypto-ticker keys --help)\n    \
+         crypto-ticker source-check --source NAME   try a price source (--help)\n\n\
          OPTIONS (flag, environment variable, default):\n",
     );
     for opt in OPTIONS {
@@ -806,6 +911,27 @@ mod tests {
         let alone = parse(&["--tls-cert", "c.pem"], &[]).unwrap_err();
         assert!(alone.0.contains("--tls-key"), "{alone}");
         assert!(parse(&[], &[("TICKER_TLS_KEY", "k.pem")]).is_err());
+    }
+
+    #[test]
+    fn the_price_source_is_sim_unless_an_exchange_is_named() {
+        let c = parse(&[], &[]).unwrap();
+        assert_eq!((c.source, c.stale_after), (SourceKind::Sim, Duration::from_secs(10)));
+        let c = parse(
+            &["--source", "coinbase", "--source-url", "ws://127.0.0.1:9/x"],
+            &[("TICKER_STALE_AFTER", "2s"), ("TICKER_SOURCE_CA", "ca.pem")],
+        )
+        .unwrap();
+        assert_eq!(c.source, SourceKind::Exchange(Exchange::Coinbase));
+        let up = c.upstream_config(Exchange::Coinbase);
+        assert_eq!(up.url, "ws://127.0.0.1:9/x");
+        assert_eq!((up.silence, up.stale_after), (Duration::from_secs(5), Duration::from_secs(2)));
+        assert_eq!(up.ca, Some(PathBuf::from("ca.pem")));
+        let c = parse(&[], &[("TICKER_SOURCE", "kraken")]).unwrap();
+        assert_eq!(c.upstream_config(Exchange::Kraken).url, "wss://ws.kraken.com/v2");
+        assert!(parse(&["--source", "ftx"], &[]).is_err());
+        assert!(parse(&["--source", "binance", "--source-url", "http://x"], &[]).is_err());
+        assert!(parse(&["--source-url", "wss://x/"], &[]).unwrap_err().0.contains("--source"));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`ws`]: pure RFC 6455 framing: frame headers, the incremental decoder, the handshake.
 //! - [`auth`]: the whole auth flow: API keys → HMAC tokens → authorized upgrades, with
 //!   the key-store and token-store seams (SQLite and in-memory on one node).
+//! - [`source`]: where prices come from: the random walk or an exchange's stream
+//!   (the upstream thread, the latest-price book, the exchange parsers).
 //! - [`ticker`]: the price model and the supervised ticker thread that builds each
 //!   tick's frame once.
 //! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
@@ -33,6 +35,7 @@ pub mod log;
 pub mod metrics;
 pub mod parse;
 pub mod server;
+pub mod source;
 pub mod ticker;
 pub mod workers;
 pub mod ws;

@@ -1,4 +1,5 @@
-//! `crypto-ticker`: serve (default) or manage API keys (`keys ...`).
+//! `crypto-ticker`: serve (default), manage API keys (`keys ...`) or try a price source
+//! (`source-check ...`).
 
 use std::process::ExitCode;
 
@@ -11,6 +12,17 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("crypto-ticker keys: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if args.first().map(String::as_str) == Some("source-check") {
+        crypto_ticker::log::init(crypto_ticker::log::Level::Info, crypto_ticker::log::Format::Text);
+        return match crypto_ticker::source::check::run(&args[1..]) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("crypto-ticker source-check: {e}");
                 ExitCode::from(2)
             }
         };

@@ -5,9 +5,15 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::auth::keys::DbErrorKind;
+use crate::source::Book;
+
+/// Kinds of upstream messages (`--source` other than sim), in label order.
+pub const SOURCE_MESSAGE_KINDS: [&str; 7] =
+    ["price", "heartbeat", "control", "rejected", "out_of_order", "malformed", "unknown"];
 
 /// Outcomes of `POST /auth/token`, in label order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +101,12 @@ pub struct Metrics {
     pub lease_acquisitions: AtomicU64,
     pub cluster_ticks_received: AtomicU64,
     redis_errors: [AtomicU64; 5],
+    /// Upstream connections made after the first (`--source` other than sim).
+    pub source_reconnects: AtomicU64,
+    pub source_connect_failures: AtomicU64,
+    source_messages: [AtomicU64; 7],
+    /// The upstream's book, for its state and the age of each price at render time.
+    source_book: OnceLock<Arc<Book>>,
 }
 
 /// Kinds of Redis errors, as `cluster::link::LinkError::kind_label` names them.
@@ -210,6 +222,27 @@ impl Metrics {
         if let Some(i) = REDIS_ERROR_KINDS.iter().position(|k| *k == kind) {
             self.redis_errors[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts one upstream message by kind (see [`SOURCE_MESSAGE_KINDS`]).
+    pub fn source_message(&self, kind: &str) {
+        if let Some(i) = SOURCE_MESSAGE_KINDS.iter().position(|k| *k == kind) {
+            self.source_messages[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Upstream messages so far, by kind.
+    pub fn source_message_counts(&self) -> Vec<(&'static str, u64)> {
+        SOURCE_MESSAGE_KINDS
+            .iter()
+            .zip(&self.source_messages)
+            .map(|(k, n)| (*k, n.load(Relaxed)))
+            .collect()
+    }
+
+    /// Registers the upstream's book (once; a second book is ignored).
+    pub fn set_source_book(&self, book: Arc<Book>) {
+        let _ = self.source_book.set(book);
     }
 
     /// Renders every metric in the Prometheus text format.
@@ -392,7 +425,42 @@ impl Metrics {
                 self.redis_errors[i].load(Relaxed)
             );
         }
+        self.render_source(&mut out);
         out
+    }
+
+    /// The upstream's metrics; only the counters when prices are simulated.
+    fn render_source(&self, out: &mut String) {
+        if let Some(book) = self.source_book.get() {
+            let _ = write!(
+                out,
+                "# HELP ticker_source_up 1 while the upstream price stream is connected (on a cluster node: only the leader connects).\n# TYPE ticker_source_up gauge\nticker_source_up {}\n",
+                i64::from(book.is_connected())
+            );
+            out.push_str("# HELP ticker_source_price_age_seconds Time since the newest upstream price of each symbol arrived (+Inf: none yet).\n# TYPE ticker_source_price_age_seconds gauge\n");
+            for s in book.stats(Instant::now()) {
+                let age = s.age.map_or_else(|| "+Inf".to_owned(), |a| a.as_secs_f64().to_string());
+                let _ = writeln!(
+                    out,
+                    "ticker_source_price_age_seconds{{symbol=\"{}\"}} {age}",
+                    s.symbol
+                );
+            }
+        }
+        out.push_str("# HELP ticker_source_messages_total Upstream messages by kind (malformed and unknown ones are skipped).\n# TYPE ticker_source_messages_total counter\n");
+        for (kind, n) in self.source_message_counts() {
+            let _ = writeln!(out, "ticker_source_messages_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = write!(
+            out,
+            "# HELP ticker_source_reconnects_total Upstream connections made after the first.\n# TYPE ticker_source_reconnects_total counter\nticker_source_reconnects_total {}\n",
+            self.source_reconnects.load(Relaxed)
+        );
+        let _ = write!(
+            out,
+            "# HELP ticker_source_connect_failures_total Upstream connection attempts that failed.\n# TYPE ticker_source_connect_failures_total counter\nticker_source_connect_failures_total {}\n",
+            self.source_connect_failures.load(Relaxed)
+        );
     }
 }
 

@@ -28,7 +28,8 @@ use super::lease::{Lease, LeaseState, unique_node_id};
 use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
 use super::wire::{self, LastTick, TickData};
 use crate::metrics::Metrics;
-use crate::ticker::prices::{PriceModel, Quote};
+use crate::source::PriceSource;
+use crate::ticker::prices::Quote;
 use crate::ticker::{self, Subscriber};
 
 /// How long a leader keeps the lease without renewing: a killed leader is replaced
@@ -86,12 +87,13 @@ pub struct ClusterTicker {
 }
 
 impl ClusterTicker {
-    /// Starts both threads. `model` holds the configured symbols and start prices (used
-    /// only if no tick was ever published); `health` is kept up to date for `/healthz`.
+    /// Starts both threads. `source` holds the configured symbols and start prices (used
+    /// only if no tick was ever published); an exchange feed is consumed only while this
+    /// node leads. `health` is kept up to date for `/healthz`.
     pub fn start(
         url: &str,
         prefix: &str,
-        model: PriceModel,
+        source: PriceSource,
         interval: Duration,
         subscribers: Vec<Subscriber>,
         metrics: Arc<Metrics>,
@@ -120,7 +122,7 @@ impl ClusterTicker {
             let plane = plane.clone();
             thread::Builder::new()
                 .name("cluster-lead".into())
-                .spawn(move || lead(&plane, node_id, model))?
+                .spawn(move || lead(&plane, node_id, source))?
         };
         Ok(ClusterTicker { plane, threads: vec![follow, lead] })
     }
@@ -157,7 +159,7 @@ enum Role {
 }
 
 /// The lead thread: contend, renew, and tick while leading.
-fn lead(plane: &Plane, node_id: String, mut model: PriceModel) {
+fn lead(plane: &Plane, node_id: String, mut source: PriceSource) {
     let mut link = match RedisLink::with_config(&plane.url, link_config()) {
         Ok(link) => link,
         Err(e) => {
@@ -182,7 +184,7 @@ fn lead(plane: &Plane, node_id: String, mut model: PriceModel) {
                         Role::Leader { fence: held, until: held_until, .. } if *held == fence => {
                             *held_until = until;
                         }
-                        _ => role = take_lead(plane, &mut link, &mut model, fence, until, now),
+                        _ => role = take_lead(plane, &mut link, &mut source, fence, until, now),
                     }
                     failing = false;
                 }
@@ -192,7 +194,7 @@ fn lead(plane: &Plane, node_id: String, mut model: PriceModel) {
                             "cluster: lease lost; following",
                             leader = format!("{leader:?}")
                         );
-                        step_down(metrics, &mut role);
+                        step_down(metrics, &mut role, &mut source);
                     }
                     failing = false;
                 }
@@ -202,19 +204,18 @@ fn lead(plane: &Plane, node_id: String, mut model: PriceModel) {
         if let Role::Leader { fence, until, next_seq, next_deadline, first } = &mut role {
             if now >= *until {
                 crate::warn!("cluster: lease not renewed in time; stepping down");
-                step_down(metrics, &mut role);
+                step_down(metrics, &mut role, &mut source);
                 continue;
             }
             if now >= *next_deadline {
-                if !*first {
-                    model.step();
-                }
+                let quotes = source.next_quotes(*first);
                 *first = false;
                 let data = TickData {
                     seq: *next_seq,
                     ts_us: unix_micros(SystemTime::now()),
                     fence: *fence,
-                    prices: model.quotes().iter().map(|q| (q.symbol.clone(), q.price)).collect(),
+                    prices: quotes.iter().map(|q| (q.symbol.clone(), q.price)).collect(),
+                    sources: quotes.iter().filter_map(|q| q.source).collect(),
                 };
                 payload.clear();
                 data.encode(&mut payload);
@@ -227,7 +228,7 @@ fn lead(plane: &Plane, node_id: String, mut model: PriceModel) {
                     }
                     Ok(false) => {
                         crate::warn!("cluster: publish refused (lease gone); following");
-                        step_down(metrics, &mut role);
+                        step_down(metrics, &mut role, &mut source);
                         continue;
                     }
                     // The outcome is unknown: the same seq goes out again next time and
@@ -253,13 +254,14 @@ fn lead(plane: &Plane, node_id: String, mut model: PriceModel) {
         let _ = link.with_conn(|c| lease.release(c, fence));
         metrics.cluster_leader.store(0, Ordering::Relaxed);
     }
+    source.deactivate();
 }
 
 /// Becoming leader: continue from the newest tick known, in Redis or seen here.
 fn take_lead(
     plane: &Plane,
     link: &mut RedisLink,
-    model: &mut PriceModel,
+    source: &mut PriceSource,
     fence: u64,
     until: Instant,
     now: Instant,
@@ -280,19 +282,24 @@ fn take_lead(
     };
     let (next_seq, first) = match &newest {
         Some(t) => {
-            model.restore(&t.prices);
+            source.restore(&t.prices);
             (t.seq + 1, false)
         }
         None => (0, true),
     };
+    // Only the leader consumes an exchange's stream.
+    if let Err(e) = source.activate() {
+        crate::error!("cluster: cannot start the upstream price thread", error = e);
+    }
     plane.metrics.lease_acquisitions.fetch_add(1, Ordering::Relaxed);
     plane.metrics.cluster_leader.store(1, Ordering::Relaxed);
     crate::info!("cluster: leading the ticker", fence = fence, next_seq = next_seq);
     Role::Leader { fence, until, next_seq, next_deadline: now, first }
 }
 
-fn step_down(metrics: &Metrics, role: &mut Role) {
+fn step_down(metrics: &Metrics, role: &mut Role, source: &mut PriceSource) {
     *role = Role::Follower;
+    source.deactivate();
     metrics.cluster_leader.store(0, Ordering::Relaxed);
 }
 
@@ -381,7 +388,11 @@ fn follow(plane: &Plane) {
                 continue;
             }
             quotes.clear();
-            quotes.extend(data.prices.iter().map(|(s, p)| Quote { symbol: s.clone(), price: *p }));
+            quotes.extend(data.prices.iter().enumerate().map(|(i, (s, p))| Quote {
+                symbol: s.clone(),
+                price: *p,
+                source: data.sources.get(i).copied(),
+            }));
             let tick = ticker::build_tick_at(data.seq, data.ts_us, &quotes, &mut payload);
             ticker::publish(&tick, &plane.subscribers);
             *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);

@@ -9,6 +9,11 @@
 //! bit-exact, so every node formats the same bytes. (serde_json's default float parser
 //! is off by one ulp for roughly one long price in ten.)
 //!
+//! A leader fed by an exchange (`--source`) adds `"sources":[[source_ts|null,stale],..]`,
+//! one pair per price, which the followers put in their frames as they are. A simulated
+//! tick has no `sources` (the same bytes as before real sources), and a tick without
+//! it decodes as simulated, so older leaders' ticks still read.
+//!
 //! [`TickData::decode`] is a parser over bytes from the network: it returns a typed
 //! [`WireError`] for anything that is not a whole tick and never panics.
 
@@ -20,6 +25,7 @@ use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::Keys;
+use crate::ticker::prices::SourceStamp;
 
 /// One tick of every symbol's price, as the leader published it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +37,9 @@ pub struct TickData {
     pub fence: u64,
     /// `(symbol, price)` in configured order. Prices are finite.
     pub prices: Vec<(String, f64)>,
+    /// One stamp per price when the leader's prices come from an exchange; empty when
+    /// simulated.
+    pub sources: Vec<SourceStamp>,
 }
 
 impl TickData {
@@ -42,6 +51,7 @@ impl TickData {
             ts_us: self.ts_us,
             fence: self.fence,
             prices: PricesOut(&self.prices),
+            sources: self.sources.iter().map(|s| (s.ts_ms, s.stale)).collect(),
         };
         // Cannot fail: writing to a Vec never errors and every field is an integer, a
         // string or a seq of them (no maps with non-string keys, no fallible Serialize).
@@ -64,7 +74,16 @@ impl TickData {
             }
             prices.push((symbol, price));
         }
-        Ok(TickData { seq: wire.seq, ts_us: wire.ts_us, fence: wire.fence, prices })
+        if !wire.sources.is_empty() && wire.sources.len() != prices.len() {
+            return Err(WireError::Shape(format!(
+                "{} sources for {} prices",
+                wire.sources.len(),
+                prices.len()
+            )));
+        }
+        let sources =
+            wire.sources.into_iter().map(|(ts_ms, stale)| SourceStamp { ts_ms, stale }).collect();
+        Ok(TickData { seq: wire.seq, ts_us: wire.ts_us, fence: wire.fence, prices, sources })
     }
 }
 
@@ -147,6 +166,8 @@ struct WireOut<'a> {
     ts_us: u64,
     fence: u64,
     prices: PricesOut<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<(Option<u64>, bool)>,
 }
 
 /// Serializes as `[["SYM","price"],..]` without building the strings first.
@@ -178,6 +199,8 @@ struct WireIn {
     ts_us: u64,
     fence: u64,
     prices: Vec<(String, PriceIn)>,
+    #[serde(default)]
+    sources: Vec<(Option<u64>, bool)>,
 }
 
 struct PriceIn(f64);
@@ -212,6 +235,7 @@ mod tests {
             ts_us: 1_732_400_000_123_456,
             fence: 3,
             prices: prices.iter().map(|(s, p)| (s.to_string(), *p)).collect(),
+            sources: Vec::new(),
         }
     }
 
@@ -231,6 +255,27 @@ mod tests {
             String::from_utf8(t.to_vec()).unwrap(),
             r#"{"seq":1234,"ts_us":1732400000123456,"fence":3,"prices":[["BTC-USD","42001.17"],["SOL-USD","95.0"]]}"#
         );
+    }
+
+    #[test]
+    fn real_prices_carry_their_stamps_and_older_ticks_still_decode() {
+        let mut t = tick(&[("BTC-USD", 42001.17), ("SOL-USD", 95.0)]);
+        t.sources = vec![
+            SourceStamp { ts_ms: Some(1_732_400_000_061), stale: false },
+            SourceStamp { ts_ms: None, stale: true },
+        ];
+        let bytes = t.to_vec();
+        assert!(
+            String::from_utf8_lossy(&bytes)
+                .ends_with(r#""sources":[[1732400000061,false],[null,true]]}"#),
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+        assert_eq!(TickData::decode(&bytes).unwrap(), t);
+        let old = br#"{"seq":1,"ts_us":2,"fence":3,"prices":[["A","1.5"]]}"#;
+        assert_eq!(TickData::decode(old).unwrap().sources, []);
+        let short = br#"{"seq":1,"ts_us":2,"fence":3,"prices":[["A","1.5"],["B","2"]],"sources":[[null,true]]}"#;
+        assert_eq!(TickData::decode(short).unwrap_err().kind_label(), "shape");
     }
 
     #[test]
@@ -285,6 +330,7 @@ mod tests {
             ts_us: u64::MAX,
             fence: u64::MAX,
             prices: prices.iter().map(|(p, r)| (format!("S{}", r % 97), *p)).collect(),
+            sources: Vec::new(),
         };
         assert_bit_exact(&t, &TickData::decode(&t.to_vec()).unwrap());
     }

@@ -34,6 +34,7 @@ use crate::cluster::token_store::RedisTokenStore;
 use crate::cluster::{self, ticks::ClusterTicker, ticks::Health};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::source::{PriceSource, SourceKind, Upstream};
 use crate::ticker::prices::{PriceModel, Rng};
 use crate::ticker::{self, Doorbell, Ticker};
 use crate::workers::{self, Mailbox};
@@ -58,6 +59,7 @@ pub enum StartError {
     TokenKey(TokenKeyError),
     Redis(LinkError),
     Tls(super::TlsError),
+    Source(crate::source::upstream::ConnectError),
     Io(std::io::Error),
 }
 
@@ -69,6 +71,7 @@ impl std::fmt::Display for StartError {
             StartError::TokenKey(e) => write!(f, "TICKER_TOKEN_KEY: {e}"),
             StartError::Redis(e) => write!(f, "--redis: {e}"),
             StartError::Tls(e) => write!(f, "--tls-cert/--tls-key: {e}"),
+            StartError::Source(e) => write!(f, "--source: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -173,9 +176,21 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => Rng::from_os().map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?,
     };
     let model = PriceModel::new(&config.symbols, rng);
+    let mut source = match config.source {
+        SourceKind::Sim => PriceSource::Sim(model),
+        SourceKind::Exchange(exchange) => PriceSource::Upstream(
+            Upstream::new(config.upstream_config(exchange), &config.symbols, metrics.clone())
+                .map_err(StartError::Source)?,
+        ),
+    };
     let ticks = match &config.redis {
         None => TickSource::Local(Ticker::start(
-            model,
+            {
+                // One node consumes its upstream from the start; a cluster node only
+                // while it leads.
+                source.activate()?;
+                source
+            },
             config.tick_interval,
             tick_subscribers,
             metrics.clone(),
@@ -184,7 +199,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Some(url) => TickSource::Cluster(ClusterTicker::start(
             url,
             cluster::DEFAULT_PREFIX,
-            model,
+            source,
             config.tick_interval,
             tick_subscribers,
             metrics.clone(),

@@ -26,8 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::metrics::Metrics;
+use crate::source::PriceSource;
 use crate::ws::frame::{self, OpCode};
-use prices::{PriceModel, Quote};
+use prices::Quote;
 
 /// One tick, ready to write: the whole WebSocket text frame.
 #[derive(Debug, Clone)]
@@ -76,7 +77,7 @@ const IDLE_NAP: Duration = Duration::from_secs(5);
 
 /// State that outlives a panicking ticker thread.
 struct TickerState {
-    model: PriceModel,
+    source: PriceSource,
     seq: u64,
     /// Whether seq 0 (the start prices) has gone out; every later tick steps first.
     started: bool,
@@ -95,14 +96,14 @@ impl Ticker {
     /// the thread ticks while `metrics.ws_sessions_open` > 0 and otherwise sleeps until
     /// `bell` rings.
     pub fn start(
-        model: PriceModel,
+        source: PriceSource,
         interval: Duration,
         subscribers: Vec<Subscriber>,
         metrics: Arc<Metrics>,
         bell: Arc<Doorbell>,
     ) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
-        let state = Arc::new(Mutex::new(TickerState { model, seq: 0, started: false }));
+        let state = Arc::new(Mutex::new(TickerState { source, seq: 0, started: false }));
         let ctx = Arc::new(Context {
             interval,
             subscribers,
@@ -182,13 +183,14 @@ fn run(state: &Mutex<TickerState>, ctx: &Context) {
             // A panic while holding the lock poisons it; the state is still the last
             // complete tick's (step() only writes whole prices), so it is safe to go on.
             let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = !st.started;
             if st.started {
-                st.model.step();
                 st.seq += 1;
             }
             st.started = true;
             fault_hook(st.seq);
-            build_tick(st.seq, st.model.quotes(), SystemTime::now(), &mut payload)
+            let seq = st.seq;
+            build_tick(seq, st.source.next_quotes(first), SystemTime::now(), &mut payload)
         };
         metrics.ticks.fetch_add(1, Ordering::Relaxed);
         publish(&tick, &ctx.subscribers);
@@ -240,7 +242,7 @@ pub fn build_tick_at(seq: u64, ts_us: u64, quotes: &[Quote], payload: &mut Vec<u
     Tick { seq, ts_us, frame: Arc::from(bytes) }
 }
 
-/// `{"type":"ticker","seq":..,"ts_us":..,"data":[{"symbol":..,"price":..,"timestamp":..},..]}`
+/// `{"type":"ticker","seq":..,"ts_us":..,"data":[entry,..]}`
 fn write_payload(out: &mut Vec<u8>, seq: u64, ts_us: u64, secs: u64, quotes: &[Quote]) {
     use std::io::Write;
     // Writes into a Vec cannot fail.
@@ -249,15 +251,26 @@ fn write_payload(out: &mut Vec<u8>, seq: u64, ts_us: u64, secs: u64, quotes: &[Q
         if i > 0 {
             out.push(b',');
         }
-        // Symbol names are validated as [A-Za-z0-9._-] in config, so no escaping is needed.
-        let _ = write!(
-            out,
-            r#"{{"symbol":"{}","price":{},"timestamp":{secs}}}"#,
-            q.symbol,
-            Price(q.price)
-        );
+        write_entry(out, q, secs);
     }
     out.extend_from_slice(b"]}");
+}
+
+/// One entry of `data`: `{"symbol":..,"price":..,"timestamp":..}`, and for a real
+/// source `"source_ts":..` (the exchange's ms, once it priced the symbol) and `"stale":..`.
+/// Simulated quotes carry neither, so their frames are the same bytes as before sources.
+pub fn write_entry(out: &mut Vec<u8>, q: &Quote, secs: u64) {
+    use std::io::Write;
+    // Symbol names are validated as [A-Za-z0-9._-] in config, so no escaping is needed.
+    let _ =
+        write!(out, r#"{{"symbol":"{}","price":{},"timestamp":{secs}"#, q.symbol, Price(q.price));
+    if let Some(stamp) = q.source {
+        if let Some(ts) = stamp.ts_ms {
+            let _ = write!(out, r#","source_ts":{ts}"#);
+        }
+        let _ = write!(out, r#","stale":{}"#, stamp.stale);
+    }
+    out.push(b'}');
 }
 
 /// Formats a price as JSON with at most 2 decimals (shortest form: `95`, `95.5`, `95.05`).
@@ -291,8 +304,8 @@ mod tests {
     #[test]
     fn a_tick_frame_is_one_text_frame_of_the_spec_json() {
         let quotes = vec![
-            Quote { symbol: "BTC-USD".into(), price: 42001.17 },
-            Quote { symbol: "SOL-USD".into(), price: 95.0 },
+            Quote { symbol: "BTC-USD".into(), price: 42001.17, source: None },
+            Quote { symbol: "SOL-USD".into(), price: 95.0, source: None },
         ];
         let now = UNIX_EPOCH + Duration::from_micros(1_732_400_000_123_456);
         let tick = build_tick(1234, &quotes, now, &mut Vec::new());
@@ -311,6 +324,24 @@ mod tests {
         assert_eq!(v["data"][0]["price"], 42001.17);
         assert_eq!(v["data"][0]["timestamp"], 1_732_400_000);
         assert_eq!(v["data"][1]["price"], 95.0);
+    }
+
+    #[test]
+    fn simulated_entries_are_unchanged_and_real_ones_carry_source_ts_and_stale() {
+        let entry = |source| {
+            let mut out = Vec::new();
+            write_entry(&mut out, &Quote { symbol: "BTC-USD".into(), price: 42001.17, source }, 7);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(entry(None), r#"{"symbol":"BTC-USD","price":42001.17,"timestamp":7}"#);
+        assert_eq!(
+            entry(Some(prices::SourceStamp { ts_ms: Some(1_700_000_000_123), stale: false })),
+            r#"{"symbol":"BTC-USD","price":42001.17,"timestamp":7,"source_ts":1700000000123,"stale":false}"#
+        );
+        assert_eq!(
+            entry(Some(prices::SourceStamp { ts_ms: None, stale: true })),
+            r#"{"symbol":"BTC-USD","price":42001.17,"timestamp":7,"stale":true}"#
+        );
     }
 
     #[test]

@@ -54,10 +54,22 @@ impl Rng {
 }
 
 /// One symbol's current price.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Quote {
     pub symbol: String,
     pub price: f64,
+    /// Where a real source's price stands (`None`: simulated, and the tick entry has no
+    /// `source_ts`/`stale`).
+    pub source: Option<SourceStamp>,
+}
+
+/// A real price's provenance: the exchange's time of it and whether it is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SourceStamp {
+    /// The exchange's time of the price, ms since the Unix epoch (`None`: no upstream
+    /// price yet).
+    pub ts_ms: Option<u64>,
+    pub stale: bool,
 }
 
 /// The prices of every configured symbol, in configured order.
@@ -71,7 +83,7 @@ impl PriceModel {
     pub fn new(symbols: &[SymbolSpec], rng: Rng) -> PriceModel {
         let quotes = symbols
             .iter()
-            .map(|s| Quote { symbol: s.name.clone(), price: round2(s.start_price) })
+            .map(|s| Quote { symbol: s.name.clone(), price: round2(s.start_price), source: None })
             .collect();
         PriceModel { quotes, rng }
     }

@@ -47,6 +47,7 @@ fn tick(seq: u64, fence: u64, btc: f64) -> TickData {
         ts_us: 1_732_400_000_000_000 + seq * 10_000,
         fence,
         prices: vec![("BTC-USD".into(), btc), ("ETH-USD".into(), 2500.01)],
+        sources: Vec::new(),
     }
 }
 
