@@ -13,6 +13,7 @@ mod load_tool;
 mod migration;
 mod ops;
 mod redis_server;
+mod source;
 mod static_files;
 mod tls;
 mod ws;

@@ -21,14 +21,14 @@ use crate::util::{
 
 type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 
-/// A test certificate authority.
-struct Ca {
+/// A test certificate authority (the source tests use it for their fake exchanges too).
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
     cert: CertificateDer<'static>,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -38,7 +38,7 @@ impl Ca {
     }
 
     /// A leaf for `localhost` and 127.0.0.1: (certificate PEM, key PEM, certificate DER).
-    fn leaf(&self, cn: &str, serial: u64) -> (String, String, CertificateDer<'static>) {
+    pub(crate) fn leaf(&self, cn: &str, serial: u64) -> (String, String, CertificateDer<'static>) {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -46,6 +46,11 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem(), cert.der().clone())
+    }
+
+    /// The CA's own certificate.
+    pub(crate) fn cert_der(&self) -> &[u8] {
+        &self.cert
     }
 
     /// A client that trusts this CA only.
