@@ -283,6 +283,32 @@ pub fn auth_body(data: &[u8]) {
     }
 }
 
+/// The three exchange parsers (`--source`), over any bytes an upstream may send:
+///
+/// - no parser panics, and each gives the same answer twice (no hidden state);
+/// - every price it returns is positive and finite (the book never holds NaN, 0 or a
+///   negative price, whatever the exchange sends);
+/// - a price's symbol is a substring of the input (borrowed or unescaped, never made up).
+pub fn source_message(data: &[u8]) {
+    use crate::source::{Event, Exchange, PriceUpdate};
+    let check = |u: &PriceUpdate<'_>| {
+        assert!(u.price.is_finite() && u.price > 0.0, "price {} accepted", u.price);
+        if let std::borrow::Cow::Borrowed(s) = &u.symbol {
+            let text = String::from_utf8_lossy(data);
+            assert!(text.contains(s), "symbol {s:?} not in the input");
+        }
+    };
+    for exchange in [Exchange::Coinbase, Exchange::Binance, Exchange::Kraken] {
+        let first = exchange.parse(data);
+        assert_eq!(first, exchange.parse(data), "{exchange} parses differently twice");
+        match &first {
+            Ok(Event::Price(u)) => check(u),
+            Ok(Event::Prices(us)) => us.iter().for_each(check),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +321,8 @@ mod tests {
         token(b"not a token");
         auth_body(br#"{"api_key":"k"}"#);
         auth_body(b"[1,2");
+        source_message(br#"{"type":"ticker","product_id":"BTC-USD","price":"1.5"}"#);
+        source_message(br#"{"channel":"ticker","data":[{"symbol":"A/B","last":1e308}]}"#);
     }
 }
 
@@ -343,5 +371,10 @@ mod corpus_replay {
     #[test]
     fn auth_body_corpus() {
         replay("auth_body", super::auth_body);
+    }
+
+    #[test]
+    fn source_message_corpus() {
+        replay("source_message", super::source_message);
     }
 }
