@@ -315,3 +315,61 @@ fn source_check_prints_symbols_prices_rate_and_skew() {
     assert!(btc.contains("BTCUSDT") && btc.contains("64000.25"), "{stdout}");
     assert!(btc.contains('+'), "a clock skew: {btc}");
 }
+
+#[test]
+fn in_a_cluster_only_the_leader_consumes_the_upstream_and_frames_stay_byte_identical() {
+    let Some(redis) = crate::redis_server::RedisServer::start() else { return };
+    let fake = FakeExchange::start(Kind::Coinbase);
+    let node = || {
+        TestServer::start_with(
+            Opts::default()
+                .arg("--redis", &redis.url())
+                .arg("--source", "coinbase")
+                .arg("--source-url", &fake.url()),
+        )
+    };
+    let mut nodes = vec![node(), node()];
+    fake.wait_received(1);
+    let token = nodes[0].token();
+    let mut sessions: Vec<Ws> = nodes.iter().map(|n| n.ws(&token)).collect();
+    for ws in &mut sessions {
+        next_of_type(ws, "welcome");
+    }
+    fake.publish_price("BTC-USD", 45678.9, now_ms(), 1);
+    // The same seq carrying the new price, read on both nodes: the same bytes.
+    let first = until_tick(&mut sessions[0], "the price on node 0", |t| {
+        entry(t, "BTC-USD")["price"] == 45678.9
+    });
+    let seq = first["seq"].as_u64().unwrap();
+    let on_other = until_tick(&mut sessions[1], "the same seq on node 1", |t| {
+        t["seq"].as_u64().unwrap() >= seq
+    });
+    if on_other["seq"] == seq {
+        assert_eq!(on_other, first);
+    }
+    let later = until_tick(&mut sessions[0], "a later tick", |t| t["seq"].as_u64().unwrap() > seq);
+    let later_seq = later["seq"].as_u64().unwrap();
+    let same = until_tick(&mut sessions[1], "that tick on node 1", |t| {
+        t["seq"].as_u64().unwrap() >= later_seq
+    });
+    if same["seq"] == later_seq {
+        assert_eq!(same, later, "frames for one seq differ between nodes");
+    }
+    assert_eq!(entry(&later, "BTC-USD")["stale"], false);
+    assert_eq!(fake.connections(), 1, "only the leader connects to the exchange");
+
+    // The leader dies: the other node takes the lease and the upstream.
+    let leader = nodes.iter().position(|n| n.metric("ticker_cluster_leader") == 1.0).unwrap();
+    drop(sessions);
+    nodes.remove(leader);
+    let deadline = Instant::now() + PATIENCE;
+    while fake.connections() < 2 {
+        assert!(Instant::now() < deadline, "the new leader never connected upstream");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut ws = nodes[0].ws(&nodes[0].token());
+    fake.publish_price("BTC-USD", 45999.1, now_ms(), 2);
+    until_tick(&mut ws, "the price through the new leader", |t| {
+        entry(t, "BTC-USD")["price"] == 45999.1
+    });
+}
