@@ -26,7 +26,8 @@ feed_port="${SB_FEED_PORT:-19100}"
 target="${CARGO_TARGET_DIR:-target}"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cargo build --release -p crypto-ticker -p ticker-load --example fake_exchange >&2
+cargo build --release -p crypto-ticker -p ticker-load >&2
+cargo build --release -p crypto-ticker --example fake_exchange >&2
 
 work="$(mktemp -d)"
 pids=()

@@ -208,6 +208,11 @@ fn run(
         book.set_connected(true);
         crate::info!("source: connected", source = config.exchange, url = config.url);
         let ended = session(ws, config, book, metrics, stop);
+        if let Ended::Stopped = ended {
+            // The owner marked the book disconnected when it stopped us, and may have
+            // started a successor since: leave the book alone.
+            break;
+        }
         book.set_connected(false);
         match ended {
             Ended::Stopped => break,

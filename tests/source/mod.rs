@@ -229,8 +229,12 @@ fn an_upstream_flood_of_10k_messages_per_second_does_not_stop_or_skip_ticks() {
     let conflated = s.metric("ticker_conflated_frames_total");
     assert!(gaps as f64 <= conflated, "{gaps} seq gaps, only {conflated} conflated frames");
     assert!(prices.len() > 10, "the flood's prices reached the ticks: {}", prices.len());
-    let taken = s.metric("ticker_source_messages_total{kind=\"price\"}");
-    assert!(taken >= 10_000.0, "{taken} flood prices taken");
+    // The server may still be reading the tail of the flood.
+    let deadline = Instant::now() + PATIENCE;
+    while s.metric("ticker_source_messages_total{kind=\"price\"}") < 10_000.0 {
+        assert!(Instant::now() < deadline, "the flood's prices were not all taken");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(s.metric("ticker_source_reconnects_total"), 0.0);
 }
 
@@ -356,7 +360,15 @@ fn in_a_cluster_only_the_leader_consumes_the_upstream_and_frames_stay_byte_ident
         assert_eq!(same, later, "frames for one seq differ between nodes");
     }
     assert_eq!(entry(&later, "BTC-USD")["stale"], false);
-    assert_eq!(fake.connections(), 1, "only the leader connects to the exchange");
+    // Every upstream connection belongs to a node that took the lease (normally one; a
+    // CPU-starved leader may have lost it once): followers never connect.
+    let leads: f64 =
+        nodes.iter().map(|n| n.metric("ticker_cluster_lease_acquisitions_total")).sum();
+    assert!(
+        fake.connections() >= 1 && fake.connections() as f64 <= leads,
+        "{} connections, {leads} leads",
+        fake.connections()
+    );
 
     // The leader dies: the other node takes the lease and the upstream.
     let leader = nodes.iter().position(|n| n.metric("ticker_cluster_leader") == 1.0).unwrap();
