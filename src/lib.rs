@@ -10,6 +10,10 @@
 //! - [`ws`]: pure RFC 6455 framing: frame headers, the incremental decoder, the handshake.
 //! - [`auth`]: the whole auth flow: API keys → HMAC tokens → authorized upgrades, with
 //!   the key-store and token-store seams (SQLite and in-memory on one node).
+//! - [`symbols`]: the symbol table and the sets sessions subscribe to (interned, so
+//!   each distinct set's frame is built once per tick).
+//! - [`control`]: the client's JSON messages (`ping`, `subscribe`, `unsubscribe`) and
+//!   the server's answers, parsed and built apart from any socket.
 //! - [`ticker`]: the price model and the supervised ticker thread that builds each
 //!   tick's frame once.
 //! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
@@ -25,6 +29,7 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod error;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
@@ -33,6 +38,7 @@ pub mod log;
 pub mod metrics;
 pub mod parse;
 pub mod server;
+pub mod symbols;
 pub mod ticker;
 pub mod workers;
 pub mod ws;

@@ -14,5 +14,6 @@ mod migration;
 mod ops;
 mod redis_server;
 mod static_files;
+mod subscriptions;
 mod tls;
 mod ws;
