@@ -22,13 +22,13 @@ use crate::util::{
 type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 
 /// A test certificate authority.
-struct Ca {
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
-    cert: CertificateDer<'static>,
+    pub(crate) cert: CertificateDer<'static>,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -63,7 +63,7 @@ impl Ca {
 }
 
 /// A server with a leaf of `ca` in its temp folder; returns it and the leaf's DER.
-fn start_tls(ca: &Ca, extra: &[(&str, &str)]) -> (TestServer, CertificateDer<'static>) {
+pub(crate) fn start_tls(ca: &Ca, extra: &[(&str, &str)]) -> (TestServer, CertificateDer<'static>) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let (cert, key, der) = ca.leaf("ticker one", 1);
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
