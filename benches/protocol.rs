@@ -9,8 +9,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crypto_ticker::auth::token::{Actor, ApiKeyId, TokenKey, Tokens};
 use crypto_ticker::config::parse_symbols;
 use crypto_ticker::http::request::{Limits, parse_request};
-use crypto_ticker::ticker::build_tick;
+use crypto_ticker::symbols::SymbolTable;
+use crypto_ticker::symbols::sets::{ActiveCache, ActiveSets, SetRegistry};
 use crypto_ticker::ticker::prices::{PriceModel, Rng};
+use crypto_ticker::ticker::{Tick, unix_micros};
 use crypto_ticker::ws::codec::Decoder;
 use crypto_ticker::ws::frame::{OpCode, encode_client_frame, encode_frame};
 
@@ -85,8 +87,8 @@ fn ws_encode(c: &mut Criterion) {
 fn tick_build(c: &mut Criterion) {
     let symbols = parse_symbols("BTC-USD:42000,ETH-USD:2500,SOL-USD:95").unwrap();
     let mut model = PriceModel::new(&symbols, Rng::from_seed(1));
-    let mut scratch = Vec::new();
-    let len = build_tick(0, model.quotes(), SystemTime::now(), &mut scratch).frame.len();
+    let none = ActiveSets::default();
+    let len = Tick::build(0, 0, model.quotes(), &none).frame.len();
     let mut g = c.benchmark_group("ticker");
     g.throughput(Throughput::Bytes(len as u64));
     g.bench_function("step_and_build_frame", |b| {
@@ -94,11 +96,64 @@ fn tick_build(c: &mut Criterion) {
         b.iter(|| {
             model.step();
             seq += 1;
-            build_tick(seq, model.quotes(), SystemTime::now(), &mut scratch)
+            Tick::build(seq, unix_micros(SystemTime::now()), model.quotes(), &none)
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, http_parse, ws_decode, ws_encode, token_verify, tick_build);
+/// One tick at 1,000 symbols: every symbol only, then with symbol sets in use: 10 sets
+/// of 3 (issue 12's case b), 1,000 random sets of 5 of the first 100 (case c), and the
+/// configured bound (1,024 distinct sets of 100 symbols, the defaults of
+/// `--max-symbol-sets` and `--max-session-symbols`).
+fn tick_build_sets(c: &mut Criterion) {
+    let spec: String =
+        (0..1000).map(|i| format!("S{i}-USD:{}", 100 + i)).collect::<Vec<_>>().join(",");
+    let symbols = parse_symbols(&spec).unwrap();
+    let table = SymbolTable::new(symbols.iter().map(|s| s.name.clone()));
+    let mut model = PriceModel::new(&symbols, Rng::from_seed(1));
+    let mut rng = Rng::from_seed(7);
+    let mut pick = |k: usize, of: usize| -> Vec<String> {
+        (0..k).map(|_| format!("S{}-USD", rng.next_u64() as usize % of)).collect()
+    };
+    let cases: Vec<(&str, Vec<Vec<String>>)> = vec![
+        ("all_symbols_only", vec![]),
+        ("10_sets_of_3", (0..10).map(|_| pick(3, 30)).collect()),
+        ("1000_sets_of_5_of_100", (0..1000).map(|_| pick(5, 100)).collect()),
+        ("1024_sets_of_100", (0..1024).map(|_| pick(100, 1000)).collect()),
+    ];
+    let mut g = c.benchmark_group("ticker_1000_symbols");
+    g.sample_size(20);
+    for (name, sets) in cases {
+        let registry = SetRegistry::new(4096);
+        let leases: Vec<_> = sets
+            .iter()
+            .map(|names| {
+                registry.acquire(table.resolve(names.iter().map(String::as_str)).unwrap(), None)
+            })
+            .collect();
+        let mut cache = ActiveCache::default();
+        let active = registry.active(&mut cache).clone();
+        g.bench_function(name, |b| {
+            let mut seq = 0;
+            b.iter(|| {
+                model.step();
+                seq += 1;
+                Tick::build(seq, unix_micros(SystemTime::now()), model.quotes(), &active)
+            })
+        });
+        drop(leases);
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    http_parse,
+    ws_decode,
+    ws_encode,
+    token_verify,
+    tick_build,
+    tick_build_sets
+);
 criterion_main!(benches);

@@ -1,19 +1,47 @@
 // Crypto Ticker page: API key -> token (POST /auth/token) -> WebSocket /ws/ticker.
 //
 // Test hooks (stable): #api-key, #connect, #status[data-state=needs-key|connecting|live|reconnecting],
-// tr[data-symbol="BTC-USD"] with .price and a data-updates counter, #latency-ms,
-// #msgs-per-sec, #gaps, #ping, #ping-rtt.
+// tr[data-symbol="BTC-USD"] with .price, .time, a data-updates counter and
+// data-subscribed="true|false", its canvas with data-points, data-x-min and data-x-max (the
+// drawn sparkline's x range in canvas pixels), #latency-ms, #msgs-per-sec, #gaps, #ping,
+// #ping-rtt; the picker: #symbol-list input[type=checkbox][value="BTC-USD"], #pick-all,
+// #pick-none, #subscribed[data-symbols="A,B"][data-pending=true|false], #picker-error.
 //
 // Ticks arrive every 10 ms; messages only update state, and the screen is drawn once per
-// animation frame. The token lives in sessionStorage, never in the address bar or console.
+// animation frame. The token lives in sessionStorage, never in the address bar or console,
+// and the page sets no cookie.
+//
+// Subscriptions: a session starts with every symbol, so the first ticker message after
+// `welcome` names them all (the picker's list). The symbols the user wants (`wanted`) are
+// kept apart from the set the server confirmed (`serverSet`, from `subscriptions`); `sync`
+// sends one `subscribe`/`unsubscribe` at a time to bring the second to the first, through
+// a message budget well under the server's rate limit, and again after every reconnect.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   const state = { symbols: new Map(), lastSeq: null, gaps: 0, msgs: 0, rate: 0, latency: null, dirty: false,
-                  ws: null, attempt: 0, failuresBeforeOpen: 0, pingSent: 0, key: null };
-  const SPARK_POINTS = 240; // 60 s at one point per 250 ms
+                  ws: null, attempt: 0, failuresBeforeOpen: 0, pingSent: 0, key: null,
+                  // Every symbol the server has, in its display order (kept across reconnects).
+                  all: [],
+                  // Per connection: `all` learned from this session's first tick; the set the
+                  // server confirmed (null: never changed, so every symbol); a change in flight.
+                  learned: false, serverSet: null, inFlight: false, syncTimer: 0,
+                  // What the user picked (null: every symbol); kept for the tab.
+                  wanted: loadWanted(),
+                  // Client messages: a token bucket of BUDGET a second, bursts of BUDGET.
+                  budget: 0, budgetAt: 0 };
+  const SPARK_MS = 60000; // the sparkline shows the last minute...
+  const SPARK_STEP = 250; // ...at one point per 250 ms
+  const SPARK_BREAK = 2000; // a longer silence (not subscribed, reconnecting) breaks the line
+  const BUDGET = 5; // messages a second; the server closes a session beyond 10 (1008)
+  state.budget = BUDGET;
 
   function setStatus(kind, text) { const s = $("status"); s.dataset.state = kind; s.textContent = text; }
+
+  function loadWanted() {
+    try { const v = JSON.parse(sessionStorage.getItem("ticker-symbols")); return Array.isArray(v) ? new Set(v) : null; }
+    catch { return null; }
+  }
 
   async function getToken(key) {
     const r = await fetch("/auth/token", { method: "POST", headers: { "Content-Type": "application/json" },
@@ -26,10 +54,18 @@
   function needKey(message) {
     sessionStorage.removeItem("ticker-token");
     if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+    resetSession();
     $("key-form").hidden = false; $("board").hidden = true;
     $("form-error").textContent = message || "";
     setStatus("needs-key", "Enter your API key");
     $("api-key").focus();
+  }
+
+  // What belongs to one WebSocket session; a new one starts with every symbol.
+  function resetSession() {
+    state.learned = false; state.serverSet = null; state.inFlight = false; state.lastSeq = null;
+    clearTimeout(state.syncTimer); state.syncTimer = 0;
+    renderSubscribed();
   }
 
   function connect() {
@@ -41,10 +77,12 @@
     const ws = new WebSocket(`${proto}//${location.host}/ws/ticker?x-auth-token=${encodeURIComponent(token)}`);
     let opened = false;
     state.ws = ws;
-    ws.onopen = () => { opened = true; state.attempt = 0; state.failuresBeforeOpen = 0; state.lastSeq = null; setStatus("live", "Live"); };
+    resetSession();
+    ws.onopen = () => { opened = true; state.attempt = 0; state.failuresBeforeOpen = 0; setStatus("live", "Live"); };
     ws.onmessage = (ev) => onMessage(ev.data);
     ws.onclose = () => {
       state.ws = null;
+      resetSession();
       if (!opened) state.failuresBeforeOpen += 1;
       // A 401 before the upgrade looks like a plain failure to a browser; after a few
       // failed opens in a row, re-check the token by asking for a new one with the key.
@@ -68,32 +106,157 @@
     setTimeout(connect, delay);
   }
 
+  // Takes one message from the budget: 0 when it may be sent now, else the ms to wait.
+  function takeBudget() {
+    const now = performance.now();
+    state.budget = Math.min(BUDGET, state.budget + (now - state.budgetAt) * BUDGET / 1000);
+    state.budgetAt = now;
+    if (state.budget >= 1) { state.budget -= 1; return 0; }
+    return Math.ceil((1 - state.budget) * 1000 / BUDGET);
+  }
+
+  function send(message) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(message));
+    return true;
+  }
+
   function onMessage(text) {
     let m; try { m = JSON.parse(text); } catch { return; }
-    if (m.type === "pong") { $("ping-rtt").textContent = `${(performance.now() - state.pingSent).toFixed(1)} ms`; return; }
-    if (m.type !== "ticker") return;
+    switch (m.type) {
+      case "pong": $("ping-rtt").textContent = `${(performance.now() - state.pingSent).toFixed(1)} ms`; return;
+      case "ticker": return onTick(m);
+      case "subscriptions": return onSubscriptions(m.symbols);
+      case "error": return onSubscriptionError(m);
+      default: return;
+    }
+  }
+
+  function onTick(m) {
     state.msgs += 1;
+    // seq is global: every tick goes to every set, so only a jump is a missed tick. The
+    // snapshot after `subscriptions` repeats the latest seq (neither a gap nor counted).
     if (state.lastSeq !== null && m.seq > state.lastSeq + 1) state.gaps += m.seq - state.lastSeq - 1;
-    state.lastSeq = m.seq;
+    state.lastSeq = state.lastSeq === null ? m.seq : Math.max(state.lastSeq, m.seq);
     const lat = Date.now() - m.ts_us / 1000;
     state.latency = state.latency === null ? lat : state.latency * 0.9 + lat * 0.1;
     const now = performance.now();
     for (const d of m.data) {
       let s = state.symbols.get(d.symbol);
-      if (!s) { s = { first: d.price, price: d.price, prev: d.price, updates: 0, at: 0, spark: [], lastPoint: 0 }; state.symbols.set(d.symbol, s); }
-      s.prev = s.price; s.price = d.price; s.updates += 1; s.at = d.timestamp;
-      if (now - s.lastPoint >= 250) { s.spark.push(d.price); if (s.spark.length > SPARK_POINTS) s.spark.shift(); s.lastPoint = now; }
+      if (!s) { s = { first: d.price, price: d.price, prev: d.price, updates: 0, at: 0, spark: [], lastPoint: -Infinity, dirty: true }; state.symbols.set(d.symbol, s); }
+      s.prev = s.price; s.price = d.price; s.updates += 1; s.at = d.timestamp; s.dirty = true;
+      if (now - s.lastPoint >= SPARK_STEP) {
+        s.spark.push({ t: now, p: d.price }); s.lastPoint = now;
+        while (s.spark.length > 1 && now - s.spark[0].t > SPARK_MS) s.spark.shift();
+      }
+    }
+    if (!state.learned) {
+      // The session's first tick carries every symbol the server has.
+      state.learned = true;
+      state.all = m.data.map((d) => d.symbol);
+      for (const name of state.all) row(name); // rows in display order, before the first draw
+      renderPicker(); renderSubscribed(); sync();
     }
     state.dirty = true;
+  }
+
+  function onSubscriptions(symbols) {
+    if (!Array.isArray(symbols)) return;
+    // With an empty set the server sends no ticks, so the seq jump on the next one is not
+    // a gap: start counting afresh.
+    if (state.serverSet !== null && state.serverSet.length === 0) state.lastSeq = null;
+    state.serverSet = symbols; state.inFlight = false;
+    $("picker-error").textContent = "";
+    markRows(); renderSubscribed(); sync();
+  }
+
+  function onSubscriptionError(m) {
+    state.inFlight = false;
+    const names = Array.isArray(m.symbols) && m.symbols.length ? `: ${m.symbols.join(", ")}` : "";
+    $("picker-error").textContent = `The server refused the change (${m.error || "error"}${names}).`;
+    // The session keeps its previous set; so does the picker, rather than asking again.
+    setWanted(state.serverSet === null ? state.all : state.serverSet, false);
+  }
+
+  // Sends the next change that brings the server's set to the wanted one: removals first
+  // (a smaller set never hits a limit), one message in flight, within the budget.
+  function sync() {
+    clearTimeout(state.syncTimer); state.syncTimer = 0;
+    if (!state.learned || state.inFlight || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+    const current = new Set(state.serverSet ?? state.all);
+    const wanted = state.wanted ?? new Set(state.all);
+    const remove = state.all.filter((s) => current.has(s) && !wanted.has(s));
+    const add = state.all.filter((s) => wanted.has(s) && !current.has(s));
+    // A session that never chose has every symbol, so its first change is a removal: a
+    // first `unsubscribe` starts from all (a first `subscribe` would start from none).
+    const message = remove.length ? { type: "unsubscribe", symbols: remove }
+                  : add.length ? { type: "subscribe", symbols: add } : null;
+    if (!message) return;
+    const wait = takeBudget();
+    if (wait > 0) { state.syncTimer = setTimeout(sync, wait); return; }
+    if (send(message)) state.inFlight = true;
+  }
+
+  function setWanted(list, apply = true) {
+    const all = state.all.length > 0 && state.all.every((s) => list.includes(s));
+    state.wanted = all ? null : new Set(list);
+    if (state.wanted) sessionStorage.setItem("ticker-symbols", JSON.stringify([...state.wanted]));
+    else sessionStorage.removeItem("ticker-symbols");
+    if (apply) $("picker-error").textContent = "";
+    renderPicker(); renderSubscribed();
+    if (apply) sync();
+  }
+
+  function isSubscribed(symbol) { return state.serverSet === null || state.serverSet.includes(symbol); }
+
+  function markRows() { for (const s of state.symbols.values()) s.dirty = true; state.dirty = true; }
+
+  function describe(list) {
+    if (list.length === 0) return "none";
+    if (list.length === state.all.length && state.all.every((s) => list.includes(s))) return "all symbols";
+    return list.length > 8 ? `${list.slice(0, 8).join(", ")} and ${list.length - 8} more` : list.join(", ");
+  }
+
+  function renderPicker() {
+    const list = $("symbol-list");
+    const names = state.all.join(",");
+    if (list.dataset.symbols !== names) {
+      list.textContent = "";
+      for (const symbol of state.all) {
+        const label = document.createElement("label");
+        const input = document.createElement("input");
+        input.type = "checkbox"; input.name = "symbol"; input.value = symbol;
+        label.append(input, document.createTextNode(symbol));
+        list.append(label);
+      }
+      list.dataset.symbols = names;
+    }
+    for (const input of list.querySelectorAll("input")) input.checked = !state.wanted || state.wanted.has(input.value);
+    $("picker").disabled = state.all.length === 0;
+  }
+
+  function renderSubscribed() {
+    const el = $("subscribed");
+    if (!state.learned) {
+      el.dataset.symbols = ""; el.dataset.pending = "true";
+      el.textContent = state.all.length ? "Subscribed: (re)connecting…" : "Subscribed: waiting for the server";
+      return;
+    }
+    const current = state.serverSet ?? state.all;
+    const wanted = state.wanted ?? new Set(state.all);
+    const pending = current.length !== state.all.filter((s) => wanted.has(s)).length || current.some((s) => !wanted.has(s));
+    el.dataset.symbols = current.join(","); el.dataset.pending = String(pending);
+    el.textContent = `Subscribed: ${describe(current)}${pending ? " (updating…)" : ""}`;
   }
 
   function row(symbol) {
     let tr = document.querySelector(`tr[data-symbol="${CSS.escape(symbol)}"]`);
     if (tr) return tr;
     tr = document.createElement("tr");
-    tr.dataset.symbol = symbol; tr.dataset.updates = "0";
-    tr.innerHTML = `<th scope="row"></th><td class="price"></td><td class="change"></td><td><canvas width="320" height="72" aria-hidden="true"></canvas></td><td class="time"></td>`;
-    tr.querySelector("th").textContent = symbol;
+    tr.dataset.symbol = symbol; tr.dataset.updates = "0"; tr.dataset.subscribed = "true";
+    tr.innerHTML = `<th scope="row"><span class="name"></span><span class="tag">not subscribed</span></th><td class="price"></td><td class="change"></td><td><canvas width="320" height="72" aria-hidden="true"></canvas></td><td class="time"></td>`;
+    tr.querySelector(".name").textContent = symbol;
     $("rows").appendChild(tr);
     return tr;
   }
@@ -104,7 +267,12 @@
     if (!state.dirty) return;
     state.dirty = false;
     for (const [symbol, s] of state.symbols) {
+      if (!s.dirty) continue;
+      s.dirty = false;
       const tr = row(symbol);
+      const subscribed = isSubscribed(symbol);
+      tr.dataset.subscribed = String(subscribed);
+      tr.classList.toggle("unsubscribed", !subscribed);
       tr.dataset.updates = String(s.updates);
       const price = tr.querySelector(".price");
       price.textContent = fmt.format(s.price);
@@ -120,17 +288,28 @@
     $("gaps").textContent = String(state.gaps);
   }
 
+  // The x axis is the last minute once there is a minute of points; before that it is
+  // the span the points cover, so a young line fills the width instead of hugging the
+  // left edge. Points are placed by time, so a silence shows as a break, not a slope.
   function spark(canvas, points, up) {
     const ctx = canvas.getContext("2d"), w = canvas.width, h = canvas.height;
     ctx.clearRect(0, 0, w, h);
-    if (points.length < 2) return;
-    const lo = Math.min(...points), hi = Math.max(...points), span = hi - lo || 1;
+    canvas.dataset.points = String(points.length);
+    if (points.length < 2) { canvas.dataset.xMin = canvas.dataset.xMax = ""; return; }
+    const end = points[points.length - 1].t;
+    const span = Math.min(SPARK_MS, end - points[0].t) || 1, start = end - span;
+    let lo = Infinity, hi = -Infinity;
+    for (const { p } of points) { lo = Math.min(lo, p); hi = Math.max(hi, p); }
+    const range = hi - lo || 1;
+    let xMin = Infinity, xMax = -Infinity;
     ctx.beginPath();
-    points.forEach((p, i) => {
-      const x = (i / (SPARK_POINTS - 1)) * w, y = h - 4 - ((p - lo) / span) * (h - 8);
-      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+    points.forEach(({ t, p }, i) => {
+      const x = Math.max(0, (t - start) / span) * w, y = h - 4 - ((p - lo) / range) * (h - 8);
+      xMin = Math.min(xMin, x); xMax = Math.max(xMax, x);
+      i && t - points[i - 1].t <= SPARK_BREAK ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
     });
     ctx.strokeStyle = up ? "#3fb950" : "#f85149"; ctx.lineWidth = 3; ctx.stroke();
+    canvas.dataset.xMin = xMin.toFixed(1); canvas.dataset.xMax = xMax.toFixed(1);
   }
 
   setInterval(() => { state.rate = state.msgs; state.msgs = 0; $("msgs-per-sec").textContent = String(state.rate); }, 1000);
@@ -150,8 +329,16 @@
   });
   $("ping").addEventListener("click", () => {
     if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
-    state.pingSent = performance.now(); state.ws.send(JSON.stringify({ type: "ping" }));
+    // Pings share the message budget with subscription changes: a fast clicker is slowed
+    // down here, never closed by the server's rate limit.
+    if (takeBudget() > 0) { $("ping-rtt").textContent = "slow down"; return; }
+    state.pingSent = performance.now(); send({ type: "ping" });
   });
+  $("symbol-list").addEventListener("change", () => {
+    setWanted([...$("symbol-list").querySelectorAll("input:checked")].map((i) => i.value));
+  });
+  $("pick-all").addEventListener("click", () => setWanted(state.all));
+  $("pick-none").addEventListener("click", () => setWanted([]));
   $("forget").addEventListener("click", () => { state.key = null; needKey(); });
 
   requestAnimationFrame(draw);

@@ -32,6 +32,12 @@ pub struct Config {
     pub public_dir: PathBuf,
     pub tick_interval: Duration,
     pub symbols: Vec<SymbolSpec>,
+    /// Most symbols one session may subscribe to by name.
+    pub max_session_symbols: usize,
+    /// Most distinct symbol sets served at once (each costs one frame per tick).
+    pub max_symbol_sets: usize,
+    /// Client text messages a session may send per second (a burst of as many).
+    pub control_rate: u32,
     pub allowed_origins: AllowedOrigins,
     pub token_ttl: Duration,
     pub token_capacity: usize,
@@ -101,6 +107,9 @@ impl Default for Config {
             public_dir: PathBuf::new(),
             tick_interval: Duration::ZERO,
             symbols: Vec::new(),
+            max_session_symbols: 1,
+            max_symbol_sets: 1,
+            control_rate: 1,
             allowed_origins: AllowedOrigins::Any,
             token_ttl: Duration::ZERO,
             token_capacity: 0,
@@ -240,6 +249,49 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "symbols and start prices, SYMBOL:PRICE,... in display order",
         apply: |c, v| {
             c.symbols = parse_symbols(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "symbols-file",
+        env: "TICKER_SYMBOLS_FILE",
+        default: "",
+        help: "read the symbols from a file, one SYMBOL:PRICE per line (# comments); replaces --symbols",
+        apply: |c, v| {
+            if !v.is_empty() {
+                let text = std::fs::read_to_string(v).map_err(|e| format!("{v}: {e}"))?;
+                c.symbols = parse_symbol_lines(&text).map_err(|e| format!("{v}: {e}"))?;
+            }
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-session-symbols",
+        env: "TICKER_MAX_SESSION_SYMBOLS",
+        default: "100",
+        help: "most symbols one session may subscribe to by name (a session that never subscribes gets all)",
+        apply: |c, v| {
+            c.max_session_symbols = count_in(v, 1, crate::symbols::MAX_SYMBOLS)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-symbol-sets",
+        env: "TICKER_MAX_SYMBOL_SETS",
+        default: "1024",
+        help: "most distinct symbol sets served at once (each is one more frame per tick)",
+        apply: |c, v| {
+            c.max_symbol_sets = count_in(v, 1, 1 << 20)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "control-rate",
+        env: "TICKER_CONTROL_RATE",
+        default: "10",
+        help: "client messages per second a session may send; beyond it, close 1008 \"rate limit\"",
+        apply: |c, v| {
+            c.control_rate = count_in(v, 1, 100_000)? as u32;
             Ok(())
         },
     },
@@ -815,8 +867,19 @@ fn non_empty_path(v: &str) -> Result<PathBuf, String> {
 
 /// Parses `BTC-USD:42000,ETH-USD:2500`: names of `[A-Za-z0-9._-]`, positive finite prices.
 pub fn parse_symbols(v: &str) -> Result<Vec<SymbolSpec>, String> {
+    parse_symbol_items(v.split(','))
+}
+
+/// Parses a symbols file: one `SYMBOL:PRICE` per line; blank lines and lines starting
+/// with `#` are skipped.
+pub fn parse_symbol_lines(text: &str) -> Result<Vec<SymbolSpec>, String> {
+    parse_symbol_items(text.lines().filter(|l| !l.trim_start().starts_with('#')))
+}
+
+fn parse_symbol_items<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<SymbolSpec>, String> {
     let mut symbols: Vec<SymbolSpec> = Vec::new();
-    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    let mut seen = std::collections::HashSet::new();
+    for item in items.map(str::trim).filter(|s| !s.is_empty()) {
         let (name, price) =
             item.split_once(':').ok_or_else(|| format!("expected SYMBOL:PRICE, got {item:?}"))?;
         let name = name.trim();
@@ -831,8 +894,11 @@ pub fn parse_symbols(v: &str) -> Result<Vec<SymbolSpec>, String> {
         if !start_price.is_finite() || start_price <= 0.0 || start_price > 1e12 {
             return Err(format!("price out of range in {item:?}"));
         }
-        if symbols.iter().any(|s| s.name == name) {
+        if !seen.insert(name) {
             return Err(format!("symbol {name} listed twice"));
+        }
+        if symbols.len() == crate::symbols::MAX_SYMBOLS {
+            return Err(format!("more than {} symbols", crate::symbols::MAX_SYMBOLS));
         }
         symbols.push(SymbolSpec { name: name.to_owned(), start_price });
     }

@@ -52,6 +52,9 @@ pub enum HttpError {
     TokenStoreUnavailable,
     /// The connection limit is reached.
     ServerBusy,
+    /// `?symbols=` on an upgrade that cannot be served: unknown names, too many, none,
+    /// or one distinct set too many (503). The body adds `"symbols": [..]`.
+    Symbols(crate::control::SubscriptionError),
     /// A bug or an unexpected I/O failure; details go to the log, not the client.
     Internal,
 }
@@ -76,6 +79,8 @@ impl HttpError {
             HttpError::TooManyRequests { .. } => 429,
             HttpError::DatabaseUnavailable | HttpError::Internal => 500,
             HttpError::TokenStoreUnavailable | HttpError::ServerBusy => 503,
+            HttpError::Symbols(crate::control::SubscriptionError::TooManySets(_)) => 503,
+            HttpError::Symbols(_) => 400,
         }
     }
 
@@ -102,6 +107,7 @@ impl HttpError {
             HttpError::DatabaseUnavailable => "database unavailable",
             HttpError::TokenStoreUnavailable => "token store unavailable",
             HttpError::ServerBusy => "server busy",
+            HttpError::Symbols(e) => e.message(),
             HttpError::Internal => "internal error",
         }
     }

@@ -309,6 +309,51 @@ pub fn source_message(data: &[u8]) {
     }
 }
 
+/// A client's text message on a session, parsed and then applied to a small table.
+///
+/// - parsing never panics; anything accepted other than `Ignored` round-trips through
+///   its JSON form to the same message, and a `subscribe` is never empty;
+/// - a refusal serializes to `{"type":"error","error":..,"symbols":[..]}`;
+/// - applying a change never panics; an accepted set respects the per-session limit
+///   (or is every symbol), and a refused one leaves the registry as it was.
+pub fn control_message(data: &[u8]) {
+    use crate::control::{ClientMessage, parse};
+    use crate::symbols::sets::SetRegistry;
+    use crate::symbols::{Change, SymbolTable, choose};
+
+    let message = match parse(data) {
+        Ok(m) => m,
+        Err(e) => {
+            let v: serde_json::Value = serde_json::from_slice(&e.to_json()).expect("error is JSON");
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"], e.message());
+            assert!(v["symbols"].is_array());
+            return;
+        }
+    };
+    if let Some(json) = message.to_json() {
+        assert_eq!(parse(&json).expect("own form parses"), message, "no round trip");
+    }
+    let change = match &message {
+        ClientMessage::Subscribe(names) => {
+            assert!(!names.is_empty(), "an empty subscribe was accepted");
+            Change::Subscribe(names)
+        }
+        ClientMessage::Unsubscribe(names) => Change::Unsubscribe(names),
+        ClientMessage::Ping | ClientMessage::Ignored => return,
+    };
+    let table = SymbolTable::new(["BTC-USD", "ETH-USD", "SOL-USD", "A", "B"].map(String::from));
+    let registry = SetRegistry::new(2);
+    let _held = choose(&table, &registry, 2, None, None, Change::Choose(&["A".into()]));
+    let before = registry.len();
+    for chosen in [None, Some(table.resolve(["BTC-USD"]).expect("configured"))] {
+        match choose(&table, &registry, 2, chosen.as_ref(), None, change) {
+            Ok(sub) => assert!(sub.set.len() <= 2 || sub.set.len() == table.len()),
+            Err(_) => assert_eq!(registry.len(), before, "a refusal changed the registry"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +368,9 @@ mod tests {
         auth_body(b"[1,2");
         source_message(br#"{"type":"ticker","product_id":"BTC-USD","price":"1.5"}"#);
         source_message(br#"{"channel":"ticker","data":[{"symbol":"A/B","last":1e308}]}"#);
+        control_message(br#"{"type":"subscribe","symbols":["BTC-USD","NOPE"]}"#);
+        control_message(br#"{"type":"unsubscribe","symbols":["A"]}"#);
+        control_message(b"\xff\xfe");
     }
 }
 
@@ -376,5 +424,10 @@ mod corpus_replay {
     #[test]
     fn source_message_corpus() {
         replay("source_message", super::source_message);
+    }
+
+    #[test]
+    fn control_message_corpus() {
+        replay("control_message", super::control_message);
     }
 }

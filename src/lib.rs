@@ -12,6 +12,10 @@
 //!   the key-store and token-store seams (SQLite and in-memory on one node).
 //! - [`source`]: where prices come from: the random walk or an exchange's stream
 //!   (the upstream thread, the latest-price book, the exchange parsers).
+//! - [`symbols`]: the symbol table and the sets sessions subscribe to (interned, so
+//!   each distinct set's frame is built once per tick).
+//! - [`control`]: the client's JSON messages (`ping`, `subscribe`, `unsubscribe`) and
+//!   the server's answers, parsed and built apart from any socket.
 //! - [`ticker`]: the price model and the supervised ticker thread that builds each
 //!   tick's frame once.
 //! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
@@ -27,6 +31,7 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod error;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
@@ -36,6 +41,7 @@ pub mod metrics;
 pub mod parse;
 pub mod server;
 pub mod source;
+pub mod symbols;
 pub mod ticker;
 pub mod workers;
 pub mod ws;

@@ -91,6 +91,11 @@ pub struct Metrics {
     pub heartbeat_closes: AtomicU64,
     pub protocol_error_closes: AtomicU64,
     pub revoked_closes: AtomicU64,
+    /// Sessions closed for sending more client messages than `--control-rate`.
+    pub rate_limit_closes: AtomicU64,
+    /// Accepted `subscribe`/`unsubscribe` messages, and refused ones.
+    pub subscription_changes: AtomicU64,
+    pub subscription_errors: AtomicU64,
     auth: [AtomicU64; 7],
     ws_auth: [AtomicU64; 4],
     db_errors: [AtomicU64; 7],
@@ -246,6 +251,11 @@ impl Metrics {
     }
 
     /// Renders every metric in the Prometheus text format.
+    /// Appends a gauge kept outside [`Metrics`] (e.g. the symbol-set registry's size).
+    pub fn render_gauge(out: &mut String, name: &str, help: &str, v: usize) {
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
@@ -361,6 +371,24 @@ impl Metrics {
             "ticker_revoked_closes_total",
             "Sessions closed because their token or API key was revoked.",
             self.revoked_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_rate_limit_closes_total",
+            "Sessions closed 1008 for sending more messages than --control-rate.",
+            self.rate_limit_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_subscription_changes_total",
+            "Accepted subscribe and unsubscribe messages.",
+            self.subscription_changes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_subscription_errors_total",
+            "Refused subscribe and unsubscribe messages (the session keeps its set).",
+            self.subscription_errors.load(Relaxed),
         );
 
         out.push_str("# HELP ticker_auth_requests_total POST /auth/token results by outcome.\n# TYPE ticker_auth_requests_total counter\n");

@@ -1,8 +1,14 @@
 //! The bundled load tool against the real server: a few subscribers, a short window,
 //! and the numbers it reports checked for consistency.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+use crate::tls::{Ca, start_tls};
 use crate::util::*;
 
 /// Builds `ticker-load` into its own target folder (a nested cargo must not wait on the
@@ -64,4 +70,115 @@ fn the_load_tool_measures_a_few_subscribers_of_the_real_server() {
         html.contains("<svg") && !html.contains("http://cdn") && !html.contains("https://"),
         "self-contained report"
     );
+}
+
+/// The CA's certificate as a PEM file in `dir`, for `--ca`.
+fn write_ca_pem(ca: &Ca, dir: &Path) -> PathBuf {
+    let b64 = STANDARD.encode(&ca.cert);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+/// Runs the tool for a short window, with the demo key unless `--no-auth` is given; its
+/// output and its JSON summary (`Null` if it wrote none).
+fn run_tool(bin: &Path, s: &TestServer, name: &str, args: &[&str]) -> (Output, Value) {
+    let json = s.dir.path().join(format!("{name}.json"));
+    let mut cmd = Command::new(bin);
+    cmd.args(args).args(["--ramp", "100/s", "--warmup", "1s", "--quiet", "--json"]).arg(&json);
+    if args.contains(&"--no-auth") {
+        cmd.env_remove("TICKER_LOAD_API_KEY");
+    } else {
+        cmd.env("TICKER_LOAD_API_KEY", &s.demo_key);
+    }
+    let out = cmd.output().expect("run ticker-load");
+    let v = std::fs::read_to_string(&json)
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or(Value::Null);
+    (out, v)
+}
+
+fn output_text(out: &Output) -> String {
+    format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn the_load_tool_speaks_tls_to_the_real_server_with_a_private_ca() {
+    let bin = load_tool_binary();
+    let ca = Ca::new("load test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let ca_pem = write_ca_pem(&ca, s.dir.path());
+    let ca_pem = ca_pem.to_str().unwrap();
+    let port = s.addr.port();
+
+    // https://: the token from POST /auth/token over TLS, the stream over wss://.
+    let url = format!("https://127.0.0.1:{port}");
+    let (out, v) = run_tool(
+        &bin,
+        &s,
+        "https",
+        &["--url", &url, "--ca", ca_pem, "--connections", "5", "--duration", "2s"],
+    );
+    assert!(out.status.success(), "ticker-load failed:\n{}", output_text(&out));
+    assert_eq!(v["params"]["urls"][0], format!("wss://127.0.0.1:{port}/ws/ticker"), "{v:#}");
+    assert_eq!(v["connections"]["opened"], 5, "{v:#}");
+    assert_eq!(v["connections"]["failed"], 0, "{v:#}");
+    assert!(v["steady"]["ticks"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(v["steady"]["delivered_percent"].as_f64().unwrap() > 0.0);
+    // The handshake figures include the TLS handshake: one per connection, measured.
+    assert_eq!(v["handshake_us"]["count"], 5);
+    assert!(v["handshake_us"]["p50"].as_u64().unwrap() > 0);
+
+    // wss://HOST:PORT/PATH, the token in the query, and churn: each reopen gets its
+    // token on a TLS connection of its own, then upgrades on another.
+    let url = format!("wss://localhost:{port}/ws/ticker");
+    let (out, v) = run_tool(
+        &bin,
+        &s,
+        "wss",
+        &["--url", &url, "--ca", ca_pem, "--token-in-query", "--connections", "3"]
+            .into_iter()
+            .chain(["--duration", "2s", "--churn", "3/s"])
+            .collect::<Vec<_>>(),
+    );
+    assert!(out.status.success(), "ticker-load failed:\n{}", output_text(&out));
+    assert_eq!(v["connections"]["opened"], 3, "{v:#}");
+    assert_eq!(v["connections"]["failed"], 0, "{v:#}");
+    assert!(v["steady"]["ticks"].as_u64().unwrap() > 0, "{v:#}");
+    let churn = &v["churn"];
+    assert!(churn["reconnected"].as_u64().unwrap() > 0, "{v:#}");
+    assert_eq!(churn["failed"], 0, "{v:#}");
+}
+
+#[test]
+fn without_the_private_ca_the_load_tool_refuses_the_certificate_and_says_so() {
+    let bin = load_tool_binary();
+    let ca = Ca::new("unknown CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let port = s.addr.port();
+
+    // With an API key, the token exchange is the first to meet the certificate.
+    let url = format!("https://127.0.0.1:{port}");
+    let (out, _) = run_tool(&bin, &s, "token", &["--url", &url, "--connections", "2"]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("certificate") && text.contains("--ca"), "{text}");
+
+    // Without one, every connection fails its TLS handshake, counted by that reason.
+    let url = format!("wss://127.0.0.1:{port}/ws/ticker");
+    let args = ["--url", &url, "--no-auth", "--connections", "2", "--duration", "1s"];
+    let (out, v) = run_tool(&bin, &s, "stream", &args);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "no connection opened: {text}");
+    assert_eq!(v["connections"]["opened"], 0, "{v:#}");
+    assert_eq!(v["connections"]["failed"], 2, "{v:#}");
+    let reasons = v["connections"]["failed_by"].as_object().unwrap();
+    assert!(reasons.keys().all(|r| r.contains("certificate")), "{reasons:?}");
+    assert!(text.contains("unknown issuer"), "the table names the reason: {text}");
 }

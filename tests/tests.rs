@@ -15,5 +15,6 @@ mod ops;
 mod redis_server;
 mod source;
 mod static_files;
+mod subscriptions;
 mod tls;
 mod ws;

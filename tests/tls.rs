@@ -24,7 +24,7 @@ type TlsClient = StreamOwned<ClientConnection, TcpStream>;
 /// A test certificate authority (the source tests use it for their fake exchanges too).
 pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
-    cert: CertificateDer<'static>,
+    pub(crate) cert: CertificateDer<'static>,
 }
 
 impl Ca {
@@ -68,7 +68,7 @@ impl Ca {
 }
 
 /// A server with a leaf of `ca` in its temp folder; returns it and the leaf's DER.
-fn start_tls(ca: &Ca, extra: &[(&str, &str)]) -> (TestServer, CertificateDer<'static>) {
+pub(crate) fn start_tls(ca: &Ca, extra: &[(&str, &str)]) -> (TestServer, CertificateDer<'static>) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let (cert, key, der) = ca.leaf("ticker one", 1);
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));

@@ -10,7 +10,7 @@
 //!   and the same prices, never the start prices again.
 //! - **follow** subscribes to the tick channel, drops anything not newer than what it
 //!   has (duplicates after a lost reply, stale ticks), builds the frame with the same
-//!   code as a single node ([`crate::ticker::build_tick_at`]) once per tick, and hands
+//!   code as a single node ([`crate::ticker::Tick::build`]) once per tick, and hands
 //!   it to the event loops like the local ticker does. The leader receives its own
 //!   ticks the same way, so every node's frame for one `seq` is the same bytes.
 //!
@@ -29,8 +29,9 @@ use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
 use super::wire::{self, LastTick, TickData};
 use crate::metrics::Metrics;
 use crate::source::PriceSource;
+use crate::symbols::sets::{ActiveCache, SetRegistry};
 use crate::ticker::prices::Quote;
-use crate::ticker::{self, Subscriber};
+use crate::ticker::{self, Subscriber, Tick};
 
 /// How long a leader keeps the lease without renewing: a killed leader is replaced
 /// within this plus [`CONTEND_EVERY`].
@@ -75,6 +76,8 @@ struct Plane {
     subscribers: Vec<Subscriber>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// The symbol sets this node's sessions chose: one frame each per tick.
+    sets: Arc<SetRegistry>,
     stop: AtomicBool,
     /// The newest tick this node received: where it continues if it becomes leader.
     last_seen: Mutex<Option<TickData>>,
@@ -90,6 +93,7 @@ impl ClusterTicker {
     /// Starts both threads. `source` holds the configured symbols and start prices (used
     /// only if no tick was ever published); an exchange feed is consumed only while this
     /// node leads. `health` is kept up to date for `/healthz`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         url: &str,
         prefix: &str,
@@ -98,6 +102,7 @@ impl ClusterTicker {
         subscribers: Vec<Subscriber>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        sets: Arc<SetRegistry>,
     ) -> std::io::Result<ClusterTicker> {
         let plane = Arc::new(Plane {
             url: url.to_owned(),
@@ -107,6 +112,7 @@ impl ClusterTicker {
             subscribers,
             metrics,
             health,
+            sets,
             stop: AtomicBool::new(false),
             last_seen: Mutex::new(None),
         });
@@ -325,7 +331,7 @@ fn follow(plane: &Plane) {
     let config = link_config();
     let mut backoff = Backoff::new(config.backoff, u64::from(std::process::id()));
     let mut last_seq: Option<u64> = None;
-    let mut payload = Vec::with_capacity(512);
+    let mut active = ActiveCache::default();
     let mut quotes: Vec<Quote> = Vec::new();
     while !plane.stop.load(Ordering::Relaxed) {
         if let Err(wait) = backoff.check(Instant::now()) {
@@ -393,7 +399,8 @@ fn follow(plane: &Plane) {
                 price: *p,
                 source: data.sources.get(i).copied(),
             }));
-            let tick = ticker::build_tick_at(data.seq, data.ts_us, &quotes, &mut payload);
+            let sets = plane.sets.active(&mut active);
+            let tick = Tick::build(data.seq, data.ts_us, &quotes, sets);
             ticker::publish(&tick, &plane.subscribers);
             *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);
         }

@@ -35,7 +35,13 @@ impl Response {
 
     /// The SPEC's error shape: `{"error": "..."}` plus the headers the error requires.
     pub fn error(err: &HttpError) -> Response {
-        let mut r = Response::json(err.status(), &serde_json::json!({ "error": err.message() }));
+        let body = match err {
+            HttpError::Symbols(e) => {
+                serde_json::json!({ "error": e.message(), "symbols": e.symbols() })
+            }
+            _ => serde_json::json!({ "error": err.message() }),
+        };
+        let mut r = Response::json(err.status(), &body);
         match err {
             HttpError::MethodNotAllowed { allow } => r = r.header("Allow", *allow),
             HttpError::UnsupportedWebSocketVersion => r = r.header("Sec-WebSocket-Version", "13"),

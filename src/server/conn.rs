@@ -28,8 +28,11 @@ use super::transport::Transport;
 use crate::auth::keys::ApiKeyId;
 use crate::auth::token::{Actor, TokenId};
 use crate::config::Config;
+use crate::control::RateBudget;
 use crate::error::CloseCode;
 use crate::metrics::Metrics;
+use crate::symbols::SymbolSet;
+use crate::symbols::sets::SetLease;
 use crate::ws::codec::Decoder;
 use crate::ws::frame::{self, OpCode};
 
@@ -102,12 +105,21 @@ pub(crate) enum HttpPhase {
     Reading,
     /// A worker is preparing the answer; pipelined requests wait in `inbuf`. For an
     /// upgrade whose token is checked on a worker, `handshake` holds the result of the
-    /// handshake check (the `Sec-WebSocket-Key`, or the refusal) until the token's.
+    /// handshake check (the key and `?symbols=`, or the refusal) until the token's.
     Waiting {
         keep_alive: bool,
         origin: Option<String>,
-        handshake: Option<Result<String, crate::error::HttpError>>,
+        handshake: Option<Result<UpgradeAsk, crate::error::HttpError>>,
     },
+}
+
+/// An upgrade request that passed the handshake checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UpgradeAsk {
+    /// `Sec-WebSocket-Key`.
+    pub(crate) key: String,
+    /// `?symbols=A,B`: the names asked for (checked once the token is).
+    pub(crate) symbols: Option<Vec<String>>,
 }
 
 /// An open WebSocket session.
@@ -118,6 +130,11 @@ pub(crate) struct Session {
     pub(crate) token_id: TokenId,
     /// A heartbeat ping went out and no frame came back since.
     pub(crate) ping_outstanding: bool,
+    /// The symbols the session chose (`?symbols=`, `subscribe`, `unsubscribe`);
+    /// `None` until it chooses: every symbol (the seed's behaviour).
+    pub(crate) chosen: Option<SymbolSet>,
+    /// Client messages allowed from here on (`--control-rate`).
+    pub(crate) budget: RateBudget,
 }
 
 pub(crate) enum State {
@@ -151,6 +168,9 @@ pub(crate) struct Conn<S = Transport> {
     /// Last write progress, or when the outbox last became non-empty: a subscriber whose
     /// outbox stays non-empty past this by the slow-consumer timeout is closed.
     pub(crate) last_progress: Instant,
+    /// Which of a tick's frames this session is sent: `None` for every symbol, else
+    /// the interned set it chose (read by the fan-out; released when the session ends).
+    pub(crate) feed: Option<SetLease>,
 }
 
 impl<S: Socket> Conn<S> {
@@ -169,6 +189,7 @@ impl<S: Socket> Conn<S> {
             out: Outbox::default(),
             last_read: now,
             last_progress: now,
+            feed: None,
         }
     }
 
@@ -195,12 +216,14 @@ impl<S: Socket> Conn<S> {
 
     /// HTTP → WebSocket: queues the 101 answer, `welcome` and the newest tick, and
     /// counts the session.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open_session(
         &mut self,
         session: Session,
         switching_protocols: Vec<u8>,
         welcome: &[u8],
-        snapshot: Option<&Arc<[u8]>>,
+        snapshot: Option<Arc<[u8]>>,
+        feed: Option<SetLease>,
         now: Instant,
         metrics: &Metrics,
     ) {
@@ -208,8 +231,9 @@ impl<S: Socket> Conn<S> {
         self.queue(switching_protocols, now);
         self.out.push(frame::encode_frame(OpCode::Text, welcome));
         if let Some(snapshot) = snapshot {
-            self.out.offer_tick(snapshot.clone());
+            self.out.offer_tick(snapshot);
         }
+        self.feed = feed;
         self.last_read = now;
         self.state = State::WebSocket(Box::new(session));
         metrics.ws_sessions_open.fetch_add(1, Relaxed);
@@ -263,6 +287,8 @@ impl<S: Socket> Conn<S> {
         if self.is_subscriber() {
             metrics.ws_sessions_open.fetch_sub(1, Relaxed);
         }
+        // No more ticks: the set's frame need not be built for this session.
+        self.feed = None;
         self.state = State::Closing { deadline, write_shut: false };
     }
 

@@ -1,7 +1,8 @@
 //! The hot path: offer one tick to every subscriber of this event loop.
 //!
 //! Per subscriber it must never allocate, copy the payload, serialize, or take a lock:
-//! the frame is the ticker's `Arc<[u8]>`, written straight to the socket. Only when the
+//! the frame is the ticker's `Arc<[u8]>` (the all-symbols frame, or the frame of the
+//! symbol set the session chose, found by its set id), written straight to the socket. Only when the
 //! socket cannot take it whole does the subscriber keep a reference (an `Arc` clone, a
 //! counter increment), and a subscriber that is already waiting only has its pending
 //! tick replaced (conflation). The one syscall per subscriber is the `write`.
@@ -13,6 +14,8 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::conn::{Conn, Outbox};
+use crate::symbols::sets::{SetId, SetLease};
+use crate::ticker::Tick;
 
 /// Totals of one fan-out, added to the metrics once per tick.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -44,16 +47,28 @@ pub enum Offered {
 /// pushed to `dead` (a reused buffer) for the caller to close.
 pub(crate) fn fan_out(
     conns: &mut Slab<Conn>,
-    frame: &Arc<[u8]>,
+    tick: &Tick,
     start: usize,
     now: Instant,
     dead: &mut Vec<usize>,
 ) -> FanoutTotals {
     let mut totals = FanoutTotals::default();
+    // Frames of sets chosen after the ticker built this tick, built here once each (only
+    // in the tick that races a new subscription, never in the steady state).
+    let mut late: Vec<(SetId, Arc<[u8]>)> = Vec::new();
     let mut visit = |key: usize, conn: &mut Conn| {
         if !conn.is_subscriber() {
             return;
         }
+        let frame = match &conn.feed {
+            None => &tick.frame,
+            Some(lease) => match tick.set_frame(lease.id()) {
+                Some(frame) => frame,
+                // The empty set: heartbeats only.
+                None if lease.members().is_empty() => return,
+                None => late_frame(&mut late, tick, lease),
+            },
+        };
         match offer(&mut conn.socket, &mut conn.out, &mut conn.last_progress, frame, now) {
             Offered::Written => {
                 totals.frames += 1;
@@ -75,6 +90,22 @@ pub(crate) fn fan_out(
         visit(key, conn);
     }
     totals
+}
+
+#[cold]
+fn late_frame<'a>(
+    late: &'a mut Vec<(SetId, Arc<[u8]>)>,
+    tick: &Tick,
+    lease: &SetLease,
+) -> &'a Arc<[u8]> {
+    let at = match late.iter().position(|(id, _)| *id == lease.id()) {
+        Some(at) => at,
+        None => {
+            late.push((lease.id(), tick.build_for(lease.members())));
+            late.len() - 1
+        }
+    };
+    &late[at].1
 }
 
 /// One subscriber's share of a tick: the per-subscriber cost of the hot path, generic

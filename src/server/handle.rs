@@ -11,9 +11,12 @@ use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::TrySendError;
 
-use super::conn::{Conn, HttpPhase, MAX_QUEUED, Session, Socket, State, TimerAction, Verdict};
+use super::conn::{
+    Conn, HttpPhase, MAX_QUEUED, Session, Socket, State, TimerAction, UpgradeAsk, Verdict,
+};
 use super::{Reply, Shared};
 use crate::auth::token::VerifiedToken;
+use crate::control::{self, ClientMessage, RateBudget};
 use crate::error::{CloseCode, HttpError};
 use crate::http::cors;
 use crate::http::request::{Request, parse_request};
@@ -22,6 +25,7 @@ use crate::http::routes::{self, Route};
 use crate::http::static_files;
 use crate::metrics::WsAuthOutcome;
 use crate::parse::Status;
+use crate::symbols::{self, Change, SymbolIndex};
 use crate::ticker::Tick;
 use crate::workers::{ConnKey, Job, ReplyTo};
 use crate::ws::codec::{Decoder, Message};
@@ -176,7 +180,10 @@ fn handle_request<S: Socket>(
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::Metrics { head_only } => {
-            let r = routes::metrics_response(shared.metrics.render(), head_only);
+            let mut text = shared.metrics.render();
+            let (name, help) = ("ticker_symbol_sets", "Distinct symbol sets subscribed now.");
+            crate::metrics::Metrics::render_gauge(&mut text, name, help, shared.symbol_sets.len());
+            let r = routes::metrics_response(text, head_only);
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::IssueToken { api_key } => {
@@ -216,17 +223,27 @@ fn handle_request<S: Socket>(
         Route::Upgrade { token: Some(token) } if shared.auth.tokens.lookups_block() => {
             // The handshake is checked now (the request is gone when the worker
             // answers) but answered after the token: 401 comes before 426/400.
-            let handshake = handshake::check_upgrade(&req);
+            let handshake = check_upgrade(&req);
             let auth = shared.auth.clone();
             let work = move || Reply::Authorized(auth.authorize_upgrade(Some(&token)));
             submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, Some(handshake), now);
         }
         Route::Upgrade { token } => {
             let verified = shared.auth.authorize_upgrade(token.as_deref());
-            let handshake = handshake::check_upgrade(&req);
+            let handshake = check_upgrade(&req);
             finish_upgrade(conn, ctx, verified, handshake, req.keep_alive(), origin, now);
         }
     }
+}
+
+/// The handshake's checks, and the symbols asked for in `?symbols=A,B` (resolved once
+/// the token is accepted, so a refused token learns nothing about them).
+fn check_upgrade(req: &Request<'_>) -> Result<UpgradeAsk, HttpError> {
+    let key = handshake::check_upgrade(req)?;
+    let symbols = req.query_param("symbols").map(|v| {
+        v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    });
+    Ok(UpgradeAsk { key, symbols })
 }
 
 fn revoked_response() -> Response {
@@ -242,7 +259,7 @@ fn submit<S: Socket>(
     work: Box<dyn FnOnce() -> Reply + Send>,
     keep_alive: bool,
     origin: Option<String>,
-    handshake: Option<Result<String, HttpError>>,
+    handshake: Option<Result<UpgradeAsk, HttpError>>,
     now: Instant,
 ) {
     let job = Job { work, reply: ReplyTo { shard: ctx.shard, conn: key, serial: conn.serial } };
@@ -335,7 +352,7 @@ fn finish_upgrade<S: Socket>(
     conn: &mut Conn<S>,
     ctx: &mut LoopCtx,
     verified: Result<VerifiedToken, HttpError>,
-    handshake: Result<String, HttpError>,
+    handshake: Result<UpgradeAsk, HttpError>,
     keep_alive: bool,
     origin: Option<String>,
     now: Instant,
@@ -346,13 +363,26 @@ fn finish_upgrade<S: Socket>(
         Ok(v) => v,
         Err(e) => return send_error(conn, ctx, &e, keep_alive, origin, now),
     };
-    let key = match handshake {
-        Ok(key) => key,
+    let ask = match handshake {
+        Ok(ask) => ask,
         Err(e) => return send_error(conn, ctx, &e, keep_alive, origin, now),
     };
     if shared.is_shutting_down() {
         return send_error(conn, ctx, &HttpError::ServerBusy, keep_alive, origin, now);
     }
+    let subscribed = match &ask.symbols {
+        None => None,
+        Some(names) => {
+            let max = shared.config.max_session_symbols;
+            let (table, sets) = (&shared.symbols, &shared.symbol_sets);
+            match symbols::choose(table, sets, max, None, None, Change::Choose(names)) {
+                Ok(subscribed) => Some(subscribed),
+                Err(e) => {
+                    return send_error(conn, ctx, &HttpError::Symbols(e), keep_alive, origin, now);
+                }
+            }
+        }
+    };
     shared.metrics.ws_auth(WsAuthOutcome::Accepted);
     crate::debug!("session opened", user_id = verified.actor.id, peer = conn.peer);
     if shared.config.send_buffer > 0 {
@@ -362,16 +392,22 @@ fn finish_upgrade<S: Socket>(
     }
     let welcome =
         serde_json::json!({ "type": "welcome", "user_id": verified.actor.id }).to_string();
+    let (chosen, feed) = match subscribed {
+        Some(s) => (Some(s.set), s.lease),
+        None => (None, None),
+    };
+    let snapshot = ctx.snapshot.as_ref().and_then(|t| t.frame_for_feed(feed.as_ref()));
     let session = Session {
         decoder: Decoder::new(shared.config.max_message),
         actor: verified.actor,
         api_key_id: verified.api_key_id,
         token_id: verified.id,
         ping_outstanding: false,
+        chosen,
+        budget: RateBudget::new(shared.config.control_rate, now),
     };
-    let snapshot = ctx.snapshot.as_ref().map(|t| &t.frame);
-    let accept = handshake::switching_protocols(&handshake::accept_key(&key));
-    conn.open_session(session, accept, welcome.as_bytes(), snapshot, now, &shared.metrics);
+    let accept = handshake::switching_protocols(&handshake::accept_key(&ask.key));
+    conn.open_session(session, accept, welcome.as_bytes(), snapshot, feed, now, &shared.metrics);
     // Wake the ticker, which builds nothing while nobody listens. Rung on every upgrade
     // (a lock and a notify): watching for "the first" session would miss two loops
     // opening their first ones at once (0 → 2).
@@ -402,10 +438,32 @@ fn process_ws<S: Socket>(conn: &mut Conn<S>, ctx: &mut LoopCtx, now: Instant) {
         let Some(message) = message else { continue };
         match message {
             Message::Text(text) => {
-                let is_ping = serde_json::from_str::<serde_json::Value>(&text)
-                    .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("ping"));
-                if is_ping {
-                    conn.queue(frame::encode_frame(OpCode::Text, br#"{"type":"pong"}"#), now);
+                if !session.budget.take(now) {
+                    metrics.rate_limit_closes.fetch_add(1, Relaxed);
+                    conn.close_session(
+                        CloseCode::PolicyViolation,
+                        "rate limit",
+                        now,
+                        linger,
+                        metrics,
+                    );
+                    return;
+                }
+                match control::parse(text.as_bytes()) {
+                    Ok(ClientMessage::Ping) => {
+                        conn.queue(frame::encode_frame(OpCode::Text, control::PONG), now);
+                    }
+                    Ok(ClientMessage::Ignored) => {}
+                    Ok(ClientMessage::Subscribe(names)) => {
+                        change_subscription(conn, ctx, Change::Subscribe(&names), now);
+                    }
+                    Ok(ClientMessage::Unsubscribe(names)) => {
+                        change_subscription(conn, ctx, Change::Unsubscribe(&names), now);
+                    }
+                    Err(e) => {
+                        metrics.subscription_errors.fetch_add(1, Relaxed);
+                        conn.queue(frame::encode_frame(OpCode::Text, &e.to_json()), now);
+                    }
                 }
             }
             Message::Binary(_) | Message::Pong(_) => {}
@@ -421,6 +479,46 @@ fn process_ws<S: Socket>(conn: &mut Conn<S>, ctx: &mut LoopCtx, now: Instant) {
             return;
         }
     }
+}
+
+/// A `subscribe` or `unsubscribe`: answers `subscriptions` (the whole new set), a
+/// snapshot of the added symbols, and from the next tick on sends the new set's frame;
+/// or answers an error and keeps the old set.
+fn change_subscription<S: Socket>(
+    conn: &mut Conn<S>,
+    ctx: &LoopCtx,
+    change: Change<'_>,
+    now: Instant,
+) {
+    let shared = &ctx.shared;
+    let State::WebSocket(session) = &mut conn.state else { return };
+    let max = shared.config.max_session_symbols;
+    let chosen = session.chosen.as_ref();
+    let (table, sets, current) = (&shared.symbols, &shared.symbol_sets, conn.feed.as_ref());
+    let sub = match symbols::choose(table, sets, max, chosen, current, change) {
+        Ok(sub) => sub,
+        Err(e) => {
+            shared.metrics.subscription_errors.fetch_add(1, Relaxed);
+            return conn.queue(frame::encode_frame(OpCode::Text, &e.to_json()), now);
+        }
+    };
+    session.chosen = Some(sub.set.clone());
+    let answer = control::subscriptions(shared.symbols.names_of(&sub.set));
+    conn.queue(frame::encode_frame(OpCode::Text, &answer), now);
+    if let Some(tick) = &ctx.snapshot {
+        let added: Vec<SymbolIndex> = sub.added.members().collect();
+        if !added.is_empty() {
+            conn.queue(tick.build_for(&added).to_vec(), now);
+        }
+        // A tick still waiting for the socket was made for the old set: the same tick
+        // for the new set replaces it (same seq, so no gap and no stale symbol).
+        if conn.out.latest_tick.is_some() {
+            conn.out.latest_tick = tick.frame_for_feed(sub.lease.as_ref());
+        }
+    }
+    // Releases the old set (its frame stops being built if nobody else holds it).
+    conn.feed = sub.lease;
+    shared.metrics.subscription_changes.fetch_add(1, Relaxed);
 }
 
 /// The periodic check of one connection: the transitions are the connection's own

@@ -81,6 +81,10 @@ pub struct Shared {
     pub cluster_health: Option<Arc<crate::cluster::ticks::Health>>,
     /// Wakes the ticker, which sleeps while no session is open.
     pub ticker_bell: Arc<crate::ticker::Doorbell>,
+    /// The configured symbols, for `?symbols=` and `subscribe` messages.
+    pub symbols: Arc<crate::symbols::SymbolTable>,
+    /// The distinct symbol sets sessions chose (shared with the ticker).
+    pub symbol_sets: Arc<crate::symbols::sets::SetRegistry>,
     pub open_conns: AtomicUsize,
     pub max_connections: usize,
     /// With `--tls-cert`/`--tls-key`: every connection speaks TLS.

@@ -284,7 +284,7 @@ impl Shard {
         // A different first subscriber every tick (a large odd stride spreads the start
         // over all the connections), so the same ones are not always served last.
         let start = (tick.seq as usize).wrapping_mul(FAIR_STRIDE);
-        let totals = fan_out(&mut self.conns, &tick.frame, start, now, &mut self.dead);
+        let totals = fan_out(&mut self.conns, &tick, start, now, &mut self.dead);
         metrics.observe_fanout(started.elapsed());
         metrics.frames_sent.fetch_add(totals.frames, Relaxed);
         metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);

@@ -35,6 +35,8 @@ use crate::cluster::{self, ticks::ClusterTicker, ticks::Health};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::source::{PriceSource, SourceKind, Upstream};
+use crate::symbols::SymbolTable;
+use crate::symbols::sets::SetRegistry;
 use crate::ticker::prices::{PriceModel, Rng};
 use crate::ticker::{self, Doorbell, Ticker};
 use crate::workers::{self, Mailbox};
@@ -155,6 +157,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     });
     let cluster_health = config.redis.as_ref().map(|_| Arc::new(Health::default()));
     let ticker_bell = Arc::new(Doorbell::default());
+    let symbols = Arc::new(SymbolTable::new(config.symbols.iter().map(|s| s.name.clone())));
+    let symbol_sets = SetRegistry::new(config.max_symbol_sets);
     let shared = Arc::new(Shared {
         config: config.clone(),
         auth: auth.clone(),
@@ -163,6 +167,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         jobs: job_tx,
         cluster_health: cluster_health.clone(),
         ticker_bell: ticker_bell.clone(),
+        symbols,
+        symbol_sets: symbol_sets.clone(),
         open_conns: AtomicUsize::new(0),
         max_connections,
         tls,
@@ -195,6 +201,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             tick_subscribers,
             metrics.clone(),
             ticker_bell.clone(),
+            symbol_sets.clone(),
         )?),
         Some(url) => TickSource::Cluster(ClusterTicker::start(
             url,
@@ -204,6 +211,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             tick_subscribers,
             metrics.clone(),
             cluster_health.clone().unwrap_or_default(),
+            symbol_sets.clone(),
         )?),
     };
 

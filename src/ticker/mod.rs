@@ -16,7 +16,10 @@
 //!   live outside the thread and survive the restart, and the event loops keep their
 //!   subscribers (they never notice beyond a pause).
 
+pub mod frames;
 pub mod prices;
+
+pub use frames::Tick;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -27,18 +30,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 use crate::metrics::Metrics;
 use crate::source::PriceSource;
-use crate::ws::frame::{self, OpCode};
-use prices::Quote;
-
-/// One tick, ready to write: the whole WebSocket text frame.
-#[derive(Debug, Clone)]
-pub struct Tick {
-    pub seq: u64,
-    /// When the tick was made (Unix microseconds, the frame's `ts_us`): the event loops
-    /// measure from it how late their fan-out starts.
-    pub ts_us: u64,
-    pub frame: Arc<[u8]>,
-}
+use crate::symbols::sets::{ActiveCache, SetRegistry};
 
 /// Where ticks go: one channel and one waker per event loop.
 pub struct Subscriber {
@@ -101,6 +93,7 @@ impl Ticker {
         subscribers: Vec<Subscriber>,
         metrics: Arc<Metrics>,
         bell: Arc<Doorbell>,
+        sets: Arc<SetRegistry>,
     ) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(TickerState { source, seq: 0, started: false }));
@@ -110,6 +103,7 @@ impl Ticker {
             metrics,
             stop: stop.clone(),
             bell: bell.clone(),
+            sets,
         });
         let supervisor = thread::Builder::new()
             .name("ticker-supervisor".into())
@@ -134,6 +128,8 @@ struct Context {
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     bell: Arc<Doorbell>,
+    /// The symbol sets this node's sessions chose: one frame each per tick.
+    sets: Arc<SetRegistry>,
 }
 
 fn supervise(state: Arc<Mutex<TickerState>>, ctx: Arc<Context>) {
@@ -163,7 +159,7 @@ fn supervise(state: Arc<Mutex<TickerState>>, ctx: Arc<Context>) {
 /// The ticker thread's body: one tick per deadline while someone listens, until `stop`.
 fn run(state: &Mutex<TickerState>, ctx: &Context) {
     let (interval, metrics) = (ctx.interval, &ctx.metrics);
-    let mut payload = Vec::with_capacity(512);
+    let mut active = ActiveCache::default();
     let mut next_deadline = Instant::now();
     crate::info!("ticker started", interval_ms = interval.as_secs_f64() * 1000.0);
     while !ctx.stop.load(Ordering::Relaxed) {
@@ -189,8 +185,10 @@ fn run(state: &Mutex<TickerState>, ctx: &Context) {
             }
             st.started = true;
             fault_hook(st.seq);
+            let ts_us = unix_micros(SystemTime::now());
             let seq = st.seq;
-            build_tick(seq, st.source.next_quotes(first), SystemTime::now(), &mut payload)
+            let quotes = st.source.next_quotes(first);
+            Tick::build(seq, ts_us, quotes, ctx.sets.active(&mut active))
         };
         metrics.ticks.fetch_add(1, Ordering::Relaxed);
         publish(&tick, &ctx.subscribers);
@@ -222,65 +220,9 @@ pub(crate) fn publish(tick: &Tick, subscribers: &[Subscriber]) {
     }
 }
 
-/// Builds the frame of one tick made `now`. `payload` is a reused scratch buffer; the
-/// only allocation is the returned frame, shared by every subscriber.
-pub fn build_tick(seq: u64, quotes: &[Quote], now: SystemTime, payload: &mut Vec<u8>) -> Tick {
-    let ts_us = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64;
-    build_tick_at(seq, ts_us, quotes, payload)
-}
-
-/// Builds the frame of one tick from its data alone. Every node of a cluster calls this
-/// with the leader's `(seq, ts_us, prices)`, so the frames for one `seq` are
-/// byte-identical everywhere (the `timestamp` seconds come from `ts_us` too).
-pub fn build_tick_at(seq: u64, ts_us: u64, quotes: &[Quote], payload: &mut Vec<u8>) -> Tick {
-    payload.clear();
-    write_payload(payload, seq, ts_us, ts_us / 1_000_000, quotes);
-    let (header, header_len) = frame::server_header(OpCode::Text, payload.len());
-    let mut bytes = Vec::with_capacity(header_len + payload.len());
-    bytes.extend_from_slice(&header[..header_len]);
-    bytes.extend_from_slice(payload);
-    Tick { seq, ts_us, frame: Arc::from(bytes) }
-}
-
-/// `{"type":"ticker","seq":..,"ts_us":..,"data":[entry,..]}`
-fn write_payload(out: &mut Vec<u8>, seq: u64, ts_us: u64, secs: u64, quotes: &[Quote]) {
-    use std::io::Write;
-    // Writes into a Vec cannot fail.
-    let _ = write!(out, r#"{{"type":"ticker","seq":{seq},"ts_us":{ts_us},"data":["#);
-    for (i, q) in quotes.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_entry(out, q, secs);
-    }
-    out.extend_from_slice(b"]}");
-}
-
-/// One entry of `data`: `{"symbol":..,"price":..,"timestamp":..}`, and for a real
-/// source `"source_ts":..` (the exchange's ms, once it priced the symbol) and `"stale":..`.
-/// Simulated quotes carry neither, so their frames are the same bytes as before sources.
-pub fn write_entry(out: &mut Vec<u8>, q: &Quote, secs: u64) {
-    use std::io::Write;
-    // Symbol names are validated as [A-Za-z0-9._-] in config, so no escaping is needed.
-    let _ =
-        write!(out, r#"{{"symbol":"{}","price":{},"timestamp":{secs}"#, q.symbol, Price(q.price));
-    if let Some(stamp) = q.source {
-        if let Some(ts) = stamp.ts_ms {
-            let _ = write!(out, r#","source_ts":{ts}"#);
-        }
-        let _ = write!(out, r#","stale":{}"#, stamp.stale);
-    }
-    out.push(b'}');
-}
-
-/// Formats a price as JSON with at most 2 decimals (shortest form: `95`, `95.5`, `95.05`).
-struct Price(f64);
-
-impl std::fmt::Display for Price {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = format!("{:.2}", self.0);
-        f.write_str(s.trim_end_matches('0').trim_end_matches('.'))
-    }
+/// Microseconds since the Unix epoch (0 for a clock before it).
+pub fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
 /// Debug builds only: `TICKER_DEBUG_PANIC_AT_SEQ=N` panics the ticker once at tick N, so
@@ -296,59 +238,3 @@ fn fault_hook(seq: u64) {
 
 #[cfg(not(debug_assertions))]
 fn fault_hook(_seq: u64) {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tick_frame_is_one_text_frame_of_the_spec_json() {
-        let quotes = vec![
-            Quote { symbol: "BTC-USD".into(), price: 42001.17, source: None },
-            Quote { symbol: "SOL-USD".into(), price: 95.0, source: None },
-        ];
-        let now = UNIX_EPOCH + Duration::from_micros(1_732_400_000_123_456);
-        let tick = build_tick(1234, &quotes, now, &mut Vec::new());
-        let frame = &tick.frame;
-        assert_eq!(frame[0], 0x81, "FIN + text");
-        let (len, start) = match frame[1] {
-            126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
-            n => (n as usize, 2),
-        };
-        assert_eq!(frame.len(), start + len);
-        let v: serde_json::Value = serde_json::from_slice(&frame[start..]).unwrap();
-        assert_eq!(v["type"], "ticker");
-        assert_eq!(v["seq"], 1234);
-        assert_eq!(v["ts_us"], 1_732_400_000_123_456u64);
-        assert_eq!(v["data"][0]["symbol"], "BTC-USD");
-        assert_eq!(v["data"][0]["price"], 42001.17);
-        assert_eq!(v["data"][0]["timestamp"], 1_732_400_000);
-        assert_eq!(v["data"][1]["price"], 95.0);
-    }
-
-    #[test]
-    fn simulated_entries_are_unchanged_and_real_ones_carry_source_ts_and_stale() {
-        let entry = |source| {
-            let mut out = Vec::new();
-            write_entry(&mut out, &Quote { symbol: "BTC-USD".into(), price: 42001.17, source }, 7);
-            String::from_utf8(out).unwrap()
-        };
-        assert_eq!(entry(None), r#"{"symbol":"BTC-USD","price":42001.17,"timestamp":7}"#);
-        assert_eq!(
-            entry(Some(prices::SourceStamp { ts_ms: Some(1_700_000_000_123), stale: false })),
-            r#"{"symbol":"BTC-USD","price":42001.17,"timestamp":7,"source_ts":1700000000123,"stale":false}"#
-        );
-        assert_eq!(
-            entry(Some(prices::SourceStamp { ts_ms: None, stale: true })),
-            r#"{"symbol":"BTC-USD","price":42001.17,"timestamp":7,"stale":true}"#
-        );
-    }
-
-    #[test]
-    fn prices_print_with_at_most_two_decimals() {
-        assert_eq!(Price(95.0).to_string(), "95");
-        assert_eq!(Price(95.5).to_string(), "95.5");
-        assert_eq!(Price(42001.17).to_string(), "42001.17");
-        assert_eq!(Price(0.05).to_string(), "0.05");
-    }
-}

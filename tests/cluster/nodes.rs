@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tungstenite::Message;
+use tungstenite::client::IntoClientRequest;
 
 use crate::redis_server::RedisServer;
 use crate::util::*;
@@ -95,6 +96,37 @@ fn three_nodes_send_byte_identical_frames_and_a_token_from_one_opens_the_others(
     for seq in &common {
         assert_eq!(seen[0][seq], seen[1][seq], "seq {seq} differs between nodes 0 and 1");
         assert_eq!(seen[0][seq], seen[2][seq], "seq {seq} differs between nodes 0 and 2");
+    }
+    // Sessions that chose a set get that set's frame, byte-identical on every node too
+    // (each node builds it from the leader's tick data).
+    let mut chosen: Vec<Ws> = nodes
+        .iter()
+        .map(|n| {
+            let url = format!("{}?symbols=SOL-USD,BTC-USD&x-auth-token={token}", n.ws_url());
+            n.ws_request(url.into_client_request().expect("url")).expect("upgrade")
+        })
+        .collect();
+    let mut seen: Vec<BTreeMap<u64, String>> = vec![BTreeMap::new(); 3];
+    for (i, ws) in chosen.iter_mut().enumerate() {
+        while seen[i].len() < 40 {
+            let (seq, text) = read_tick(ws).expect("a tick");
+            let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+            let names: Vec<&str> = v["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .filter_map(|e| e["symbol"].as_str())
+                .collect();
+            assert_eq!(names, ["BTC-USD", "SOL-USD"], "node {i}: {text}");
+            seen[i].insert(seq, text);
+        }
+    }
+    let common = seen[0].keys().filter(|s| seen[1].contains_key(s) && seen[2].contains_key(s));
+    let common: Vec<u64> = common.copied().collect();
+    assert!(common.len() >= 20, "only {} set ticks seen on all three nodes", common.len());
+    for seq in &common {
+        assert_eq!(seen[0][seq], seen[1][seq], "set frame of seq {seq} differs");
+        assert_eq!(seen[0][seq], seen[2][seq], "set frame of seq {seq} differs");
     }
     // Exactly one node leads; each received the same ticks from the channel.
     let leaders: f64 = nodes.iter().map(|n| n.metric("ticker_cluster_leader")).sum();

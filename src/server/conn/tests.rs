@@ -100,6 +100,8 @@ fn ctx() -> LoopCtx {
         jobs,
         cluster_health: None,
         ticker_bell: Default::default(),
+        symbols: Arc::new(crate::symbols::SymbolTable::new(["BTC-USD".to_string()])),
+        symbol_sets: crate::symbols::sets::SetRegistry::new(4),
         open_conns: AtomicUsize::new(0),
         max_connections: 16,
         tls: None,
@@ -157,8 +159,13 @@ fn close_frame(bytes: &[u8]) -> Option<(u16, String)> {
 fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
     let mut ctx = ctx();
     let t0 = Instant::now();
-    ctx.snapshot =
-        Some(crate::ticker::Tick { seq: 5, ts_us: 0, frame: Arc::from(&b"\x81\x02hi"[..]) });
+    ctx.snapshot = Some(crate::ticker::Tick {
+        seq: 5,
+        ts_us: 0,
+        frame: Arc::from(&b"\x81\x02hi"[..]),
+        sets: Arc::from(Vec::new()),
+        entries: Default::default(),
+    });
     let mut c = conn(t0);
     c.socket.input.extend(upgrade_request(&token(&ctx)));
     assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);

@@ -18,6 +18,7 @@ ticker-load: open many WebSocket subscribers to a ticker server and measure what
 
 USAGE:
     ticker-load --url http://127.0.0.1:8081 --api-key KEY [OPTIONS]
+    ticker-load --url https://HOST:PORT --ca ca.pem --api-key KEY [OPTIONS]
     ticker-load --url ws://HOST:PORT/PATH --no-auth [OPTIONS]
     ticker-load --url http://NODE1:8081 --url http://NODE2:8081 --api-key KEY [OPTIONS]
     ticker-load compare RUN.json...     one table row per saved --json run
@@ -28,11 +29,19 @@ USAGE:
 
 TARGET AND AUTH:
     --url URL             http://HOST:PORT (crypto-ticker: token from POST /auth/token,
-                          stream from --path) or ws://HOST:PORT/PATH (stream from PATH).
-                          No TLS.                              [default: http://127.0.0.1:8081]
+                          stream from --path) or ws://HOST:PORT/PATH (stream from PATH);
+                          https://HOST:PORT and wss://HOST:PORT/PATH are the same over
+                          TLS (the token exchange too), port 443 when none is given
+                                                              [default: http://127.0.0.1:8081]
                           Repeat it for a cluster: connections go round-robin over
                           the URLs in the order given (connection i to URL i mod n).
-    --path PATH           WebSocket path for http:// URLs     [default: /ws/ticker]
+                          Plain and TLS URLs may be mixed; each keeps its own scheme.
+    --path PATH           WebSocket path for http(s):// URLs  [default: /ws/ticker]
+    --ca PEM              trust the CA certificates in PEM (a private CA) for https://
+                          and wss:// URLs, instead of the web PKI roots built in
+                          (Mozilla's list, from webpki-roots). Needs a TLS URL.
+                          Every TLS connection makes a full handshake: no session
+                          resumption
     --api-key KEY         exchange KEY for a token at POST /auth/token, once per --url:
                           each connection carries a token from the node it goes to
                           (or set TICKER_LOAD_API_KEY, which keeps it out of `ps`)
@@ -47,7 +56,8 @@ LOAD:
     --ramp RATE           opening rate: N/s, N/m or N per second       [default: 500/s]
     --warmup DURATION     settle time after the ramp, not measured     [default: 1s]
     --duration DURATION   the steady (measured) window after the warmup [default: 30s]
-    --connect-timeout D   bound on TCP connect + handshake, per connection [default: 10s]
+    --connect-timeout D   bound on TCP connect + TLS + WebSocket handshake, per
+                          connection                                   [default: 10s]
     --threads N           event-loop threads; keep it below the number of cores, or
                           the generator competes with the server it measures [default: 1]
     --bind IP,IP,...      source addresses, round-robin per connection; each gives
@@ -88,7 +98,8 @@ DURATIONS take ms, s or m: 500ms, 30s, 2m.
 The steady window starts when every connection has opened or failed, plus --warmup.
 Tick latency (receive time - ts_us), messages, seq gaps and CPU figures cover only the
 steady window; connections and handshake latency cover the ramp (churn reconnects are
-reported apart, with their own latency). Latency compares
+reported apart, with their own latency). Handshake latency runs from the start of the
+TCP connect to the 101 answer, so over TLS it includes the TLS handshake. Latency compares
 two clocks: across hosts, they must be synchronised (PTP/NTP) to mean anything. One live line
 per second goes to stderr; the table goes to stdout. Ctrl-C ends the run early and
 still reports. Exit status: 0 when at least one connection opened, 1 otherwise,
@@ -109,6 +120,9 @@ pub(crate) struct Args {
     pub(crate) targets: Vec<Target>,
     pub(crate) auth: Auth,
     pub(crate) token_in_query: bool,
+    /// `--ca`: the PEM file of CA certificates TLS targets are checked against; the web
+    /// PKI's roots when `None`. Only given with at least one TLS target.
+    pub(crate) ca: Option<PathBuf>,
     pub(crate) connections: usize,
     /// Connections opened per second.
     pub(crate) ramp_per_sec: f64,
@@ -192,6 +206,7 @@ where
         targets: Vec::new(),
         auth: Auth::None,
         token_in_query: false,
+        ca: None,
         connections: 100,
         ramp_per_sec: 500.0,
         warmup: Duration::from_secs(1),
@@ -223,6 +238,7 @@ where
             "-V" | "--version" => return Ok(Command::Version),
             "--url" => urls.push(value("--url")?),
             "--path" => path = Some(value("--path")?),
+            "--ca" => args.ca = Some(value("--ca")?.into()),
             "--api-key" => api_key = Some(value("--api-key")?),
             "--token" => token = Some(value("--token")?),
             "--token-in-query" => args.token_in_query = true,
@@ -260,6 +276,10 @@ where
     }
     args.targets =
         urls.iter().map(|url| parse_url(url, path.as_deref())).collect::<Result<_, _>>()?;
+    // A CA for plaintext URLs only would be silently unused: most likely a wrong URL.
+    if args.ca.is_some() && !args.targets.iter().any(|t| t.tls) {
+        return Err(ArgError::Conflict("--ca is for https:// and wss:// URLs"));
+    }
     let api_key = api_key.or(env_api_key.filter(|k| !k.is_empty()));
     args.auth = match (api_key, token, no_auth) {
         (None, None, true) => Auth::None,
@@ -383,7 +403,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             a.targets,
-            [Target { host: "127.0.0.1".into(), port: 8081, ws_path: "/ws/ticker".into() }]
+            [Target {
+                host: "127.0.0.1".into(),
+                port: 8081,
+                ws_path: "/ws/ticker".into(),
+                tls: false
+            }]
         );
         assert_eq!(a.auth, Auth::ApiKey("KEY".into()));
         assert_eq!(a.connections, 2000);
@@ -402,7 +427,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             a.targets,
-            [Target { host: "[::1]".into(), port: 9000, ws_path: "/feed?x=1".into() }]
+            [Target { host: "[::1]".into(), port: 9000, ws_path: "/feed?x=1".into(), tls: false }]
         );
         assert_eq!(a.auth, Auth::None);
         assert_eq!((a.connections, a.ramp_per_sec, a.threads), (5, 1.0, 2));
@@ -434,9 +459,60 @@ mod tests {
     }
 
     #[test]
+    fn https_and_wss_urls_are_tls_targets_on_port_443_by_default() {
+        let a = run("--api-key k --url https://ticker.example --path /feed").unwrap();
+        assert_eq!(
+            a.targets,
+            [Target {
+                host: "ticker.example".into(),
+                port: 443,
+                ws_path: "/feed".into(),
+                tls: true
+            }]
+        );
+        assert_eq!(a.targets[0].ws_url(), "wss://ticker.example:443/feed");
+        assert_eq!(a.targets[0].host_header(), "ticker.example:443");
+        assert_eq!(a.ca, None, "without --ca: the web PKI roots");
+
+        let a = run("--no-auth --url wss://[::1]:8443/ws/ticker?x=1 --url=wss://h").unwrap();
+        let urls: Vec<String> = a.targets.iter().map(Target::ws_url).collect();
+        assert_eq!(urls, ["wss://[::1]:8443/ws/ticker?x=1", "wss://h:443/"]);
+        assert!(a.targets.iter().all(|t| t.tls));
+
+        let a = run("--token t --url https://127.0.0.1:8443/").unwrap();
+        assert_eq!((a.targets[0].port, a.targets[0].ws_path.as_str()), (8443, "/ws/ticker"));
+        assert!(matches!(run("--no-auth --url wss://h/x --path /y"), Err(ArgError::Conflict(_))));
+    }
+
+    #[test]
+    fn ca_names_a_pem_file_and_needs_a_tls_url() {
+        let a = run("--api-key k --url https://h:8443 --ca ca.pem").unwrap();
+        assert_eq!(a.ca, Some(PathBuf::from("ca.pem")));
+        let a = run("--api-key k --ca=/etc/ca.pem --url wss://h/ws").unwrap();
+        assert_eq!(a.ca, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            run("--api-key k --url http://h:8081 --ca ca.pem"),
+            Err(ArgError::Conflict("--ca is for https:// and wss:// URLs"))
+        );
+        assert_eq!(run("--no-auth --url wss://h --ca"), Err(ArgError::MissingValue("--ca")));
+    }
+
+    #[test]
+    fn plain_and_tls_urls_may_be_mixed_each_with_its_own_scheme() {
+        let a =
+            run("--api-key k --url http://a:8081 --url https://b --url wss://c:9/s --ca ca.pem")
+                .unwrap();
+        let schemes: Vec<(bool, u16)> = a.targets.iter().map(|t| (t.tls, t.port)).collect();
+        assert_eq!(schemes, [(false, 8081), (true, 443), (true, 9)]);
+        let a = run("--no-auth --url ws://a --url wss://b").unwrap();
+        let ports: Vec<u16> = a.targets.iter().map(|t| t.port).collect();
+        assert_eq!(ports, [80, 443]);
+    }
+
+    #[test]
     fn one_bad_url_among_several_is_an_error() {
         assert!(matches!(
-            run("--no-auth --url ws://a:1/ --url wss://b/"),
+            run("--no-auth --url ws://a:1/ --url ftp://b/"),
             Err(ArgError::Invalid { flag: "--url", .. })
         ));
         assert!(matches!(
@@ -518,7 +594,15 @@ mod tests {
             Err(ArgError::Invalid { flag: "--report", .. })
         ));
         assert!(matches!(
-            run("--no-auth --url wss://x/"),
+            run("--no-auth --url ftp://x/"),
+            Err(ArgError::Invalid { flag: "--url", .. })
+        ));
+        assert!(matches!(
+            run("--no-auth --url https://x:1/ws"),
+            Err(ArgError::Invalid { flag: "--url", .. })
+        ));
+        assert!(matches!(
+            run("--no-auth --url wss://x:0/"),
             Err(ArgError::Invalid { flag: "--url", .. })
         ));
         assert!(matches!(
@@ -533,7 +617,10 @@ mod tests {
     fn threads_never_exceed_connections_and_ws_urls_default_to_root() {
         let a = run("--no-auth --url ws://h --connections 2 --threads 8").unwrap();
         assert_eq!(a.threads, 2);
-        assert_eq!(a.targets, [Target { host: "h".into(), port: 80, ws_path: "/".into() }]);
+        assert_eq!(
+            a.targets,
+            [Target { host: "h".into(), port: 80, ws_path: "/".into(), tls: false }]
+        );
     }
 
     #[test]

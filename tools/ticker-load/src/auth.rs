@@ -1,11 +1,14 @@
 //! Exchanges an API key for a token with `POST /auth/token`: blocking, once per `--url`
-//! before the event loops start ([`fetch_token`]); and the same request and answer as
-//! pure code, for the churn reconnects the engine makes without blocking.
+//! before the event loops start ([`fetch_token`], over TLS for `https://` and `wss://`);
+//! and the same request and answer as pure code, for the churn reconnects the engine
+//! makes without blocking.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+use crate::tls::{self, TlsFailure, TlsTarget};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// A token answer longer than this is not one.
@@ -14,6 +17,8 @@ pub(crate) const MAX_RESPONSE: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) enum AuthError {
     Io(io::Error),
+    /// The TLS handshake or a TLS record failed (an untrusted certificate, most often).
+    Tls(rustls::Error),
     /// A non-200 answer, with the body (the server's `{"error": ...}`).
     Status(u16, String),
     BadResponse(&'static str),
@@ -23,6 +28,7 @@ impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AuthError::Io(e) => write!(f, "POST /auth/token: {e}"),
+            AuthError::Tls(e) => write!(f, "POST /auth/token: {}; rustls: {e}", TlsFailure::of(e)),
             AuthError::Status(code, body) => write!(f, "POST /auth/token: HTTP {code} {body}"),
             AuthError::BadResponse(why) => write!(f, "POST /auth/token: {why}"),
         }
@@ -30,23 +36,42 @@ impl fmt::Display for AuthError {
 }
 
 impl From<io::Error> for AuthError {
+    /// rustls' streams report TLS errors as I/O errors that carry them.
     fn from(e: io::Error) -> Self {
-        AuthError::Io(e)
+        match tls::inner_error(&e) {
+            Some(tls) => AuthError::Tls(tls.clone()),
+            None => AuthError::Io(e),
+        }
     }
 }
 
-/// Gets a token for `api_key` from `http://host_header/auth/token`.
+/// Gets a token for `api_key` from `http://host_header/auth/token`, or `https://` when
+/// `tls` is given.
 pub(crate) fn fetch_token(
     addr: SocketAddr,
+    tls: Option<&TlsTarget>,
     host_header: &str,
     api_key: &str,
 ) -> Result<String, AuthError> {
     let mut request = Vec::with_capacity(256);
     write_request(&mut request, host_header, api_key);
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    stream.write_all(&request)?;
+    match tls {
+        None => exchange(stream, &request),
+        Some(target) => {
+            let session = target.session().map_err(AuthError::Tls)?;
+            exchange(rustls::StreamOwned::new(session, stream), &request)
+        }
+    }
+}
+
+/// Sends `request` and reads the answer to its end; the TLS handshake, if any, happens
+/// within the first write.
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<String, AuthError> {
+    stream.write_all(request)?;
+    stream.flush()?;
 
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -140,7 +165,7 @@ mod tests {
                 .into_boxed_str(),
         );
         let addr = serve_once(response);
-        assert_eq!(fetch_token(addr, "h", "K\"ey").unwrap(), "abc.def");
+        assert_eq!(fetch_token(addr, None, "h", "K\"ey").unwrap(), "abc.def");
     }
 
     #[test]
@@ -168,11 +193,29 @@ mod tests {
     }
 
     #[test]
+    fn over_tls_a_server_that_does_not_speak_it_is_a_tls_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut hello = [0u8; 512];
+            let _ = s.read(&mut hello);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        });
+        let config = crate::tls::client_config(None).unwrap();
+        let target = TlsTarget::new(config, "localhost").unwrap();
+        match fetch_token(addr, Some(&target), "localhost", "k") {
+            Err(e @ AuthError::Tls(_)) => assert!(e.to_string().contains("TLS"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_401_answer_is_an_error_with_the_body() {
         let addr = serve_once(
             "HTTP/1.1 401 Unauthorized\r\nContent-Length: 29\r\n\r\n{\"error\": \"invalid API key\"}\r\n",
         );
-        match fetch_token(addr, "h", "K\"ey") {
+        match fetch_token(addr, None, "h", "K\"ey") {
             Err(AuthError::Status(401, body)) => assert!(body.contains("invalid API key")),
             other => panic!("{other:?}"),
         }

@@ -14,12 +14,18 @@
 //! (`POST /auth/token`, `Connection: close`), then connects again for the upgrade, as a
 //! browser does (`fetch`, then `new WebSocket`): the same slab entry and mio token, a
 //! new socket.
+//!
+//! Under it all is a [`Transport`]: plain TCP, or TLS over it. Over TLS the connection
+//! also holds `WRITABLE` interest while rustls has ciphertext to send, and reads go on
+//! until `WouldBlock` (a short read says nothing about the socket there). The plain
+//! path makes the same syscalls as it did before TLS.
 
-use std::io::{self, Read, Write};
+mod transport;
+
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::auth::{self, AuthError};
@@ -29,8 +35,10 @@ use crate::frame::{self, OpCode, Status};
 use crate::handshake;
 use crate::meter::Meter;
 use crate::receiver::{Event, Receiver, SeqTracker};
-use crate::sock;
 use crate::stats::Reason;
+use crate::tls::TlsTarget;
+
+pub(crate) use transport::Transport;
 
 /// Frames up to this size are buffered whole; larger ones are counted from their start
 /// and skipped (see [`Receiver`]). Bounds the input a connection keeps between reads.
@@ -44,9 +52,10 @@ pub(crate) enum State {
     /// Non-blocking TCP connect in flight; done when the socket turns writable.
     Connecting,
     /// `POST /auth/token` queued or sent; waiting for the token (churn reconnects with
-    /// an API key only).
+    /// an API key only). Over TLS, the TLS handshake comes first.
     Authenticating,
-    /// Upgrade request queued or sent; waiting for the 101.
+    /// Upgrade request queued or sent; waiting for the 101. Over TLS, the TLS handshake
+    /// comes first (the request waits in the session until it is done).
     Handshaking,
     /// Receiving ticks.
     Open,
@@ -96,6 +105,8 @@ pub(crate) enum End {
 pub(crate) struct Upgrade {
     pub(crate) remote: SocketAddr,
     pub(crate) source: Option<IpAddr>,
+    /// TLS for the upgrade's connection too, as for the token's.
+    pub(crate) tls: Option<TlsTarget>,
     pub(crate) host_header: String,
     /// The WebSocket path before the token is added.
     pub(crate) ws_path: String,
@@ -109,7 +120,7 @@ struct AfterToken {
 }
 
 pub(crate) struct Conn {
-    stream: TcpStream,
+    transport: Transport,
     state: State,
     origin: Origin,
     /// When the current connect started (a churn reconnect: when the churn close was
@@ -133,7 +144,7 @@ impl Conn {
     /// A connection whose TCP connect has started, with the upgrade request (written by
     /// `request` with the handshake key) queued.
     pub(crate) fn new(
-        stream: TcpStream,
+        transport: Transport,
         started: Instant,
         origin: Origin,
         request: impl FnOnce(&mut Vec<u8>, &str),
@@ -144,7 +155,7 @@ impl Conn {
         let mut out = Vec::with_capacity(256);
         request(&mut out, &key);
         Conn {
-            stream,
+            transport,
             state: State::Connecting,
             origin,
             started,
@@ -161,10 +172,10 @@ impl Conn {
         }
     }
 
-    /// A churn reconnect whose connect to get a token has started (`stream` goes to
+    /// A churn reconnect whose connect to get a token has started (`transport` goes to
     /// the server's `POST /auth/token`); the upgrade to `to` follows with that token.
     pub(crate) fn token_first(
-        stream: TcpStream,
+        transport: Transport,
         started: Instant,
         host_header: &str,
         api_key: &str,
@@ -174,7 +185,7 @@ impl Conn {
     ) -> Conn {
         let mut key = String::new();
         let mut conn = Conn::new(
-            stream,
+            transport,
             started,
             Origin::Churn,
             |out, k| {
@@ -189,7 +200,7 @@ impl Conn {
     }
 
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(&mut self.stream, token, Interest::READABLE | Interest::WRITABLE)
+        registry.register(self.transport.tcp(), token, Interest::READABLE | Interest::WRITABLE)
     }
 
     pub(crate) fn state(&self) -> State {
@@ -219,11 +230,11 @@ impl Conn {
         peer_closed: bool,
     ) -> Result<(), End> {
         if self.state == State::Connecting {
-            match self.stream.take_error() {
+            match self.transport.tcp().take_error() {
                 Ok(None) => {}
                 Ok(Some(e)) | Err(e) => return Err(End::Failed(Reason::from_io(&e))),
             }
-            match self.stream.peer_addr() {
+            match self.transport.tcp().peer_addr() {
                 Ok(_) if self.after_token.is_some() => self.state = State::Authenticating,
                 Ok(_) => self.state = State::Handshaking,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
@@ -254,19 +265,20 @@ impl Conn {
         self.update_interest(registry, token)
     }
 
-    /// The token is in: the token connection is closed and a new connect starts, with
-    /// the upgrade request carrying the token queued.
+    /// The token is in: the token connection is closed and a new connect starts (with a
+    /// new TLS session over TLS), with the upgrade request carrying the token queued.
     fn upgrade_with(&mut self, registry: &Registry, token: Token, value: &str) -> Result<(), End> {
         let Some(after) = self.after_token.take() else { return Ok(()) };
-        let failed = |e: io::Error| End::Failed(Reason::from_io(&e));
-        let mut stream = sock::connect(after.to.remote, after.to.source).map_err(failed)?;
-        // Deregistering can only fail if the socket is already gone from the poll set.
-        let _ = registry.deregister(&mut self.stream);
-        registry
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-            .map_err(failed)?;
-        self.stream = stream; // the token connection closes here
         let to = &after.to;
+        let failed = |e: io::Error| End::Failed(Reason::from_io(&e));
+        let mut transport =
+            Transport::connect(to.remote, to.source, to.tls.as_ref()).map_err(failed)?;
+        // Deregistering can only fail if the socket is already gone from the poll set.
+        let _ = registry.deregister(self.transport.tcp());
+        registry
+            .register(transport.tcp(), token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(failed)?;
+        self.transport = transport; // the token connection closes here
         let (path, authorization) =
             endpoint::request_target(&to.ws_path, Some(value), to.token_in_query);
         self.out.clear();
@@ -297,7 +309,7 @@ impl Conn {
             let kept = self.pending.len();
             buf[..kept].copy_from_slice(&self.pending);
             let space = buf.len() - kept;
-            let n = match self.stream.read(&mut buf[kept..]) {
+            let n = match self.transport.read(&mut buf[kept..]) {
                 Ok(0) => return Err(self.ended(Reason::Eof)),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -318,7 +330,7 @@ impl Conn {
                 self.pending.clear();
                 self.pending.extend_from_slice(&data[consumed..]);
             }
-            if n < space && !peer_closed {
+            if n < space && !peer_closed && self.transport.short_read_drains() {
                 return Ok(None);
             }
         }
@@ -398,13 +410,14 @@ impl Conn {
         }
     }
 
-    /// Writes queued output until done or `WouldBlock`.
+    /// Writes queued output until done or `WouldBlock`; over TLS, then sends what the
+    /// session has queued (the handshake's messages too).
     fn flush(&mut self) -> Result<(), End> {
         if self.state == State::Connecting {
             return Ok(());
         }
         while self.out_pos < self.out.len() {
-            match self.stream.write(&self.out[self.out_pos..]) {
+            match self.transport.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(self.ended(Reason::Reset)),
                 Ok(n) => self.out_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -414,11 +427,13 @@ impl Conn {
         }
         self.out.clear();
         self.out_pos = 0;
-        Ok(())
+        self.transport.send_queued().map_err(|e| self.ended(Reason::from_io(&e)))
     }
 
     fn update_interest(&mut self, registry: &Registry, token: Token) -> Result<(), End> {
-        let wants_write = self.state == State::Connecting || self.out_pos < self.out.len();
+        let wants_write = self.state == State::Connecting
+            || self.out_pos < self.out.len()
+            || self.transport.wants_write();
         if wants_write != self.wants_write {
             let interest = if wants_write {
                 Interest::READABLE | Interest::WRITABLE
@@ -426,7 +441,7 @@ impl Conn {
                 Interest::READABLE
             };
             registry
-                .reregister(&mut self.stream, token, interest)
+                .reregister(self.transport.tcp(), token, interest)
                 .map_err(|e| self.ended(Reason::from_io(&e)))?;
             self.wants_write = wants_write;
         }

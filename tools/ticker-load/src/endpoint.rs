@@ -1,19 +1,27 @@
 //! Where connections go: one [`Endpoint`] per `--url`, made ready before the event
-//! loops start (address resolved, token obtained), and the round-robin rule that sends
+//! loops start (address resolved, TLS set up, token obtained), and the round-robin rule
+//! that sends
 //! connection `i` to endpoint `i % n`. The ramp's connections all use the token obtained
 //! here; a `--churn` reconnect with an API key asks for a fresh one ([`Reauth`]).
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ClientConfig;
 
 use crate::args::{Auth, Target};
 use crate::auth::{self, AuthError};
+use crate::tls::{self, TlsError, TlsTarget};
 
 /// One server (a cluster node) as the engine connects to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     pub(crate) remote: SocketAddr,
+    /// `https://` and `wss://`: every connection, token exchanges included, is TLS.
+    pub(crate) tls: Option<TlsTarget>,
     /// The `Host` header value.
     pub(crate) host_header: String,
     /// Request target, with the `x-auth-token` query when the token goes there.
@@ -37,6 +45,7 @@ pub(crate) struct Reauth {
 #[derive(Debug)]
 pub(crate) enum EndpointError {
     Resolve(String, io::Error),
+    Tls(TlsError),
     /// The token exchange with the node at this `host:port` failed.
     Auth(String, AuthError),
 }
@@ -45,6 +54,7 @@ impl fmt::Display for EndpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EndpointError::Resolve(host, e) => write!(f, "cannot resolve {host}: {e}"),
+            EndpointError::Tls(e) => e.fmt(f),
             EndpointError::Auth(node, e) => write!(f, "getting a token from {node} failed: {e}"),
         }
     }
@@ -53,16 +63,35 @@ impl fmt::Display for EndpointError {
 /// One endpoint per target, in the order given. With an API key, every node is asked
 /// for a token of its own: a cluster's nodes accept each other's tokens, but separate
 /// single nodes do not, so each connection carries a token from the node it goes to.
+/// TLS targets share one client configuration, trusting `ca` (`--ca`) or the web PKI.
 pub(crate) fn prepare(
     targets: &[Target],
     auth: &Auth,
     token_in_query: bool,
+    ca: Option<&Path>,
 ) -> Result<Vec<Endpoint>, EndpointError> {
-    targets.iter().map(|t| prepare_one(t, auth, token_in_query)).collect()
+    let mut config: Option<Arc<ClientConfig>> = None;
+    let mut endpoints = Vec::with_capacity(targets.len());
+    for target in targets {
+        let tls = if target.tls {
+            let shared = match &config {
+                Some(c) => Arc::clone(c),
+                None => {
+                    Arc::clone(config.insert(tls::client_config(ca).map_err(EndpointError::Tls)?))
+                }
+            };
+            Some(TlsTarget::new(shared, &target.host).map_err(EndpointError::Tls)?)
+        } else {
+            None
+        };
+        endpoints.push(prepare_one(target, tls, auth, token_in_query)?);
+    }
+    Ok(endpoints)
 }
 
 fn prepare_one(
     target: &Target,
+    tls: Option<TlsTarget>,
     auth: &Auth,
     token_in_query: bool,
 ) -> Result<Endpoint, EndpointError> {
@@ -71,7 +100,7 @@ fn prepare_one(
     let host_header = target.host_header();
     let token = match auth {
         Auth::ApiKey(key) => Some(
-            auth::fetch_token(remote, &host_header, key)
+            auth::fetch_token(remote, tls.as_ref(), &host_header, key)
                 .map_err(|e| EndpointError::Auth(host_header.clone(), e))?,
         ),
         Auth::Token(token) => Some(token.clone()),
@@ -84,7 +113,7 @@ fn prepare_one(
         }
         Auth::Token(_) | Auth::None => None,
     };
-    Ok(Endpoint { remote, host_header, path, authorization, reauth })
+    Ok(Endpoint { remote, tls, host_header, path, authorization, reauth })
 }
 
 /// The request target and the `Authorization` value that carry `token`, if any.
@@ -189,13 +218,29 @@ mod tests {
 
     #[test]
     fn each_target_becomes_an_endpoint_in_order() {
-        let target = |port| Target { host: "127.0.0.1".into(), port, ws_path: "/ws".into() };
+        let target =
+            |port| Target { host: "127.0.0.1".into(), port, ws_path: "/ws".into(), tls: false };
         let auth = Auth::Token("t".into());
-        let endpoints = prepare(&[target(1), target(2)], &auth, false).unwrap();
+        let endpoints = prepare(&[target(1), target(2)], &auth, false, None).unwrap();
         let ports: Vec<u16> = endpoints.iter().map(|e| e.remote.port()).collect();
         assert_eq!(ports, [1, 2]);
         assert_eq!(endpoints[1].host_header, "127.0.0.1:2");
         assert_eq!(endpoints[1].authorization.as_deref(), Some("Bearer t"));
         assert_eq!(endpoints[1].reauth, None, "a given token is reused on reconnect");
+        assert!(endpoints[1].tls.is_none());
+    }
+
+    #[test]
+    fn tls_targets_get_a_server_name_and_plain_ones_none() {
+        let target =
+            |port, tls| Target { host: "localhost".into(), port, ws_path: "/".into(), tls };
+        let endpoints =
+            prepare(&[target(1, true), target(2, false)], &Auth::None, false, None).unwrap();
+        let name = endpoints[0].tls.as_ref().map(|t| t.name().to_str().into_owned());
+        assert_eq!(name.as_deref(), Some("localhost"));
+        assert!(endpoints[1].tls.is_none());
+        let bad_ca = Path::new("/nonexistent/ca.pem");
+        let err = prepare(&[target(1, true)], &Auth::None, false, Some(bad_ca)).unwrap_err();
+        assert!(matches!(err, EndpointError::Tls(TlsError::CaFile(..))), "{err:?}");
     }
 }

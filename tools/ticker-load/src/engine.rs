@@ -3,8 +3,8 @@
 //! The loop, each turn: open the connections whose ramp time has come, time out slow
 //! handshakes, follow the run's phases (ramp → warmup → steady window → closing), churn
 //! connections in the window (`--churn`), send the per-second sample, then poll and hand
-//! each event to its connection. Only this file, [`pool`], [`crate::conn`] and
-//! [`crate::sock`] touch mio.
+//! each event to its connection. Only this file, [`pool`], [`crate::conn`] (with its
+//! transport, plain or TLS) and [`crate::sock`] touch mio.
 //!
 //! The decisions are pure and live apart, each with its tests: [`ramp`] (which
 //! connection is due when), [`phase`] (what the window and the stop flag mean now),
@@ -28,11 +28,10 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::{Events, Poll};
 
-use crate::conn::{self, Conn, End, Origin, Upgrade};
+use crate::conn::{self, Conn, End, Origin, Transport, Upgrade};
 use crate::endpoint::{Endpoint, round_robin};
 use crate::handshake;
 use crate::meter::Meter;
-use crate::sock;
 use crate::stats::{Reason, Sample, ThreadResult};
 use crate::system;
 
@@ -278,8 +277,9 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Starts connection `i`'s TCP connect, with its upgrade request queued; or, for a
-/// churn reconnect with an API key, its token request, the upgrade to follow.
+/// Starts connection `i`'s TCP connect (with its TLS session for a TLS endpoint), with
+/// its upgrade request queued; or, for a churn reconnect with an API key, its token
+/// request, the upgrade to follow. Its handshake time counts from here.
 fn start_conn(
     plan: &Plan,
     i: usize,
@@ -289,17 +289,18 @@ fn start_conn(
 ) -> io::Result<Conn> {
     let endpoint = plan.endpoint(i);
     let source = plan.source(i);
-    let stream = sock::connect(endpoint.remote, source)?;
+    let transport = Transport::connect(endpoint.remote, source, endpoint.tls.as_ref())?;
     if let (Origin::Churn, Some(reauth)) = (origin, &endpoint.reauth) {
         let to = Upgrade {
             remote: endpoint.remote,
             source,
+            tls: endpoint.tls.clone(),
             host_header: endpoint.host_header.clone(),
             ws_path: reauth.ws_path.clone(),
             token_in_query: reauth.token_in_query,
         };
         let (host, key) = (&endpoint.host_header, &reauth.api_key);
-        return Ok(Conn::token_first(stream, now, host, key, to, rng.bytes16(), rng.next()));
+        return Ok(Conn::token_first(transport, now, host, key, to, rng.bytes16(), rng.next()));
     }
     let request = |out: &mut Vec<u8>, key: &str| {
         handshake::write_request(
@@ -310,7 +311,7 @@ fn start_conn(
             key,
         );
     };
-    Ok(Conn::new(stream, now, origin, request, rng.bytes16(), rng.next()))
+    Ok(Conn::new(transport, now, origin, request, rng.bytes16(), rng.next()))
 }
 
 #[cfg(test)]
@@ -320,6 +321,7 @@ mod tests {
     fn endpoint(port: u16) -> Endpoint {
         Endpoint {
             remote: ([127, 0, 0, 1], port).into(),
+            tls: None,
             host_header: format!("127.0.0.1:{port}"),
             path: "/ws".into(),
             authorization: None,

@@ -16,6 +16,8 @@
 //!   [`fairness`]: each connection's own latency record, for the fairness spread.
 //! - [`summary`], [`json`], [`report`]: the table, the JSON (with the histograms), and
 //!   the HTML/SVG report; [`merge`]: saved runs compared or merged.
+//! - [`tls`]: `https://` and `wss://`: the client configuration (`--ca` or the web
+//!   PKI), server names, TLS failures as counted reasons; [`conn`] drives the sessions.
 //! - [`system`]: CPU time, RSS, file limits, Ctrl-C.
 #![deny(rust_2018_idioms)]
 #![warn(unreachable_pub)]
@@ -39,6 +41,7 @@ mod sock;
 mod stats;
 mod summary;
 mod system;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -114,8 +114,9 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         ));
     }
 
-    let endpoints = endpoint::prepare(&args.targets, &args.auth, args.token_in_query)
-        .map_err(RunError::Endpoint)?;
+    let endpoints =
+        endpoint::prepare(&args.targets, &args.auth, args.token_in_query, args.ca.as_deref())
+            .map_err(RunError::Endpoint)?;
     let plan = Plan {
         endpoints,
         connections: args.connections,

@@ -14,6 +14,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 
 use crate::frame::FrameError;
 use crate::handshake::HandshakeError;
+use crate::tls::{self, TlsFailure};
 
 /// Histograms hold microseconds from 1 µs to 1 hour at 3 significant digits
 /// (0.1 % resolution); larger values saturate at the top.
@@ -148,11 +149,16 @@ pub(crate) enum Reason {
     TokenStatus(u16),
     /// A churn reconnect's `POST /auth/token` answer was not HTTP or had no token.
     TokenResponse,
+    /// TLS failed: the handshake (an untrusted certificate, most often) or a record.
+    Tls(TlsFailure),
     Os(i32),
 }
 
 impl Reason {
     pub(crate) fn from_io(err: &io::Error) -> Reason {
+        if let Some(e) = tls::inner_error(err) {
+            return Reason::Tls(TlsFailure::of(e));
+        }
         match err.kind() {
             io::ErrorKind::ConnectionRefused => Reason::Refused,
             io::ErrorKind::ConnectionReset
@@ -199,6 +205,7 @@ impl fmt::Display for Reason {
             Reason::Protocol(err) => write!(f, "protocol error: {err}"),
             Reason::TokenStatus(code) => write!(f, "token exchange: http status {code}"),
             Reason::TokenResponse => f.write_str("token exchange: bad response"),
+            Reason::Tls(failure) => failure.fmt(f),
             Reason::Os(code) => write!(f, "{}", io::Error::from_raw_os_error(*code)),
         }
     }

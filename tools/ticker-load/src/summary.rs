@@ -167,6 +167,9 @@ impl Summary {
             let bind: Vec<String> = args.bind.iter().map(ToString::to_string).collect();
             params.push(("bind", bind.join(",")));
         }
+        if let Some(ca) = &args.ca {
+            params.push(("ca", ca.display().to_string()));
+        }
         if let Some(pid) = args.server_pid {
             params.push(("server pid", pid.to_string()));
         }

@@ -1,5 +1,6 @@
-//! `--url`: an `http://` server (crypto-ticker: token from `POST /auth/token`, stream
-//! from `--path`) or a `ws://` stream, as a [`Target`].
+//! `--url`: an `http://` or `https://` server (crypto-ticker: token from
+//! `POST /auth/token`, stream from `--path`) or a `ws://` or `wss://` stream, as a
+//! [`Target`]. The `s` schemes are TLS, port 443 by default (80 for the others).
 
 use super::{ArgError, invalid};
 
@@ -11,6 +12,8 @@ pub(crate) struct Target {
     pub(crate) port: u16,
     /// WebSocket request target, with query if the URL had one.
     pub(crate) ws_path: String,
+    /// `https://` or `wss://`: TLS over the TCP connection.
+    pub(crate) tls: bool,
 }
 
 impl Target {
@@ -20,24 +23,28 @@ impl Target {
     }
 
     pub(crate) fn ws_url(&self) -> String {
-        format!("ws://{}:{}{}", self.host, self.port, self.ws_path)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}:{}{}", self.host, self.port, self.ws_path)
     }
 }
 
-/// `http://host[:port][/]` or `ws://host[:port][/path[?query]]`; IPv6 hosts in brackets.
+/// `http[s]://host[:port][/]` or `ws[s]://host[:port][/path[?query]]`; IPv6 hosts in
+/// brackets.
 pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgError> {
     let bad = |why| invalid("--url", url, why);
-    let (scheme, rest) =
-        url.split_once("://").ok_or(bad("expected http://HOST:PORT or ws://HOST:PORT/PATH"))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or(bad("expected http[s]://HOST:PORT or ws[s]://HOST:PORT/PATH"))?;
     let (authority, url_path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
+    let tls = matches!(scheme, "https" | "wss");
     let ws_path = match scheme {
-        "ws" => {
+        "ws" | "wss" => {
             if path.is_some() {
                 return Err(ArgError::Conflict(
-                    "--path is for http:// URLs; put the path in the ws:// URL",
+                    "--path is for http(s):// URLs; put the path in the ws(s):// URL",
                 ));
             }
             match url_path {
@@ -46,10 +53,10 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
                 p => p.to_string(),
             }
         }
-        "http" => {
+        "http" | "https" => {
             if !matches!(url_path, "" | "/") {
                 return Err(bad(
-                    "an http:// URL names the server only; give the WebSocket path with --path",
+                    "an http(s):// URL names the server only; give the WebSocket path with --path",
                 ));
             }
             let p = path.unwrap_or("/ws/ticker");
@@ -58,8 +65,7 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
             }
             p.to_string()
         }
-        "https" | "wss" => return Err(bad("TLS is not supported; use http:// or ws://")),
-        _ => return Err(bad("expected http:// or ws://")),
+        _ => return Err(bad("expected http://, https://, ws:// or wss://")),
     };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or(bad("unclosed [ in host"))?;
@@ -75,8 +81,9 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
     }
     let port = match port {
         Some(p) => p.parse().ok().filter(|p| *p != 0).ok_or(bad("bad port"))?,
+        None if tls => 443,
         None => 80,
     };
     let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-    Ok(Target { host, port, ws_path })
+    Ok(Target { host, port, ws_path, tls })
 }
