@@ -11,6 +11,8 @@ use std::time::Duration;
 pub(crate) use target::Target;
 use target::parse_url;
 
+use crate::subscribe::{self, Subscription, SymbolSet};
+
 const DEFAULT_URL: &str = "http://127.0.0.1:8081";
 
 pub(crate) const HELP: &str = "\
@@ -74,6 +76,33 @@ LOAD:
     --connect-timeout for the last handshakes) + warmup + duration + at most 2 s of
     closing handshakes.
 
+SUBSCRIPTIONS (crypto-ticker: a session gets every symbol unless it chooses):
+    --subscribe A,B       every connection asks for these symbols only, at the upgrade:
+                          symbols=A,B is added to the WebSocket URL's query (after any
+                          query the URL has, --no-auth ws:// URLs too), no extra message.
+                          Repeat it for several sets: connection i takes set i mod n
+                          (10 flags of 3 symbols: 10 distinct sets); a churn reconnect
+                          asks for the set of the connection it replaces. A set the
+                          server refuses (HTTP 400 unknown symbol) fails the connection,
+                          counted as \"subscribe refused: unknown symbol (http 400)\"
+    --subscribe-random K  each connection reads the symbols in its first ticker message
+                          (the snapshot after welcome lists them all), picks K of them
+                          at random and sends {\"type\":\"subscribe\",\"symbols\":[...]}; K
+                          above the number of symbols takes them all, with a warning.
+                          A churn reconnect picks again. An `error` answer is counted as
+                          \"subscribe refused: REASON\"; that connection keeps every
+                          symbol. Not with --subscribe
+    --seed N              seed of the random picks: connection i's pick depends on N, i
+                          and the server's symbols only, so the same seed picks the same
+                          sets again
+                                                              [default: random, printed]
+
+    A tick is counted the same with a set: seq is global on crypto-ticker, so a gap is
+    a missed tick whatever the set. The `subscriptions` and `error` answers are not
+    ticks, and the snapshot after a subscription change (the latest seq again) counts as
+    nothing: no tick, gap, repeat or reorder. The summary reports the mode, the distinct
+    sets used and, per --subscribe set, its connections, ticks and delivered %.
+
 MEASURE AND REPORT:
     Besides the table: fairness (the spread of each connection's own median tick
     latency in the window, over connections with 50 ticks or more: best, median and
@@ -133,6 +162,9 @@ pub(crate) struct Args {
     pub(crate) bind: Vec<IpAddr>,
     /// `--churn`: closes and reopens per second in the steady window.
     pub(crate) churn_per_sec: Option<f64>,
+    /// `--subscribe` (repeatable) or `--subscribe-random K` (with `--seed`, or a seed
+    /// drawn here); every symbol when neither is given.
+    pub(crate) subscription: Subscription,
     pub(crate) server_pid: Option<u32>,
     pub(crate) json: Option<PathBuf>,
     /// Reports to write (`.html` or `.svg`); the flag may repeat.
@@ -215,11 +247,15 @@ where
         threads: 1,
         bind: Vec::new(),
         churn_per_sec: None,
+        subscription: Subscription::All,
         server_pid: None,
         json: None,
         report: Vec::new(),
         quiet: false,
     };
+    let mut sets: Vec<SymbolSet> = Vec::new();
+    let mut random_k: Option<usize> = None;
+    let mut seed: Option<u64> = None;
 
     while let Some(arg) = it.next() {
         // Accept both `--flag value` and `--flag=value`.
@@ -259,6 +295,21 @@ where
             }
             "--threads" | "-t" => args.threads = positive("--threads", &value("--threads")?)?,
             "--bind" => args.bind = parse_bind(&value("--bind")?)?,
+            "--subscribe" => {
+                let v = value("--subscribe")?;
+                let set = SymbolSet::parse(&v).ok_or_else(|| {
+                    invalid("--subscribe", &v, "expected symbols separated by commas")
+                })?;
+                sets.push(set);
+            }
+            "--subscribe-random" => {
+                random_k = Some(positive("--subscribe-random", &value("--subscribe-random")?)?);
+            }
+            "--seed" => {
+                let v = value("--seed")?;
+                seed =
+                    Some(v.parse().map_err(|_| invalid("--seed", &v, "expected a whole number"))?);
+            }
             "--server-pid" => {
                 let v = value("--server-pid")?;
                 args.server_pid =
@@ -291,8 +342,46 @@ where
     if args.token_in_query && args.auth == Auth::None {
         return Err(ArgError::Conflict("--token-in-query needs a token"));
     }
+    args.subscription = subscription(sets, random_k, seed, &args.targets)?;
     args.threads = args.threads.min(args.connections);
     Ok(Command::Run(Box::new(args)))
+}
+
+/// `--subscribe` (repeated), `--subscribe-random` and `--seed`, checked together.
+fn subscription(
+    sets: Vec<SymbolSet>,
+    random_k: Option<usize>,
+    seed: Option<u64>,
+    targets: &[Target],
+) -> Result<Subscription, ArgError> {
+    if seed.is_some() && random_k.is_none() {
+        return Err(ArgError::Conflict("--seed is for --subscribe-random"));
+    }
+    match (sets.is_empty(), random_k) {
+        (true, None) => Ok(Subscription::All),
+        (false, None) => {
+            if targets.iter().any(|t| subscribe::has_symbols_param(&t.ws_path)) {
+                return Err(ArgError::Conflict(
+                    "--subscribe adds ?symbols= to the WebSocket URL, which has one already",
+                ));
+            }
+            Ok(Subscription::Sets(sets))
+        }
+        (true, Some(k)) => Ok(Subscription::Random { k, seed: seed.unwrap_or_else(random_seed) }),
+        (false, Some(_)) => {
+            Err(ArgError::Conflict("use only one of --subscribe and --subscribe-random"))
+        }
+    }
+}
+
+/// A seed for `--subscribe-random` without `--seed`; printed with the results, so the
+/// run can be made again. 32 bits: short to retype, and exact in any JSON reader.
+fn random_seed() -> u64 {
+    let bits = getrandom::u64().unwrap_or_else(|_| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id())
+    });
+    bits & u64::from(u32::MAX)
 }
 
 /// `merge FILE... [--report FILE]... [--json FILE]`.
@@ -551,6 +640,65 @@ mod tests {
             run("--no-auth --churn 0"),
             Err(ArgError::Invalid { flag: "--churn", .. })
         ));
+    }
+
+    #[test]
+    fn subscribe_repeats_one_set_per_flag_in_the_order_given() {
+        assert_eq!(run("--no-auth").unwrap().subscription, Subscription::All);
+        let a = run("--no-auth --subscribe BTC-USD,ETH-USD --subscribe=SOL-USD --subscribe A,,B,A")
+            .unwrap();
+        let Subscription::Sets(sets) = &a.subscription else { panic!("{:?}", a.subscription) };
+        let texts: Vec<String> = sets.iter().map(SymbolSet::text).collect();
+        assert_eq!(texts, ["BTC-USD,ETH-USD", "SOL-USD", "A,B"]);
+        assert!(matches!(
+            run("--no-auth --subscribe ,"),
+            Err(ArgError::Invalid { flag: "--subscribe", .. })
+        ));
+        assert_eq!(run("--no-auth --subscribe"), Err(ArgError::MissingValue("--subscribe")));
+        // Also on a ws:// URL with a query of its own, but not over a symbols= it has.
+        let a = run("--no-auth --url ws://h/feed?x=1 --subscribe A").unwrap();
+        assert!(matches!(a.subscription, Subscription::Sets(_)));
+        assert!(matches!(
+            run("--no-auth --url ws://h/feed?symbols=B --subscribe A"),
+            Err(ArgError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn subscribe_random_takes_k_above_zero_and_a_seed_or_draws_one() {
+        let a = run("--no-auth --subscribe-random 5 --seed 42").unwrap();
+        assert_eq!(a.subscription, Subscription::Random { k: 5, seed: 42 });
+        let a = run("--no-auth --subscribe-random=3").unwrap();
+        assert!(matches!(a.subscription, Subscription::Random { k: 3, .. }));
+        for bad in ["0", "-1", "x", ""] {
+            assert!(
+                matches!(
+                    run(&format!("--no-auth --subscribe-random={bad}")),
+                    Err(ArgError::Invalid { flag: "--subscribe-random", .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            run("--no-auth --subscribe-random 2 --seed x"),
+            Err(ArgError::Invalid { flag: "--seed", .. })
+        ));
+    }
+
+    #[test]
+    fn subscribe_and_subscribe_random_exclude_each_other_and_seed_needs_random() {
+        assert_eq!(
+            run("--no-auth --subscribe A --subscribe-random 2"),
+            Err(ArgError::Conflict("use only one of --subscribe and --subscribe-random"))
+        );
+        assert_eq!(
+            run("--no-auth --subscribe A --seed 1"),
+            Err(ArgError::Conflict("--seed is for --subscribe-random"))
+        );
+        assert_eq!(
+            run("--no-auth --seed 1"),
+            Err(ArgError::Conflict("--seed is for --subscribe-random"))
+        );
     }
 
     #[test]

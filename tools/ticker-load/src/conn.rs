@@ -15,6 +15,10 @@
 //! browser does (`fetch`, then `new WebSocket`): the same slab entry and mio token, a
 //! new socket.
 //!
+//! With `--subscribe-random`, the connection sends its `subscribe` once its first
+//! ticker message has listed the symbols ([`ConnSub`]); with `--subscribe`, its set went
+//! in the upgrade request and there is nothing more to do.
+//!
 //! Under it all is a [`Transport`]: plain TCP, or TLS over it. Over TLS the connection
 //! also holds `WRITABLE` interest while rustls has ciphertext to send, and reads go on
 //! until `WouldBlock` (a short read says nothing about the socket there). The plain
@@ -35,7 +39,9 @@ use crate::frame::{self, OpCode, Status};
 use crate::handshake;
 use crate::meter::Meter;
 use crate::receiver::{Event, Receiver, SeqTracker};
+use crate::scan::{Fields, Kind};
 use crate::stats::Reason;
+use crate::subscribe::{ConnSub, SubStep};
 use crate::tls::TlsTarget;
 
 pub(crate) use transport::Transport;
@@ -136,13 +142,15 @@ pub(crate) struct Conn {
     rx: Receiver,
     seq: SeqTracker,
     latency: ConnLatency,
+    sub: ConnSub,
     mask_state: u64,
     wants_write: bool,
 }
 
 impl Conn {
     /// A connection whose TCP connect has started, with the upgrade request (written by
-    /// `request` with the handshake key) queued.
+    /// `request` with the handshake key) queued. It takes every symbol unless
+    /// [`Conn::subscribing`] says otherwise.
     pub(crate) fn new(
         transport: Transport,
         started: Instant,
@@ -167,6 +175,7 @@ impl Conn {
             rx: Receiver::default(),
             seq: SeqTracker::default(),
             latency: ConnLatency::default(),
+            sub: ConnSub::AtUpgrade(None),
             mask_state: mask_seed | 1,
             wants_write: true,
         }
@@ -199,6 +208,13 @@ impl Conn {
         conn
     }
 
+    /// The subscription the connection carries out: its `--subscribe` set (already in
+    /// its upgrade request) or its random pick to send.
+    pub(crate) fn subscribing(mut self, sub: ConnSub) -> Conn {
+        self.sub = sub;
+        self
+    }
+
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(self.transport.tcp(), token, Interest::READABLE | Interest::WRITABLE)
     }
@@ -213,6 +229,11 @@ impl Conn {
 
     pub(crate) fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// The `--subscribe` set the connection was opened with, if any.
+    pub(crate) fn set(&self) -> Option<u32> {
+        self.sub.slot()
     }
 
     /// The connection's own steady-window latency record, for the fairness figures.
@@ -364,6 +385,9 @@ impl Conn {
                     at = consumed;
                     self.state = State::Open;
                     meter.on_open(self.origin, self.started.elapsed(), Instant::now());
+                    if let Some(set) = self.sub.slot() {
+                        meter.on_set_open(set);
+                    }
                 }
                 Err(e) => return Err(End::Failed(e.into())),
             }
@@ -378,9 +402,7 @@ impl Conn {
                 Err(e) => return Err(self.ended(Reason::Protocol(e))),
             };
             match event {
-                Event::Message(fields) => {
-                    meter.on_message(&mut self.seq, &mut self.latency, fields, now_us);
-                }
+                Event::Message(fields, payload) => self.on_message(fields, payload, meter, now_us),
                 Event::Ping(payload) => {
                     let mask = self.next_mask();
                     frame::write_client_frame(&mut self.out, OpCode::Pong, payload, mask);
@@ -398,6 +420,30 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// One data message: its subscription part first (an answer re-arms the seq
+    /// tracker for the snapshot that follows it), then the counts.
+    fn on_message(
+        &mut self,
+        fields: Fields,
+        payload: Option<&[u8]>,
+        meter: &mut Meter,
+        now_us: u64,
+    ) {
+        if fields.kind == Kind::Subscriptions {
+            self.seq.resubscribed();
+        }
+        // Nothing may follow the tool's close frame.
+        if self.state == State::Open && self.sub.wants(fields.kind) {
+            let step = self.sub.on_message(fields.kind, payload);
+            if let SubStep::Send { message, .. } = &step {
+                let mask = self.next_mask();
+                frame::write_client_frame(&mut self.out, OpCode::Text, message, mask);
+            }
+            meter.on_subscribe(&step);
+        }
+        meter.on_message(&mut self.seq, &mut self.latency, fields, self.sub.slot(), now_us);
     }
 
     /// The end of an open or closing connection, by `reason`.

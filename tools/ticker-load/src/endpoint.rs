@@ -14,6 +14,7 @@ use rustls::ClientConfig;
 
 use crate::args::{Auth, Target};
 use crate::auth::{self, AuthError};
+use crate::subscribe::percent_encode;
 use crate::tls::{self, TlsError, TlsTarget};
 
 /// One server (a cluster node) as the engine connects to it.
@@ -150,20 +151,6 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, EndpointError> {
         .or(addrs.first())
         .copied()
         .ok_or_else(|| EndpointError::Resolve(host.to_string(), io::Error::other("no address")))
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters, as
-/// `encodeURIComponent` does for a token in a query.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use crate::endpoint::{Endpoint, round_robin};
 use crate::handshake;
 use crate::meter::Meter;
 use crate::stats::{Reason, Sample, ThreadResult};
+use crate::subscribe::{self, ConnSub, Subscription};
 use crate::system;
 
 use churn::ChurnClock;
@@ -64,6 +65,8 @@ pub(crate) struct Plan {
     pub(crate) bind: Vec<IpAddr>,
     /// `--churn`: connections closed and reopened per second in the steady window.
     pub(crate) churn_per_sec: Option<f64>,
+    /// `--subscribe` or `--subscribe-random`; connection `i` takes set `i % n`.
+    pub(crate) subscription: Subscription,
 }
 
 impl Plan {
@@ -76,6 +79,29 @@ impl Plan {
     /// The source address of connection `i`, if `--bind` gave any.
     fn source(&self, i: usize) -> Option<IpAddr> {
         round_robin(&self.bind, i).copied()
+    }
+
+    /// Connection `i`'s subscription: its `--subscribe` set (`set` when it replaces a
+    /// churned connection: the same set again, else set `i % n`), or its random pick.
+    fn subscription(&self, i: usize, set: Option<u32>) -> ConnSub {
+        match &self.subscription {
+            Subscription::All => ConnSub::AtUpgrade(None),
+            Subscription::Sets(sets) => {
+                ConnSub::AtUpgrade(Some(set.unwrap_or((i % sets.len()) as u32)))
+            }
+            Subscription::Random { k, seed } => ConnSub::random(*k, subscribe::conn_seed(*seed, i)),
+        }
+    }
+
+    /// `path` with the `?symbols=` of the set `sub` asks for at the upgrade, if any.
+    fn request_path(&self, path: &str, sub: &ConnSub) -> String {
+        match (&self.subscription, sub.slot()) {
+            (Subscription::Sets(sets), Some(set)) => match sets.get(set as usize) {
+                Some(set) => subscribe::with_symbols(path, set),
+                None => path.to_string(),
+            },
+            _ => path.to_string(),
+        }
     }
 }
 
@@ -163,14 +189,15 @@ impl<'a> Engine<'a> {
         }
         for _ in 0..MAX_CONNECTS_PER_TURN {
             let Some(i) = self.ramp.take_due(now) else { break };
-            self.start(i, Origin::Ramp, now);
+            self.start(i, Origin::Ramp, None, now);
         }
     }
 
-    /// Starts connection `i` (a global index: it picks the URL and source address).
-    fn start(&mut self, i: usize, origin: Origin, now: Instant) {
+    /// Starts connection `i` (a global index: it picks the URL, the source address and
+    /// the subscription, unless `set` is the `--subscribe` set it takes over).
+    fn start(&mut self, i: usize, origin: Origin, set: Option<u32>, now: Instant) {
         self.meter.on_start(origin, now);
-        let started = start_conn(self.plan, i, origin, &mut self.rng, now)
+        let started = start_conn(self.plan, i, origin, set, &mut self.rng, now)
             .and_then(|c| self.conns.insert(self.poll.registry(), c));
         if let Err(e) = started {
             self.meter.on_end(origin, End::Failed(Reason::from_io(&e)));
@@ -185,12 +212,14 @@ impl<'a> Engine<'a> {
             if !clock.take_due(now) {
                 return;
             }
-            if self.conns.churn_one(self.poll.registry(), &mut self.meter, now) {
+            if let Some(churned) = self.conns.churn_one(self.poll.registry(), &mut self.meter, now)
+            {
                 // Reconnects are numbered after the ramp's connections, threads interleaved
-                // as in the ramp, so they too go round-robin over the URLs.
+                // as in the ramp, so they too go round-robin over the URLs. A reconnect
+                // re-applies the churned connection's --subscribe set.
                 let i = self.plan.connections + self.reconnects * self.plan.threads + self.thread;
                 self.reconnects += 1;
-                self.start(i, Origin::Churn, now);
+                self.start(i, Origin::Churn, churned.set, now);
             }
         }
     }
@@ -278,17 +307,20 @@ impl<'a> Engine<'a> {
 }
 
 /// Starts connection `i`'s TCP connect (with its TLS session for a TLS endpoint), with
-/// its upgrade request queued; or, for a churn reconnect with an API key, its token
-/// request, the upgrade to follow. Its handshake time counts from here.
+/// its upgrade request queued (carrying its `--subscribe` set); or, for a churn reconnect
+/// with an API key, its token request, the upgrade to follow. Its handshake time counts
+/// from here.
 fn start_conn(
     plan: &Plan,
     i: usize,
     origin: Origin,
+    set: Option<u32>,
     rng: &mut Rng,
     now: Instant,
 ) -> io::Result<Conn> {
     let endpoint = plan.endpoint(i);
     let source = plan.source(i);
+    let sub = plan.subscription(i, set);
     let transport = Transport::connect(endpoint.remote, source, endpoint.tls.as_ref())?;
     if let (Origin::Churn, Some(reauth)) = (origin, &endpoint.reauth) {
         let to = Upgrade {
@@ -296,22 +328,25 @@ fn start_conn(
             source,
             tls: endpoint.tls.clone(),
             host_header: endpoint.host_header.clone(),
-            ws_path: reauth.ws_path.clone(),
+            // The token is added after the symbols, as on the ramp's connections.
+            ws_path: plan.request_path(&reauth.ws_path, &sub),
             token_in_query: reauth.token_in_query,
         };
         let (host, key) = (&endpoint.host_header, &reauth.api_key);
-        return Ok(Conn::token_first(transport, now, host, key, to, rng.bytes16(), rng.next()));
+        let (random, mask) = (rng.bytes16(), rng.next());
+        return Ok(Conn::token_first(transport, now, host, key, to, random, mask).subscribing(sub));
     }
+    let path = plan.request_path(&endpoint.path, &sub);
     let request = |out: &mut Vec<u8>, key: &str| {
         handshake::write_request(
             out,
             &endpoint.host_header,
-            &endpoint.path,
+            &path,
             endpoint.authorization.as_deref(),
             key,
         );
     };
-    Ok(Conn::new(transport, now, origin, request, rng.bytes16(), rng.next()))
+    Ok(Conn::new(transport, now, origin, request, rng.bytes16(), rng.next()).subscribing(sub))
 }
 
 #[cfg(test)]
@@ -339,10 +374,52 @@ mod tests {
             threads: 1,
             bind: vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into(), [127, 0, 0, 4].into()],
             churn_per_sec: None,
+            subscription: Subscription::All,
         };
         let ports: Vec<u16> = (0..4).map(|i| plan.endpoint(i).remote.port()).collect();
         assert_eq!(ports, [1, 2, 1, 2]);
         assert_eq!(plan.source(3), Some([127, 0, 0, 2].into()));
         assert_eq!(Plan { bind: Vec::new(), ..plan }.source(3), None);
+    }
+
+    fn plan_with(subscription: Subscription) -> Plan {
+        Plan {
+            endpoints: vec![endpoint(1)],
+            connections: 4,
+            ramp_per_sec: 1.0,
+            connect_timeout: Duration::from_secs(1),
+            threads: 1,
+            bind: Vec::new(),
+            churn_per_sec: None,
+            subscription,
+        }
+    }
+
+    #[test]
+    fn connection_i_takes_subscribe_set_i_mod_n_in_its_upgrade_request() {
+        let set = |s| subscribe::SymbolSet::parse(s).unwrap();
+        let plan = plan_with(Subscription::Sets(vec![set("A,B"), set("C"), set("D")]));
+        let sets: Vec<Option<u32>> = (0..7).map(|i| plan.subscription(i, None).slot()).collect();
+        assert_eq!(sets, [Some(0), Some(1), Some(2), Some(0), Some(1), Some(2), Some(0)]);
+        assert_eq!(plan.subscription(9, Some(2)).slot(), Some(2), "a reconnect keeps its set");
+        let paths: Vec<String> = (0..3)
+            .map(|i| plan.request_path("/ws?x-auth-token=t", &plan.subscription(i, None)))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/ws?x-auth-token=t&symbols=A,B",
+                "/ws?x-auth-token=t&symbols=C",
+                "/ws?x-auth-token=t&symbols=D"
+            ]
+        );
+
+        let all = plan_with(Subscription::All);
+        assert_eq!(all.subscription(3, None), ConnSub::AtUpgrade(None));
+        assert_eq!(all.request_path("/ws", &all.subscription(3, None)), "/ws");
+        let random = plan_with(Subscription::Random { k: 2, seed: 9 });
+        let sub = random.subscription(3, None);
+        assert_eq!(sub, ConnSub::random(2, subscribe::conn_seed(9, 3)));
+        assert_eq!(random.request_path("/ws", &sub), "/ws", "a random pick is sent later");
     }
 }

@@ -1,5 +1,5 @@
 //! RFC 6455 framing as a client sees it: parse the header of a server frame (unmasked)
-//! and build the few client frames the tool sends (pong, close), masked as the RFC
+//! and build the few client frames the tool sends (pong, close, subscribe), masked as the RFC
 //! requires. Pure code over byte slices; no I/O, no allocation on the parse path.
 
 use std::fmt;
@@ -133,21 +133,22 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, FrameError
     Ok(Status::Complete { value: FrameHeader { fin, opcode, payload_len }, consumed: header_len })
 }
 
-/// Appends one masked client frame with FIN set. Only used for control frames and
-/// small messages, so the payload is at most 64 KiB - 1.
+/// Appends one masked client frame with FIN set: a control frame, or a message (a
+/// `subscribe`).
 pub(crate) fn write_client_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: [u8; 4]) {
     out.push(0x80 | opcode.bits());
     match payload.len() {
         len @ 0..=125 => out.push(0x80 | len as u8),
-        len => {
+        len @ 126..=0xFFFF => {
             out.push(0x80 | 126);
-            // Callers send pongs (<= 125 bytes) and closes; the clamp keeps the header honest.
-            let len = u16::try_from(len).unwrap_or(u16::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
         }
     }
     out.extend_from_slice(&mask);
-    let payload = &payload[..payload.len().min(usize::from(u16::MAX))];
     out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
 }
 
@@ -219,6 +220,11 @@ mod tests {
         let unmasked: Vec<u8> =
             out[6..].iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m).collect();
         assert_eq!(unmasked, b"hello");
+        for (len, header) in [(126usize, 4usize), (65535, 4), (65536, 10)] {
+            let mut out = Vec::new();
+            write_client_frame(&mut out, OpCode::Text, &vec![b'x'; len], mask);
+            assert_eq!(out.len(), header + 4 + len, "{len}");
+        }
     }
 
     #[test]

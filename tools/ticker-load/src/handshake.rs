@@ -1,6 +1,7 @@
 //! The client side of the RFC 6455 opening handshake: the upgrade request, and the
 //! check of the server's answer (101, `Upgrade: websocket`, `Sec-WebSocket-Accept`).
-//! Pure code; the engine writes and reads the bytes.
+//! A refusal's short JSON body is read too: a subscription refused at the upgrade
+//! (`?symbols=`) says why there. Pure code; the engine writes and reads the bytes.
 
 use std::fmt::Write as _;
 
@@ -9,17 +10,25 @@ use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
 use crate::frame::Status;
+use crate::subscribe::Refusal;
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// A response head longer than this is not a WebSocket handshake answer.
 pub(crate) const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
+/// A refusal's body up to this size is waited for and read (crypto-ticker's are JSON
+/// lines of a few dozen bytes); a longer one is not.
+const MAX_ERROR_BODY: usize = 4 * 1024;
+
 /// Why a server's answer to the upgrade request is not a WebSocket handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HandshakeError {
     /// Any status other than 101 (401 for a bad token, 404 for a wrong path...).
     Status(u16),
+    /// A status other than 101 whose JSON body names a subscription refusal
+    /// (`{"error":"unknown symbol",...}` for `?symbols=`).
+    Refused(u16, Refusal),
     /// 101 without `Upgrade: websocket`.
     NotWebSocket,
     /// 101 with a missing or wrong `Sec-WebSocket-Accept`.
@@ -75,14 +84,19 @@ pub(crate) fn parse_response(buf: &[u8], accept: &str) -> Result<Status<()>, Han
         }
         Ok(httparse::Status::Partial) | Err(_) => return Err(HandshakeError::Malformed),
     };
-    match response.code {
-        Some(101) => {}
-        Some(code) => return Err(HandshakeError::Status(code)),
-        None => return Err(HandshakeError::Malformed),
-    }
     let header = |name: &str| {
         response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     };
+    match response.code {
+        Some(101) => {}
+        Some(code) => {
+            let length = header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            return refusal(code, length, &buf[consumed..]);
+        }
+        None => return Err(HandshakeError::Malformed),
+    }
     if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket")) {
         return Err(HandshakeError::NotWebSocket);
     }
@@ -90,6 +104,21 @@ pub(crate) fn parse_response(buf: &[u8], accept: &str) -> Result<Status<()>, Han
         return Err(HandshakeError::BadAccept);
     }
     Ok(Status::Complete { value: (), consumed })
+}
+
+/// A status other than 101, with the subscription refusal its body names if it has a
+/// short JSON body naming one; `Partial` while such a body is still arriving.
+fn refusal(code: u16, length: Option<usize>, body: &[u8]) -> Result<Status<()>, HandshakeError> {
+    let Some(length) = length.filter(|n| (1..=MAX_ERROR_BODY).contains(n)) else {
+        return Err(HandshakeError::Status(code));
+    };
+    if body.len() < length {
+        return Ok(Status::Partial);
+    }
+    match Refusal::of_json(&body[..length]) {
+        Refusal::Other => Err(HandshakeError::Status(code)),
+        refusal => Err(HandshakeError::Refused(code, refusal)),
+    }
 }
 
 #[cfg(test)]
@@ -143,7 +172,35 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
         let plain = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
         assert_eq!(parse_response(plain, &accept), Err(HandshakeError::NotWebSocket));
         assert_eq!(parse_response(b"SSH-2.0-x\r\n\r\n", &accept), Err(HandshakeError::Malformed));
+        let not_found =
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 21\r\n\r\n{\"error\":\"not found\"}";
+        assert_eq!(parse_response(not_found, &accept), Err(HandshakeError::Status(404)));
         let endless = vec![b'a'; MAX_RESPONSE_HEAD + 1];
         assert_eq!(parse_response(&endless, &accept), Err(HandshakeError::Malformed));
+    }
+
+    #[test]
+    fn a_subscription_refused_at_the_upgrade_says_why_once_its_body_is_in() {
+        let body = r#"{"error":"unknown symbol","symbols":["NOPE-USD"]}"#;
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let accept = accept_for("k");
+        let head_len = answer.len() - body.len();
+        for end in head_len..answer.len() {
+            assert_eq!(parse_response(&answer.as_bytes()[..end], &accept), Ok(Status::Partial));
+        }
+        assert_eq!(
+            parse_response(answer.as_bytes(), &accept),
+            Err(HandshakeError::Refused(400, Refusal::UnknownSymbol))
+        );
+        let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 54\r\n\r\n\
+{\"error\":\"too many distinct symbol sets\",\"symbols\":[]}";
+        assert_eq!(
+            parse_response(busy, &accept),
+            Err(HandshakeError::Refused(503, Refusal::TooManySets))
+        );
     }
 }

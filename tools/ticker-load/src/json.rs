@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::run::{SATURATED, Second};
 use crate::stats::{Latency, Percentiles};
-use crate::summary::{Churn, ServerFigures, Storm, Summary};
+use crate::summary::{Churn, ServerFigures, SetFigures, Storm, Subscriptions, Summary};
 
 /// The value of `histograms.format`.
 pub(crate) const FORMAT: &str = "HdrHistogram V2 compressed, base64";
@@ -52,6 +52,26 @@ pub(crate) fn to_json(s: &Summary) -> Value {
             "token_us": percentiles_json(&s.hists.token.summary()),
         })
     });
+    let subscription = match &s.subscription {
+        None => json!({ "mode": "all" }),
+        Some(sub) => json!({
+            "mode": sub.mode,
+            "distinct_sets": sub.distinct_sets,
+            "subscribed": sub.subscribed,
+            "k": sub.k,
+            "seed": sub.seed,
+            "symbols": sub.symbols,
+            "refused": sub.refused_total(),
+            "refused_by": map(&sub.refused),
+            "sets": sub.sets.iter().map(|set| json!({
+                "symbols": set.symbols,
+                "connections": set.connections,
+                "ticks": set.ticks,
+                "missed": set.missed,
+                "delivered_percent": set.delivered_percent(),
+            })).collect::<Vec<_>>(),
+        }),
+    };
     json!({
         "tool": "ticker-load",
         "version": env!("CARGO_PKG_VERSION"),
@@ -70,6 +90,7 @@ pub(crate) fn to_json(s: &Summary) -> Value {
             "failed": s.failed_total(),
             "dropped": s.dropped_total(),
             "churn_failed": s.churn.as_ref().map_or(0, Churn::failed_total),
+            "subscribe_refused": s.subscribe_refused(),
             "total": s.errors(),
         },
         "ramp_seconds": s.ramp_seconds,
@@ -99,6 +120,7 @@ pub(crate) fn to_json(s: &Summary) -> Value {
         "tick_latency_us": percentiles_json(&s.hists.tick.summary()),
         "fairness": fairness,
         "churn": churn,
+        "subscription": subscription,
         "messages_total": s.messages_total,
         "bytes_total": s.bytes_total,
         "server": s.server.map(|v| json!({
@@ -193,6 +215,12 @@ pub(crate) fn from_json(v: &Value) -> Result<Summary, String> {
         }
         _ => None,
     };
+    let subscription = match v.get("subscription") {
+        Some(sub) if sub.get("mode").and_then(Value::as_str).is_some_and(|m| m != "all") => {
+            Some(subscription(sub)?)
+        }
+        _ => None,
+    };
     let server = match v.get("server") {
         Some(s) if s.is_object() => {
             let s = Reader(s);
@@ -242,6 +270,7 @@ pub(crate) fn from_json(v: &Value) -> Result<Summary, String> {
         repeats: r.u("/steady/repeats")?,
         backwards: r.u("/steady/out_of_order")?,
         churn,
+        subscription,
         hists,
         server,
         tool_cores: r.f("/load_tool/cpu_cores")?,
@@ -255,6 +284,42 @@ pub(crate) fn from_json(v: &Value) -> Result<Summary, String> {
             .unwrap_or_default(),
         timeline,
         window,
+    })
+}
+
+fn subscription(v: &Value) -> Result<Subscriptions, String> {
+    let r = Reader(v);
+    let sets = match v.get("sets").and_then(Value::as_array) {
+        Some(sets) => sets
+            .iter()
+            .map(|set| {
+                let r = Reader(set);
+                Ok(SetFigures {
+                    symbols: set
+                        .get("symbols")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| missing("/subscription/sets/symbols", "a list"))?
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect(),
+                    connections: r.u("/connections")?,
+                    ticks: r.u("/ticks")?,
+                    missed: r.u("/missed")?,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        None => Vec::new(),
+    };
+    Ok(Subscriptions {
+        mode: v.get("mode").and_then(Value::as_str).unwrap_or("sets").to_string(),
+        k: v.get("k").and_then(Value::as_u64),
+        seed: v.get("seed").and_then(Value::as_u64),
+        symbols: v.get("symbols").and_then(Value::as_u64),
+        subscribed: r.u("/subscribed")?,
+        distinct_sets: r.u("/distinct_sets")?,
+        refused: r.counts("/refused_by")?,
+        sets,
     })
 }
 
@@ -350,6 +415,24 @@ mod tests {
         second.set_latency(&s.hists.tick);
         s.timeline = vec![second];
         s.window = Some((1.0, 11.0));
+        s.subscription = Some(Subscriptions {
+            mode: "sets".into(),
+            k: None,
+            seed: None,
+            symbols: None,
+            subscribed: 3,
+            distinct_sets: 2,
+            refused: BTreeMap::new(),
+            sets: vec![
+                SetFigures {
+                    symbols: vec!["A".into(), "B".into()],
+                    connections: 2,
+                    ticks: 600,
+                    missed: 10,
+                },
+                SetFigures { symbols: vec!["C".into()], connections: 1, ticks: 390, missed: 0 },
+            ],
+        });
         s
     }
 
@@ -362,6 +445,7 @@ mod tests {
         assert_eq!(back.hists.tick.summary(), s.hists.tick.summary());
         assert_eq!(back.timeline, s.timeline);
         assert_eq!(back.churn, s.churn);
+        assert_eq!(back.subscription, s.subscription);
         assert_eq!(back.params[0], ("url".to_string(), "ws://h:1/ws".to_string()));
     }
 
@@ -387,6 +471,39 @@ mod tests {
         assert_eq!(v["errors"]["total"], 2, "one ramp failure and one reconnect failure");
         assert_eq!(v["steady"]["delivered_percent"], 99.0);
         assert_eq!(v["tick_latency_us"]["p50"], 900);
+        let sub = &v["subscription"];
+        assert_eq!((sub["mode"].as_str(), sub["distinct_sets"].as_u64()), (Some("sets"), Some(2)));
+        assert_eq!(sub["sets"][0]["symbols"], json!(["A", "B"]));
+        assert_eq!(sub["sets"][1]["delivered_percent"], 100.0);
+    }
+
+    #[test]
+    fn a_random_subscription_reads_back_and_every_symbol_is_mode_all() {
+        let mut s = empty();
+        assert_eq!(to_json(&s)["subscription"], json!({ "mode": "all" }));
+        assert_eq!(from_json(&to_json(&s)).unwrap().subscription, None);
+        s.subscription = Some(Subscriptions {
+            mode: "random".into(),
+            k: Some(5),
+            seed: Some(u64::MAX),
+            symbols: Some(30),
+            subscribed: 4,
+            distinct_sets: 4,
+            refused: [("subscribe refused: too many symbols".to_string(), 1)].into(),
+            sets: Vec::new(),
+        });
+        let v = to_json(&s);
+        assert_eq!(
+            (v["subscription"]["k"].as_u64(), v["subscription"]["refused"].as_u64()),
+            (Some(5), Some(1))
+        );
+        assert_eq!(v["errors"]["subscribe_refused"], 1);
+        assert_eq!(v["errors"]["total"], 1);
+        assert_eq!(from_json(&v).unwrap().subscription, s.subscription);
+        // A file from before subscriptions: every symbol.
+        let mut old = to_json(&empty());
+        old.as_object_mut().unwrap().remove("subscription");
+        assert_eq!(from_json(&old).unwrap().subscription, None);
     }
 
     #[test]

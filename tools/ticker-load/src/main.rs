@@ -16,6 +16,8 @@
 //!   [`fairness`]: each connection's own latency record, for the fairness spread.
 //! - [`summary`], [`json`], [`report`]: the table, the JSON (with the histograms), and
 //!   the HTML/SVG report; [`merge`]: saved runs compared or merged.
+//! - [`subscribe`]: `--subscribe` and `--subscribe-random`: the `?symbols=` of a set, the
+//!   random pick, one connection's `subscribe` and its answer.
 //! - [`tls`]: `https://` and `wss://`: the client configuration (`--ca` or the web
 //!   PKI), server names, TLS failures as counted reasons; [`conn`] drives the sessions.
 //! - [`system`]: CPU time, RSS, file limits, Ctrl-C.
@@ -39,6 +41,7 @@ mod run;
 mod scan;
 mod sock;
 mod stats;
+mod subscribe;
 mod summary;
 mod system;
 mod tls;

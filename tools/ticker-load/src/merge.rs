@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::json;
 use crate::run::Second;
 use crate::stats::fmt_us;
-use crate::summary::{Churn, ServerFigures, Summary, bytes};
+use crate::summary::{self, Churn, ServerFigures, Subscriptions, Summary, bytes};
 
 /// Reads one saved run.
 pub(crate) fn read(path: &Path) -> Result<Value, String> {
@@ -57,6 +57,10 @@ pub(crate) fn merge(runs: Vec<Summary>, names: &[String]) -> Result<Summary, Str
         m.storm.last_open = pick(m.storm.last_open, r.storm.last_open, f64::max);
         m.churn = match (m.churn.take(), &r.churn) {
             (Some(a), Some(b)) => Some(add_churn(a, b)),
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        m.subscription = match (m.subscription.take(), &r.subscription) {
+            (Some(a), Some(b)) => Some(add_subscriptions(a, b)),
             (a, b) => a.or_else(|| b.clone()),
         };
         for url in &r.urls {
@@ -116,6 +120,32 @@ fn add_churn(mut a: Churn, b: &Churn) -> Churn {
     add_map(&mut a.failed, &b.failed);
     a.unfinished += b.unfinished;
     a.skipped += b.skipped;
+    a
+}
+
+/// Subscriptions of runs made together: counts added, `--subscribe` sets added set by
+/// set (by their symbols), and the distinct sets counted again from them. Random picks
+/// leave no list of sets behind: their distinct count is the largest of the runs' (a
+/// lower bound).
+fn add_subscriptions(mut a: Subscriptions, b: &Subscriptions) -> Subscriptions {
+    a.subscribed += b.subscribed;
+    add_map(&mut a.refused, &b.refused);
+    a.symbols = a.symbols.max(b.symbols);
+    for set in &b.sets {
+        match a.sets.iter_mut().find(|s| s.symbols == set.symbols) {
+            Some(into) => {
+                into.connections += set.connections;
+                into.ticks += set.ticks;
+                into.missed += set.missed;
+            }
+            None => a.sets.push(set.clone()),
+        }
+    }
+    a.distinct_sets = if a.sets.is_empty() {
+        a.distinct_sets.max(b.distinct_sets)
+    } else {
+        summary::distinct_sets(&a.sets)
+    };
     a
 }
 
@@ -388,5 +418,36 @@ mod tests {
         for want in ["500", "99.500", "800 µs", "2.50 ms", "1.25", "8.0 KiB", "40%"] {
             assert!(row.contains(want), "{want} missing in {row}");
         }
+    }
+
+    #[test]
+    fn subscribe_sets_of_runs_made_together_add_up_set_by_set() {
+        use crate::summary::SetFigures;
+        let set = |names: &[&str], connections, ticks| SetFigures {
+            symbols: names.iter().map(|s| s.to_string()).collect(),
+            connections,
+            ticks,
+            missed: 0,
+        };
+        let with = |sets: Vec<SetFigures>| Summary {
+            subscription: Some(Subscriptions {
+                mode: "sets".into(),
+                k: None,
+                seed: None,
+                symbols: None,
+                subscribed: sets.iter().map(|s| s.connections).sum(),
+                distinct_sets: summary::distinct_sets(&sets),
+                refused: BTreeMap::new(),
+                sets,
+            }),
+            ..run_of(&[10; 10], 10, 0)
+        };
+        let a = with(vec![set(&["A"], 5, 100), set(&["B", "C"], 5, 90)]);
+        let b = with(vec![set(&["B", "C"], 4, 80), set(&["D"], 6, 70)]);
+        let m = merge(vec![a, b], &[]).unwrap().subscription.unwrap();
+        assert_eq!(m.subscribed, 20);
+        assert_eq!(m.distinct_sets, 3);
+        let sets: Vec<(u64, u64)> = m.sets.iter().map(|s| (s.connections, s.ticks)).collect();
+        assert_eq!(sets, [(5, 100), (9, 170), (6, 70)]);
     }
 }

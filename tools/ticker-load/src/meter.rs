@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use crate::conn::{End, Origin};
 use crate::fairness::ConnLatency;
 use crate::receiver::{SeqStep, SeqTracker};
-use crate::scan::Fields;
-use crate::stats::{Counters, Hists, Latency, Sample};
+use crate::scan::{Fields, Kind};
+use crate::stats::{Counters, Hists, Latency, Reason, Sample};
+use crate::subscribe::SubStep;
 
 #[derive(Debug, Default)]
 pub(crate) struct Meter {
@@ -82,12 +83,13 @@ impl Meter {
     }
 
     /// One data message received at `now_us` (Unix µs) on a connection with `seq` and
-    /// its own latency record `mine`.
+    /// its own latency record `mine`; `set` is its `--subscribe` set, if any.
     pub(crate) fn on_message(
         &mut self,
         seq: &mut SeqTracker,
         mine: &mut ConnLatency,
         fields: Fields,
+        set: Option<u32>,
         now_us: u64,
     ) {
         self.counters.messages += 1;
@@ -95,6 +97,14 @@ impl Meter {
         let steady = self.steady;
         if steady {
             self.counters.steady_messages += 1;
+        }
+        if matches!(fields.kind, Kind::Subscriptions | Kind::Error) {
+            return; // answers, not ticks, whatever numbers they hold
+        }
+        // Observed in every phase so the baseline is set before the window opens.
+        let step = fields.seq.map(|s| seq.observe(s));
+        if step == Some(SeqStep::Snapshot) {
+            return; // a repeat of a tick already counted, with its (older) ts_us
         }
         if let Some(ts) = fields.ts_us {
             if ts > now_us && steady {
@@ -107,20 +117,50 @@ impl Meter {
                 mine.record(latency);
             }
         }
-        if let Some(s) = fields.seq {
-            // Observed in every phase so the baseline is set before the window opens.
-            let step = seq.observe(s);
-            if steady {
-                let c = &mut self.counters;
-                match step {
-                    SeqStep::First | SeqStep::Next => c.steady_ticks += 1,
-                    SeqStep::Gap(missed) => {
-                        c.steady_ticks += 1;
-                        c.steady_missed += missed;
-                    }
-                    SeqStep::Repeat => c.steady_repeats += 1,
-                    SeqStep::Backwards => c.steady_backwards += 1,
-                }
+        let (Some(step), true) = (step, steady) else { return };
+        let c = &mut self.counters;
+        let (ticks, missed) = match step {
+            SeqStep::First | SeqStep::Next => (1, 0),
+            SeqStep::Gap(missed) => (1, missed),
+            SeqStep::Repeat => {
+                c.steady_repeats += 1;
+                return;
+            }
+            SeqStep::Backwards => {
+                c.steady_backwards += 1;
+                return;
+            }
+            SeqStep::Snapshot => return,
+        };
+        c.steady_ticks += ticks;
+        c.steady_missed += missed;
+        if let Some(set) = set {
+            let set = c.subscribe.set_mut(set);
+            set.ticks += ticks;
+            set.missed += missed;
+        }
+    }
+
+    /// A connection opened with the `--subscribe` set `set`.
+    pub(crate) fn on_set_open(&mut self, set: u32) {
+        self.counters.subscribe.set_mut(set).opened += 1;
+    }
+
+    /// A `--subscribe-random` connection moved on: `subscribe` sent, answered, refused.
+    pub(crate) fn on_subscribe(&mut self, step: &SubStep) {
+        let c = &mut self.counters.subscribe;
+        match step {
+            SubStep::Nothing => {}
+            SubStep::Send { available, .. } => {
+                c.sent += 1;
+                c.symbols_seen = c.symbols_seen.max(*available as u64);
+            }
+            SubStep::Accepted(fingerprint) => {
+                c.accepted += 1;
+                c.distinct.insert(*fingerprint);
+            }
+            SubStep::Refused(refusal) => {
+                *c.refused.entry(Reason::Subscribe(*refusal, None)).or_default() += 1;
             }
         }
     }
@@ -139,10 +179,9 @@ impl Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Reason;
 
     fn tick(seq: u64, ts_us: u64) -> Fields {
-        Fields { seq: Some(seq), ts_us: Some(ts_us) }
+        Fields { seq: Some(seq), ts_us: Some(ts_us), kind: Kind::Ticker }
     }
 
     #[test]
@@ -150,7 +189,8 @@ mod tests {
         let mut m = Meter::default();
         let mut seq = SeqTracker::default();
         let mut mine = ConnLatency::default();
-        let mut msg = |m: &mut Meter, fields, now| m.on_message(&mut seq, &mut mine, fields, now);
+        let mut msg =
+            |m: &mut Meter, fields, now| m.on_message(&mut seq, &mut mine, fields, None, now);
         msg(&mut m, Fields::default(), 0); // welcome
         msg(&mut m, tick(10, 1000), 1500); // snapshot: baseline
         msg(&mut m, tick(12, 1000), 1500); // gap before the window: not counted
@@ -169,6 +209,73 @@ mod tests {
         let s = m.take_sample(0, 1);
         assert_eq!((s.messages, s.latency.count()), (7, 6));
         assert_eq!(m.take_sample(1, 1).messages, 0);
+    }
+
+    #[test]
+    fn a_snapshot_after_a_subscription_change_is_neither_tick_nor_repeat_nor_latency() {
+        let mut m = Meter { steady: true, ..Meter::default() };
+        let mut seq = SeqTracker::default();
+        let mut mine = ConnLatency::default();
+        let answer = Fields { kind: Kind::Subscriptions, ..Fields::default() };
+        let error = Fields { seq: Some(3), ts_us: Some(1), kind: Kind::Error };
+        let mut msg = |m: &mut Meter, fields, now| {
+            if fields == answer {
+                seq.resubscribed();
+            }
+            m.on_message(&mut seq, &mut mine, fields, Some(1), now)
+        };
+        msg(&mut m, tick(10, 1000), 1100);
+        msg(&mut m, answer, 1200); // {"type":"subscriptions",...}
+        msg(&mut m, tick(10, 1000), 50_000); // the snapshot: tick 10 again, old ts
+        msg(&mut m, tick(11, 60_000), 60_100);
+        msg(&mut m, tick(11, 60_000), 60_200); // a plain repeat is still one
+        msg(&mut m, error, 60_300); // not a tick, whatever numbers it holds
+        let c = &m.counters;
+        assert_eq!(c.messages, 6);
+        assert_eq!(
+            (c.steady_ticks, c.steady_missed, c.steady_repeats, c.steady_backwards),
+            (2, 0, 1, 0)
+        );
+        assert_eq!(m.hists.tick.max(), Some(200), "the snapshot's 49 ms are not a latency");
+        assert_eq!(m.hists.tick.count(), 3);
+        assert_eq!(
+            c.subscribe.sets[1],
+            crate::stats::SetCounters { opened: 0, ticks: 2, missed: 0 }
+        );
+    }
+
+    #[test]
+    fn ticks_and_gaps_are_counted_per_subscribe_set_too() {
+        let mut m = Meter { steady: true, ..Meter::default() };
+        let (mut a, mut b) = (SeqTracker::default(), SeqTracker::default());
+        let mut mine = ConnLatency::default();
+        m.on_set_open(0);
+        m.on_set_open(2);
+        m.on_set_open(2);
+        for s in [1, 2, 5] {
+            m.on_message(&mut a, &mut mine, tick(s, 1), Some(0), 2);
+            m.on_message(&mut b, &mut mine, tick(s, 1), Some(2), 2);
+        }
+        let sets: Vec<(u64, u64, u64)> =
+            m.counters.subscribe.sets.iter().map(|s| (s.opened, s.ticks, s.missed)).collect();
+        assert_eq!(sets, [(1, 3, 2), (0, 0, 0), (2, 3, 2)]);
+        assert_eq!((m.counters.steady_ticks, m.counters.steady_missed), (6, 4));
+    }
+
+    #[test]
+    fn random_subscribes_count_their_sets_and_refusals() {
+        use crate::subscribe::Refusal;
+        let mut m = Meter::default();
+        m.on_subscribe(&SubStep::Send { message: Vec::new(), available: 30 });
+        m.on_subscribe(&SubStep::Send { message: Vec::new(), available: 30 });
+        m.on_subscribe(&SubStep::Send { message: Vec::new(), available: 30 });
+        m.on_subscribe(&SubStep::Accepted(7));
+        m.on_subscribe(&SubStep::Accepted(7));
+        m.on_subscribe(&SubStep::Refused(Refusal::UnknownSymbol));
+        m.on_subscribe(&SubStep::Nothing);
+        let c = &m.counters.subscribe;
+        assert_eq!((c.sent, c.accepted, c.distinct.len(), c.symbols_seen), (3, 2, 1, 30));
+        assert_eq!(c.refused.get(&Reason::Subscribe(Refusal::UnknownSymbol, None)), Some(&1));
     }
 
     #[test]

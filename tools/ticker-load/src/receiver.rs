@@ -11,8 +11,9 @@ use crate::scan::{self, Fields};
 /// What one step of the receiver found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event<'a> {
-    /// A data message: the fields scanned from its start.
-    Message(Fields),
+    /// A data message: the fields scanned from its start, and its payload when it came
+    /// whole in one frame (`None` for a fragmented or oversized one).
+    Message(Fields, Option<&'a [u8]>),
     /// A ping; the pong must carry the same payload.
     Ping(&'a [u8]),
     /// A pong (the tool sends no pings; unsolicited pongs are allowed and ignored).
@@ -83,7 +84,7 @@ impl Receiver {
                 }
                 let fields = scan::scan(payload, whole && fin);
                 if fin {
-                    Event::Message(fields)
+                    Event::Message(fields, whole.then_some(payload))
                 } else {
                     self.fragment = Some(fields);
                     Event::Progress
@@ -95,7 +96,7 @@ impl Receiver {
                 };
                 if fin {
                     self.fragment = None;
-                    Event::Message(fields)
+                    Event::Message(fields, None)
                 } else {
                     Event::Progress
                 }
@@ -118,6 +119,10 @@ pub(crate) enum SeqStep {
     Gap(u64),
     /// Same as the previous (the snapshot repeats the current tick): not a gap.
     Repeat,
+    /// Same as the previous, after a subscription change: the snapshot of the symbols
+    /// just added, which repeats the latest seq. Neutral: not a tick, a gap, a repeat
+    /// or a reorder.
+    Snapshot,
     /// Lower than the previous: counted apart, never as a negative gap.
     Backwards,
 }
@@ -126,22 +131,61 @@ pub(crate) enum SeqStep {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SeqTracker {
     last: Option<u64>,
+    resubscribed: Resubscribed,
+}
+
+/// Where a connection is after a subscription change (the `subscriptions` answer).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Resubscribed {
+    /// No change pending: a repeat is a repeat.
+    #[default]
+    No,
+    /// The answer came; the snapshot (the latest seq again) comes next.
+    Answered,
+    /// A seq came since the answer. The snapshot carries the latest seq, which may be
+    /// new to the connection (a tick still queued for it); that queued tick then follows
+    /// with the same seq, for the new set. Repeats stay neutral until a newer seq.
+    Seen,
 }
 
 impl SeqTracker {
     pub(crate) fn observe(&mut self, seq: u64) -> SeqStep {
         let Some(last) = self.last else {
             self.last = Some(seq);
+            self.after_change();
             return SeqStep::First;
         };
         if seq <= last {
-            return if seq == last { SeqStep::Repeat } else { SeqStep::Backwards };
+            return match (seq == last, self.resubscribed) {
+                (true, Resubscribed::No) => SeqStep::Repeat,
+                (true, _) => {
+                    self.resubscribed = Resubscribed::Seen;
+                    SeqStep::Snapshot
+                }
+                (false, _) => SeqStep::Backwards,
+            };
         }
         self.last = Some(seq);
+        self.after_change();
         match seq - last - 1 {
             0 => SeqStep::Next,
             missed => SeqStep::Gap(missed),
         }
+    }
+
+    /// The server answered a subscription change (`subscriptions`): the next message that
+    /// repeats the latest seq is its snapshot, neutral.
+    pub(crate) fn resubscribed(&mut self) {
+        self.resubscribed = Resubscribed::Answered;
+    }
+
+    /// A newer seq: the first after the answer may be the snapshot; the next ends the
+    /// change.
+    fn after_change(&mut self) {
+        self.resubscribed = match self.resubscribed {
+            Resubscribed::Answered => Resubscribed::Seen,
+            Resubscribed::No | Resubscribed::Seen => Resubscribed::No,
+        };
     }
 }
 
@@ -189,7 +233,7 @@ mod tests {
             {
                 at += consumed;
                 match value {
-                    Event::Message(f) => seen.push(format!("msg {:?} {:?}", f.seq, f.ts_us)),
+                    Event::Message(f, _) => seen.push(format!("msg {:?} {:?}", f.seq, f.ts_us)),
                     Event::Ping(p) => seen.push(format!("ping {}", String::from_utf8_lossy(p))),
                     Event::Pong => seen.push("pong".into()),
                     Event::Close(code) => seen.push(format!("close {code:?}")),
@@ -278,5 +322,40 @@ mod tests {
                 SeqStep::Next,
             ]
         );
+    }
+
+    #[test]
+    fn the_snapshot_after_a_subscription_change_is_neutral() {
+        // The connection had seen 100; the snapshot repeats it.
+        let mut t = SeqTracker::default();
+        t.observe(100);
+        t.resubscribed();
+        let steps: Vec<SeqStep> = [100, 101, 101, 102].iter().map(|&s| t.observe(s)).collect();
+        assert_eq!(steps, [SeqStep::Snapshot, SeqStep::Next, SeqStep::Repeat, SeqStep::Next]);
+
+        // Tick 101 was still queued for the connection when it subscribed: the snapshot
+        // carries 101 (new to it), then the queued tick follows for the new set, 101 again.
+        let mut t = SeqTracker::default();
+        t.observe(100);
+        t.resubscribed();
+        let steps: Vec<SeqStep> = [101, 101, 102, 102].iter().map(|&s| t.observe(s)).collect();
+        assert_eq!(steps, [SeqStep::Next, SeqStep::Snapshot, SeqStep::Next, SeqStep::Repeat]);
+
+        // Conflated ticks before the snapshot are still missed, and a seq going back is
+        // still out of order.
+        let mut t = SeqTracker::default();
+        t.observe(100);
+        t.resubscribed();
+        assert_eq!(t.observe(104), SeqStep::Gap(3));
+        assert_eq!(t.observe(103), SeqStep::Backwards);
+        assert_eq!(t.observe(104), SeqStep::Snapshot);
+
+        // A subscription answered before any seq: the first seq is the baseline.
+        let mut t = SeqTracker::default();
+        t.resubscribed();
+        assert_eq!(t.observe(7), SeqStep::First);
+        assert_eq!(t.observe(7), SeqStep::Snapshot);
+        assert_eq!(t.observe(8), SeqStep::Next);
+        assert_eq!(t.observe(8), SeqStep::Repeat);
     }
 }

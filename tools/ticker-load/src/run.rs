@@ -12,6 +12,7 @@ use crate::args::Args;
 use crate::endpoint::{self, EndpointError};
 use crate::engine::{self, Plan, Shared};
 use crate::stats::{Latency, Sample, ThreadResult, fmt_us};
+use crate::subscribe::Subscription;
 use crate::system::{self, ProcSample};
 
 /// A thread above this share of one core in the steady window is called saturated.
@@ -114,6 +115,17 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         ));
     }
 
+    if let Subscription::Sets(sets) = &args.subscription
+        && sets.len() > args.connections
+    {
+        warnings.push(format!(
+            "{} --subscribe sets but {} connections: the last {} sets get none",
+            sets.len(),
+            args.connections,
+            sets.len() - args.connections
+        ));
+    }
+
     let endpoints =
         endpoint::prepare(&args.targets, &args.auth, args.token_in_query, args.ca.as_deref())
             .map_err(RunError::Endpoint)?;
@@ -125,6 +137,7 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         threads: args.threads,
         bind: args.bind.clone(),
         churn_per_sec: args.churn_per_sec,
+        subscription: args.subscription.clone(),
     };
 
     let server_baseline = match args.server_pid {
@@ -181,6 +194,15 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
             "{} messages carried a ts_us later than their receive time: the clocks of the two hosts disagree",
             result.counters.steady_future_ts
         ));
+    }
+    if let Subscription::Random { k, .. } = args.subscription {
+        let seen = result.counters.subscribe.symbols_seen;
+        if seen > 0 && k as u64 > seen {
+            warnings_after.push(format!(
+                "--subscribe-random {k} but the ticker messages list {seen} symbols: every \
+                 connection subscribed to all {seen}"
+            ));
+        }
     }
     let since_t0 = |t: Instant| t.saturating_duration_since(shared.t0).as_secs_f64();
     Ok(RunOutput {

@@ -1,15 +1,31 @@
-//! Finds `seq` and `ts_us` in a ticker message without parsing the JSON.
+//! Finds `seq`, `ts_us` and the `type` in a ticker message without parsing the JSON.
 //!
 //! The tool reads thousands of messages per millisecond; a full JSON parse per message
 //! would make the generator the bottleneck. The scanner looks for the first `"seq"` and
-//! `"ts_us"` keys followed by `:` and an unsigned integer. A message without them (a
-//! welcome, a peer server's own format) is still counted, just without seq or latency.
+//! `"ts_us"` keys followed by `:` and an unsigned integer, and the first `"type"` key
+//! followed by `:` and a string. A message without them (a welcome, a peer server's own
+//! format) is still counted, just without seq or latency.
 
 /// What the scanner found in one message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Fields {
     pub(crate) seq: Option<u64>,
     pub(crate) ts_us: Option<u64>,
+    pub(crate) kind: Kind,
+}
+
+/// The message's `type`, as far as the tool acts on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// No `type`, or one the tool does not act on (`welcome`, `pong`...).
+    #[default]
+    Other,
+    /// `"type":"ticker"`: a tick, or a snapshot.
+    Ticker,
+    /// `"type":"subscriptions"`: the answer to a subscription change (not a tick).
+    Subscriptions,
+    /// `"type":"error"`: a refused request (not a tick).
+    Error,
 }
 
 /// Scans a message payload. `whole` is false when `payload` is only the start of the
@@ -18,6 +34,25 @@ pub(crate) fn scan(payload: &[u8], whole: bool) -> Fields {
     Fields {
         seq: find_number(payload, b"\"seq\"", whole),
         ts_us: find_number(payload, b"\"ts_us\"", whole),
+        kind: find_kind(payload),
+    }
+}
+
+fn find_kind(hay: &[u8]) -> Kind {
+    const KEY: &[u8] = b"\"type\"";
+    let Some(at) = find(hay, KEY) else { return Kind::Other };
+    let rest = skip_space(&hay[at + KEY.len()..]);
+    let Some(rest) = rest.strip_prefix(b":") else { return Kind::Other };
+    let rest = skip_space(rest);
+    let value = |v: &[u8]| rest.strip_prefix(v).is_some_and(|r| r.first() == Some(&b'"'));
+    if value(b"\"ticker") {
+        Kind::Ticker
+    } else if value(b"\"subscriptions") {
+        Kind::Subscriptions
+    } else if value(b"\"error") {
+        Kind::Error
+    } else {
+        Kind::Other
     }
 }
 
@@ -59,13 +94,28 @@ mod tests {
     #[test]
     fn a_ticker_message_yields_seq_and_ts() {
         let msg = br#"{"type":"ticker","seq":1234,"ts_us":1732400000123456,"data":[{"symbol":"BTC-USD"}]}"#;
-        assert_eq!(scan(msg, true), Fields { seq: Some(1234), ts_us: Some(1732400000123456) });
+        assert_eq!(
+            scan(msg, true),
+            Fields { seq: Some(1234), ts_us: Some(1732400000123456), kind: Kind::Ticker }
+        );
+    }
+
+    #[test]
+    fn subscription_answers_and_errors_are_told_apart_from_ticks() {
+        let kind = |m: &[u8]| scan(m, true).kind;
+        assert_eq!(kind(br#"{"type":"subscriptions","symbols":["A"]}"#), Kind::Subscriptions);
+        assert_eq!(kind(br#"{"type" : "error","error":"unknown symbol"}"#), Kind::Error);
+        assert_eq!(kind(br#"{"type":"welcome","user_id":"u"}"#), Kind::Other);
+        assert_eq!(kind(br#"{"type":"tickers"}"#), Kind::Other);
+        assert_eq!(kind(br#"{"type":"ticker""#), Kind::Ticker, "a prefix is enough");
+        assert_eq!(kind(br#"{"type":7,"seq":1}"#), Kind::Other);
+        assert_eq!(kind(br#"{"seq":1}"#), Kind::Other);
     }
 
     #[test]
     fn whitespace_around_the_colon_is_allowed() {
         let msg = b"{ \"seq\" :\n 7 , \"ts_us\": 9 }";
-        assert_eq!(scan(msg, true), Fields { seq: Some(7), ts_us: Some(9) });
+        assert_eq!(scan(msg, true), Fields { seq: Some(7), ts_us: Some(9), kind: Kind::Other });
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! engine thread without sharing and merged at the end; plus the percentile helpers and
 //! the histograms' text form (HdrHistogram V2 compressed, base64) for the JSON file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 
 use crate::frame::FrameError;
 use crate::handshake::HandshakeError;
+use crate::subscribe::Refusal;
 use crate::tls::{self, TlsFailure};
 
 /// Histograms hold microseconds from 1 µs to 1 hour at 3 significant digits
@@ -151,6 +152,9 @@ pub(crate) enum Reason {
     TokenResponse,
     /// TLS failed: the handshake (an untrusted certificate, most often) or a record.
     Tls(TlsFailure),
+    /// A subscription the server refused: at the upgrade (`?symbols=`, with the HTTP
+    /// status of the refusal), or in answer to a `subscribe` message (`None`).
+    Subscribe(Refusal, Option<u16>),
     Os(i32),
 }
 
@@ -180,6 +184,7 @@ impl From<HandshakeError> for Reason {
     fn from(err: HandshakeError) -> Reason {
         match err {
             HandshakeError::Status(code) => Reason::HttpStatus(code),
+            HandshakeError::Refused(code, refusal) => Reason::Subscribe(refusal, Some(code)),
             HandshakeError::NotWebSocket => Reason::NotWebSocket,
             HandshakeError::BadAccept => Reason::BadAccept,
             HandshakeError::Malformed => Reason::BadResponse,
@@ -206,6 +211,13 @@ impl fmt::Display for Reason {
             Reason::TokenStatus(code) => write!(f, "token exchange: http status {code}"),
             Reason::TokenResponse => f.write_str("token exchange: bad response"),
             Reason::Tls(failure) => failure.fmt(f),
+            Reason::Subscribe(Refusal::NoSymbols, _) => {
+                write!(f, "subscribe-random: {}", Refusal::NoSymbols)
+            }
+            Reason::Subscribe(refusal, None) => write!(f, "subscribe refused: {refusal}"),
+            Reason::Subscribe(refusal, Some(code)) => {
+                write!(f, "subscribe refused: {refusal} (http {code})")
+            }
             Reason::Os(code) => write!(f, "{}", io::Error::from_raw_os_error(*code)),
         }
     }
@@ -233,6 +245,60 @@ pub(crate) struct Counters {
     pub(crate) steady_future_ts: u64,
     pub(crate) pings_answered: u64,
     pub(crate) churn: ChurnCounters,
+    pub(crate) subscribe: SubscribeCounters,
+}
+
+/// What `--subscribe` and `--subscribe-random` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SubscribeCounters {
+    /// `--subscribe`: per set, by its index in the order given.
+    pub(crate) sets: Vec<SetCounters>,
+    /// `--subscribe-random`: `subscribe` messages sent, and the ones the server applied.
+    pub(crate) sent: u64,
+    pub(crate) accepted: u64,
+    /// Fingerprints of the sets the server applied ([`crate::subscribe::fingerprint`]).
+    pub(crate) distinct: BTreeSet<u64>,
+    /// Subscriptions refused in answer to a `subscribe` (the connection stays open, on
+    /// the set it had), or never sent (no symbol list to pick from).
+    pub(crate) refused: BTreeMap<Reason, u64>,
+    /// The most symbol names a first ticker message listed.
+    pub(crate) symbols_seen: u64,
+}
+
+/// One `--subscribe` set's connections and their ticks in the steady window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SetCounters {
+    /// Connections opened with the set (the ramp's and churn reconnects).
+    pub(crate) opened: u64,
+    pub(crate) ticks: u64,
+    pub(crate) missed: u64,
+}
+
+impl SubscribeCounters {
+    /// Set `i`'s counters, made on first use.
+    pub(crate) fn set_mut(&mut self, i: u32) -> &mut SetCounters {
+        let i = i as usize;
+        if self.sets.len() <= i {
+            self.sets.resize(i + 1, SetCounters::default());
+        }
+        &mut self.sets[i]
+    }
+
+    pub(crate) fn add(&mut self, o: &SubscribeCounters) {
+        for (i, s) in o.sets.iter().enumerate() {
+            let into = self.set_mut(i as u32);
+            into.opened += s.opened;
+            into.ticks += s.ticks;
+            into.missed += s.missed;
+        }
+        self.sent += o.sent;
+        self.accepted += o.accepted;
+        self.distinct.extend(&o.distinct);
+        for (k, v) in &o.refused {
+            *self.refused.entry(*k).or_default() += v;
+        }
+        self.symbols_seen = self.symbols_seen.max(o.symbols_seen);
+    }
 }
 
 /// What `--churn` did. Churn closes and reconnects are counted here only: a churned
@@ -294,6 +360,7 @@ impl Counters {
         self.steady_future_ts += o.steady_future_ts;
         self.pings_answered += o.pings_answered;
         self.churn.add(&o.churn);
+        self.subscribe.add(&o.subscribe);
     }
 }
 
@@ -470,6 +537,26 @@ mod tests {
     }
 
     #[test]
+    fn subscribe_counters_add_up_set_by_set() {
+        let mut a = SubscribeCounters::default();
+        a.set_mut(1).ticks = 5;
+        a.distinct.insert(7);
+        a.symbols_seen = 30;
+        let mut b = SubscribeCounters::default();
+        b.set_mut(0).opened = 2;
+        b.set_mut(1).ticks = 3;
+        b.set_mut(2).missed = 1;
+        b.distinct.extend([7, 8]);
+        b.refused.insert(Reason::Subscribe(Refusal::UnknownSymbol, None), 1);
+        a.add(&b);
+        let sets: Vec<(u64, u64, u64)> =
+            a.sets.iter().map(|s| (s.opened, s.ticks, s.missed)).collect();
+        assert_eq!(sets, [(2, 0, 0), (0, 8, 0), (0, 0, 1)]);
+        assert_eq!(a.distinct.len(), 2);
+        assert_eq!((a.symbols_seen, a.refused.len()), (30, 1));
+    }
+
+    #[test]
     fn io_errors_map_to_readable_reasons() {
         let r = |k| Reason::from_io(&io::Error::from(k));
         assert_eq!(r(io::ErrorKind::ConnectionRefused), Reason::Refused);
@@ -479,6 +566,14 @@ mod tests {
             Reason::TooManyFiles
         );
         assert_eq!(Reason::from(HandshakeError::Status(401)).to_string(), "http status 401");
+        assert_eq!(
+            Reason::from(HandshakeError::Refused(400, Refusal::UnknownSymbol)).to_string(),
+            "subscribe refused: unknown symbol (http 400)"
+        );
+        assert_eq!(
+            Reason::Subscribe(Refusal::TooManySets, None).to_string(),
+            "subscribe refused: too many distinct symbol sets"
+        );
         assert_eq!(fmt_us(850), "850 µs");
         assert_eq!(fmt_us(1250), "1.25 ms");
     }

@@ -6,12 +6,13 @@
 
 mod rows;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::args::{Args, Auth};
 use crate::run::{RunOutput, Second};
-use crate::stats::{ChurnCounters, Hists, Latency, Reason};
+use crate::stats::{ChurnCounters, Hists, Latency, Reason, SubscribeCounters};
+use crate::subscribe::Subscription;
 
 /// Everything reported about a run, in final units.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub(crate) struct Summary {
     pub(crate) backwards: u64,
     /// `None` without `--churn`.
     pub(crate) churn: Option<Churn>,
+    /// `None` without `--subscribe` or `--subscribe-random` (every symbol).
+    pub(crate) subscription: Option<Subscriptions>,
     pub(crate) hists: Hists,
     pub(crate) server: Option<ServerFigures>,
     pub(crate) tool_cores: f64,
@@ -93,6 +96,111 @@ impl Churn {
     pub(crate) fn failed_total(&self) -> u64 {
         self.failed.values().sum()
     }
+}
+
+/// What `--subscribe` or `--subscribe-random` did; reasons as text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Subscriptions {
+    /// `sets` (`--subscribe`) or `random` (`--subscribe-random`).
+    pub(crate) mode: String,
+    /// `--subscribe-random`: K, the seed, and the most symbols a first ticker message
+    /// listed (`None` if none did).
+    pub(crate) k: Option<u64>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) symbols: Option<u64>,
+    /// Connections the server gave their set: opened with `?symbols=` (ramp and churn
+    /// reconnects), or whose `subscribe` it answered.
+    pub(crate) subscribed: u64,
+    /// Distinct sets among those (a set is the same in any order).
+    pub(crate) distinct_sets: u64,
+    /// `subscribe` messages refused (or not sent: no symbols to pick from), by reason.
+    pub(crate) refused: BTreeMap<String, u64>,
+    /// `--subscribe`: each set in the order given, with its connections and ticks.
+    pub(crate) sets: Vec<SetFigures>,
+}
+
+/// One `--subscribe` set: connections opened with it, and their steady-window ticks.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SetFigures {
+    pub(crate) symbols: Vec<String>,
+    pub(crate) connections: u64,
+    pub(crate) ticks: u64,
+    pub(crate) missed: u64,
+}
+
+impl SetFigures {
+    pub(crate) fn delivered_percent(&self) -> Option<f64> {
+        delivered(self.ticks, self.missed)
+    }
+}
+
+impl Subscriptions {
+    fn new(subscription: &Subscription, c: &SubscribeCounters) -> Option<Subscriptions> {
+        let refused = by_text(&c.refused);
+        match subscription {
+            Subscription::All => None,
+            Subscription::Sets(sets) => {
+                let sets: Vec<SetFigures> = sets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, set)| {
+                        let n = c.sets.get(i).copied().unwrap_or_default();
+                        SetFigures {
+                            symbols: set.symbols.clone(),
+                            connections: n.opened,
+                            ticks: n.ticks,
+                            missed: n.missed,
+                        }
+                    })
+                    .collect();
+                Some(Subscriptions {
+                    mode: subscription.mode().to_string(),
+                    k: None,
+                    seed: None,
+                    symbols: None,
+                    subscribed: sets.iter().map(|s| s.connections).sum(),
+                    distinct_sets: distinct_sets(&sets),
+                    refused,
+                    sets,
+                })
+            }
+            Subscription::Random { k, seed } => Some(Subscriptions {
+                mode: subscription.mode().to_string(),
+                k: Some(*k as u64),
+                seed: Some(*seed),
+                symbols: (c.symbols_seen > 0).then_some(c.symbols_seen),
+                subscribed: c.accepted,
+                distinct_sets: c.distinct.len() as u64,
+                refused,
+                sets: Vec::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
+}
+
+/// How many of `sets` had a connection, counting a set once in any order.
+pub(crate) fn distinct_sets(sets: &[SetFigures]) -> u64 {
+    let used: BTreeSet<Vec<&str>> = sets
+        .iter()
+        .filter(|s| s.connections > 0)
+        .map(|s| {
+            let mut names: Vec<&str> = s.symbols.iter().map(String::as_str).collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        })
+        .collect();
+    used.len() as u64
+}
+
+/// Received / (received + missed), in percent; `None` when nothing was expected.
+fn delivered(ticks: u64, missed: u64) -> Option<f64> {
+    let expected = ticks + missed;
+    (expected > 0).then(|| ticks as f64 * 100.0 / expected as f64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,6 +278,17 @@ impl Summary {
         if let Some(ca) = &args.ca {
             params.push(("ca", ca.display().to_string()));
         }
+        match &args.subscription {
+            Subscription::All => {}
+            Subscription::Sets(sets) => {
+                let sets: Vec<String> = sets.iter().map(|s| s.text()).collect();
+                params.push(("subscribe", sets.join(" ")));
+            }
+            Subscription::Random { k, seed } => {
+                params.push(("subscribe random", k.to_string()));
+                params.push(("seed", seed.to_string()));
+            }
+        }
         if let Some(pid) = args.server_pid {
             params.push(("server pid", pid.to_string()));
         }
@@ -198,6 +317,7 @@ impl Summary {
             repeats: c.steady_repeats,
             backwards: c.steady_backwards,
             churn: args.churn_per_sec.map(|rate| Churn::new(rate, &c.churn)),
+            subscription: Subscriptions::new(&args.subscription, &c.subscribe),
             hists: out.result.hists.clone(),
             server,
             tool_cores: if steady_seconds > 0.0 {
@@ -225,8 +345,7 @@ impl Summary {
     /// Ticks received / ticks the server sent to connections in the steady window, in
     /// percent; `None` when no message carried a `seq`.
     pub(crate) fn delivered_percent(&self) -> Option<f64> {
-        let expected = self.ticks + self.missed;
-        (expected > 0).then(|| self.ticks as f64 * 100.0 / expected as f64)
+        delivered(self.ticks, self.missed)
     }
 
     pub(crate) fn fairness(&self) -> Option<Fairness> {
@@ -254,11 +373,18 @@ impl Summary {
         self.live_after().filter(|_| self.opened >= self.connections)
     }
 
-    /// Connection failures that were not churn: ramp failures, drops, reconnect failures.
+    /// Connection failures that were not churn: ramp failures, drops, reconnect
+    /// failures; and `subscribe` messages refused.
     pub(crate) fn errors(&self) -> u64 {
         self.failed_total()
             + self.dropped_total()
             + self.churn.as_ref().map_or(0, Churn::failed_total)
+            + self.subscribe_refused()
+    }
+
+    /// `subscribe` messages refused (or never sent: no symbols to pick from).
+    pub(crate) fn subscribe_refused(&self) -> u64 {
+        self.subscription.as_ref().map_or(0, Subscriptions::refused_total)
     }
 
     pub(crate) fn table(&self) -> String {
@@ -366,6 +492,7 @@ pub(crate) mod tests {
             repeats: 0,
             backwards: 0,
             churn: None,
+            subscription: None,
             hists: Hists::default(),
             server: None,
             tool_cores: 0.0,

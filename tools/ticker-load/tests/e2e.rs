@@ -461,6 +461,9 @@ fn bad_arguments_exit_with_two_and_help_documents_every_flag() {
         "--report",
         "--quiet",
         "--churn",
+        "--subscribe",
+        "--subscribe-random",
+        "--seed",
         "compare",
         "merge",
     ] {

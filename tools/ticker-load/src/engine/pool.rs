@@ -22,6 +22,13 @@ pub(super) struct Pool {
     churn_cursor: usize,
 }
 
+/// A connection closed to churn it: what its replacement takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Churned {
+    /// Its `--subscribe` set, re-applied by the reconnect.
+    pub(super) set: Option<u32>,
+}
+
 /// Timeouts the sweep applies.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
@@ -117,31 +124,32 @@ impl Pool {
     }
 
     /// Starts the close handshake of the next open connection round the slab, to churn
-    /// it. Returns false if no connection is open.
+    /// it. Returns `None` if no connection is open.
     pub(super) fn churn_one(
         &mut self,
         registry: &Registry,
         meter: &mut Meter,
         now: Instant,
-    ) -> bool {
+    ) -> Option<Churned> {
         let span = self.conns.capacity().max(1);
         let found = (0..span)
             .map(|step| (self.churn_cursor + step) % span)
             .find(|&key| self.conns.get(key).is_some_and(|c| c.state() == State::Open));
         let Some(key) = found else {
             meter.counters.churn.skipped += 1;
-            return false;
+            return None;
         };
         self.churn_cursor = key + 1;
         self.open -= 1;
         meter.counters.churn.closes += 1;
-        let Some(c) = self.conns.get_mut(key) else { return false }; // found above
+        let c = self.conns.get_mut(key)?; // found above
+        let churned = Churned { set: c.set() };
         meter.retire(c.latency_mut());
         if let Err(end) = c.close(registry, Token(key), Closer::Churn, now) {
             let c = self.conns.remove(key);
             meter.on_end(c.origin(), end);
         }
-        true
+        Some(churned)
     }
 
     /// Sends a close frame on every open connection and drops the ones still opening

@@ -1,12 +1,12 @@
 //! The summary in words: one (label, text) row per figure, for the table on stdout and
 //! the report. Which rows appear depends on the run: the storm line only for a fast ramp
-//! or a slow server, churn rows only with `--churn`, server rows only with
-//! `--server-pid`.
+//! or a slow server, churn rows only with `--churn`, subscription rows only with
+//! `--subscribe` or `--subscribe-random`, server rows only with `--server-pid`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Churn, Summary, bytes, group};
+use super::{Churn, Subscriptions, Summary, bytes, group};
 use crate::run::SATURATED;
 use crate::stats::{Percentiles, fmt_us};
 
@@ -73,6 +73,9 @@ impl Summary {
                 None => "no seq in the messages: gaps not checked".to_string(),
             },
         ));
+        if let Some(sub) = &self.subscription {
+            subscription_rows(sub, &mut rows);
+        }
         rows.push(("tick latency", percentiles(&self.hists.tick.summary())));
         rows.push(("fairness", self.fairness_text()));
         if let Some(churn) = &self.churn {
@@ -185,6 +188,53 @@ impl Summary {
     }
 }
 
+/// The mode and the distinct sets; per `--subscribe` set its connections and ticks; the
+/// refused `subscribe` messages.
+fn subscription_rows(sub: &Subscriptions, rows: &mut Vec<(&'static str, String)>) {
+    let text = match sub.k {
+        Some(k) => {
+            let of = sub.symbols.map_or_else(String::new, |n| format!(" of {n}"));
+            let seed = sub.seed.map_or_else(String::new, |s| format!(" (seed {s})"));
+            format!(
+                "random {k}{of} symbols per connection{seed}: {} subscribed, {} distinct {}",
+                group(sub.subscribed),
+                group(sub.distinct_sets),
+                if sub.distinct_sets == 1 { "set" } else { "sets" }
+            )
+        }
+        None => format!(
+            "{} --subscribe {}, {} distinct in use; {} connections opened on them",
+            sub.sets.len(),
+            if sub.sets.len() == 1 { "set" } else { "sets" },
+            group(sub.distinct_sets),
+            group(sub.subscribed)
+        ),
+    };
+    let refused = sub.refused_total();
+    let text = if refused > 0 { format!("{text}, {} refused", group(refused)) } else { text };
+    rows.push(("subscription", text));
+    if !sub.sets.is_empty() {
+        let sets: Vec<String> = sub
+            .sets
+            .iter()
+            .map(|s| {
+                let delivered =
+                    s.delivered_percent().map_or_else(String::new, |d| format!(" ({d:.3}%)"));
+                format!(
+                    "{}: {} conn, {} ticks{delivered}",
+                    s.symbols.join(","),
+                    group(s.connections),
+                    group(s.ticks)
+                )
+            })
+            .collect();
+        rows.push(("per set", sets.join("; ")));
+    }
+    if !sub.refused.is_empty() {
+        rows.push(("not subscribed", reasons(&sub.refused)));
+    }
+}
+
 fn percentiles(p: &Percentiles) -> String {
     let f = |v: Option<u64>| v.map_or_else(|| "-".to_string(), fmt_us);
     if p.count == 0 {
@@ -208,8 +258,8 @@ fn reasons(items: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::Storm;
     use crate::summary::tests::empty;
+    use crate::summary::{SetFigures, Storm};
 
     fn row(s: &Summary, label: &str) -> Option<String> {
         s.rows().into_iter().find(|(k, _)| *k == label).map(|(_, v)| v)
@@ -293,5 +343,62 @@ mod tests {
         assert_eq!(row(&s, "churn failed").unwrap(), "token exchange: http status 503: 2");
         assert!(row(&s, "reconnect").unwrap().starts_with("p50 3.00 ms"));
         assert!(row(&s, "token").is_none(), "no token exchange without an API key");
+    }
+
+    #[test]
+    fn subscriptions_show_the_mode_the_distinct_sets_and_each_sets_ticks() {
+        let s = empty();
+        assert!(row(&s, "subscription").is_none(), "every symbol: nothing to say");
+        let set = |symbols: &[&str], connections, ticks, missed| SetFigures {
+            symbols: symbols.iter().map(|s| s.to_string()).collect(),
+            connections,
+            ticks,
+            missed,
+        };
+        let sets =
+            vec![set(&["A", "B"], 2, 990, 10), set(&["B", "A"], 1, 500, 0), set(&["C"], 0, 0, 0)];
+        let s = Summary {
+            subscription: Some(Subscriptions {
+                mode: "sets".into(),
+                k: None,
+                seed: None,
+                symbols: None,
+                subscribed: 3,
+                distinct_sets: crate::summary::distinct_sets(&sets),
+                refused: BTreeMap::new(),
+                sets,
+            }),
+            ..empty()
+        };
+        assert_eq!(
+            row(&s, "subscription").unwrap(),
+            "3 --subscribe sets, 1 distinct in use; 3 connections opened on them"
+        );
+        assert_eq!(
+            row(&s, "per set").unwrap(),
+            "A,B: 2 conn, 990 ticks (99.000%); B,A: 1 conn, 500 ticks (100.000%); C: 0 conn, 0 ticks"
+        );
+        assert!(row(&s, "not subscribed").is_none());
+
+        let s = Summary {
+            subscription: Some(Subscriptions {
+                mode: "random".into(),
+                k: Some(5),
+                seed: Some(42),
+                symbols: Some(30),
+                subscribed: 4,
+                distinct_sets: 4,
+                refused: [("subscribe refused: too many symbols".to_string(), 1)].into(),
+                sets: Vec::new(),
+            }),
+            ..empty()
+        };
+        assert_eq!(
+            row(&s, "subscription").unwrap(),
+            "random 5 of 30 symbols per connection (seed 42): 4 subscribed, 4 distinct sets, 1 refused"
+        );
+        assert!(row(&s, "per set").is_none());
+        assert_eq!(row(&s, "not subscribed").unwrap(), "subscribe refused: too many symbols: 1");
+        assert_eq!(s.errors(), 1, "a refused subscribe is an error");
     }
 }
