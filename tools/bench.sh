@@ -12,6 +12,10 @@
 #   BENCH_RAMP      connections opened per second  [1000/s]
 #   BENCH_THREADS   load-tool threads              [1]
 #   BENCH_PORT      server port on 127.0.0.1       [18081]
+#   BENCH_SERVER_ARGS  extra server flags, e.g. "--symbols-file syms.txt"   []
+#   BENCH_LOAD_ARGS    extra load-tool flags, e.g. "--subscribe-random 5"     []
+#   BENCH_TLS       1: the server speaks TLS with a fresh self-signed certificate
+#                   (openssl), and the load tool connects over https/wss   [0]
 #
 # The server and the load tool share this machine: the "tool cpu" column says how busy
 # the generator was (a saturated generator overstates latency; see its warnings).
@@ -22,7 +26,7 @@ report_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --report) report_dir="${2:?--report needs a folder}"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -33,6 +37,9 @@ warmup="${BENCH_WARMUP:-2s}"
 ramp="${BENCH_RAMP:-1000/s}"
 threads="${BENCH_THREADS:-1}"
 port="${BENCH_PORT:-18081}"
+read -r -a server_args <<<"${BENCH_SERVER_ARGS:-}"
+read -r -a load_args <<<"${BENCH_LOAD_ARGS:-}"
+scheme=http
 
 # Every subscriber is a socket on each side, and both processes inherit this limit.
 max=0
@@ -58,11 +65,25 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 [ -n "$report_dir" ] && mkdir -p "$report_dir"
+if [ "${BENCH_TLS:-0}" = 1 ]; then
+    # A throwaway CA and an ECDSA P-256 leaf for 127.0.0.1 (a CA certificate itself may
+    # not serve as the leaf).
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -days 1 -subj /CN=bench-ca \
+        -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+    openssl req "${ec[@]}" -subj /CN=localhost -keyout "$work/key.pem" -out "$work/leaf.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$work/leaf.ext"
+    openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+        -CAcreateserial -days 1 -extfile "$work/leaf.ext" -out "$work/cert.pem" 2>/dev/null
+    server_args+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+    load_args+=(--ca "$work/ca.pem")
+    scheme=https
+fi
 
 start_server() {
     : >"$work/server.log"
     target/release/crypto-ticker --db "$work/auth.db" --addr "127.0.0.1:$port" --public public \
-        >>"$work/server.log" 2>&1 &
+        ${server_args[@]+"${server_args[@]}"} >>"$work/server.log" 2>&1 &
     server=$!
     for _ in $(seq 100); do
         key="$(sed -n 's/.*demo API key \(created\|exists\).*api_key=\([A-Za-z0-9]*\).*/\2/p' "$work/server.log" | tail -n 1)"
@@ -82,9 +103,10 @@ for n in $counts; do
     report_args=()
     [ -n "$report_dir" ] && report_args=(--report "$report_dir/subscribers-$n.html" --report "$report_dir/subscribers-$n.svg")
     json="$work/subscribers-$n.json"
-    target/release/ticker-load --url "http://127.0.0.1:$port" --api-key "$key" \
+    target/release/ticker-load --url "$scheme://127.0.0.1:$port" --api-key "$key" \
         --connections "$n" --ramp "$ramp" --warmup "$warmup" --duration "$duration" \
         --threads "$threads" --server-pid "$server" --json "$json" --quiet "${report_args[@]}" \
+        ${load_args[@]+"${load_args[@]}"} \
         | grep -E '^(warning|  (connections|failed|dropped)\b)' >&2 || true
     if [ ! -f "$json" ]; then
         echo "bench.sh: the run with $n subscribers wrote no result; server log:" >&2
