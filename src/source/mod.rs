@@ -20,7 +20,7 @@ mod book;
 pub mod check;
 pub mod coinbase;
 pub mod kraken;
-mod time;
+pub mod time;
 pub mod upstream;
 
 use std::borrow::Cow;

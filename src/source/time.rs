@@ -1,5 +1,6 @@
-//! RFC 3339 timestamps (`2022-10-19T23:28:22.061769Z`) to Unix milliseconds, without a
-//! date library: exchanges send UTC times in this one shape.
+//! RFC 3339 timestamps (`2022-10-19T23:28:22.061769Z`) to Unix milliseconds and back,
+//! without a date library: exchanges send UTC times in this one shape (and the fake
+//! exchanges of the tests and `examples/fake_exchange.rs` write it).
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; `None` for anything else.
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
@@ -56,6 +57,28 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     u64::try_from(secs * 1000 + millis).ok()
 }
 
+/// `2024-01-02T03:04:05.678Z` from Unix milliseconds (UTC).
+pub fn format_rfc3339_ms(ms: u64) -> String {
+    let (days, rem) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// algorithm, the inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -79,6 +102,15 @@ mod tests {
         assert_eq!(parse_rfc3339_ms("2023-10-06T17:28:31.3Z"), Some(1_696_613_311_300));
         assert_eq!(parse_rfc3339_ms("2024-02-29T12:00:00+01:00"), Some(1_709_204_400_000));
         assert_eq!(parse_rfc3339_ms("2000-03-01T00:00:00Z"), Some(951_868_800_000));
+    }
+
+    #[test]
+    fn formatting_round_trips_through_parsing() {
+        assert_eq!(format_rfc3339_ms(1_696_613_311_372), "2023-10-06T17:28:31.372Z");
+        assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        for ms in [951_868_800_000, 1_709_204_400_001, 4_102_444_799_999] {
+            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
     }
 
     #[test]
