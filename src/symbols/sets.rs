@@ -112,10 +112,14 @@ impl SetRegistry {
         }
         let mut inner = self.lock();
         if let Some(&id) = inner.ids.get(&set) {
-            let entry = inner.entries[id as usize].as_mut().expect("interned ids have entries");
-            entry.leases += 1;
-            let members = entry.members.clone();
-            return Ok(SetLease { registry: self.clone(), id, members });
+            if let Some(Some(entry)) = inner.entries.get_mut(id as usize) {
+                entry.leases += 1;
+                let members = entry.members.clone();
+                return Ok(SetLease { registry: self.clone(), id, members });
+            }
+            // Every interned id has its entry; were one lost, intern the set afresh
+            // rather than panic in an event loop.
+            inner.ids.remove(&set);
         }
         let frees_one = replacing.is_some_and(
             |old| matches!(inner.entries.get(old.id as usize), Some(Some(e)) if e.leases == 1),
