@@ -24,6 +24,10 @@
 #                     its steady size before the baseline. With the server's 1 h default
 #                     it would grow for the whole first hour, by design.
 #   SOAK_PORT         server port on 127.0.0.1                             [18091]
+#   SOAK_SERVER_ARGS  extra server flags, e.g. "--symbols-file syms.txt"   []
+#   SOAK_LOAD_ARGS    extra load-tool flags, e.g. "--subscribe-random 5"   []
+#                     (with --subscribe-random every churn reconnect takes a new random
+#                     set, so symbol sets are interned and released all run long)
 #   SOAK_OUT          folder for the results                               [target/soak]
 #
 # Results in SOAK_OUT: soak.csv (t_s, rss_kib, fds, cpu_percent), soak.svg (the plot),
@@ -32,7 +36,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-case "${1:-}" in -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -le 1 ] || { echo "soak.sh: one argument at most: DURATION (see --help)" >&2; exit 2; }
 
 # 90s, 30m, 1h → seconds.
@@ -57,6 +61,8 @@ interval="${SOAK_INTERVAL:-10}"
 max_growth="${SOAK_MAX_GROWTH:-5}"
 token_ttl="${SOAK_TOKEN_TTL:-20s}"
 port="${SOAK_PORT:-18091}"
+read -r -a server_args <<<"${SOAK_SERVER_ARGS:-}"
+read -r -a load_args <<<"${SOAK_LOAD_ARGS:-}"
 out="${SOAK_OUT:-target/soak}"
 warmup="${SOAK_WARMUP:-$(( total / 4 < 60 ? 60 : (total / 4 > 300 ? 300 : total / 4) ))}"
 [ "$warmup" -lt "$total" ] || { echo "soak.sh: the warm-up (${warmup}s) leaves nothing to measure" >&2; exit 2; }
@@ -85,7 +91,7 @@ trap 'stop "$load"; stop "$server"; rm -rf "$work"' EXIT
 
 : >"$out/server.log"
 target/release/crypto-ticker --addr "127.0.0.1:$port" --db "$work/auth.db" --public public \
-    --token-ttl "$token_ttl" >>"$out/server.log" 2>&1 &
+    --token-ttl "$token_ttl" ${server_args[@]+"${server_args[@]}"} >>"$out/server.log" 2>&1 &
 server=$!
 key=""
 for _ in $(seq 100); do
@@ -108,6 +114,7 @@ echo "soak.sh: $connections subscribers, churn $churn, ${total}s (warm-up ${warm
 target/release/ticker-load --url "http://127.0.0.1:$port" --api-key "$key" \
     --connections "$connections" --ramp "$ramp" --warmup 2s --duration "${steady}s" \
     --churn "$churn" --threads "$threads" --server-pid "$server" \
+    ${load_args[@]+"${load_args[@]}"} \
     --json "$out/load.json" --report "$out/load.html" --quiet >"$out/load.txt" 2>&1 &
 load=$!
 
