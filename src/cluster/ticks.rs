@@ -21,7 +21,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::Keys;
 use super::lease::{Lease, LeaseState, unique_node_id};
@@ -218,7 +218,7 @@ fn lead(plane: &Plane, node_id: String, mut source: PriceSource) {
                 *first = false;
                 let data = TickData {
                     seq: *next_seq,
-                    ts_us: unix_micros(SystemTime::now()),
+                    ts_us: ticker::unix_micros(SystemTime::now()),
                     fence: *fence,
                     prices: quotes.iter().map(|q| (q.symbol.clone(), q.price)).collect(),
                     sources: quotes.iter().filter_map(|q| q.source).collect(),
@@ -419,10 +419,6 @@ fn mark_down(plane: &Plane, reason: String) {
     if plane.health.set(Some(reason.clone())) {
         crate::warn!("cluster: cut off; ticks paused", reason = reason);
     }
-}
-
-fn unix_micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 fn hostname() -> String {
