@@ -71,6 +71,11 @@ LOAD:
                           upgrade, to the next --url in turn. Churned closes are not
                           drops, reopen failures are counted apart, and a reopened
                           connection starts a new seq baseline (no missed ticks)
+    --token-per-connection
+                          with --api-key: every connection of the ramp too makes its
+                          own token exchange (POST /auth/token on a connection of its
+                          own) before its upgrade, as a crowd of returning browsers
+                          does after a deploy; its handshake time then covers both
 
     The run ends by itself after: the ramp (connections / rate, plus at most
     --connect-timeout for the last handshakes) + warmup + duration + at most 2 s of
@@ -162,6 +167,8 @@ pub(crate) struct Args {
     pub(crate) bind: Vec<IpAddr>,
     /// `--churn`: closes and reopens per second in the steady window.
     pub(crate) churn_per_sec: Option<f64>,
+    /// `--token-per-connection`: a token exchange before every ramp upgrade too.
+    pub(crate) token_per_connection: bool,
     /// `--subscribe` (repeatable) or `--subscribe-random K` (with `--seed`, or a seed
     /// drawn here); every symbol when neither is given.
     pub(crate) subscription: Subscription,
@@ -247,6 +254,7 @@ where
         threads: 1,
         bind: Vec::new(),
         churn_per_sec: None,
+        token_per_connection: false,
         subscription: Subscription::All,
         server_pid: None,
         json: None,
@@ -284,6 +292,7 @@ where
             }
             "--ramp" => args.ramp_per_sec = parse_rate("--ramp", &value("--ramp")?)?,
             "--churn" => args.churn_per_sec = Some(parse_rate("--churn", &value("--churn")?)?),
+            "--token-per-connection" => args.token_per_connection = true,
             "--warmup" => args.warmup = duration("--warmup", &value("--warmup")?)?,
             "--duration" | "-d" => args.duration = duration("--duration", &value("--duration")?)?,
             "--connect-timeout" => {
@@ -339,6 +348,9 @@ where
         (None, None, false) => return Err(ArgError::NoAuth),
         _ => return Err(ArgError::Conflict("use only one of --api-key, --token, --no-auth")),
     };
+    if args.token_per_connection && !matches!(args.auth, Auth::ApiKey(_)) {
+        return Err(ArgError::Conflict("--token-per-connection needs --api-key"));
+    }
     if args.token_in_query && args.auth == Auth::None {
         return Err(ArgError::Conflict("--token-in-query needs a token"));
     }
@@ -629,6 +641,18 @@ mod tests {
         assert_eq!(parse_ramp("7"), Ok(7.0));
         assert!(parse_ramp("0/s").is_err());
         assert!(parse_ramp("5/h").is_err());
+    }
+
+    #[test]
+    fn token_per_connection_needs_an_api_key() {
+        assert!(!run("--api-key K").unwrap().token_per_connection);
+        assert!(run("--api-key K --token-per-connection").unwrap().token_per_connection);
+        for other in ["--no-auth", "--token T"] {
+            assert_eq!(
+                run(&format!("{other} --token-per-connection")),
+                Err(ArgError::Conflict("--token-per-connection needs --api-key"))
+            );
+        }
     }
 
     #[test]

@@ -181,10 +181,13 @@ impl Conn {
         }
     }
 
-    /// A churn reconnect whose connect to get a token has started (`transport` goes to
-    /// the server's `POST /auth/token`); the upgrade to `to` follows with that token.
+    /// A churn reconnect (or, with `--token-per-connection`, a ramp connection) whose
+    /// connect to get a token has started (`transport` goes to the server's
+    /// `POST /auth/token`); the upgrade to `to` follows with that token.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn token_first(
         transport: Transport,
+        origin: Origin,
         started: Instant,
         host_header: &str,
         api_key: &str,
@@ -196,7 +199,7 @@ impl Conn {
         let mut conn = Conn::new(
             transport,
             started,
-            Origin::Churn,
+            origin,
             |out, k| {
                 auth::write_request(out, host_header, api_key);
                 key = k.to_string();
@@ -367,7 +370,11 @@ impl Conn {
         };
         match auth::token_from(status, body) {
             Ok(token) => {
-                meter.on_token(self.started.elapsed());
+                // The churn figures time the token apart; a ramp connection's handshake
+                // time covers its token exchange and upgrade together.
+                if self.origin == Origin::Churn {
+                    meter.on_token(self.started.elapsed());
+                }
                 Ok(Some(token))
             }
             Err(AuthError::Status(code, _)) => failed(Reason::TokenStatus(code)),

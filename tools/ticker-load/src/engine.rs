@@ -65,6 +65,9 @@ pub(crate) struct Plan {
     pub(crate) bind: Vec<IpAddr>,
     /// `--churn`: connections closed and reopened per second in the steady window.
     pub(crate) churn_per_sec: Option<f64>,
+    /// `--token-per-connection`: ramp connections get a fresh token first, as churn
+    /// reconnects always do.
+    pub(crate) token_per_connection: bool,
     /// `--subscribe` or `--subscribe-random`; connection `i` takes set `i % n`.
     pub(crate) subscription: Subscription,
 }
@@ -308,8 +311,8 @@ impl<'a> Engine<'a> {
 
 /// Starts connection `i`'s TCP connect (with its TLS session for a TLS endpoint), with
 /// its upgrade request queued (carrying its `--subscribe` set); or, for a churn reconnect
-/// with an API key, its token request, the upgrade to follow. Its handshake time counts
-/// from here.
+/// with an API key (or any connection with `--token-per-connection`), its token request,
+/// the upgrade to follow. Its handshake time counts from here.
 fn start_conn(
     plan: &Plan,
     i: usize,
@@ -322,7 +325,8 @@ fn start_conn(
     let source = plan.source(i);
     let sub = plan.subscription(i, set);
     let transport = Transport::connect(endpoint.remote, source, endpoint.tls.as_ref())?;
-    if let (Origin::Churn, Some(reauth)) = (origin, &endpoint.reauth) {
+    let fresh_token = origin == Origin::Churn || plan.token_per_connection;
+    if let (true, Some(reauth)) = (fresh_token, &endpoint.reauth) {
         let to = Upgrade {
             remote: endpoint.remote,
             source,
@@ -334,7 +338,9 @@ fn start_conn(
         };
         let (host, key) = (&endpoint.host_header, &reauth.api_key);
         let (random, mask) = (rng.bytes16(), rng.next());
-        return Ok(Conn::token_first(transport, now, host, key, to, random, mask).subscribing(sub));
+        return Ok(
+            Conn::token_first(transport, origin, now, host, key, to, random, mask).subscribing(sub)
+        );
     }
     let path = plan.request_path(&endpoint.path, &sub);
     let request = |out: &mut Vec<u8>, key: &str| {
@@ -374,6 +380,7 @@ mod tests {
             threads: 1,
             bind: vec![[127, 0, 0, 2].into(), [127, 0, 0, 3].into(), [127, 0, 0, 4].into()],
             churn_per_sec: None,
+            token_per_connection: false,
             subscription: Subscription::All,
         };
         let ports: Vec<u16> = (0..4).map(|i| plan.endpoint(i).remote.port()).collect();
@@ -391,6 +398,7 @@ mod tests {
             threads: 1,
             bind: Vec::new(),
             churn_per_sec: None,
+            token_per_connection: false,
             subscription,
         }
     }

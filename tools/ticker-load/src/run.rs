@@ -137,6 +137,7 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         threads: args.threads,
         bind: args.bind.clone(),
         churn_per_sec: args.churn_per_sec,
+        token_per_connection: args.token_per_connection,
         subscription: args.subscription.clone(),
     };
 

@@ -461,6 +461,7 @@ fn bad_arguments_exit_with_two_and_help_documents_every_flag() {
         "--report",
         "--quiet",
         "--churn",
+        "--token-per-connection",
         "--subscribe",
         "--subscribe-random",
         "--seed",
@@ -538,6 +539,40 @@ fn churn_reopens_connections_with_a_fresh_token_each_and_counts_no_drop_failure_
     // 1000/s is a storm: the table says when all were live.
     assert!(stdout.contains("all 8 live after"), "{stdout}");
     assert!(stdout.contains("churn") && stdout.contains("reconnect"), "{stdout}");
+}
+
+#[test]
+fn token_per_connection_makes_every_ramp_connection_exchange_its_own_token() {
+    let dir = TempDir::new("token_per_connection");
+    let (addr, seen) = start_server_with(Ticks::Global);
+    let json = dir.file("storm.json");
+    let url = format!("http://{addr}");
+    let out = ticker_load(&[
+        "--url",
+        &url,
+        "--api-key",
+        KEY,
+        "--token-per-connection",
+        "-c",
+        "6",
+        "--ramp",
+        "1000/s",
+        "--warmup",
+        "100ms",
+        "--duration",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v = read_json(&json);
+    assert_eq!(f(&v, "/connections/opened"), 6.0, "{v:#}");
+    assert_eq!(f(&v, "/connections/failed"), 0.0);
+    // One token when the run starts, then one per connection, each before its upgrade.
+    assert_eq!(seen.token_requests.load(Ordering::Relaxed), 1 + 6);
+    assert_eq!(seen.sessions.load(Ordering::Relaxed), 6);
+    assert!(f(&v, "/steady/delivered_percent") > 99.0);
 }
 
 #[test]
