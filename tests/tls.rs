@@ -197,6 +197,110 @@ fn the_page_the_token_route_and_the_ticker_all_work_over_tls() {
     keeps_ticking(&mut ws);
 }
 
+/// A client that offers only `suite` (and its protocol version).
+fn client_with_suite(ca: &Ca, suite: rustls::SupportedCipherSuite) -> Arc<ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![suite];
+    let version = match suite {
+        rustls::SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
+        rustls::SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
+    };
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.cert.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// After the upgrade the server runs the session's TLS records itself (keys taken from
+/// rustls): both directions must still work in every suite it offers, and the end must
+/// be an orderly close (close frame, then close_notify, then FIN).
+#[test]
+fn an_upgraded_session_talks_both_ways_in_every_suite_and_closes_cleanly() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    use tungstenite::Message;
+    use tungstenite::protocol::CloseFrame;
+    use tungstenite::protocol::frame::coding::CloseCode;
+
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let token = token_over_tls(&s, ca.client());
+    for suite in [
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let name = format!("{:?}", suite.suite());
+        let mut ws = wss(&s, client_with_suite(&ca, suite), &token);
+        keeps_ticking(&mut ws);
+        // Client → server records: a subscription change, an app-level ping, a
+        // WebSocket ping; each answered.
+        ws.send(Message::text(r#"{"type":"subscribe","symbols":["BTC-USD"]}"#)).unwrap();
+        let answer = next_of_type(&mut ws, "subscriptions");
+        assert_eq!(answer["symbols"], serde_json::json!(["BTC-USD"]), "{name}");
+        let tick = next_of_type(&mut ws, "ticker");
+        let symbols: Vec<&str> = tick["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["symbol"].as_str().unwrap())
+            .collect();
+        assert_eq!(symbols, ["BTC-USD"], "{name}: {tick}");
+        ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
+        next_of_type(&mut ws, "pong");
+        ws.send(Message::Ping(b"are you there".to_vec().into())).unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            assert!(Instant::now() < deadline, "{name}: no pong frame");
+            if let Message::Pong(data) = ws.read().unwrap() {
+                assert_eq!(&data[..], b"are you there", "{name}");
+                break;
+            }
+        }
+        ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).unwrap();
+        assert_eq!(read_until_close(&mut ws), Some(1000), "{name}");
+        // The server's close_notify then FIN: the TLS stream ends cleanly, no truncation.
+        let MaybeTlsStream::Rustls(tls) = ws.get_mut() else { panic!("not TLS") };
+        let mut rest = Vec::new();
+        let end = tls.read_to_end(&mut rest);
+        assert!(end.is_ok(), "{name}: the session ended without close_notify: {end:?}");
+    }
+}
+
+/// A TLS 1.3 key update from the client after the upgrade cannot be followed by keys
+/// taken out of rustls: that session ends, and only that one.
+#[test]
+fn a_key_update_after_the_upgrade_ends_that_session_only() {
+    use tungstenite::Message;
+
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let token = token_over_tls(&s, ca.client());
+    let mut bystander = wss(&s, ca.client(), &token);
+    let tls13 =
+        client_with_suite(&ca, rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256);
+    let mut ws = wss(&s, tls13, &token);
+    keeps_ticking(&mut ws);
+    let MaybeTlsStream::Rustls(tls) = ws.get_mut() else { panic!("not TLS") };
+    tls.conn.refresh_traffic_keys().unwrap();
+    let _ = ws.send(Message::text(r#"{"type":"ping"}"#));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(Instant::now() < deadline, "the session outlived the key update");
+        match ws.read() {
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    keeps_ticking(&mut bystander);
+}
+
 #[test]
 fn the_port_speaks_only_tls_and_an_untrusted_certificate_is_refused() {
     let ca = Ca::new("test CA");

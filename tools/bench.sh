@@ -14,8 +14,14 @@
 #   BENCH_PORT      server port on 127.0.0.1       [18081]
 #   BENCH_SERVER_ARGS  extra server flags, e.g. "--symbols-file syms.txt"   []
 #   BENCH_LOAD_ARGS    extra load-tool flags, e.g. "--subscribe-random 5"     []
+#   BENCH_PIN       1: the server runs on CPU 0 and the load tool on CPU 1 (taskset), so
+#                   every run schedules them alike: unpinned, the two sometimes share a
+#                   core and sometimes not, which moves the kernel's wake-up work (charged
+#                   to the sender on loopback) and the CPU per frame by up to 30 %.
+#                   shared: both on CPU 0 (the tool drains after each fan-out)   [0]
 #   BENCH_TLS       1: the server speaks TLS with a fresh self-signed certificate
 #                   (openssl), and the load tool connects over https/wss   [0]
+#   BENCH_SERVER_BIN  the server binary, to compare builds  [target/release/crypto-ticker]
 #
 # The server and the load tool share this machine: the "tool cpu" column says how busy
 # the generator was (a saturated generator overstates latency; see its warnings).
@@ -26,7 +32,7 @@ report_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --report) report_dir="${2:?--report needs a folder}"; shift 2 ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -40,6 +46,12 @@ port="${BENCH_PORT:-18081}"
 read -r -a server_args <<<"${BENCH_SERVER_ARGS:-}"
 read -r -a load_args <<<"${BENCH_LOAD_ARGS:-}"
 scheme=http
+server_pin=()
+load_pin=()
+case "${BENCH_PIN:-0}" in
+    1) server_pin=(taskset -c 0); load_pin=(taskset -c 1) ;;
+    shared) server_pin=(taskset -c 0); load_pin=(taskset -c 0) ;;
+esac
 
 # Every subscriber is a socket on each side, and both processes inherit this limit.
 max=0
@@ -82,7 +94,7 @@ fi
 
 start_server() {
     : >"$work/server.log"
-    target/release/crypto-ticker --db "$work/auth.db" --addr "127.0.0.1:$port" --public public \
+    ${server_pin[@]+"${server_pin[@]}"} "${BENCH_SERVER_BIN:-target/release/crypto-ticker}" --db "$work/auth.db" --addr "127.0.0.1:$port" --public public \
         ${server_args[@]+"${server_args[@]}"} >>"$work/server.log" 2>&1 &
     server=$!
     for _ in $(seq 100); do
@@ -103,7 +115,7 @@ for n in $counts; do
     report_args=()
     [ -n "$report_dir" ] && report_args=(--report "$report_dir/subscribers-$n.html" --report "$report_dir/subscribers-$n.svg")
     json="$work/subscribers-$n.json"
-    target/release/ticker-load --url "$scheme://127.0.0.1:$port" --api-key "$key" \
+    ${load_pin[@]+"${load_pin[@]}"} target/release/ticker-load --url "$scheme://127.0.0.1:$port" --api-key "$key" \
         --connections "$n" --ramp "$ramp" --warmup "$warmup" --duration "$duration" \
         --threads "$threads" --server-pid "$server" --json "$json" --quiet "${report_args[@]}" \
         ${load_args[@]+"${load_args[@]}"} \

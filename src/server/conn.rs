@@ -52,6 +52,9 @@ pub(crate) trait Socket: Read + Write {
     fn send_pending(&mut self) -> io::Result<bool> {
         Ok(true)
     }
+    /// The connection became a WebSocket session (TLS hands its records over to the
+    /// server's own record layer).
+    fn start_session(&mut self) {}
 }
 
 impl Socket for TcpStream {
@@ -228,6 +231,7 @@ impl<S: Socket> Conn<S> {
         metrics: &Metrics,
     ) {
         debug_assert!(matches!(self.state, State::Http { .. }));
+        self.socket.start_session();
         self.queue(switching_protocols, now);
         self.out.push(frame::encode_frame(OpCode::Text, welcome));
         if let Some(snapshot) = snapshot {

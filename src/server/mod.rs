@@ -25,6 +25,7 @@ mod conn;
 pub mod fanout;
 mod handle;
 mod outbox;
+mod records;
 mod shard;
 mod startup;
 pub mod tls;

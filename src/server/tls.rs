@@ -73,6 +73,8 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(cert.clone());
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        // WebSocket sessions run their records in `records.rs` with keys taken from rustls.
+        config.enable_secret_extraction = true;
         Ok(Tls {
             config: Arc::new(config),
             cert,

@@ -17,15 +17,18 @@
 //! rustls wants to send go out straight away. A TLS error (plain HTTP, garbage, an old
 //! protocol version) is an `InvalidData` read error: the caller closes that connection.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::ops::Range;
 
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use rustls::ServerConnection;
+use rustls::{ServerConnection, SupportedCipherSuite};
 
 use super::conn::Socket;
+use super::records::{self, Records};
 
 /// Cap on what rustls buffers per connection, plaintext waiting for the handshake plus
 /// ciphertext waiting for the socket: a TLS record's worth (16 KiB) and its overhead.
@@ -41,56 +44,312 @@ pub(crate) enum Transport {
 /// A server-side TLS session over a TCP socket.
 pub(crate) struct TlsStream {
     tcp: TcpStream,
-    tls: ServerConnection,
+    mode: Mode,
     peer: SocketAddr,
 }
+
+/// Who runs the TLS records: rustls until the connection becomes a WebSocket session
+/// and rustls has sent everything it holds, this server's record layer after.
+enum Mode {
+    Rustls {
+        conn: ServerConnection,
+        /// The session started: hand over once rustls' pending ciphertext is out.
+        hand_over: bool,
+    },
+    Records(Session),
+    /// The hand-over failed (rustls refused to give up the keys): only an error is left.
+    Failed,
+}
+
+/// An upgraded session's record layer and its few buffers, empty (unallocated) most of
+/// the time: a tick is sealed into the event loop's scratch buffer and written at once.
+struct Session {
+    records: Records,
+    /// Ciphertext the socket did not take; `pending_from` is where the rest starts.
+    pending: Vec<u8>,
+    pending_from: usize,
+    /// Bytes received and not yet opened; `plain` is the opened record's unread
+    /// plaintext inside it, `record_end` where that record ends.
+    rx: Vec<u8>,
+    plain: Range<usize>,
+    record_end: usize,
+    /// The peer sent `close_notify`: reads return EOF.
+    peer_closed: bool,
+}
+
+thread_local! {
+    /// The event loop's buffer for sealing: one per io-thread, warm in cache, instead of
+    /// a buffer per connection.
+    static SEAL_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most bytes read from TCP at once into a session's receive buffer (one full record).
+const RX_CHUNK: usize = records::MAX_FRAGMENT + 2048 + 5;
 
 impl TlsStream {
     pub(crate) fn new(tcp: TcpStream, mut tls: ServerConnection, peer: SocketAddr) -> TlsStream {
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        TlsStream { tcp, tls, peer }
+        TlsStream { tcp, mode: Mode::Rustls { conn: tls, hand_over: false }, peer }
     }
 
     /// Writes pending ciphertext until none is left (`Ok(true)`) or the socket is full
-    /// (`Ok(false)`, and a writable event is due).
+    /// (`Ok(false)`, and a writable event is due). With nothing left and a session
+    /// started, the record layer takes over.
     fn send_ciphertext(&mut self) -> io::Result<bool> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
+        match &mut self.mode {
+            Mode::Rustls { conn, hand_over } => {
+                while conn.wants_write() {
+                    match conn.write_tls(&mut SendOne(&mut self.tcp)) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if *hand_over {
+                    self.hand_over()?;
+                }
+                Ok(true)
+            }
+            Mode::Records(session) => session.send_pending(&mut self.tcp),
+            Mode::Failed => Err(handed_over_failed()),
+        }
+    }
+
+    /// rustls → this server's record layer: the traffic keys and sequence numbers are
+    /// taken out of rustls, which is dropped (its buffers with it). Only called with
+    /// nothing left to send; a connection whose keys cannot be taken ends.
+    fn hand_over(&mut self) -> io::Result<()> {
+        let Mode::Rustls { conn, .. } = std::mem::replace(&mut self.mode, Mode::Failed) else {
+            return Ok(());
+        };
+        let limit = match conn.negotiated_cipher_suite() {
+            Some(SupportedCipherSuite::Tls13(s)) => s.common.confidentiality_limit,
+            Some(SupportedCipherSuite::Tls12(s)) => s.common.confidentiality_limit,
+            None => 0,
+        };
+        let version = conn.protocol_version();
+        // Deprecated in favour of the unbuffered connection's kernel hand-over, which
+        // adds key updates; the buffered connection serves HTTP here, so this is the one.
+        #[allow(deprecated)]
+        let taken =
+            conn.dangerous_extract_secrets().map_err(|e| e.to_string()).and_then(|secrets| {
+                let version = version.ok_or_else(|| "no protocol version".to_string())?;
+                Records::new(version, limit, secrets).map_err(|e| e.to_string())
+            });
+        match taken {
+            Ok(records) => {
+                self.mode = Mode::Records(Session {
+                    records,
+                    pending: Vec::new(),
+                    pending_from: 0,
+                    rx: Vec::new(),
+                    plain: 0..0,
+                    record_end: 0,
+                    peer_closed: false,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                crate::warn!("TLS session hand-over failed; closing", peer = self.peer, error = e);
+                Err(handed_over_failed())
+            }
+        }
+    }
+
+    /// The connection became a WebSocket session: its records go to this server's
+    /// record layer as soon as rustls has nothing left to send (at once, normally).
+    pub(crate) fn start_session(&mut self) {
+        if let Mode::Rustls { hand_over, .. } = &mut self.mode {
+            *hand_over = true;
+        }
+        // A full socket defers it to the writable event; an error closes at the next
+        // read or write.
+        let _ = self.send_ciphertext();
+    }
+
+    /// A TLS protocol error: send the alert rustls queued (best effort), log, and turn it
+    /// into the read error that closes the connection.
+    fn fail(&mut self, e: impl std::fmt::Display) -> io::Error {
+        let _ = self.send_ciphertext();
+        crate::debug!("TLS error; closing", peer = self.peer, error = e);
+        io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+    }
+}
+
+fn handed_over_failed() -> io::Error {
+    io::Error::other("TLS session hand-over failed")
+}
+
+/// rustls hands its ciphertext over as a list of buffers (`write_vectored`). A record
+/// is one buffer: sent with `send`, as plain TCP sends, because `writev` takes a longer
+/// way through the kernel (the file's position lock, the generic vectored write).
+/// Several buffers (a handshake flight) still go out in one `writev`.
+struct SendOne<'a>(&'a mut TcpStream);
+
+impl Write for SendOne<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut full = bufs.iter().filter(|b| !b.is_empty());
+        match (full.next(), full.next()) {
+            (Some(one), None) => self.0.write(one),
+            (None, _) => Ok(0),
+            _ => self.0.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Seals up to one record of `buf` and sends it; what the socket does not take
+    /// waits in `pending` (one record at most: nothing is sealed while some waits).
+    fn write(&mut self, tcp: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+        if !self.send_pending(tcp)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(records::MAX_FRAGMENT);
+        self.send_record(tcp, records::APPLICATION_DATA, &buf[..n])?;
+        Ok(n)
+    }
+
+    fn send_record(
+        &mut self,
+        tcp: &mut TcpStream,
+        content_type: u8,
+        plain: &[u8],
+    ) -> io::Result<()> {
+        SEAL_SCRATCH.with(|scratch| {
+            let mut out = scratch.borrow_mut();
+            out.clear();
+            self.records
+                .seal(content_type, plain, &mut out)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let sent = loop {
+                match tcp.write(&out) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            if sent < out.len() {
+                self.pending.extend_from_slice(&out[sent..]);
+            }
+            Ok(())
+        })
+    }
+
+    fn send_pending(&mut self, tcp: &mut TcpStream) -> io::Result<bool> {
+        while self.pending_from < self.pending.len() {
+            match tcp.write(&self.pending[self.pending_from..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+                Ok(n) => self.pending_from += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        if self.pending_from > 0 {
+            self.pending = Vec::new();
+            self.pending_from = 0;
+        }
         Ok(true)
     }
 
-    /// A TLS protocol error: send the alert rustls queued (best effort), log, and turn it
-    /// into the read error that closes the connection.
-    fn fail(&mut self, e: rustls::Error) -> io::Error {
-        let _ = self.send_ciphertext();
-        crate::debug!("TLS error; closing", peer = self.peer, error = e);
-        io::Error::new(io::ErrorKind::InvalidData, e)
+    /// Plaintext of the peer's application-data records; `Ok(0)` at `close_notify` or
+    /// TCP EOF; an error for anything a session may not receive.
+    fn read(&mut self, tcp: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.plain.is_empty() {
+                let n = self.plain.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.rx[self.plain.start..self.plain.start + n]);
+                self.plain.start += n;
+                return Ok(n);
+            }
+            if self.peer_closed {
+                return Ok(0);
+            }
+            if self.record_end > 0 {
+                self.rx.drain(..self.record_end);
+                self.record_end = 0;
+            }
+            let opened = self
+                .records
+                .open(&mut self.rx)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Some(opened) = opened {
+                self.record_end = opened.consumed;
+                if opened.content_type == records::ALERT {
+                    records::alert(&self.rx[opened.plain])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    self.peer_closed = true;
+                    return Ok(0);
+                }
+                self.plain = opened.plain;
+                continue;
+            }
+            // Need more bytes: read a record's worth at most, then free the buffer again
+            // when the socket is drained, so an idle session holds none.
+            let have = self.rx.len();
+            self.rx.resize(have + RX_CHUNK, 0);
+            let got = tcp.read(&mut self.rx[have..]);
+            self.rx.truncate(have + *got.as_ref().unwrap_or(&0));
+            match got {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) => {
+                    if self.rx.is_empty() {
+                        self.rx = Vec::new();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// `close_notify`, then what is pending, best effort.
+    fn close_notify(&mut self, tcp: &mut TcpStream) {
+        if self.send_pending(tcp).unwrap_or(false) {
+            let _ = self.send_record(tcp, records::ALERT, &records::CLOSE_NOTIFY);
+        }
     }
 }
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            let conn = match &mut self.mode {
+                Mode::Rustls { conn, .. } => conn,
+                Mode::Records(session) => {
+                    return session.read(&mut self.tcp, buf).map_err(|e| {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            crate::debug!("TLS error; closing", peer = self.peer, error = e);
+                        }
+                        e
+                    });
+                }
+                Mode::Failed => return Err(handed_over_failed()),
+            };
             // Plaintext already decrypted goes first; `Ok(0)` here is the peer's
             // close_notify, an orderly end.
-            match self.tls.reader().read(buf) {
+            match conn.reader().read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            match self.tls.read_tls(&mut self.tcp) {
+            match conn.read_tls(&mut self.tcp) {
                 // TCP EOF without close_notify: treated as EOF, as for plain TCP (HTTP
                 // framing says whether anything was cut short).
                 Ok(0) => return Ok(0),
                 Ok(_) => {
-                    if let Err(e) = self.tls.process_new_packets() {
+                    if let Err(e) = conn.process_new_packets() {
                         return Err(self.fail(e));
                     }
                     // Handshake messages, tickets, alerts: out now, or at the writable
@@ -109,7 +368,12 @@ impl Write for TlsStream {
             // Still full: encrypt nothing more (the caller keeps, and conflates, plaintext).
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = self.tls.writer().write(buf)?;
+        let conn = match &mut self.mode {
+            Mode::Rustls { conn, .. } => conn,
+            Mode::Records(session) => return session.write(&mut self.tcp, buf),
+            Mode::Failed => return Err(handed_over_failed()),
+        };
+        let n = conn.writer().write(buf)?;
         if n == 0 && !buf.is_empty() {
             // Only while handshaking with the buffer at its limit; the handshake's own
             // progress (a read, a writable event) comes first.
@@ -158,8 +422,14 @@ impl Socket for Transport {
         match self {
             Transport::Plain(tcp) => tcp.shutdown(Shutdown::Write),
             Transport::Tls(tls) => {
-                tls.tls.send_close_notify();
-                let _ = tls.send_ciphertext();
+                match &mut tls.mode {
+                    Mode::Rustls { conn, .. } => {
+                        conn.send_close_notify();
+                        let _ = tls.send_ciphertext();
+                    }
+                    Mode::Records(session) => session.close_notify(&mut tls.tcp),
+                    Mode::Failed => {}
+                }
                 tls.tcp.shutdown(Shutdown::Write)
             }
         }
@@ -176,6 +446,12 @@ impl Socket for Transport {
         match self {
             Transport::Plain(_) => Ok(true),
             Transport::Tls(tls) => tls.send_ciphertext(),
+        }
+    }
+
+    fn start_session(&mut self) {
+        if let Transport::Tls(tls) = self {
+            tls.start_session();
         }
     }
 }
