@@ -25,7 +25,7 @@ mod conn;
 pub mod fanout;
 mod handle;
 mod outbox;
-mod records;
+pub(crate) mod records;
 mod shard;
 mod startup;
 pub mod tls;
