@@ -17,6 +17,9 @@
 #   STORM_HOLD       how long the storm's clients stay once all are live  [1s]
 #   STORM_SERVER     server binary (to compare builds)  [target/release/crypto-ticker]
 #   STORM_SERVER_ARGS  extra server flags                       []
+#   STORM_TLS        1: the server speaks TLS (a fresh ECDSA P-256 certificate), and both
+#                    load tools connect over https/wss, every storm client making a
+#                    full TLS handshake for its token and another for its upgrade  [0]
 #   STORM_NICE       niceness of the storm's generator          [10]
 #   STORM_PORT       server port on 127.0.0.1                   [18091]
 #   STORM_KEEP       1: keep the work folder (logs, JSON) and print where  []
@@ -62,6 +65,21 @@ stop_server() {
 }
 trap 'stop_server; [ -n "${STORM_KEEP:-}" ] || rm -rf "$work"' EXIT
 
+scheme=http
+load_args=()
+if [ "${STORM_TLS:-0}" = 1 ]; then
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -days 1 -subj /CN=storm-ca \
+        -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+    openssl req "${ec[@]}" -subj /CN=localhost -keyout "$work/key.pem" -out "$work/leaf.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$work/leaf.ext"
+    openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
+        -CAcreateserial -days 1 -extfile "$work/leaf.ext" -out "$work/cert.pem" 2>/dev/null
+    server_args+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+    load_args+=(--ca "$work/ca.pem")
+    scheme=https
+fi
+
 start_server() {
     rm -f "$work/auth.db"*
     : >"$work/server.log"
@@ -83,16 +101,17 @@ printf '%-4s %-10s %-14s %-13s %-13s %-16s %-16s\n' run storm_live all_live_afte
     handshake_p50 handshake_p99 existing_tick_p99 worst_second_p99
 for run in $(seq "$runs"); do
     start_server
-    url="http://127.0.0.1:$port"
+    url="$scheme://127.0.0.1:$port"
     target/release/ticker-load --url "$url" --api-key "$key" --connections "$existing" \
         --ramp 2000/s --warmup 2s --duration "$window" --quiet --json "$work/existing.json" \
+        ${load_args[@]+"${load_args[@]}"} \
         >"$work/existing.out" &
     steady=$!
     # The existing subscribers' window opens after their ramp and warmup.
     sleep "$(awk -v n="$existing" -v at="$at" 'BEGIN { print n / 2000 + 2 + at }')"
     nice -n "${STORM_NICE:-10}" target/release/ticker-load --url "$url" --api-key "$key" --token-per-connection \
         --connections "$clients" --ramp "$ramp" --warmup 0 --duration "${STORM_HOLD:-1s}" --quiet \
-        --json "$work/storm.json" >"$work/storm.out" || true
+        --json "$work/storm.json" ${load_args[@]+"${load_args[@]}"} >"$work/storm.out" || true
     wait "$steady" || true
     python3 - "$run" "$work/existing.json" "$work/storm.json" <<'EOF'
 import json, sys
