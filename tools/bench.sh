@@ -64,53 +64,24 @@ fi
 
 cargo build --release -p crypto-ticker -p ticker-load >&2
 
+# shellcheck source=tools/server-common.sh
+. tools/server-common.sh
 work="$(mktemp -d)"
 server=""
-stop_server() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
-    server=""
-}
 trap 'stop_server; rm -rf "$work"' EXIT
 [ -n "$report_dir" ] && mkdir -p "$report_dir"
 if [ "${BENCH_TLS:-0}" = 1 ]; then
-    # A throwaway CA and an ECDSA P-256 leaf for 127.0.0.1 (a CA certificate itself may
-    # not serve as the leaf).
-    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-    openssl req -x509 "${ec[@]}" -days 1 -subj /CN=bench-ca \
-        -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-    openssl req "${ec[@]}" -subj /CN=localhost -keyout "$work/key.pem" -out "$work/leaf.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$work/leaf.ext"
-    openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
-        -CAcreateserial -days 1 -extfile "$work/leaf.ext" -out "$work/cert.pem" 2>/dev/null
+    make_certificate "$work"
     server_args+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
     load_args+=(--ca "$work/ca.pem")
     scheme=https
 fi
 
-start_server() {
-    : >"$work/server.log"
-    ${server_pin[@]+"${server_pin[@]}"} "${BENCH_SERVER_BIN:-target/release/crypto-ticker}" --db "$work/auth.db" --addr "127.0.0.1:$port" --public public \
-        ${server_args[@]+"${server_args[@]}"} >>"$work/server.log" 2>&1 &
-    server=$!
-    for _ in $(seq 100); do
-        key="$(sed -n 's/.*demo API key \(created\|exists\).*api_key=\([A-Za-z0-9]*\).*/\2/p' "$work/server.log" | tail -n 1)"
-        if [ -n "$key" ] && grep -q "listening" "$work/server.log"; then return 0; fi
-        kill -0 "$server" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "bench.sh: the server did not start; its log:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-}
-
 jsons=()
 for n in $counts; do
-    start_server
+    start_server "$work/server.log" ${server_pin[@]+"${server_pin[@]}"} \
+        "${BENCH_SERVER_BIN:-target/release/crypto-ticker}" --db "$work/auth.db" \
+        --addr "127.0.0.1:$port" --public public ${server_args[@]+"${server_args[@]}"}
     echo "bench.sh: $n subscribers, ramp $ramp, warmup $warmup, steady $duration" >&2
     report_args=()
     [ -n "$report_dir" ] && report_args=(--report "$report_dir/subscribers-$n.html" --report "$report_dir/subscribers-$n.svg")

@@ -51,56 +51,28 @@ fi
 
 cargo build --release -p crypto-ticker -p ticker-load >&2
 
+# shellcheck source=tools/server-common.sh
+. tools/server-common.sh
 work="$(mktemp -d)"
 [ -n "${STORM_KEEP:-}" ] && echo "storm.sh: work folder $work" >&2
 server=""
-stop_server() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
-    server=""
-}
 trap 'stop_server; [ -n "${STORM_KEEP:-}" ] || rm -rf "$work"' EXIT
 
 scheme=http
 load_args=()
 if [ "${STORM_TLS:-0}" = 1 ]; then
-    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-    openssl req -x509 "${ec[@]}" -days 1 -subj /CN=storm-ca \
-        -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
-    openssl req "${ec[@]}" -subj /CN=localhost -keyout "$work/key.pem" -out "$work/leaf.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$work/leaf.ext"
-    openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" \
-        -CAcreateserial -days 1 -extfile "$work/leaf.ext" -out "$work/cert.pem" 2>/dev/null
+    make_certificate "$work"
     server_args+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
     load_args+=(--ca "$work/ca.pem")
     scheme=https
 fi
 
-start_server() {
-    rm -f "$work/auth.db"*
-    : >"$work/server.log"
-    "$server_bin" --db "$work/auth.db" --addr "127.0.0.1:$port" --public public \
-        ${server_args[@]+"${server_args[@]}"} >>"$work/server.log" 2>&1 &
-    server=$!
-    for _ in $(seq 100); do
-        key="$(sed -n 's/.*demo API key \(created\|exists\).*api_key=\([A-Za-z0-9]*\).*/\2/p' "$work/server.log" | tail -n 1)"
-        if [ -n "$key" ] && grep -q "listening" "$work/server.log"; then return 0; fi
-        kill -0 "$server" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "storm.sh: the server did not start; its log:" >&2
-    cat "$work/server.log" >&2
-    exit 1
-}
-
 printf '%-4s %-10s %-14s %-13s %-13s %-16s %-16s\n' run storm_live all_live_after \
     handshake_p50 handshake_p99 existing_tick_p99 worst_second_p99
 for run in $(seq "$runs"); do
-    start_server
+    rm -f "$work/auth.db"*
+    start_server "$work/server.log" "$server_bin" --db "$work/auth.db" \
+        --addr "127.0.0.1:$port" --public public ${server_args[@]+"${server_args[@]}"}
     url="$scheme://127.0.0.1:$port"
     target/release/ticker-load --url "$url" --api-key "$key" --connections "$existing" \
         --ramp 2000/s --warmup 2s --duration "$window" --quiet --json "$work/existing.json" \
