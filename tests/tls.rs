@@ -301,6 +301,32 @@ fn a_key_update_after_the_upgrade_ends_that_session_only() {
     keeps_ticking(&mut bystander);
 }
 
+/// Records the session's keys do not authenticate (forged, or sent in clear) end that
+/// session after the upgrade, as rustls would have before it, and only that one.
+#[test]
+fn forged_records_after_the_upgrade_end_that_session_only() {
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let token = token_over_tls(&s, ca.client());
+    let mut bystander = wss(&s, ca.client(), &token);
+    let mut forged_data = vec![23, 3, 3, 0, 40];
+    forged_data.extend_from_slice(&[0x5a; 40]);
+    let clear_alert = vec![21, 3, 3, 0, 2, 2, 40];
+    for (what, bytes) in
+        [("forged application data", forged_data), ("an alert in clear", clear_alert)]
+    {
+        let mut ws = wss(&s, ca.client(), &token);
+        keeps_ticking(&mut ws);
+        let MaybeTlsStream::Rustls(tls) = ws.get_mut() else { panic!("not TLS") };
+        tls.sock.write_all(&bytes).unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while ws.read().is_ok() {
+            assert!(Instant::now() < deadline, "{what}: the session went on");
+        }
+        keeps_ticking(&mut bystander);
+    }
+}
+
 #[test]
 fn the_port_speaks_only_tls_and_an_untrusted_certificate_is_refused() {
     let ca = Ca::new("test CA");
