@@ -557,13 +557,22 @@ mod tests {
         (server, go, client)
     }
 
-    #[test]
-    fn a_full_socket_refuses_plaintext_instead_of_buffering_it_and_loses_nothing() {
+    /// Writes far more than the socket buffers hold: the transport must refuse, not
+    /// queue; then the reader drains, what was accepted (the last write's records
+    /// included) goes out through `send_pending`, then close_notify and FIN, and the
+    /// client reads every accepted byte to a clean EOF.
+    fn refuses_when_full_and_loses_nothing(session: bool) {
         let (mut server, go, client) = pair();
+        if session {
+            server.start_session();
+            assert!(
+                matches!(&server, Transport::Tls(tls) if matches!(tls.mode, Mode::Records(_))),
+                "the records were handed over"
+            );
+        }
         let chunk = [b'x'; 1000];
         let mut accepted = 0;
         let mut refused = 0;
-        // Far more than the socket buffers hold: the transport must refuse, not queue.
         for _ in 0..10_000 {
             match server.write(&chunk) {
                 Ok(n) => {
@@ -576,8 +585,6 @@ mod tests {
         }
         assert!(refused > 9_000, "writes were buffered: {accepted} bytes accepted");
         assert!(accepted < 10_000 * chunk.len());
-        // The reader drains; what was accepted (the last write's records included) goes
-        // out through `send_pending`, then close_notify and FIN.
         go.send(()).unwrap();
         loop {
             match server.send_pending() {
@@ -588,5 +595,15 @@ mod tests {
         }
         server.shutdown_write().unwrap();
         assert_eq!(client.join().unwrap(), accepted, "every accepted byte arrived");
+    }
+
+    #[test]
+    fn a_full_socket_refuses_plaintext_instead_of_buffering_it_and_loses_nothing() {
+        refuses_when_full_and_loses_nothing(false);
+    }
+
+    #[test]
+    fn after_the_hand_over_a_full_socket_still_refuses_and_loses_nothing() {
+        refuses_when_full_and_loses_nothing(true);
     }
 }
