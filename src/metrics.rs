@@ -93,6 +93,8 @@ pub struct Metrics {
     pub revoked_closes: AtomicU64,
     /// Sessions closed for sending more client messages than `--control-rate`.
     pub rate_limit_closes: AtomicU64,
+    /// TLS sessions closed 1001 before their sending key's confidentiality limit.
+    pub tls_key_limit_closes: AtomicU64,
     /// Accepted `subscribe`/`unsubscribe` messages, and refused ones.
     pub subscription_changes: AtomicU64,
     pub subscription_errors: AtomicU64,
@@ -377,6 +379,12 @@ impl Metrics {
             "ticker_rate_limit_closes_total",
             "Sessions closed 1008 for sending more messages than --control-rate.",
             self.rate_limit_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_tls_key_limit_closes_total",
+            "TLS sessions closed 1001 as their sending key neared its confidentiality limit.",
+            self.tls_key_limit_closes.load(Relaxed),
         );
         counter(
             &mut out,

@@ -55,6 +55,12 @@ pub(crate) trait Socket: Read + Write {
     /// The connection became a WebSocket session (TLS hands its records over to the
     /// server's own record layer).
     fn start_session(&mut self) {}
+    /// A TLS session whose sending key is close to its confidentiality limit: the session
+    /// should end in order (a close frame the client reconnects on) before it must end
+    /// abruptly.
+    fn key_nearly_used_up(&self) -> bool {
+        false
+    }
 }
 
 impl Socket for TcpStream {
@@ -381,6 +387,9 @@ impl<S: Socket> Conn<S> {
                 } else if now >= self.last_read + cfg.dead_after {
                     crate::debug!("heartbeat timeout", peer = self.peer);
                     Some((CloseCode::GoingAway, "heartbeat timeout", &metrics.heartbeat_closes))
+                } else if self.socket.key_nearly_used_up() {
+                    crate::info!("TLS key limit: session closed", peer = self.peer);
+                    Some((CloseCode::GoingAway, "TLS key limit", &metrics.tls_key_limit_closes))
                 } else {
                     None
                 };

@@ -17,8 +17,8 @@
 //! What the peer may send after the upgrade: application data, `close_notify`, other
 //! alerts (an error). A TLS 1.3 KeyUpdate or a TLS 1.2 renegotiation is refused with an
 //! error (the session ends; the client reconnects): extracted keys cannot be updated.
-//! Sending stops at the suite's confidentiality limit (2^24.5 records for AES-GCM,
-//! about 2.7 days of ticks at 100/s) with [`RecordError::KeyExhausted`], for the same
+//! Sending stops at the suite's confidentiality limit (rustls' 2^24 records for AES-GCM,
+//! about 46 hours of ticks at 100/s) with [`RecordError::KeyExhausted`], for the same
 //! reason.
 
 use std::fmt;
@@ -163,6 +163,11 @@ impl Records {
             rx: Direction::new(rx_seq, rx, version)?,
             tx_limit: limit,
         })
+    }
+
+    /// Records the sending key may still seal before its confidentiality limit.
+    pub(crate) fn records_left(&self) -> u64 {
+        self.tx_limit.saturating_sub(self.tx.seq)
     }
 
     /// The ciphertext length of a record carrying `len` bytes.

@@ -83,6 +83,11 @@ thread_local! {
     static SEAL_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Records left on a session's sending key below which it is closed in order (1001,
+/// "TLS key limit"): the periodic sweep sees it within a quarter second, 25 ticks, and a
+/// few pongs and replies may come on top; the client reconnects with fresh keys.
+const KEY_LIMIT_MARGIN: u64 = 1_000;
+
 /// Most bytes read from TCP at once into a session's receive buffer (one full record).
 const RX_CHUNK: usize = records::MAX_FRAGMENT + 2048 + 5;
 
@@ -452,6 +457,16 @@ impl Socket for Transport {
     fn start_session(&mut self) {
         if let Transport::Tls(tls) = self {
             tls.start_session();
+        }
+    }
+
+    fn key_nearly_used_up(&self) -> bool {
+        match self {
+            Transport::Tls(tls) => match &tls.mode {
+                Mode::Records(session) => session.records.records_left() < KEY_LIMIT_MARGIN,
+                _ => false,
+            },
+            Transport::Plain(_) => false,
         }
     }
 }

@@ -30,6 +30,8 @@ struct MemSocket {
     room: usize,
     peer_closed: bool,
     write_shut: bool,
+    /// As a TLS session near its key's confidentiality limit reports.
+    key_used_up: bool,
 }
 
 impl Read for MemSocket {
@@ -66,6 +68,9 @@ impl Socket for MemSocket {
         Ok(())
     }
     fn set_send_buffer(&self, _bytes: usize) {}
+    fn key_nearly_used_up(&self) -> bool {
+        self.key_used_up
+    }
 }
 
 const ROOMY: usize = 1 << 20;
@@ -214,6 +219,23 @@ fn a_silent_client_gets_one_ping_then_close_1001_at_dead_after() {
     assert!(c.socket.write_shut, "FIN after the close frame");
     assert_eq!(sessions_open(&ctx), 0);
     assert_eq!(m.heartbeat_closes.load(Relaxed), 1);
+}
+
+#[test]
+fn a_tls_session_near_its_key_limit_is_closed_1001_in_order_at_the_next_sweep() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = session(&mut ctx, t0);
+    let (cfg, m) = (ctx.shared.config.clone(), ctx.shared.metrics.clone());
+    let later = t0 + Duration::from_millis(250);
+    assert_eq!(c.on_timer(later, &cfg, &m), TimerAction::Idle);
+    c.socket.key_used_up = true;
+    assert_eq!(c.on_timer(later, &cfg, &m), TimerAction::Flush);
+    c.flush(later, &m);
+    assert_eq!(close_frame(&c.socket.output), Some((1001, "TLS key limit".into())));
+    assert!(c.socket.write_shut, "FIN after the close frame");
+    assert_eq!(sessions_open(&ctx), 0);
+    assert_eq!(m.tls_key_limit_closes.load(Relaxed), 1);
 }
 
 #[test]

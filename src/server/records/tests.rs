@@ -197,10 +197,12 @@ fn a_tls13_key_update_from_the_peer_is_refused() {
 fn sealing_stops_at_the_confidentiality_limit() {
     let Pair { mut records, .. } = handshake(SUITES[0]);
     records.tx_limit = records.tx.seq + 2;
+    assert_eq!(records.records_left(), 2);
     let mut out = Vec::new();
     records.seal(APPLICATION_DATA, b"a", &mut out).unwrap();
     records.seal(APPLICATION_DATA, b"b", &mut out).unwrap();
     assert_eq!(records.seal(APPLICATION_DATA, b"c", &mut out), Err(RecordError::KeyExhausted));
+    assert_eq!(records.records_left(), 0);
 }
 
 #[test]
