@@ -1,16 +1,21 @@
-# Shared by tools/bench.sh and tools/storm.sh (sourced, not run): one crypto-ticker
+# Shared by tools/bench.sh, storm.sh and soak.sh (sourced, not run): one crypto-ticker
 # server at a time in the background, and a throwaway certificate for TLS runs.
 #
 # The caller sets `server` to "" before use, and calls `stop_server` on exit.
 
-# Stops the server started by `start_server` (TERM, then KILL after 5 s).
+# stop_pid PID: TERM, then KILL after 5 s; nothing if PID is empty or gone.
+stop_pid() {
+    local pid="$1"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# Stops the server started by `start_server`.
 stop_server() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
+    stop_pid "$server"
     server=""
 }
 

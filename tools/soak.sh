@@ -28,6 +28,9 @@
 #   SOAK_LOAD_ARGS    extra load-tool flags, e.g. "--subscribe-random 5"   []
 #                     (with --subscribe-random every churn reconnect takes a new random
 #                     set, so symbol sets are interned and released all run long)
+#   SOAK_TLS          1: the server speaks TLS (a throwaway certificate) and every
+#                     connection, churn reconnects and their token exchanges included,
+#                     makes a full TLS handshake                          [0]
 #   SOAK_OUT          folder for the results                               [target/soak]
 #
 # Results in SOAK_OUT: soak.csv (t_s, rss_kib, fds, cpu_percent), soak.svg (the plot),
@@ -36,7 +39,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-case "${1:-}" in -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -le 1 ] || { echo "soak.sh: one argument at most: DURATION (see --help)" >&2; exit 2; }
 
 # 90s, 30m, 1h → seconds.
@@ -76,42 +79,29 @@ fi
 cargo build --release -p crypto-ticker -p ticker-load >&2
 
 mkdir -p "$out"
+# shellcheck source=tools/server-common.sh
+. tools/server-common.sh
 work="$(mktemp -d)"
 server=""
 load=""
-stop() {
-    local pid="$1"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-trap 'stop "$load"; stop "$server"; rm -rf "$work"' EXIT
+trap 'stop_pid "$load"; stop_server; rm -rf "$work"' EXIT
 
-: >"$out/server.log"
-target/release/crypto-ticker --addr "127.0.0.1:$port" --db "$work/auth.db" --public public \
-    --token-ttl "$token_ttl" ${server_args[@]+"${server_args[@]}"} >>"$out/server.log" 2>&1 &
-server=$!
-key=""
-for _ in $(seq 100); do
-    key="$(sed -n 's/.*demo API key \(created\|exists\).*api_key=\([A-Za-z0-9]*\).*/\2/p' "$out/server.log" | tail -n 1)"
-    if [ -n "$key" ] && grep -q "listening" "$out/server.log"; then break; fi
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$key" ] || ! grep -q "listening" "$out/server.log"; then
-    echo "soak.sh: the server did not start; its log:" >&2
-    cat "$out/server.log" >&2
-    exit 1
+scheme=http
+if [ "${SOAK_TLS:-0}" = 1 ]; then
+    make_certificate "$work"
+    server_args+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+    load_args+=(--ca "$work/ca.pem")
+    scheme=https
 fi
+start_server "$out/server.log" target/release/crypto-ticker --addr "127.0.0.1:$port" \
+    --db "$work/auth.db" --public public --token-ttl "$token_ttl" ${server_args[@]+"${server_args[@]}"}
 
 # The load tool's run: ramp + 2 s warmup + steady window + closing ≈ DURATION.
 ramp_secs=$(awk -v n="$connections" -v r="${ramp%/s}" 'BEGIN { printf "%d", n / r + 1 }')
 steady=$(( total - ramp_secs - 5 ))
 [ "$steady" -ge 10 ] || steady=10
 echo "soak.sh: $connections subscribers, churn $churn, ${total}s (warm-up ${warmup}s), server pid $server, sampling every ${interval}s into $out/soak.csv" >&2
-target/release/ticker-load --url "http://127.0.0.1:$port" --api-key "$key" \
+target/release/ticker-load --url "$scheme://127.0.0.1:$port" --api-key "$key" \
     --connections "$connections" --ramp "$ramp" --warmup 2s --duration "${steady}s" \
     --churn "$churn" --threads "$threads" --server-pid "$server" \
     ${load_args[@]+"${load_args[@]}"} \
