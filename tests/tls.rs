@@ -290,15 +290,16 @@ fn a_key_update_after_the_upgrade_ends_that_session_only() {
     let MaybeTlsStream::Rustls(tls) = ws.get_mut() else { panic!("not TLS") };
     tls.conn.refresh_traffic_keys().unwrap();
     let _ = ws.send(Message::text(r#"{"type":"ping"}"#));
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        assert!(Instant::now() < deadline, "the session outlived the key update");
-        match ws.read() {
-            Ok(_) => continue,
-            Err(_) => break,
-        }
-    }
+    read_until_ended(&mut ws, "the key update");
     keeps_ticking(&mut bystander);
+}
+
+/// Reads (ticks keep coming) until the server ends the session; fails after [`PATIENCE`].
+fn read_until_ended(ws: &mut Ws, after: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while ws.read().is_ok() {
+        assert!(Instant::now() < deadline, "the session outlived {after}");
+    }
 }
 
 /// Records the session's keys do not authenticate (forged, or sent in clear) end that
@@ -319,10 +320,7 @@ fn forged_records_after_the_upgrade_end_that_session_only() {
         keeps_ticking(&mut ws);
         let MaybeTlsStream::Rustls(tls) = ws.get_mut() else { panic!("not TLS") };
         tls.sock.write_all(&bytes).unwrap();
-        let deadline = Instant::now() + PATIENCE;
-        while ws.read().is_ok() {
-            assert!(Instant::now() < deadline, "{what}: the session went on");
-        }
+        read_until_ended(&mut ws, what);
         keeps_ticking(&mut bystander);
     }
 }
