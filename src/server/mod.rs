@@ -25,7 +25,7 @@ mod conn;
 pub mod fanout;
 mod handle;
 mod outbox;
-pub(crate) mod records;
+pub mod records;
 mod shard;
 mod startup;
 pub mod tls;

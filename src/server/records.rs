@@ -28,7 +28,7 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
 
 /// Largest plaintext of one record (RFC 8446 §5.1, RFC 5246 §6.2.1).
-pub(crate) const MAX_FRAGMENT: usize = 1 << 14;
+pub const MAX_FRAGMENT: usize = 1 << 14;
 const HEADER: usize = 5;
 const TAG: usize = 16;
 /// TLS 1.2 AES-GCM records carry the nonce's last 8 bytes in clear.
@@ -38,15 +38,15 @@ const MAX_BODY_13: usize = MAX_FRAGMENT + 256;
 const MAX_BODY_12: usize = MAX_FRAGMENT + 2048;
 
 /// TLS content types.
-pub(crate) const ALERT: u8 = 21;
-pub(crate) const HANDSHAKE: u8 = 22;
-pub(crate) const APPLICATION_DATA: u8 = 23;
+pub const ALERT: u8 = 21;
+pub const HANDSHAKE: u8 = 22;
+pub const APPLICATION_DATA: u8 = 23;
 const CHANGE_CIPHER_SPEC: u8 = 20;
 /// The record header's version field, TLS 1.2's and (frozen) TLS 1.3's.
 const LEGACY_VERSION: [u8; 2] = [3, 3];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RecordError {
+pub enum RecordError {
     /// A version or suite this layer does not run (the connection stays with rustls).
     Unsupported,
     /// A record that fails authentication, or is malformed or oversized.
@@ -126,15 +126,15 @@ impl Direction {
 
 /// Where an opened record's content lies in the buffer given to [`Records::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Opened {
-    pub(crate) content_type: u8,
-    pub(crate) plain: Range<usize>,
+pub struct Opened {
+    pub content_type: u8,
+    pub plain: Range<usize>,
     /// Bytes the record took in the buffer (header included).
-    pub(crate) consumed: usize,
+    pub consumed: usize,
 }
 
 /// A session's two directions.
-pub(crate) struct Records {
+pub struct Records {
     version: Version,
     tx: Direction,
     rx: Direction,
@@ -145,7 +145,7 @@ pub(crate) struct Records {
 impl Records {
     /// Takes over from rustls: `secrets` as extracted, `version` and `limit` (the
     /// suite's confidentiality limit) as negotiated.
-    pub(crate) fn new(
+    pub fn new(
         version: ProtocolVersion,
         limit: u64,
         secrets: ExtractedSecrets,
@@ -166,12 +166,12 @@ impl Records {
     }
 
     /// Records the sending key may still seal before its confidentiality limit.
-    pub(crate) fn records_left(&self) -> u64 {
+    pub fn records_left(&self) -> u64 {
         self.tx_limit.saturating_sub(self.tx.seq)
     }
 
     /// The ciphertext length of a record carrying `len` bytes.
-    pub(crate) fn sealed_len(&self, len: usize) -> usize {
+    pub fn sealed_len(&self, len: usize) -> usize {
         HEADER
             + len
             + TAG
@@ -184,7 +184,7 @@ impl Records {
 
     /// Appends one record of `content_type` carrying `plain` (at most [`MAX_FRAGMENT`]
     /// bytes; the caller splits longer writes) to `out`.
-    pub(crate) fn seal(
+    pub fn seal(
         &mut self,
         content_type: u8,
         plain: &[u8],
@@ -239,7 +239,7 @@ impl Records {
 
     /// Opens the first record in `buf` in place, if it is complete (`Ok(None)` if more
     /// bytes are needed). Empty application-data records are opened like any other.
-    pub(crate) fn open(&mut self, buf: &mut [u8]) -> Result<Option<Opened>, RecordError> {
+    pub fn open(&mut self, buf: &mut [u8]) -> Result<Option<Opened>, RecordError> {
         let Some(header) = buf.get(..HEADER) else { return Ok(None) };
         let header: [u8; HEADER] = header.try_into().map_err(|_| RecordError::Bad)?;
         let body_len = usize::from(u16::from_be_bytes([header[3], header[4]]));
@@ -317,7 +317,7 @@ impl Records {
 
 /// What an alert's two bytes mean for the session: `Ok(())` for `close_notify` (an
 /// orderly end), the error to close with otherwise.
-pub(crate) fn alert(plain: &[u8]) -> Result<(), RecordError> {
+pub fn alert(plain: &[u8]) -> Result<(), RecordError> {
     match plain {
         [_, 0] => Ok(()),
         [_, code] => Err(RecordError::Alert(*code)),
@@ -326,7 +326,7 @@ pub(crate) fn alert(plain: &[u8]) -> Result<(), RecordError> {
 }
 
 /// The `close_notify` alert's content (warning, close_notify).
-pub(crate) const CLOSE_NOTIFY: [u8; 2] = [1, 0];
+pub const CLOSE_NOTIFY: [u8; 2] = [1, 0];
 
 fn aad_tls12(seq: u64, content_type: u8, version: [u8; 2], len: usize) -> [u8; 13] {
     let mut aad = [0u8; 13];

@@ -88,9 +88,6 @@ thread_local! {
 /// few pongs and replies may come on top; the client reconnects with fresh keys.
 const KEY_LIMIT_MARGIN: u64 = 1_000;
 
-/// Most bytes read from TCP at once into a session's receive buffer (one full record).
-const RX_CHUNK: usize = records::MAX_FRAGMENT + 2048 + 5;
-
 impl TlsStream {
     pub(crate) fn new(tcp: TcpStream, mut tls: ServerConnection, peer: SocketAddr) -> TlsStream {
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
@@ -271,6 +268,9 @@ impl Session {
     /// Plaintext of the peer's application-data records; `Ok(0)` at `close_notify` or
     /// TCP EOF; an error for anything a session may not receive.
     fn read(&mut self, tcp: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
             if !self.plain.is_empty() {
                 let n = self.plain.len().min(buf.len());
@@ -300,15 +300,11 @@ impl Session {
                 self.plain = opened.plain;
                 continue;
             }
-            // Need more bytes: read a record's worth at most, then free the buffer again
-            // when the socket is drained, so an idle session holds none.
-            let have = self.rx.len();
-            self.rx.resize(have + RX_CHUNK, 0);
-            let got = tcp.read(&mut self.rx[have..]);
-            self.rx.truncate(have + *got.as_ref().unwrap_or(&0));
-            match got {
+            // Need more bytes: the caller's buffer (the loop's read buffer) takes them
+            // first, and only what they hold is kept; drained, an idle session holds none.
+            match tcp.read(buf) {
                 Ok(0) => return Ok(0),
-                Ok(_) => {}
+                Ok(n) => self.rx.extend_from_slice(&buf[..n]),
                 Err(e) => {
                     if self.rx.is_empty() {
                         self.rx = Vec::new();
@@ -369,12 +365,17 @@ impl Read for TlsStream {
 
 impl Write for TlsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A session's own record layer checks its pending record itself.
+        if let Mode::Records(session) = &mut self.mode {
+            return session.write(&mut self.tcp, buf);
+        }
         if !self.send_ciphertext()? {
             // Still full: encrypt nothing more (the caller keeps, and conflates, plaintext).
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let conn = match &mut self.mode {
             Mode::Rustls { conn, .. } => conn,
+            // The pending ciphertext just went out and the records were handed over.
             Mode::Records(session) => return session.write(&mut self.tcp, buf),
             Mode::Failed => return Err(handed_over_failed()),
         };
