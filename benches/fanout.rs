@@ -11,6 +11,7 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crypto_ticker::server::Outbox;
 use crypto_ticker::server::fanout::offer;
+#[cfg(feature = "tls")]
 use crypto_ticker::server::records::{APPLICATION_DATA, Records};
 
 /// A socket with room for everything: counts bytes, copies nothing.
@@ -74,6 +75,7 @@ fn fanout(c: &mut Criterion) {
 /// for an upgraded session (`server::records`, one scratch buffer); `rustls_buffered` is
 /// rustls' buffered connection, which the server used before and still uses for HTTP.
 /// The plaintext twin is the `Open` write above.
+#[cfg(feature = "tls")]
 fn tls_record(c: &mut Criterion) {
     use rustls::pki_types::{PrivateKeyDer, ServerName};
     let key = rcgen::KeyPair::generate().unwrap();
@@ -154,5 +156,8 @@ fn tls_record(c: &mut Criterion) {
     g.finish();
 }
 
+#[cfg(feature = "tls")]
 criterion_group!(benches, fanout, tls_record);
+#[cfg(not(feature = "tls"))]
+criterion_group!(benches, fanout);
 criterion_main!(benches);

@@ -4,18 +4,28 @@
 //! SQLite WAL and a busy timeout). With `--redis URL` (or `TICKER_REDIS`), it is the
 //! cluster's Redis ([`RedisKeyStore`]). Either way a running server closes the sessions
 //! of a revoked key within a second, and the output is the same. `keys import` moves a
-//! single node's SQLite store into the cluster (see [`crate::cluster::key_store`]).
+//! single node's SQLite store into the cluster (`cluster::key_store`). A build without
+//! the `cluster` feature refuses `--redis`.
 
 use std::fmt;
 use std::io::Write;
+#[cfg(feature = "cluster")]
 use std::path::Path;
+#[cfg(feature = "cluster")]
 use std::sync::Arc;
+#[cfg(feature = "cluster")]
 use std::time::Duration;
 
-use crate::auth::keys::{self, ApiKeyId, DbError, DbErrorKind, KeyInfo};
+#[cfg(feature = "cluster")]
+use crate::auth::keys::DbErrorKind;
+use crate::auth::keys::{self, ApiKeyId, DbError, KeyInfo};
+#[cfg(feature = "cluster")]
 use crate::cluster::DEFAULT_PREFIX;
+#[cfg(feature = "cluster")]
 use crate::cluster::key_store::RedisKeyStore;
+#[cfg(feature = "cluster")]
 use crate::cluster::link::{LinkConfig, LinkError};
+#[cfg(feature = "cluster")]
 use crate::cluster::pool::LinkPool;
 use crate::config::{self, ConfigError};
 
@@ -25,6 +35,7 @@ pub enum CliError {
     Config(ConfigError),
     Db(DbError),
     /// The `--redis` URL cannot be used.
+    #[cfg(feature = "cluster")]
     Redis(LinkError),
     /// Writing the output failed (a closed pipe).
     Output(std::io::Error),
@@ -36,6 +47,7 @@ impl fmt::Display for CliError {
             CliError::Usage(e) => write!(f, "{e}\n\n{}", keys_usage()),
             CliError::Config(e) => write!(f, "{e}"),
             CliError::Db(e) => write!(f, "{e}"),
+            #[cfg(feature = "cluster")]
             CliError::Redis(e) => write!(f, "{e}"),
             CliError::Output(e) => write!(f, "cannot write the output: {e}"),
         }
@@ -90,6 +102,7 @@ const SHARED_OPTIONS: &[&str] = &["db", "redis"];
 
 /// Bounds for the CLI's Redis calls: longer than a server's, since a person waits, not
 /// a request.
+#[cfg(feature = "cluster")]
 fn cli_link() -> LinkConfig {
     LinkConfig {
         connect_timeout: Duration::from_secs(2),
@@ -112,6 +125,7 @@ enum KeysCommand {
 /// Where the keys are.
 enum Store {
     Sqlite(rusqlite::Connection),
+    #[cfg(feature = "cluster")]
     Redis(Box<RedisKeyStore>),
 }
 
@@ -119,6 +133,7 @@ impl Store {
     fn create_key(&self, user: &str, role: &str) -> Result<(ApiKeyId, String), DbError> {
         match self {
             Store::Sqlite(conn) => keys::create_key(conn, user, role),
+            #[cfg(feature = "cluster")]
             Store::Redis(store) => store.create_key(user, role),
         }
     }
@@ -126,6 +141,7 @@ impl Store {
     fn list_keys(&self) -> Result<Vec<KeyInfo>, DbError> {
         match self {
             Store::Sqlite(conn) => keys::list_keys(conn),
+            #[cfg(feature = "cluster")]
             Store::Redis(store) => store.list_keys(),
         }
     }
@@ -133,6 +149,7 @@ impl Store {
     fn revoke_key(&self, id: ApiKeyId) -> Result<bool, DbError> {
         match self {
             Store::Sqlite(conn) => keys::revoke_key(conn, id),
+            #[cfg(feature = "cluster")]
             Store::Redis(store) => store.revoke_key(id),
         }
     }
@@ -140,6 +157,7 @@ impl Store {
     fn revoke_user(&self, user: &str) -> Result<usize, DbError> {
         match self {
             Store::Sqlite(conn) => keys::revoke_user(conn, user),
+            #[cfg(feature = "cluster")]
             Store::Redis(store) => store.revoke_user(user),
         }
     }
@@ -175,10 +193,16 @@ pub fn run_keys_with(
         let url = config
             .redis
             .ok_or_else(|| CliError::Usage("import needs --redis URL (the cluster)".into()))?;
+        #[cfg(feature = "cluster")]
         return import(&db, &redis_store(&url)?, out);
+        #[cfg(not(feature = "cluster"))]
+        return Err(no_cluster(&url));
     }
     let store = match config.redis {
+        #[cfg(feature = "cluster")]
         Some(url) => Store::Redis(Box::new(redis_store(&url)?)),
+        #[cfg(not(feature = "cluster"))]
+        Some(url) => return Err(no_cluster(&url)),
         None => {
             let conn = keys::open(&db)?;
             keys::migrate(&conn, &keys::demo_key_file(&db))?;
@@ -271,6 +295,12 @@ fn parse_command(args: &[String]) -> Result<KeysCommand, CliError> {
     }
 }
 
+#[cfg(not(feature = "cluster"))]
+fn no_cluster(_url: &str) -> CliError {
+    CliError::Usage(format!("--redis: {}", config::not_built_in("cluster")))
+}
+
+#[cfg(feature = "cluster")]
 fn redis_store(url: &str) -> Result<RedisKeyStore, CliError> {
     let pool = LinkPool::with_config(url, 1, cli_link()).map_err(CliError::Redis)?;
     Ok(RedisKeyStore::new(Arc::new(pool), DEFAULT_PREFIX))
@@ -278,6 +308,7 @@ fn redis_store(url: &str) -> Result<RedisKeyStore, CliError> {
 
 /// `keys import`: the SQLite store at `db` (which must exist: an import never creates
 /// an empty one) into the cluster.
+#[cfg(feature = "cluster")]
 fn import(db: &Path, store: &RedisKeyStore, out: &mut dyn Write) -> Result<(), CliError> {
     if !db.is_file() {
         return Err(CliError::Db(DbError::new(
@@ -313,6 +344,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cluster")]
     fn import_needs_the_cluster_and_an_existing_database() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("missing.db");
@@ -328,9 +360,26 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "cluster")]
     fn an_unreachable_cluster_is_a_clear_error() {
         let err = run(&["list", "--redis", "redis://127.0.0.1:1/"]).unwrap_err();
         assert!(matches!(err, CliError::Db(ref e) if e.kind == DbErrorKind::Unreachable), "{err}");
+    }
+
+    #[test]
+    #[cfg(not(feature = "cluster"))]
+    fn a_build_without_the_cluster_refuses_redis_and_touches_no_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("auth.db");
+        let db_arg = db.to_str().unwrap();
+        for args in [
+            &["list", "--db", db_arg, "--redis", "redis://127.0.0.1:1/"][..],
+            &["import", "--db", db_arg, "--redis", "redis://127.0.0.1:1/"][..],
+        ] {
+            let err = run(args).unwrap_err();
+            assert!(matches!(err, CliError::Usage(ref e) if e.contains("no `cluster`")), "{err}");
+        }
+        assert!(!db.exists(), "refused before any database is opened");
     }
 
     #[test]

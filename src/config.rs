@@ -602,7 +602,7 @@ pub const OPTIONS: &[OptionSpec] = &[
             c.source_url = if v == EXCHANGE_DEFAULT || v.is_empty() {
                 None
             } else {
-                crate::source::upstream::check_url(v).map_err(|e| e.to_string())?;
+                crate::source::check_url(v)?;
                 Some(v.to_owned())
             };
             Ok(())
@@ -748,7 +748,30 @@ where
             "--source-url and --source-ca need --source coinbase|binance|kraken".into(),
         ));
     }
+    check_built_in(&config)?;
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// Refuses the options of a part this binary was built without (a small-host build,
+/// `--no-default-features`), instead of starting without it.
+fn check_built_in(config: &Config) -> Result<(), ConfigError> {
+    let wanted = [
+        ("--tls-cert/--tls-key", "tls", config.tls_cert.is_some(), cfg!(feature = "tls")),
+        ("--redis", "cluster", config.redis.is_some(), cfg!(feature = "cluster")),
+        ("--source", "exchanges", config.source != SourceKind::Sim, cfg!(feature = "exchanges")),
+    ];
+    match wanted.iter().find(|(_, _, asked, built)| *asked && !*built) {
+        Some((flag, feature, ..)) => Err(ConfigError(format!("{flag}: {}", not_built_in(feature)))),
+        None => Ok(()),
+    }
+}
+
+/// What a missing part says: which feature it needs and how to get it.
+pub fn not_built_in(feature: &str) -> String {
+    format!(
+        "this build has no `{feature}` (built with --no-default-features); \
+         `cargo build --release` builds every part"
+    )
 }
 
 /// The rows of [`OPTIONS`] named in `flags`, from the environment and then from `args`
@@ -968,6 +991,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "tls")]
     fn tls_takes_a_certificate_and_a_key_together() {
         let c = parse(&[], &[]).unwrap();
         assert_eq!((c.tls_cert, c.tls_key), (None, None));
@@ -980,6 +1004,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "exchanges")]
     fn the_price_source_is_sim_unless_an_exchange_is_named() {
         let c = parse(&[], &[]).unwrap();
         assert_eq!((c.source, c.stale_after), (SourceKind::Sim, Duration::from_secs(10)));

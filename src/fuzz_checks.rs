@@ -361,6 +361,7 @@ pub fn control_message(data: &[u8]) {
 ///   and consumed at least a header and a tag;
 /// - what one side seals the other opens to the same bytes and content type (the keys
 ///   are fixed, so the fuzzer cannot forge records: authentication must refuse its own).
+#[cfg(feature = "tls")]
 pub fn tls_records(data: &[u8]) {
     use rustls::crypto::cipher::{AeadKey, Iv};
     use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
@@ -420,6 +421,7 @@ mod tests {
         control_message(br#"{"type":"subscribe","symbols":["BTC-USD","NOPE"]}"#);
         control_message(br#"{"type":"unsubscribe","symbols":["A"]}"#);
         control_message(b"\xff\xfe");
+        #[cfg(feature = "tls")]
         for pick in 0..4u8 {
             tls_records(&[pick, 23, 3, 3, 0, 40, 1, 2, 3]);
             tls_records(&[pick]);
@@ -485,6 +487,7 @@ mod corpus_replay {
     }
 
     #[test]
+    #[cfg(feature = "tls")]
     fn tls_records_corpus() {
         replay("tls_records", super::tls_records);
     }

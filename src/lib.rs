@@ -18,6 +18,7 @@
 //!   the server's answers, parsed and built apart from any socket.
 //! - [`ticker`]: the price model and the supervised ticker thread that builds each
 //!   tick's frame once.
+//! - [`backoff`]: the jittered reconnect schedule (Redis link, upstream client).
 //! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
 //! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs.
 //! - [`error`]: every error the SPEC names, and the one place each becomes a status or
@@ -28,7 +29,9 @@
 #![warn(unreachable_pub)]
 
 pub mod auth;
+pub mod backoff;
 pub mod cli;
+#[cfg(feature = "cluster")]
 pub mod cluster;
 pub mod config;
 pub mod control;

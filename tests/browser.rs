@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
+#[cfg(feature = "tls")]
 use crate::tls::{Ca, start_tls};
 use crate::util::*;
 
@@ -506,6 +507,7 @@ fn the_symbol_picker_narrows_the_stream_to_one_row_and_back_in_chromium() {
 /// Issue 14: the browser test passes once over https. The server has a leaf of a test CA
 /// that this Chromium does not trust, so this run alone ignores certificate errors.
 #[test]
+#[cfg(feature = "tls")]
 fn the_page_streams_live_prices_over_https_and_wss_in_chromium() {
     let Some(chromium) = chromium_or_skip() else { return };
     let ca = Ca::new("browser test CA");

@@ -1,13 +1,12 @@
 //! The bundled load tool against the real server: a few subscribers, a short window,
 //! and the numbers it reports checked for consistency.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
+#[cfg(feature = "tls")]
 use crate::tls::{Ca, start_tls};
 use crate::util::*;
 
@@ -73,7 +72,10 @@ fn the_load_tool_measures_a_few_subscribers_of_the_real_server() {
 }
 
 /// The CA's certificate as a PEM file in `dir`, for `--ca`.
-fn write_ca_pem(ca: &Ca, dir: &Path) -> PathBuf {
+#[cfg(feature = "tls")]
+fn write_ca_pem(ca: &Ca, dir: &Path) -> std::path::PathBuf {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     let b64 = STANDARD.encode(&ca.cert);
     let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
     for line in b64.as_bytes().chunks(64) {
@@ -109,6 +111,7 @@ fn output_text(out: &Output) -> String {
 }
 
 #[test]
+#[cfg(feature = "tls")]
 fn the_load_tool_speaks_tls_to_the_real_server_with_a_private_ca() {
     let bin = load_tool_binary();
     let ca = Ca::new("load test CA");
@@ -167,6 +170,7 @@ fn the_load_tool_speaks_tls_to_the_real_server_with_a_private_ca() {
 }
 
 #[test]
+#[cfg(feature = "tls")]
 fn without_the_private_ca_the_load_tool_refuses_the_certificate_and_says_so() {
     let bin = load_tool_binary();
     let ca = Ca::new("unknown CA");

@@ -49,6 +49,7 @@ impl Ca {
     }
 
     /// The CA's own certificate.
+    #[cfg_attr(not(feature = "exchanges"), allow(dead_code))]
     pub(crate) fn cert_der(&self) -> &[u8] {
         &self.cert
     }

@@ -25,9 +25,11 @@ mod conn;
 pub mod fanout;
 mod handle;
 mod outbox;
+#[cfg(feature = "tls")]
 pub mod records;
 mod shard;
 mod startup;
+#[cfg(feature = "tls")]
 pub mod tls;
 mod transport;
 
@@ -39,6 +41,7 @@ pub use conn::Outbox;
 use crossbeam_channel::Sender;
 use mio::Waker;
 pub use startup::{StartError, run};
+#[cfg(feature = "tls")]
 pub use tls::TlsError;
 
 use crate::auth::Auth;
@@ -48,7 +51,7 @@ use crate::config::Config;
 use crate::error::HttpError;
 use crate::http::response::Response;
 use crate::metrics::Metrics;
-use crate::workers::Job;
+use crate::workers::JobSender;
 
 /// Messages from outside the event loops.
 #[derive(Debug, Clone)]
@@ -77,8 +80,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Canonical public folder, for the static-file jobs.
     pub public_root: Arc<PathBuf>,
-    pub jobs: Sender<Job<Reply>>,
+    pub jobs: JobSender<Reply>,
     /// Cluster mode: whether this node is connected to the cluster (for `/healthz`).
+    #[cfg(feature = "cluster")]
     pub cluster_health: Option<Arc<crate::cluster::ticks::Health>>,
     /// Wakes the ticker, which sleeps while no session is open.
     pub ticker_bell: Arc<crate::ticker::Doorbell>,
@@ -89,6 +93,7 @@ pub struct Shared {
     pub open_conns: AtomicUsize,
     pub max_connections: usize,
     /// With `--tls-cert`/`--tls-key`: every connection speaks TLS.
+    #[cfg(feature = "tls")]
     pub tls: Option<Arc<tls::Tls>>,
     shutting_down: AtomicBool,
     controls: Vec<(Sender<Control>, Arc<Waker>)>,
@@ -97,7 +102,18 @@ pub struct Shared {
 impl Shared {
     /// Why `/healthz` should answer 503, if it should.
     pub fn unhealthy_reason(&self) -> Option<String> {
-        self.cluster_health.as_ref().and_then(|h| h.unhealthy_reason())
+        #[cfg(feature = "cluster")]
+        return self.cluster_health.as_ref().and_then(|h| h.unhealthy_reason());
+        #[cfg(not(feature = "cluster"))]
+        None
+    }
+
+    /// Whether this port speaks TLS (`--tls-cert`/`--tls-key`).
+    pub fn speaks_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -27,7 +27,9 @@ use slab::Slab;
 use super::conn::{Conn, HttpPhase, Session, State, Verdict};
 use super::fanout::fan_out;
 use super::handle::{self, LoopCtx};
-use super::transport::{TlsStream, Transport};
+#[cfg(feature = "tls")]
+use super::transport::TlsStream;
+use super::transport::Transport;
 use super::{Control, Reply, Shared};
 use crate::error::CloseCode;
 use crate::ticker::Tick;
@@ -218,7 +220,7 @@ impl Shard {
             shared.metrics.connections_rejected.fetch_add(1, Relaxed);
             // Best effort: a fresh socket's send buffer takes these few bytes. A TLS
             // client could not read them (no session yet), so it only sees the close.
-            if shared.tls.is_none() {
+            if !shared.speaks_tls() {
                 let _ = io::Write::write(&mut socket, BUSY_RESPONSE);
             }
             return;
@@ -236,6 +238,9 @@ impl Shard {
         }
         // TLS: the session starts here; its handshake runs in the reads that follow, so
         // one that never finishes is closed by the head timeout like a stalled request.
+        #[cfg(not(feature = "tls"))]
+        let transport = Transport::Plain(socket);
+        #[cfg(feature = "tls")]
         let transport = match &shared.tls {
             None => Transport::Plain(socket),
             Some(tls) => match tls.accept() {

@@ -26,15 +26,23 @@ use crate::auth::keys::DemoKey;
 use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::revocation;
 use crate::auth::token::{MemoryTokenStore, TokenKey, TokenKeyError, Tokens};
+#[cfg(feature = "cluster")]
 use crate::cluster::key_store::RedisKeyStore;
+#[cfg(feature = "cluster")]
 use crate::cluster::limiter::RedisLimiter;
+#[cfg(feature = "cluster")]
 use crate::cluster::link::LinkError;
+#[cfg(feature = "cluster")]
 use crate::cluster::pool::LinkPool;
+#[cfg(feature = "cluster")]
 use crate::cluster::token_store::RedisTokenStore;
+#[cfg(feature = "cluster")]
 use crate::cluster::{self, ticks::ClusterTicker, ticks::Health};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::source::{PriceSource, SourceKind, Upstream};
+#[cfg(feature = "exchanges")]
+use crate::source::Upstream;
+use crate::source::{PriceSource, SourceKind};
 use crate::symbols::SymbolTable;
 use crate::symbols::sets::SetRegistry;
 use crate::ticker::prices::{PriceModel, Rng};
@@ -59,9 +67,14 @@ pub enum StartError {
     Database(DbError),
     Bind(SocketAddr, std::io::Error),
     TokenKey(TokenKeyError),
+    #[cfg(feature = "cluster")]
     Redis(LinkError),
+    #[cfg(feature = "tls")]
     Tls(super::TlsError),
+    #[cfg(feature = "exchanges")]
     Source(crate::source::upstream::ConnectError),
+    /// The configuration asks for a part this build was compiled without (the feature).
+    NotBuiltIn(&'static str),
     Io(std::io::Error),
 }
 
@@ -71,9 +84,15 @@ impl std::fmt::Display for StartError {
             StartError::Database(e) => write!(f, "{e}"),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::TokenKey(e) => write!(f, "TICKER_TOKEN_KEY: {e}"),
+            #[cfg(feature = "cluster")]
             StartError::Redis(e) => write!(f, "--redis: {e}"),
+            #[cfg(feature = "tls")]
             StartError::Tls(e) => write!(f, "--tls-cert/--tls-key: {e}"),
+            #[cfg(feature = "exchanges")]
             StartError::Source(e) => write!(f, "--source: {e}"),
+            StartError::NotBuiltIn(feature) => {
+                write!(f, "{}", crate::config::not_built_in(feature))
+            }
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -109,6 +128,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Err(e) => return Err(StartError::Database(e)),
     };
 
+    #[cfg(not(feature = "tls"))]
+    if config.tls_cert.is_some() {
+        return Err(StartError::NotBuiltIn("tls"));
+    }
+    #[cfg(feature = "tls")]
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             Some(Arc::new(super::tls::Tls::load(cert, key).map_err(StartError::Tls)?))
@@ -128,7 +152,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
 
     // One Poll, waker and set of channels per shard.
-    let (job_tx, job_rx) = bounded(JOB_QUEUE);
+    let (job_tx, job_rx) = workers::job_queue(JOB_QUEUE);
     let mut polls = Vec::new();
     let mut controls = Vec::new();
     let mut mailboxes = Vec::new();
@@ -155,6 +179,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         );
         config.public_dir.clone()
     });
+    #[cfg(feature = "cluster")]
     let cluster_health = config.redis.as_ref().map(|_| Arc::new(Health::default()));
     let ticker_bell = Arc::new(Doorbell::default());
     let symbols = Arc::new(SymbolTable::new(config.symbols.iter().map(|s| s.name.clone())));
@@ -165,12 +190,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         metrics: metrics.clone(),
         public_root: Arc::new(public_root),
         jobs: job_tx,
+        #[cfg(feature = "cluster")]
         cluster_health: cluster_health.clone(),
         ticker_bell: ticker_bell.clone(),
         symbols,
         symbol_sets: symbol_sets.clone(),
         open_conns: AtomicUsize::new(0),
         max_connections,
+        #[cfg(feature = "tls")]
         tls,
         shutting_down: AtomicBool::new(false),
         controls,
@@ -184,10 +211,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let model = PriceModel::new(&config.symbols, rng);
     let mut source = match config.source {
         SourceKind::Sim => PriceSource::Sim(model),
+        #[cfg(feature = "exchanges")]
         SourceKind::Exchange(exchange) => PriceSource::Upstream(
             Upstream::new(config.upstream_config(exchange), &config.symbols, metrics.clone())
                 .map_err(StartError::Source)?,
         ),
+        #[cfg(not(feature = "exchanges"))]
+        SourceKind::Exchange(_) => return Err(StartError::NotBuiltIn("exchanges")),
     };
     let ticks = match &config.redis {
         None => TickSource::Local(Ticker::start(
@@ -203,6 +233,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
             ticker_bell.clone(),
             symbol_sets.clone(),
         )?),
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => return Err(StartError::NotBuiltIn("cluster")),
+        #[cfg(feature = "cluster")]
         Some(url) => TickSource::Cluster(ClusterTicker::start(
             url,
             cluster::DEFAULT_PREFIX,
@@ -259,10 +292,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
         io_threads = config.io_threads,
         workers = config.workers,
         max_connections = max_connections,
-        tls = shared.tls.is_some(),
+        tls = shared.speaks_tls(),
         backlog = config.backlog.min(somaxconn),
         tick_ms = config.tick_interval.as_secs_f64() * 1000.0
     );
+    release_startup_memory();
 
     let mut result = Ok(());
     for h in handles {
@@ -278,10 +312,22 @@ pub fn run(config: Config) -> Result<(), StartError> {
     stop_watcher.store(true, std::sync::atomic::Ordering::Relaxed);
     match ticks {
         TickSource::Local(ticker) => ticker.stop(),
+        #[cfg(feature = "cluster")]
         TickSource::Cluster(cluster) => cluster.stop(),
     }
     crate::info!("stopped");
     result
+}
+
+/// Hands the heap that start-up freed (the key store's first migration, the certificate
+/// parse) back to the system, so a small host's idle RSS is what serving needs; glibc
+/// keeps freed pages otherwise. Once, at start, off every hot path.
+fn release_startup_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages; it is thread-safe in glibc.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The demo key line: the SPEC's one exception to "never log a key", so a new user can
@@ -327,6 +373,7 @@ enum TickSource {
     /// Its own ticker thread.
     Local(Ticker),
     /// The cluster's leader, through Redis.
+    #[cfg(feature = "cluster")]
     Cluster(ClusterTicker),
 }
 
@@ -360,6 +407,24 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
             metrics,
         ));
     };
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = url;
+        Err(StartError::NotBuiltIn("cluster"))
+    }
+    #[cfg(feature = "cluster")]
+    cluster_auth(config, url, key, metrics)
+}
+
+/// A cluster node's auth flow: keys, tokens and the login limit in the shared Redis.
+#[cfg(feature = "cluster")]
+fn cluster_auth(
+    config: &Config,
+    url: &str,
+    key: TokenKey,
+    metrics: Arc<Metrics>,
+) -> Result<Auth, StartError> {
+    let (ttl, failures) = (config.token_ttl, config.login_failures_per_minute);
     if config.token_key.is_none() {
         crate::warn!(
             "cluster: without TICKER_TOKEN_KEY a token works only on the node that made it"
@@ -409,14 +474,16 @@ fn spawn_signal_thread(shared: Arc<Shared>) -> std::io::Result<()> {
 
 /// SIGHUP's work.
 fn reload_tls(shared: &Shared) {
-    let Some(tls) = &shared.tls else {
-        crate::info!("SIGHUP ignored: TLS is off");
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        match tls.reload() {
+            Ok(()) => crate::info!("TLS certificate reloaded", cert = tls.cert_path().display()),
+            Err(e) => crate::warn!("TLS reload failed; keeping the old certificate", error = e),
+        }
         return;
-    };
-    match tls.reload() {
-        Ok(()) => crate::info!("TLS certificate reloaded", cert = tls.cert_path().display()),
-        Err(e) => crate::warn!("TLS reload failed; keeping the old certificate", error = e),
     }
+    let _ = shared;
+    crate::info!("SIGHUP ignored: TLS is off");
 }
 
 /// The listening socket, made by hand: `std::net::TcpListener::bind` always asks for a

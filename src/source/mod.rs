@@ -17,24 +17,25 @@
 
 pub mod binance;
 mod book;
+#[cfg(feature = "exchanges")]
 pub mod check;
 pub mod coinbase;
 pub mod kraken;
 pub mod time;
+#[cfg(feature = "exchanges")]
 pub mod upstream;
 
 use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::config::SymbolSpec;
-use crate::metrics::Metrics;
 use crate::ticker::prices::{PriceModel, Quote};
 
 pub use book::{Book, Offer, SymbolStats};
 pub use time::parse_rfc3339_ms;
+#[cfg(feature = "exchanges")]
+pub use upstream::Upstream;
 
 /// An exchange whose public stream can feed the ticker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,11 +237,23 @@ pub struct UpstreamConfig {
     pub stale_after: Duration,
 }
 
+/// Checks that `url` is a `ws://` or `wss://` URL with a host (`--source-url`).
+pub fn check_url(url: &str) -> Result<(), String> {
+    use tungstenite::client::IntoClientRequest;
+    let req = url.into_client_request().map_err(|e| format!("{url}: {e}"))?;
+    let uri = req.uri();
+    match (uri.scheme_str(), uri.host()) {
+        (Some("ws" | "wss"), Some(h)) if !h.is_empty() => Ok(()),
+        _ => Err(format!("{url}: expected ws://HOST/.. or wss://HOST/..")),
+    }
+}
+
 /// Where the ticker gets each tick's quotes.
 pub enum PriceSource {
     /// The seed's random walk. Its quotes carry no `source_ts`/`stale`, so its frames
     /// are byte-identical to the ones before real sources existed.
     Sim(PriceModel),
+    #[cfg(feature = "exchanges")]
     Upstream(Upstream),
 }
 
@@ -255,10 +268,8 @@ impl PriceSource {
                 }
                 model.quotes()
             }
-            PriceSource::Upstream(up) => {
-                up.book.snapshot_into(&mut up.quotes, Instant::now(), up.config.stale_after);
-                &up.quotes
-            }
+            #[cfg(feature = "exchanges")]
+            PriceSource::Upstream(up) => up.next_quotes(),
         }
     }
 
@@ -266,7 +277,8 @@ impl PriceSource {
     pub fn restore(&mut self, prices: &[(String, f64)]) {
         match self {
             PriceSource::Sim(model) => model.restore(prices),
-            PriceSource::Upstream(up) => up.book.restore(prices),
+            #[cfg(feature = "exchanges")]
+            PriceSource::Upstream(up) => up.restore(prices),
         }
     }
 
@@ -274,6 +286,7 @@ impl PriceSource {
     pub fn activate(&mut self) -> std::io::Result<()> {
         match self {
             PriceSource::Sim(_) => Ok(()),
+            #[cfg(feature = "exchanges")]
             PriceSource::Upstream(up) => up.activate(),
         }
     }
@@ -281,77 +294,11 @@ impl PriceSource {
     /// Stops consuming the upstream (a cluster node that stops leading): its prices go
     /// stale, the book keeps the last ones.
     pub fn deactivate(&mut self) {
+        #[cfg(feature = "exchanges")]
         if let PriceSource::Upstream(up) = self {
             up.deactivate();
         }
     }
-}
-
-/// An exchange feed: the book and, while active, the thread that fills it.
-pub struct Upstream {
-    config: UpstreamConfig,
-    book: Arc<Book>,
-    metrics: Arc<Metrics>,
-    tls: Arc<rustls::ClientConfig>,
-    thread: Option<upstream::UpstreamThread>,
-    quotes: Vec<Quote>,
-}
-
-impl Upstream {
-    /// Checks the configuration (URL, CA file) and logs the symbols the exchange cannot
-    /// have; connects only on [`PriceSource::activate`].
-    pub fn new(
-        config: UpstreamConfig,
-        symbols: &[SymbolSpec],
-        metrics: Arc<Metrics>,
-    ) -> Result<Upstream, upstream::ConnectError> {
-        upstream::check_url(&config.url)?;
-        let tls = upstream::tls_config(config.ca.as_deref())?;
-        let book = Arc::new(Book::new(symbols, config.exchange));
-        for symbol in book.unmappable() {
-            crate::warn!(
-                "source: symbol has no name on the exchange; it stays on its start price, stale",
-                source = config.exchange,
-                symbol = symbol
-            );
-        }
-        metrics.set_source_book(book.clone());
-        Ok(Upstream { config, book, metrics, tls, thread: None, quotes: Vec::new() })
-    }
-
-    pub fn book(&self) -> &Arc<Book> {
-        &self.book
-    }
-
-    fn activate(&mut self) -> std::io::Result<()> {
-        if self.thread.is_none() {
-            self.thread = Some(upstream::spawn(
-                self.config.clone(),
-                self.tls.clone(),
-                self.book.clone(),
-                self.metrics.clone(),
-            )?);
-        }
-        Ok(())
-    }
-
-    fn deactivate(&mut self) {
-        if let Some(t) = self.thread.take() {
-            t.stop();
-        }
-        self.book.set_connected(false);
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.deactivate();
-    }
-}
-
-/// Milliseconds since the Unix epoch of `t` (0 before it).
-pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -31,9 +31,11 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Connector, Message, WebSocket};
 
-use super::{Book, Event, Offer, PriceUpdate, UpstreamConfig, unix_ms};
-use crate::cluster::link::{Backoff, BackoffPolicy};
+use super::{Book, Event, Offer, PriceUpdate, UpstreamConfig};
+use crate::backoff::{self, Backoff, BackoffPolicy};
+use crate::config::SymbolSpec;
 use crate::metrics::Metrics;
+use crate::ticker::prices::Quote;
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
@@ -88,16 +90,6 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// Checks that `url` is a `ws://` or `wss://` URL with a host.
-pub fn check_url(url: &str) -> Result<(), ConnectError> {
-    let req = url.into_client_request().map_err(|e| ConnectError::Url(format!("{url}: {e}")))?;
-    let uri = req.uri();
-    match (uri.scheme_str(), uri.host()) {
-        (Some("ws" | "wss"), Some(h)) if !h.is_empty() => Ok(()),
-        _ => Err(ConnectError::Url(format!("{url}: expected ws://HOST/.. or wss://HOST/.."))),
-    }
-}
-
 /// The TLS client: the web PKI roots, plus the CAs of `ca` when given.
 pub fn tls_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ConnectError> {
     let mut roots = RootCertStore::empty();
@@ -122,6 +114,79 @@ pub fn tls_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ConnectError> 
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// An exchange feed: the book and, while active, the thread that fills it.
+pub struct Upstream {
+    config: UpstreamConfig,
+    book: Arc<Book>,
+    metrics: Arc<Metrics>,
+    tls: Arc<rustls::ClientConfig>,
+    thread: Option<UpstreamThread>,
+    quotes: Vec<Quote>,
+}
+
+impl Upstream {
+    /// Checks the configuration (URL, CA file) and logs the symbols the exchange cannot
+    /// have; connects only on [`PriceSource::activate`].
+    pub fn new(
+        config: UpstreamConfig,
+        symbols: &[SymbolSpec],
+        metrics: Arc<Metrics>,
+    ) -> Result<Upstream, ConnectError> {
+        super::check_url(&config.url).map_err(ConnectError::Url)?;
+        let tls = tls_config(config.ca.as_deref())?;
+        let book = Arc::new(Book::new(symbols, config.exchange));
+        for symbol in book.unmappable() {
+            crate::warn!(
+                "source: symbol has no name on the exchange; it stays on its start price, stale",
+                source = config.exchange,
+                symbol = symbol
+            );
+        }
+        metrics.set_source_book(book.clone());
+        Ok(Upstream { config, book, metrics, tls, thread: None, quotes: Vec::new() })
+    }
+
+    /// This tick's quotes: a copy of the book, staleness decided now.
+    pub(super) fn next_quotes(&mut self) -> &[Quote] {
+        self.book.snapshot_into(&mut self.quotes, Instant::now(), self.config.stale_after);
+        &self.quotes
+    }
+
+    /// Continues from prices published before (a new cluster leader).
+    pub(super) fn restore(&self, prices: &[(String, f64)]) {
+        self.book.restore(prices);
+    }
+
+    pub fn book(&self) -> &Arc<Book> {
+        &self.book
+    }
+
+    pub(super) fn activate(&mut self) -> std::io::Result<()> {
+        if self.thread.is_none() {
+            self.thread = Some(spawn(
+                self.config.clone(),
+                self.tls.clone(),
+                self.book.clone(),
+                self.metrics.clone(),
+            )?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn deactivate(&mut self) {
+        if let Some(t) = self.thread.take() {
+            t.stop();
+        }
+        self.book.set_connected(false);
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.deactivate();
+    }
 }
 
 /// A running upstream thread.
@@ -173,7 +238,7 @@ fn run(
     metrics: &Metrics,
     stop: &AtomicBool,
 ) {
-    let mut backoff = Backoff::new(BACKOFF, jitter_seed());
+    let mut backoff = Backoff::new(BACKOFF, backoff::seed());
     let mut connected_before = false;
     crate::info!("source: starting", source = config.exchange, url = config.url);
     while !stop.load(Ordering::Relaxed) {
@@ -467,10 +532,7 @@ fn report_silent_symbols(config: &UpstreamConfig, book: &Book, now: Instant) {
     }
 }
 
-fn jitter_seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    match getrandom::fill(&mut bytes) {
-        Ok(()) => u64::from_le_bytes(bytes),
-        Err(_) => unix_ms(SystemTime::now()) ^ u64::from(std::process::id()),
-    }
+/// Milliseconds since the Unix epoch of `t` (0 before it).
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

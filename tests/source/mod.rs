@@ -321,6 +321,7 @@ fn source_check_prints_symbols_prices_rate_and_skew() {
 }
 
 #[test]
+#[cfg(feature = "cluster")]
 fn in_a_cluster_only_the_leader_consumes_the_upstream_and_frames_stay_byte_identical() {
     let Some(redis) = crate::redis_server::RedisServer::start() else { return };
     let fake = FakeExchange::start(Kind::Coinbase);

@@ -96,19 +96,21 @@ fn ctx() -> LoopCtx {
         Box::new(LoginLimiter::new(10, Duration::from_secs(60))),
         metrics.clone(),
     );
-    let (jobs, _) = crossbeam_channel::bounded(1);
+    let (jobs, _) = crate::workers::job_queue(1);
     let shared = Shared {
         config,
         auth: Arc::new(auth),
         metrics,
         public_root: Arc::new(PathBuf::from("/nonexistent")),
         jobs,
+        #[cfg(feature = "cluster")]
         cluster_health: None,
         ticker_bell: Default::default(),
         symbols: Arc::new(crate::symbols::SymbolTable::new(["BTC-USD".to_string()])),
         symbol_sets: crate::symbols::sets::SetRegistry::new(4),
         open_conns: AtomicUsize::new(0),
         max_connections: 16,
+        #[cfg(feature = "tls")]
         tls: None,
         shutting_down: AtomicBool::new(false),
         controls: Vec::new(),

@@ -1,0 +1,538 @@
+//! [`TlsStream`]: a connection's TLS over TCP, rustls for the handshake and HTTP, then
+//! this server's record layer (`records.rs`) once it is a WebSocket session.
+//!
+//! TLS write rules, which keep conflation and bounded memory as they are in plain TCP:
+//! - `write` first pushes out ciphertext still pending from an earlier write; if some
+//!   stays pending, it returns `WouldBlock` and encrypts nothing, so the outbox keeps
+//!   only the newest tick exactly as with a full TCP socket.
+//! - Otherwise it encrypts `buf` (up to rustls' buffer limit) and sends what the socket
+//!   takes, returning the plaintext length even when some ciphertext stays pending.
+//!   Pending ciphertext is thus at most one write's worth, and it is only left behind
+//!   after a TCP write hit `WouldBlock`, so an edge-triggered writable event will come
+//!   and [`Socket::send_pending`] sends the rest.
+//!
+//! Reads pull TLS records from TCP, process them (the handshake, including the private-key
+//! signature, runs here, on the event loop) and hand out plaintext; handshake records
+//! rustls wants to send go out straight away. A TLS error (plain HTTP, garbage, an old
+//! protocol version) is an `InvalidData` read error: the caller closes that connection.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::ops::Range;
+
+use mio::net::TcpStream;
+use rustls::{ServerConnection, SupportedCipherSuite};
+
+use crate::server::records::{self, Records};
+
+/// Cap on what rustls buffers per connection, plaintext waiting for the handshake plus
+/// ciphertext waiting for the socket: a TLS record's worth (16 KiB) and its overhead.
+/// Larger writes (an HTTP answer) are taken in pieces by the outbox's partial writes.
+const TLS_BUFFER_LIMIT: usize = 18 * 1024;
+
+/// A server-side TLS session over a TCP socket.
+pub(crate) struct TlsStream {
+    tcp: TcpStream,
+    mode: Mode,
+    peer: SocketAddr,
+}
+
+/// Who runs the TLS records: rustls until the connection becomes a WebSocket session
+/// and rustls has sent everything it holds, this server's record layer after.
+enum Mode {
+    Rustls {
+        conn: ServerConnection,
+        /// The session started: hand over once rustls' pending ciphertext is out.
+        hand_over: bool,
+    },
+    Records(Session),
+    /// The hand-over failed (rustls refused to give up the keys): only an error is left.
+    Failed,
+}
+
+/// An upgraded session's record layer and its few buffers, empty (unallocated) most of
+/// the time: a tick is sealed into the event loop's scratch buffer and written at once.
+struct Session {
+    records: Records,
+    /// Ciphertext the socket did not take; `pending_from` is where the rest starts.
+    pending: Vec<u8>,
+    pending_from: usize,
+    /// Bytes received and not yet opened; `plain` is the opened record's unread
+    /// plaintext inside it, `record_end` where that record ends.
+    rx: Vec<u8>,
+    plain: Range<usize>,
+    record_end: usize,
+    /// The peer sent `close_notify`: reads return EOF.
+    peer_closed: bool,
+}
+
+thread_local! {
+    /// The event loop's buffer for sealing: one per io-thread, warm in cache, instead of
+    /// a buffer per connection.
+    static SEAL_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records left on a session's sending key below which it is closed in order (1001,
+/// "TLS key limit"): the periodic sweep sees it within a quarter second, 25 ticks, and a
+/// few pongs and replies may come on top; the client reconnects with fresh keys.
+const KEY_LIMIT_MARGIN: u64 = 1_000;
+
+impl TlsStream {
+    pub(crate) fn new(tcp: TcpStream, mut tls: ServerConnection, peer: SocketAddr) -> TlsStream {
+        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        TlsStream { tcp, mode: Mode::Rustls { conn: tls, hand_over: false }, peer }
+    }
+
+    /// Writes pending ciphertext until none is left (`Ok(true)`) or the socket is full
+    /// (`Ok(false)`, and a writable event is due). With nothing left and a session
+    /// started, the record layer takes over.
+    pub(crate) fn send_ciphertext(&mut self) -> io::Result<bool> {
+        match &mut self.mode {
+            Mode::Rustls { conn, hand_over } => {
+                while conn.wants_write() {
+                    match conn.write_tls(&mut SendOne(&mut self.tcp)) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if *hand_over {
+                    self.hand_over()?;
+                }
+                Ok(true)
+            }
+            Mode::Records(session) => session.send_pending(&mut self.tcp),
+            Mode::Failed => Err(handed_over_failed()),
+        }
+    }
+
+    /// rustls → this server's record layer: the traffic keys and sequence numbers are
+    /// taken out of rustls, which is dropped (its buffers with it). Only called with
+    /// nothing left to send; a connection whose keys cannot be taken ends.
+    fn hand_over(&mut self) -> io::Result<()> {
+        let Mode::Rustls { conn, .. } = std::mem::replace(&mut self.mode, Mode::Failed) else {
+            return Ok(());
+        };
+        let limit = match conn.negotiated_cipher_suite() {
+            Some(SupportedCipherSuite::Tls13(s)) => s.common.confidentiality_limit,
+            Some(SupportedCipherSuite::Tls12(s)) => s.common.confidentiality_limit,
+            None => 0,
+        };
+        let version = conn.protocol_version();
+        // Deprecated in favour of the unbuffered connection's kernel hand-over, which
+        // adds key updates; the buffered connection serves HTTP here, so this is the one.
+        #[allow(deprecated)]
+        let taken =
+            conn.dangerous_extract_secrets().map_err(|e| e.to_string()).and_then(|secrets| {
+                let version = version.ok_or_else(|| "no protocol version".to_string())?;
+                Records::new(version, limit, secrets).map_err(|e| e.to_string())
+            });
+        match taken {
+            Ok(records) => {
+                self.mode = Mode::Records(Session {
+                    records,
+                    pending: Vec::new(),
+                    pending_from: 0,
+                    rx: Vec::new(),
+                    plain: 0..0,
+                    record_end: 0,
+                    peer_closed: false,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                crate::warn!("TLS session hand-over failed; closing", peer = self.peer, error = e);
+                Err(handed_over_failed())
+            }
+        }
+    }
+
+    /// The connection became a WebSocket session: its records go to this server's
+    /// record layer as soon as rustls has nothing left to send (at once, normally).
+    pub(crate) fn start_session(&mut self) {
+        if let Mode::Rustls { hand_over, .. } = &mut self.mode {
+            *hand_over = true;
+        }
+        // A full socket defers it to the writable event; an error closes at the next
+        // read or write.
+        let _ = self.send_ciphertext();
+    }
+
+    /// A TLS protocol error: send the alert rustls queued (best effort), log, and turn it
+    /// into the read error that closes the connection.
+    fn fail(&mut self, e: impl std::fmt::Display) -> io::Error {
+        let _ = self.send_ciphertext();
+        crate::debug!("TLS error; closing", peer = self.peer, error = e);
+        io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+    }
+}
+
+fn handed_over_failed() -> io::Error {
+    io::Error::other("TLS session hand-over failed")
+}
+
+/// rustls hands its ciphertext over as a list of buffers (`write_vectored`). A record
+/// is one buffer: sent with `send`, as plain TCP sends, because `writev` takes a longer
+/// way through the kernel (the file's position lock, the generic vectored write).
+/// Several buffers (a handshake flight) still go out in one `writev`.
+struct SendOne<'a>(&'a mut TcpStream);
+
+impl Write for SendOne<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut full = bufs.iter().filter(|b| !b.is_empty());
+        match (full.next(), full.next()) {
+            (Some(one), None) => self.0.write(one),
+            (None, _) => Ok(0),
+            _ => self.0.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Seals up to one record of `buf` and sends it; what the socket does not take
+    /// waits in `pending` (one record at most: nothing is sealed while some waits).
+    fn write(&mut self, tcp: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+        if !self.send_pending(tcp)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(records::MAX_FRAGMENT);
+        self.send_record(tcp, records::APPLICATION_DATA, &buf[..n])?;
+        Ok(n)
+    }
+
+    fn send_record(
+        &mut self,
+        tcp: &mut TcpStream,
+        content_type: u8,
+        plain: &[u8],
+    ) -> io::Result<()> {
+        SEAL_SCRATCH.with(|scratch| {
+            let mut out = scratch.borrow_mut();
+            out.clear();
+            self.records
+                .seal(content_type, plain, &mut out)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let sent = loop {
+                match tcp.write(&out) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            if sent < out.len() {
+                self.pending.extend_from_slice(&out[sent..]);
+            }
+            Ok(())
+        })
+    }
+
+    fn send_pending(&mut self, tcp: &mut TcpStream) -> io::Result<bool> {
+        while self.pending_from < self.pending.len() {
+            match tcp.write(&self.pending[self.pending_from..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.pending_from += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.pending_from > 0 {
+            self.pending = Vec::new();
+            self.pending_from = 0;
+        }
+        Ok(true)
+    }
+
+    /// Plaintext of the peer's application-data records; `Ok(0)` at `close_notify` or
+    /// TCP EOF; an error for anything a session may not receive.
+    fn read(&mut self, tcp: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if !self.plain.is_empty() {
+                let n = self.plain.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.rx[self.plain.start..self.plain.start + n]);
+                self.plain.start += n;
+                return Ok(n);
+            }
+            if self.peer_closed {
+                return Ok(0);
+            }
+            if self.record_end > 0 {
+                self.rx.drain(..self.record_end);
+                self.record_end = 0;
+            }
+            let opened = self
+                .records
+                .open(&mut self.rx)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if let Some(opened) = opened {
+                self.record_end = opened.consumed;
+                if opened.content_type == records::ALERT {
+                    records::alert(&self.rx[opened.plain])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    self.peer_closed = true;
+                    return Ok(0);
+                }
+                self.plain = opened.plain;
+                continue;
+            }
+            // Need more bytes: the caller's buffer (the loop's read buffer) takes them
+            // first, and only what they hold is kept; drained, an idle session holds none.
+            match tcp.read(buf) {
+                Ok(0) => return Ok(0),
+                Ok(n) => self.rx.extend_from_slice(&buf[..n]),
+                Err(e) => {
+                    if self.rx.is_empty() {
+                        self.rx = Vec::new();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// `close_notify`, then what is pending, best effort.
+    fn close_notify(&mut self, tcp: &mut TcpStream) {
+        if self.send_pending(tcp).unwrap_or(false) {
+            let _ = self.send_record(tcp, records::ALERT, &records::CLOSE_NOTIFY);
+        }
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let conn = match &mut self.mode {
+                Mode::Rustls { conn, .. } => conn,
+                Mode::Records(session) => {
+                    return session.read(&mut self.tcp, buf).map_err(|e| {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            crate::debug!("TLS error; closing", peer = self.peer, error = e);
+                        }
+                        e
+                    });
+                }
+                Mode::Failed => return Err(handed_over_failed()),
+            };
+            // Plaintext already decrypted goes first; `Ok(0)` here is the peer's
+            // close_notify, an orderly end.
+            match conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            match conn.read_tls(&mut self.tcp) {
+                // TCP EOF without close_notify: treated as EOF, as for plain TCP (HTTP
+                // framing says whether anything was cut short).
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    if let Err(e) = conn.process_new_packets() {
+                        return Err(self.fail(e));
+                    }
+                    // Handshake messages, tickets, alerts: out now, or at the writable
+                    // event a full socket promises.
+                    self.send_ciphertext()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // A session's own record layer checks its pending record itself.
+        if let Mode::Records(session) = &mut self.mode {
+            return session.write(&mut self.tcp, buf);
+        }
+        if !self.send_ciphertext()? {
+            // Still full: encrypt nothing more (the caller keeps, and conflates, plaintext).
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let conn = match &mut self.mode {
+            Mode::Rustls { conn, .. } => conn,
+            // The pending ciphertext just went out and the records were handed over.
+            Mode::Records(session) => return session.write(&mut self.tcp, buf),
+            Mode::Failed => return Err(handed_over_failed()),
+        };
+        let n = conn.writer().write(buf)?;
+        if n == 0 && !buf.is_empty() {
+            // Only while handshaking with the buffer at its limit; the handshake's own
+            // progress (a read, a writable event) comes first.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // What the socket does not take now waits for the writable event.
+        self.send_ciphertext()?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_ciphertext().map(drop)
+    }
+}
+
+impl TlsStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    pub(crate) fn tcp_mut(&mut self) -> &mut TcpStream {
+        &mut self.tcp
+    }
+
+    /// close_notify first, so the peer can tell an orderly end from a truncation.
+    pub(crate) fn shutdown_write(&mut self) -> io::Result<()> {
+        match &mut self.mode {
+            Mode::Rustls { conn, .. } => {
+                conn.send_close_notify();
+                let _ = self.send_ciphertext();
+            }
+            Mode::Records(session) => session.close_notify(&mut self.tcp),
+            Mode::Failed => {}
+        }
+        self.tcp.shutdown(Shutdown::Write)
+    }
+
+    /// The sending key is close to its confidentiality limit: time to close in order.
+    pub(crate) fn key_nearly_used_up(&self) -> bool {
+        match &self.mode {
+            Mode::Records(session) => session.records.records_left() < KEY_LIMIT_MARGIN,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind::WouldBlock;
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use rustls::pki_types::ServerName;
+
+    use super::*;
+    use crate::server::conn::Socket;
+    use crate::server::tls::Tls;
+    use crate::server::transport::Transport;
+
+    /// A server-side TLS transport on loopback with a tiny send buffer, its handshake
+    /// done, and a blocking rustls client in a thread that reads nothing until told to,
+    /// then reads to EOF and returns the plaintext byte count.
+    fn pair() -> (Transport, mpsc::Sender<()>, std::thread::JoinHandle<usize>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let tls = Tls::load(&cert_path, &key_path).unwrap();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (go, wait) = mpsc::channel();
+        let client = std::thread::spawn(move || {
+            let name = ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+            let tcp = std::net::TcpStream::connect(addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut stream = rustls::StreamOwned::new(conn, tcp);
+            stream.write_all(b"hello").unwrap();
+            wait.recv().unwrap();
+            let mut sink = Vec::new();
+            // The server ends with close_notify, so this is a clean EOF.
+            stream.read_to_end(&mut sink).unwrap();
+            sink.len()
+        });
+        let (tcp, peer) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let tcp = TcpStream::from_std(tcp);
+        tcp.set_send_buffer(4096);
+        let mut server = Transport::Tls(Box::new(TlsStream::new(tcp, tls.accept().unwrap(), peer)));
+        let mut buf = [0u8; 64];
+        loop {
+            match server.read(&mut buf) {
+                Ok(n) => {
+                    assert_eq!(&buf[..n], b"hello");
+                    break;
+                }
+                Err(e) if e.kind() == WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("handshake: {e}"),
+            }
+        }
+        (server, go, client)
+    }
+
+    /// Writes far more than the socket buffers hold: the transport must refuse, not
+    /// queue; then the reader drains, what was accepted (the last write's records
+    /// included) goes out through `send_pending`, then close_notify and FIN, and the
+    /// client reads every accepted byte to a clean EOF.
+    fn refuses_when_full_and_loses_nothing(session: bool) {
+        let (mut server, go, client) = pair();
+        if session {
+            server.start_session();
+            assert!(
+                matches!(&server, Transport::Tls(tls) if matches!(tls.mode, Mode::Records(_))),
+                "the records were handed over"
+            );
+        }
+        let chunk = [b'x'; 1000];
+        let mut accepted = 0;
+        let mut refused = 0;
+        for _ in 0..10_000 {
+            match server.write(&chunk) {
+                Ok(n) => {
+                    assert!(n <= chunk.len());
+                    accepted += n;
+                }
+                Err(e) if e.kind() == WouldBlock => refused += 1,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        assert!(refused > 9_000, "writes were buffered: {accepted} bytes accepted");
+        assert!(accepted < 10_000 * chunk.len());
+        go.send(()).unwrap();
+        loop {
+            match server.send_pending() {
+                Ok(true) => break,
+                Ok(false) => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("send_pending: {e}"),
+            }
+        }
+        server.shutdown_write().unwrap();
+        assert_eq!(client.join().unwrap(), accepted, "every accepted byte arrived");
+    }
+
+    #[test]
+    fn a_full_socket_refuses_plaintext_instead_of_buffering_it_and_loses_nothing() {
+        refuses_when_full_and_loses_nothing(false);
+    }
+
+    #[test]
+    fn after_the_hand_over_a_full_socket_still_refuses_and_loses_nothing() {
+        refuses_when_full_and_loses_nothing(true);
+    }
+}
