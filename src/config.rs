@@ -766,6 +766,17 @@ fn check_built_in(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
+/// The optional parts this binary was built with, for `--version`.
+pub fn built_in_parts() -> String {
+    let parts = [
+        ("tls", cfg!(feature = "tls")),
+        ("cluster", cfg!(feature = "cluster")),
+        ("exchanges", cfg!(feature = "exchanges")),
+    ];
+    let built: Vec<&str> = parts.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+    if built.is_empty() { "no optional parts".to_owned() } else { built.join(", ") }
+}
+
 /// What a missing part says: which feature it needs and how to get it.
 pub fn not_built_in(feature: &str) -> String {
     format!(

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("crypto-ticker {}", env!("CARGO_PKG_VERSION"));
+            println!("crypto-ticker {} ({})", env!("CARGO_PKG_VERSION"), config::built_in_parts());
             return ExitCode::SUCCESS;
         }
         Err(e) => {

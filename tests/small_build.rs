@@ -78,3 +78,23 @@ fn the_plain_node_serves_tokens_and_ticks() {
     let listening = s.wait_for_log("listening");
     assert_eq!(field(&listening, "tls").as_deref(), Some("false"), "{listening}");
 }
+
+/// `--version` names the optional parts built in, so an operator can tell the builds apart.
+#[test]
+fn the_version_line_names_the_parts_built_in() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    for (part, built) in [
+        ("tls", cfg!(feature = "tls")),
+        ("cluster", cfg!(feature = "cluster")),
+        ("exchanges", cfg!(feature = "exchanges")),
+    ] {
+        assert_eq!(line.contains(part), built, "{part}: {line}");
+    }
+    let none = !cfg!(any(feature = "tls", feature = "cluster", feature = "exchanges"));
+    assert_eq!(line.contains("no optional parts"), none, "{line}");
+}
