@@ -9,24 +9,16 @@
 
 use std::fmt;
 use std::io::Write;
+// The cluster's key store (`--redis`, `keys import`).
 #[cfg(feature = "cluster")]
-use std::path::Path;
-#[cfg(feature = "cluster")]
-use std::sync::Arc;
-#[cfg(feature = "cluster")]
-use std::time::Duration;
+use {
+    crate::auth::keys::DbErrorKind,
+    crate::cluster::link::{LinkConfig, LinkError},
+    crate::cluster::{DEFAULT_PREFIX, key_store::RedisKeyStore, pool::LinkPool},
+    std::{path::Path, sync::Arc, time::Duration},
+};
 
-#[cfg(feature = "cluster")]
-use crate::auth::keys::DbErrorKind;
 use crate::auth::keys::{self, ApiKeyId, DbError, KeyInfo};
-#[cfg(feature = "cluster")]
-use crate::cluster::DEFAULT_PREFIX;
-#[cfg(feature = "cluster")]
-use crate::cluster::key_store::RedisKeyStore;
-#[cfg(feature = "cluster")]
-use crate::cluster::link::{LinkConfig, LinkError};
-#[cfg(feature = "cluster")]
-use crate::cluster::pool::LinkPool;
 use crate::config::{self, ConfigError};
 
 #[derive(Debug)]

@@ -27,17 +27,10 @@ use crate::auth::ratelimit::LoginLimiter;
 use crate::auth::revocation;
 use crate::auth::token::{MemoryTokenStore, TokenKey, TokenKeyError, Tokens};
 #[cfg(feature = "cluster")]
-use crate::cluster::key_store::RedisKeyStore;
-#[cfg(feature = "cluster")]
-use crate::cluster::limiter::RedisLimiter;
-#[cfg(feature = "cluster")]
-use crate::cluster::link::LinkError;
-#[cfg(feature = "cluster")]
-use crate::cluster::pool::LinkPool;
-#[cfg(feature = "cluster")]
-use crate::cluster::token_store::RedisTokenStore;
-#[cfg(feature = "cluster")]
-use crate::cluster::{self, ticks::ClusterTicker, ticks::Health};
+use crate::cluster::{
+    self, key_store::RedisKeyStore, limiter::RedisLimiter, link::LinkError, pool::LinkPool,
+    ticks::ClusterTicker, ticks::Health, token_store::RedisTokenStore,
+};
 use crate::config::Config;
 use crate::metrics::Metrics;
 #[cfg(feature = "exchanges")]
