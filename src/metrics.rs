@@ -87,6 +87,9 @@ pub struct Metrics {
     /// behind the ticker): a capacity signal, also counted per subscriber in
     /// `conflated_frames`.
     pub superseded_ticks: AtomicU64,
+    /// Ticks that arrived during a fan-out and took over for the subscribers not yet
+    /// served (a fan-out longer than a tick); the ones served before skip them.
+    pub fanout_takeovers: AtomicU64,
     pub slow_consumer_closes: AtomicU64,
     pub heartbeat_closes: AtomicU64,
     pub protocol_error_closes: AtomicU64,
@@ -349,6 +352,12 @@ impl Metrics {
             "ticker_ticks_superseded_total",
             "Ticks an event loop skipped because a newer tick was queued (loop behind).",
             self.superseded_ticks.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_fanout_takeovers_total",
+            "Ticks that arrived during a fan-out and went to the subscribers not yet served.",
+            self.fanout_takeovers.load(Relaxed),
         );
         counter(
             &mut out,

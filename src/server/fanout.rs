@@ -9,11 +9,11 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::conn::{Conn, Outbox};
+use super::conn::{Conn, Outbox, Socket};
 use crate::symbols::sets::{SetId, SetLease};
 use crate::ticker::Tick;
 
@@ -23,6 +23,8 @@ pub struct FanoutTotals {
     pub frames: u64,
     pub bytes: u64,
     pub conflated: u64,
+    /// Newer ticks that took over during this fan-out.
+    pub superseded: u64,
 }
 
 /// What offering a tick to one subscriber did.
@@ -40,25 +42,58 @@ pub enum Offered {
     Failed,
 }
 
-/// Offers `frame` to every WebSocket session in `conns`, starting at the `start`-th
+/// Subscribers offered a tick between two looks for a newer one: at ~2.5 µs each, a
+/// newer tick waits at most ~0.2 ms to take over, and a look (a clock read, then an
+/// empty channel's `try_recv`) costs nothing per subscriber.
+pub(crate) const LOOK_FOR_NEWER_EVERY: usize = 64;
+
+/// Offers the tick to every WebSocket session in `conns`, starting at the `start`-th
 /// connection (modulo their number) and wrapping around: the caller moves `start` every
 /// tick so that no connection is always served last (fairness at no cost per
 /// subscriber but a skipped iterator step). Keys of connections whose socket failed are
 /// pushed to `dead` (a reused buffer) for the caller to close.
-pub(crate) fn fan_out(
-    conns: &mut Slab<Conn>,
-    tick: &Tick,
+///
+/// Once the fan-out has run for `take_over_after` (the tick interval), it asks `newer`
+/// every [`LOOK_FOR_NEWER_EVERY`] subscribers for a tick that arrived meanwhile and, if
+/// there is one, offers that one to the rest: when a fan-out takes longer than a tick
+/// (thousands of subscribers on a busy host), the subscribers late in it get the newest
+/// prices instead of ones more than a tick old, and those early in it skip the tick they
+/// would have got next (conflation, as for a slow socket). A fan-out that fits in a tick
+/// never switches, so every tick reaches everyone. `tick` is left holding the newest
+/// one. No subscriber gets the same tick twice: each fan-out offers only ticks no
+/// earlier one offered.
+pub(crate) fn fan_out<S: Socket>(
+    conns: &mut Slab<Conn<S>>,
+    tick: &mut Tick,
     start: usize,
     now: Instant,
     dead: &mut Vec<usize>,
+    take_over_after: Duration,
+    mut newer: impl FnMut() -> Option<Tick>,
 ) -> FanoutTotals {
+    let started = Instant::now();
     let mut totals = FanoutTotals::default();
     // Frames of sets chosen after the ticker built this tick, built here once each (only
     // in the tick that races a new subscription, never in the steady state).
     let mut late: Vec<(SetId, Arc<[u8]>)> = Vec::new();
-    let mut visit = |key: usize, conn: &mut Conn| {
+    // Counted over the connections, not the slab's slots: a slab left sparse by a storm
+    // would otherwise start at its first connection most of the time.
+    let first = if conns.is_empty() { 0 } else { start % conns.len() };
+    let mut until_look = LOOK_FOR_NEWER_EVERY;
+    let mut visit = |key: usize, conn: &mut Conn<S>, tick: &mut Tick, late: &mut Vec<_>| {
         if !conn.is_subscriber() {
             return;
+        }
+        until_look -= 1;
+        if until_look == 0 {
+            until_look = LOOK_FOR_NEWER_EVERY;
+            if started.elapsed() >= take_over_after
+                && let Some(newest) = newer()
+            {
+                *tick = newest;
+                late.clear();
+                totals.superseded += 1;
+            }
         }
         let frame = match &conn.feed {
             None => &tick.frame,
@@ -66,7 +101,7 @@ pub(crate) fn fan_out(
                 Some(frame) => frame,
                 // The empty set: heartbeats only.
                 None if lease.members().is_empty() => return,
-                None => late_frame(&mut late, tick, lease),
+                None => late_frame(late, tick, lease),
             },
         };
         match offer(&mut conn.socket, &mut conn.out, &mut conn.last_progress, frame, now) {
@@ -80,14 +115,11 @@ pub(crate) fn fan_out(
             Offered::Failed => dead.push(key),
         }
     };
-    // Counted over the connections, not the slab's slots: a slab left sparse by a storm
-    // would otherwise start at its first connection most of the time.
-    let first = if conns.is_empty() { 0 } else { start % conns.len() };
     for (key, conn) in conns.iter_mut().skip(first) {
-        visit(key, conn);
+        visit(key, conn, tick, &mut late);
     }
     for (key, conn) in conns.iter_mut().take(first) {
-        visit(key, conn);
+        visit(key, conn, tick, &mut late);
     }
     totals
 }

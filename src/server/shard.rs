@@ -281,7 +281,7 @@ impl Shard {
             skipped += u64::from(newest.is_some());
             newest = Some(tick);
         }
-        let Some(tick) = newest else { return };
+        let Some(mut tick) = newest else { return };
         let metrics = &self.ctx.shared.metrics;
         let made = UNIX_EPOCH + Duration::from_micros(tick.ts_us);
         metrics.observe_tick_delay(SystemTime::now().duration_since(made).unwrap_or_default());
@@ -289,14 +289,31 @@ impl Shard {
         // A different first subscriber every tick (a large odd stride spreads the start
         // over all the connections), so the same ones are not always served last.
         let start = (tick.seq as usize).wrapping_mul(FAIR_STRIDE);
-        let totals = fan_out(&mut self.conns, &tick, start, now, &mut self.dead);
+        // Ticks that arrive while it runs take over for the subscribers not yet served.
+        let (ticks, mut overtaken) = (&self.ticks, 0u64);
+        let interval = self.ctx.shared.config.tick_interval;
+        let (conns, dead) = (&mut self.conns, &mut self.dead);
+        let totals = fan_out(conns, &mut tick, start, now, dead, interval, || {
+            let mut newest = ticks.try_recv().ok()?;
+            while let Ok(newer) = ticks.try_recv() {
+                overtaken += 1;
+                newest = newer;
+            }
+            Some(newest)
+        });
+        skipped += overtaken;
         metrics.observe_fanout(started.elapsed());
         metrics.frames_sent.fetch_add(totals.frames, Relaxed);
         metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);
-        if skipped > 0 {
+        // Each subscriber misses every skipped tick, and one of the two ticks of each
+        // takeover (the old one if served after it, the new one if before).
+        let missed_by_all = skipped + totals.superseded;
+        if missed_by_all > 0 {
             metrics.superseded_ticks.fetch_add(skipped, Relaxed);
+            metrics.fanout_takeovers.fetch_add(totals.superseded, Relaxed);
             let sessions = self.conns.iter().filter(|(_, c)| c.is_subscriber()).count() as u64;
-            metrics.conflated_frames.fetch_add(totals.conflated + skipped * sessions, Relaxed);
+            let missed = totals.conflated + missed_by_all * sessions;
+            metrics.conflated_frames.fetch_add(missed, Relaxed);
         } else if totals.conflated > 0 {
             metrics.conflated_frames.fetch_add(totals.conflated, Relaxed);
         }

@@ -387,3 +387,62 @@ fn a_stalled_request_head_is_answered_408_and_closed() {
     assert!(c.socket.output.starts_with(b"HTTP/1.1 408 "));
     assert!(matches!(c.state, State::Closing { .. }));
 }
+
+fn tick(seq: u64, frame: &'static [u8]) -> crate::ticker::Tick {
+    crate::ticker::Tick {
+        seq,
+        ts_us: 0,
+        frame: Arc::from(frame),
+        sets: Arc::from(Vec::new()),
+        entries: Default::default(),
+    }
+}
+
+#[test]
+fn a_tick_that_arrives_during_a_fan_out_goes_to_the_subscribers_not_yet_served() {
+    use crate::server::fanout::{LOOK_FOR_NEWER_EVERY, fan_out};
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut conns = slab::Slab::new();
+    let token = token(&ctx);
+    for key in 0..200 {
+        let mut c = conn(t0);
+        c.socket.input.extend(upgrade_request(&token));
+        assert_eq!(handle::on_readable(&mut c, ConnKey(key), &mut ctx, t0), Verdict::Open);
+        c.socket.output.clear();
+        conns.insert(c);
+    }
+    let (old, new) = (&b"\x81\x03old"[..], &b"\x81\x03new"[..]);
+    let mut current = tick(1, old);
+    let mut arrivals = vec![tick(2, new)];
+    let mut dead = Vec::new();
+    let (mut before, mut arrivals_early) = (tick(0, &b"\x81\x01b"[..]), vec![tick(1, old)]);
+    // A fan-out that fits in a tick does not even look: the newer tick waits for the next.
+    let hour = Duration::from_secs(3600);
+    let totals = fan_out(&mut conns, &mut before, 0, t0, &mut dead, hour, || arrivals_early.pop());
+    assert_eq!((totals.frames, totals.superseded, arrivals_early.len()), (200, 0, 1));
+    assert!(conns.iter().all(|(_, c)| c.socket.output == b"\x81\x01b"));
+    for (_, c) in conns.iter_mut() {
+        c.socket.output.clear();
+    }
+
+    // One that has run longer than a tick hands the rest the newer one.
+    let zero = Duration::ZERO;
+    let totals = fan_out(&mut conns, &mut current, 0, t0, &mut dead, zero, || arrivals.pop());
+
+    // Served in slab order from 0: the first look, before the 64th subscriber's offer,
+    // finds the newer tick; every subscriber got exactly one of the two.
+    let got: Vec<&[u8]> = conns.iter().map(|(_, c)| c.socket.output.as_slice()).collect();
+    let served_old = LOOK_FOR_NEWER_EVERY - 1;
+    assert!(got[..served_old].iter().all(|out| *out == old));
+    assert!(got[served_old..].iter().all(|out| *out == new));
+    assert_eq!(current.seq, 2, "the caller is left with the newest tick, for the snapshot");
+    assert_eq!((totals.frames, totals.superseded), (200, 1));
+    assert!(dead.is_empty());
+
+    // With nothing newer, the next fan-out offers its tick to everyone once.
+    let mut next = tick(3, &b"\x81\x01x"[..]);
+    let totals = fan_out(&mut conns, &mut next, 7, t0, &mut dead, zero, || None);
+    assert_eq!((totals.frames, totals.superseded), (200, 0));
+    assert!(conns.iter().all(|(_, c)| c.socket.output.ends_with(b"\x81\x01x")));
+}
