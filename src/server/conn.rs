@@ -180,6 +180,10 @@ pub(crate) struct Conn<S = Transport> {
     /// Which of a tick's frames this session is sent: `None` for every symbol, else
     /// the interned set it chose (read by the fan-out; released when the session ends).
     pub(crate) feed: Option<SetLease>,
+    /// The loop's count of the newest tick offered to this session (its snapshot's at
+    /// the upgrade): a fan-out passes over a session that already has its tick, and
+    /// counts the ticks one skipped as conflated.
+    pub(crate) tick_gen: u64,
 }
 
 impl<S: Socket> Conn<S> {
@@ -199,6 +203,7 @@ impl<S: Socket> Conn<S> {
             last_read: now,
             last_progress: now,
             feed: None,
+            tick_gen: 0,
         }
     }
 

@@ -47,54 +47,71 @@ pub enum Offered {
 /// empty channel's `try_recv`) costs nothing per subscriber.
 pub(crate) const LOOK_FOR_NEWER_EVERY: usize = 64;
 
-/// Offers the tick to every WebSocket session in `conns`, starting at the `start`-th
-/// connection (modulo their number) and wrapping around: the caller moves `start` every
-/// tick so that no connection is always served last (fairness at no cost per
-/// subscriber but a skipped iterator step). Keys of connections whose socket failed are
-/// pushed to `dead` (a reused buffer) for the caller to close.
+/// The tick a fan-out offers, and the loop's count of it: every tick the loop receives
+/// (or skips) advances the count, so a session's `tick_gen` says which it has and how
+/// many it missed.
+pub(crate) struct Current {
+    pub(crate) tick: Tick,
+    pub(crate) count: u64,
+}
+
+/// A newer tick for a running fan-out, and how many ticks older than it and newer than
+/// the current one are skipped.
+pub(crate) type Newer = Option<(Tick, u64)>;
+
+/// Offers the current tick to every WebSocket session in `conns` that does not have it
+/// yet, starting at the `start`-th connection (modulo their number) and wrapping
+/// around: the caller moves `start` every tick so that no connection is always served
+/// last (fairness at no cost per subscriber but a skipped iterator step). Keys of
+/// connections whose socket failed are pushed to `dead` (a reused buffer) for the
+/// caller to close.
 ///
-/// Once the fan-out has run for `take_over_after` (the tick interval), it asks `newer`
-/// every [`LOOK_FOR_NEWER_EVERY`] subscribers for a tick that arrived meanwhile and, if
-/// there is one, offers that one to the rest: when a fan-out takes longer than a tick
+/// Once it has run for `take_over_after` (the tick interval), it asks `newer` every
+/// [`LOOK_FOR_NEWER_EVERY`] subscribers for a tick that arrived meanwhile and, if there
+/// is one, offers that one to the rest: when a fan-out takes longer than a tick
 /// (thousands of subscribers on a busy host), the subscribers late in it get the newest
-/// prices instead of ones more than a tick old, and those early in it skip the tick they
-/// would have got next (conflation, as for a slow socket). A fan-out that fits in a tick
-/// never switches, so every tick reaches everyone. `tick` is left holding the newest
-/// one. No subscriber gets the same tick twice: each fan-out offers only ticks no
-/// earlier one offered.
+/// prices instead of ones more than a tick old (and skip the older one). A fan-out that
+/// fits in a tick never switches, so a loop that keeps up delivers every tick. `current` is left
+/// holding the newest tick; `FanoutTotals::superseded` > 0 tells the caller that the
+/// subscribers served before the switch still lack it, for another pass, which skips
+/// everyone who has it. No subscriber is offered the same tick twice.
 pub(crate) fn fan_out<S: Socket>(
     conns: &mut Slab<Conn<S>>,
-    tick: &mut Tick,
+    current: &mut Current,
     start: usize,
     now: Instant,
     dead: &mut Vec<usize>,
     take_over_after: Duration,
-    mut newer: impl FnMut() -> Option<Tick>,
+    mut newer: impl FnMut() -> Newer,
 ) -> FanoutTotals {
     let started = Instant::now();
     let mut totals = FanoutTotals::default();
     // Frames of sets chosen after the ticker built this tick, built here once each (only
     // in the tick that races a new subscription, never in the steady state).
     let mut late: Vec<(SetId, Arc<[u8]>)> = Vec::new();
-    // Counted over the connections, not the slab's slots: a slab left sparse by a storm
-    // would otherwise start at its first connection most of the time.
-    let first = if conns.is_empty() { 0 } else { start % conns.len() };
     let mut until_look = LOOK_FOR_NEWER_EVERY;
-    let mut visit = |key: usize, conn: &mut Conn<S>, tick: &mut Tick, late: &mut Vec<_>| {
-        if !conn.is_subscriber() {
+    let mut visit = |key: usize, conn: &mut Conn<S>, current: &mut Current, late: &mut Vec<_>| {
+        if !conn.is_subscriber() || conn.tick_gen == current.count {
             return;
         }
         until_look -= 1;
         if until_look == 0 {
             until_look = LOOK_FOR_NEWER_EVERY;
             if started.elapsed() >= take_over_after
-                && let Some(newest) = newer()
+                && let Some((tick, skipped)) = newer()
             {
-                *tick = newest;
+                *current = Current { tick, count: current.count + 1 + skipped };
                 late.clear();
                 totals.superseded += 1;
             }
         }
+        // Ticks between the last one offered and this one never reached this session.
+        let missed = match conn.tick_gen {
+            0 => 0,
+            had => current.count.saturating_sub(had + 1),
+        };
+        conn.tick_gen = current.count;
+        let tick = &current.tick;
         let frame = match &conn.feed {
             None => &tick.frame,
             Some(lease) => match tick.set_frame(lease.id()) {
@@ -104,6 +121,7 @@ pub(crate) fn fan_out<S: Socket>(
                 None => late_frame(late, tick, lease),
             },
         };
+        totals.conflated += missed;
         match offer(&mut conn.socket, &mut conn.out, &mut conn.last_progress, frame, now) {
             Offered::Written => {
                 totals.frames += 1;
@@ -115,11 +133,14 @@ pub(crate) fn fan_out<S: Socket>(
             Offered::Failed => dead.push(key),
         }
     };
+    // Counted over the connections, not the slab's slots: a slab left sparse by a storm
+    // would otherwise start at its first connection most of the time.
+    let first = if conns.is_empty() { 0 } else { start % conns.len() };
     for (key, conn) in conns.iter_mut().skip(first) {
-        visit(key, conn, tick, &mut late);
+        visit(key, conn, current, &mut late);
     }
     for (key, conn) in conns.iter_mut().take(first) {
-        visit(key, conn, tick, &mut late);
+        visit(key, conn, current, &mut late);
     }
     totals
 }

@@ -36,8 +36,10 @@ use crate::ws::handshake;
 pub(crate) struct LoopCtx {
     pub(crate) shard: usize,
     pub(crate) shared: Arc<Shared>,
-    /// The newest tick, sent to a new subscriber right after `welcome`.
+    /// The newest tick, sent to a new subscriber right after `welcome`, and the loop's
+    /// count of it (`Conn::tick_gen`).
     pub(crate) snapshot: Option<Tick>,
+    pub(crate) snapshot_gen: u64,
     /// One read buffer for every connection of this loop.
     pub(crate) read_buf: Box<[u8]>,
 }
@@ -408,6 +410,7 @@ fn finish_upgrade<S: Socket>(
     };
     let accept = handshake::switching_protocols(&handshake::accept_key(&ask.key));
     conn.open_session(session, accept, welcome.as_bytes(), snapshot, feed, now, &shared.metrics);
+    conn.tick_gen = ctx.snapshot_gen;
     // Wake the ticker, which builds nothing while nobody listens. Rung on every upgrade
     // (a lock and a notify): watching for "the first" session would miss two loops
     // opening their first ones at once (0 → 2).

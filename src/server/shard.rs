@@ -25,7 +25,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{Conn, HttpPhase, Session, State, Verdict};
-use super::fanout::fan_out;
+use super::fanout::{Current, fan_out};
 use super::handle::{self, LoopCtx};
 #[cfg(feature = "tls")]
 use super::transport::TlsStream;
@@ -74,6 +74,9 @@ pub(crate) struct Shard {
     shutdown_deadline: Option<Instant>,
     /// Reused buffer of connections found dead during a fan-out.
     dead: Vec<usize>,
+    /// A newer tick took over the last fan-out: the sessions it served first lack it,
+    /// so the loop polls without waiting and offers it to them on its next turn.
+    behind: bool,
 }
 
 /// Where the listener stands between two turns of the loop.
@@ -113,6 +116,7 @@ impl Shard {
                 shard: id,
                 shared,
                 snapshot: None,
+                snapshot_gen: 0,
                 read_buf: vec![0u8; READ_BUF].into_boxed_slice(),
             },
             ticks,
@@ -122,6 +126,7 @@ impl Shard {
             accepting: Accepting::Drained,
             shutdown_deadline: None,
             dead: Vec::new(),
+            behind: false,
         })
     }
 
@@ -132,6 +137,7 @@ impl Shard {
         loop {
             let now = Instant::now();
             let timeout = match self.accepting {
+                _ if self.behind => Some(Duration::ZERO),
                 Accepting::Backlogged => Some(Duration::ZERO),
                 Accepting::PausedUntil(t) => Some(next_sweep.min(t).saturating_duration_since(now)),
                 // With no connection there is no timeout to check: sleep until an event (a
@@ -273,51 +279,45 @@ impl Shard {
         }
     }
 
-    /// The hot path's caller: keeps only the newest of the queued ticks and offers it.
+    /// The hot path's caller: keeps only the newest of the queued ticks and offers it to
+    /// every session; or, after a fan-out that a newer tick took over, offers that one
+    /// to the sessions served before it (`behind`).
     fn drain_ticks(&mut self, now: Instant) {
-        let mut newest: Option<Tick> = None;
-        let mut skipped = 0u64;
-        while let Ok(tick) = self.ticks.try_recv() {
-            skipped += u64::from(newest.is_some());
-            newest = Some(tick);
-        }
-        let Some(mut tick) = newest else { return };
         let metrics = &self.ctx.shared.metrics;
-        let made = UNIX_EPOCH + Duration::from_micros(tick.ts_us);
-        metrics.observe_tick_delay(SystemTime::now().duration_since(made).unwrap_or_default());
+        let mut current = match newest_tick(&self.ticks) {
+            Some((tick, skipped)) => {
+                let made = UNIX_EPOCH + Duration::from_micros(tick.ts_us);
+                let delay = SystemTime::now().duration_since(made).unwrap_or_default();
+                metrics.observe_tick_delay(delay);
+                metrics.superseded_ticks.fetch_add(skipped, Relaxed);
+                Current { tick, count: self.ctx.snapshot_gen + 1 + skipped }
+            }
+            None if self.behind => match self.ctx.snapshot.take() {
+                Some(tick) => Current { tick, count: self.ctx.snapshot_gen },
+                None => return,
+            },
+            None => return,
+        };
         let started = Instant::now();
         // A different first subscriber every tick (a large odd stride spreads the start
         // over all the connections), so the same ones are not always served last.
-        let start = (tick.seq as usize).wrapping_mul(FAIR_STRIDE);
+        let start = (current.tick.seq as usize).wrapping_mul(FAIR_STRIDE);
         // Ticks that arrive while it runs take over for the subscribers not yet served.
-        let (ticks, mut overtaken) = (&self.ticks, 0u64);
-        let interval = self.ctx.shared.config.tick_interval;
+        let (ticks, interval) = (&self.ticks, self.ctx.shared.config.tick_interval);
         let (conns, dead) = (&mut self.conns, &mut self.dead);
-        let totals = fan_out(conns, &mut tick, start, now, dead, interval, || {
-            let mut newest = ticks.try_recv().ok()?;
-            while let Ok(newer) = ticks.try_recv() {
-                overtaken += 1;
-                newest = newer;
-            }
-            Some(newest)
+        let totals = fan_out(conns, &mut current, start, now, dead, interval, || {
+            let (tick, skipped) = newest_tick(ticks)?;
+            metrics.superseded_ticks.fetch_add(skipped, Relaxed);
+            Some((tick, skipped))
         });
-        skipped += overtaken;
+        self.behind = totals.superseded > 0;
         metrics.observe_fanout(started.elapsed());
         metrics.frames_sent.fetch_add(totals.frames, Relaxed);
         metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);
-        // Each subscriber misses every skipped tick, and one of the two ticks of each
-        // takeover (the old one if served after it, the new one if before).
-        let missed_by_all = skipped + totals.superseded;
-        if missed_by_all > 0 {
-            metrics.superseded_ticks.fetch_add(skipped, Relaxed);
-            metrics.fanout_takeovers.fetch_add(totals.superseded, Relaxed);
-            let sessions = self.conns.iter().filter(|(_, c)| c.is_subscriber()).count() as u64;
-            let missed = totals.conflated + missed_by_all * sessions;
-            metrics.conflated_frames.fetch_add(missed, Relaxed);
-        } else if totals.conflated > 0 {
-            metrics.conflated_frames.fetch_add(totals.conflated, Relaxed);
-        }
-        self.ctx.snapshot = Some(tick);
+        metrics.conflated_frames.fetch_add(totals.conflated, Relaxed);
+        metrics.fanout_takeovers.fetch_add(totals.superseded, Relaxed);
+        self.ctx.snapshot = Some(current.tick);
+        self.ctx.snapshot_gen = current.count;
         while let Some(key) = self.dead.pop() {
             self.close(key);
         }
@@ -430,6 +430,17 @@ impl Shard {
         self.ctx.shared.open_conns.fetch_sub(1, Relaxed);
         self.ctx.shared.metrics.connections_open.fetch_sub(1, Relaxed);
     }
+}
+
+/// The newest queued tick and how many older ones it makes redundant.
+fn newest_tick(ticks: &Receiver<Tick>) -> Option<(Tick, u64)> {
+    let mut newest = ticks.try_recv().ok()?;
+    let mut skipped = 0;
+    while let Ok(newer) = ticks.try_recv() {
+        skipped += 1;
+        newest = newer;
+    }
+    Some((newest, skipped))
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {

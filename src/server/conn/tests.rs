@@ -115,7 +115,13 @@ fn ctx() -> LoopCtx {
         shutting_down: AtomicBool::new(false),
         controls: Vec::new(),
     };
-    LoopCtx { shard: 0, shared: Arc::new(shared), snapshot: None, read_buf: vec![0; 4096].into() }
+    LoopCtx {
+        shard: 0,
+        shared: Arc::new(shared),
+        snapshot: None,
+        snapshot_gen: 0,
+        read_buf: vec![0; 4096].into(),
+    }
 }
 
 fn token(ctx: &LoopCtx) -> String {
@@ -173,6 +179,7 @@ fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
         sets: Arc::from(Vec::new()),
         entries: Default::default(),
     });
+    ctx.snapshot_gen = 41;
     let mut c = conn(t0);
     c.socket.input.extend(upgrade_request(&token(&ctx)));
     assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);
@@ -182,6 +189,7 @@ fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
     assert!(out.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{out}");
     assert!(out.contains(r#"{"type":"welcome","user_id":"user:t"}"#), "{out}");
     assert!(c.socket.output.ends_with(b"\x81\x02hi"), "the snapshot follows the welcome");
+    assert_eq!(c.tick_gen, 41, "the fan-out knows it has the snapshot's tick");
     assert!(matches!(&c.state, State::WebSocket(s) if s.api_key_id == ApiKeyId(7)));
     assert_eq!(sessions_open(&ctx), 1);
     assert_eq!(ctx.shared.metrics.ws_sessions_total.load(Relaxed), 1);
@@ -399,8 +407,8 @@ fn tick(seq: u64, frame: &'static [u8]) -> crate::ticker::Tick {
 }
 
 #[test]
-fn a_tick_that_arrives_during_a_fan_out_goes_to_the_subscribers_not_yet_served() {
-    use crate::server::fanout::{LOOK_FOR_NEWER_EVERY, fan_out};
+fn a_tick_that_arrives_during_a_fan_out_goes_to_the_rest_then_to_the_ones_served_before() {
+    use crate::server::fanout::{Current, LOOK_FOR_NEWER_EVERY, fan_out};
     let mut ctx = ctx();
     let t0 = Instant::now();
     let mut conns = slab::Slab::new();
@@ -412,37 +420,51 @@ fn a_tick_that_arrives_during_a_fan_out_goes_to_the_subscribers_not_yet_served()
         c.socket.output.clear();
         conns.insert(c);
     }
+    let outputs = |conns: &mut slab::Slab<Conn<MemSocket>>| -> Vec<Vec<u8>> {
+        conns.iter_mut().map(|(_, c)| std::mem::take(&mut c.socket.output)).collect()
+    };
     let (old, new) = (&b"\x81\x03old"[..], &b"\x81\x03new"[..]);
-    let mut current = tick(1, old);
-    let mut arrivals = vec![tick(2, new)];
+    let mut current = Current { tick: tick(1, old), count: 2 };
+    let mut arrivals = vec![(tick(2, new), 0)];
     let mut dead = Vec::new();
-    let (mut before, mut arrivals_early) = (tick(0, &b"\x81\x01b"[..]), vec![tick(1, old)]);
-    // A fan-out that fits in a tick does not even look: the newer tick waits for the next.
-    let hour = Duration::from_secs(3600);
-    let totals = fan_out(&mut conns, &mut before, 0, t0, &mut dead, hour, || arrivals_early.pop());
-    assert_eq!((totals.frames, totals.superseded, arrivals_early.len()), (200, 0, 1));
-    assert!(conns.iter().all(|(_, c)| c.socket.output == b"\x81\x01b"));
-    for (_, c) in conns.iter_mut() {
-        c.socket.output.clear();
-    }
-
-    // One that has run longer than a tick hands the rest the newer one.
     let zero = Duration::ZERO;
+
+    // A fan-out that fits in a tick does not take over: the newer tick waits its turn.
+    let mut first = Current { tick: tick(0, &b"\x81\x01a"[..]), count: 1 };
+    let hour = Duration::from_secs(3600);
+    let totals = fan_out(&mut conns, &mut first, 0, t0, &mut dead, hour, || arrivals.pop());
+    assert_eq!((totals.frames, totals.superseded, arrivals.len()), (200, 0, 1));
+    assert!(outputs(&mut conns).iter().all(|out| out == b"\x81\x01a"));
+
+    // One that has run for a tick hands the rest the newer tick. Served in slab order
+    // from 0: the first look, before the 64th subscriber's offer,
+    // finds the newer tick, which the rest get instead.
     let totals = fan_out(&mut conns, &mut current, 0, t0, &mut dead, zero, || arrivals.pop());
-
-    // Served in slab order from 0: the first look, before the 64th subscriber's offer,
-    // finds the newer tick; every subscriber got exactly one of the two.
-    let got: Vec<&[u8]> = conns.iter().map(|(_, c)| c.socket.output.as_slice()).collect();
+    let got = outputs(&mut conns);
     let served_old = LOOK_FOR_NEWER_EVERY - 1;
-    assert!(got[..served_old].iter().all(|out| *out == old));
-    assert!(got[served_old..].iter().all(|out| *out == new));
-    assert_eq!(current.seq, 2, "the caller is left with the newest tick, for the snapshot");
-    assert_eq!((totals.frames, totals.superseded), (200, 1));
-    assert!(dead.is_empty());
+    assert!(got[..served_old].iter().all(|out| out == old));
+    assert!(got[served_old..].iter().all(|out| out == new));
+    assert_eq!((current.tick.seq, current.count), (2, 3), "left with the newest tick");
+    // The ones served after the switch skipped the old tick: conflated.
+    let skipped_old = (200 - served_old) as u64;
+    assert_eq!((totals.frames, totals.superseded, totals.conflated), (200, 1, skipped_old));
 
-    // With nothing newer, the next fan-out offers its tick to everyone once.
-    let mut next = tick(3, &b"\x81\x01x"[..]);
-    let totals = fan_out(&mut conns, &mut next, 7, t0, &mut dead, zero, || None);
-    assert_eq!((totals.frames, totals.superseded), (200, 0));
-    assert!(conns.iter().all(|(_, c)| c.socket.output.ends_with(b"\x81\x01x")));
+    // The caller's next pass with it reaches only the ones served before the switch.
+    let totals = fan_out(&mut conns, &mut current, 5, t0, &mut dead, zero, || None);
+    let got = outputs(&mut conns);
+    assert!(got[..served_old].iter().all(|out| out == new));
+    assert!(got[served_old..].iter().all(Vec::is_empty), "nobody gets a tick twice");
+    assert_eq!((totals.frames, totals.superseded, totals.conflated), (served_old as u64, 0, 0));
+    let again = fan_out(&mut conns, &mut current, 9, t0, &mut dead, zero, || None);
+    assert_eq!(again.frames, 0);
+
+    // The next tick reaches everyone; one that comes after two skipped ticks counts
+    // them as conflated for every session.
+    let mut next = Current { tick: tick(3, &b"\x81\x01x"[..]), count: 4 };
+    assert_eq!(fan_out(&mut conns, &mut next, 7, t0, &mut dead, zero, || None).frames, 200);
+    let mut later = Current { tick: tick(6, &b"\x81\x01y"[..]), count: 7 };
+    let totals = fan_out(&mut conns, &mut later, 7, t0, &mut dead, zero, || None);
+    assert_eq!((totals.frames, totals.conflated), (200, 400));
+    assert!(outputs(&mut conns).iter().all(|out| out == b"\x81\x01x\x81\x01y"));
+    assert!(dead.is_empty());
 }
