@@ -6,6 +6,11 @@
 //! socket cannot take it whole does the subscriber keep a reference (an `Arc` clone, a
 //! counter increment), and a subscriber that is already waiting only has its pending
 //! tick replaced (conflation). The one syscall per subscriber is the `write`.
+//!
+//! A fan-out that runs longer than a tick (thousands of subscribers, a busy host) hands
+//! the subscribers it has not reached a newer tick, and the loop's next turn offers that
+//! tick to the ones it served before (`fan_out`): under overload every subscriber gets
+//! the newest prices instead of a queue of old ones, and none gets a tick twice.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -23,8 +28,8 @@ pub struct FanoutTotals {
     pub frames: u64,
     pub bytes: u64,
     pub conflated: u64,
-    /// Newer ticks that took over during this fan-out.
-    pub superseded: u64,
+    /// Newer ticks that took over during this fan-out (see `fan_out`).
+    pub takeovers: u64,
 }
 
 /// What offering a tick to one subscriber did.
@@ -71,10 +76,10 @@ pub(crate) type Newer = Option<(Tick, u64)>;
 /// is one, offers that one to the rest: when a fan-out takes longer than a tick
 /// (thousands of subscribers on a busy host), the subscribers late in it get the newest
 /// prices instead of ones more than a tick old (and skip the older one). A fan-out that
-/// fits in a tick never switches, so a loop that keeps up delivers every tick. `current` is left
-/// holding the newest tick; `FanoutTotals::superseded` > 0 tells the caller that the
-/// subscribers served before the switch still lack it, for another pass, which skips
-/// everyone who has it. No subscriber is offered the same tick twice.
+/// fits in a tick never switches, so a loop that keeps up delivers every tick.
+/// `current` is left holding the newest tick; `FanoutTotals::takeovers` > 0 tells the
+/// caller that the subscribers served before the switch still lack it, for another
+/// pass, which skips everyone who has it. No subscriber is offered the same tick twice.
 pub(crate) fn fan_out<S: Socket>(
     conns: &mut Slab<Conn<S>>,
     current: &mut Current,
@@ -102,7 +107,7 @@ pub(crate) fn fan_out<S: Socket>(
             {
                 *current = Current { tick, count: current.count + 1 + skipped };
                 late.clear();
-                totals.superseded += 1;
+                totals.takeovers += 1;
             }
         }
         // Ticks between the last one offered and this one never reached this session.

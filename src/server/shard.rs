@@ -310,12 +310,12 @@ impl Shard {
             metrics.superseded_ticks.fetch_add(skipped, Relaxed);
             Some((tick, skipped))
         });
-        self.behind = totals.superseded > 0;
+        self.behind = totals.takeovers > 0;
         metrics.observe_fanout(started.elapsed());
         metrics.frames_sent.fetch_add(totals.frames, Relaxed);
         metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);
         metrics.conflated_frames.fetch_add(totals.conflated, Relaxed);
-        metrics.fanout_takeovers.fetch_add(totals.superseded, Relaxed);
+        metrics.fanout_takeovers.fetch_add(totals.takeovers, Relaxed);
         self.ctx.snapshot = Some(current.tick);
         self.ctx.snapshot_gen = current.count;
         while let Some(key) = self.dead.pop() {

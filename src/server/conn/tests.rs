@@ -433,7 +433,7 @@ fn a_tick_that_arrives_during_a_fan_out_goes_to_the_rest_then_to_the_ones_served
     let mut first = Current { tick: tick(0, &b"\x81\x01a"[..]), count: 1 };
     let hour = Duration::from_secs(3600);
     let totals = fan_out(&mut conns, &mut first, 0, t0, &mut dead, hour, || arrivals.pop());
-    assert_eq!((totals.frames, totals.superseded, arrivals.len()), (200, 0, 1));
+    assert_eq!((totals.frames, totals.takeovers, arrivals.len()), (200, 0, 1));
     assert!(outputs(&mut conns).iter().all(|out| out == b"\x81\x01a"));
 
     // One that has run for a tick hands the rest the newer tick. Served in slab order
@@ -447,14 +447,14 @@ fn a_tick_that_arrives_during_a_fan_out_goes_to_the_rest_then_to_the_ones_served
     assert_eq!((current.tick.seq, current.count), (2, 3), "left with the newest tick");
     // The ones served after the switch skipped the old tick: conflated.
     let skipped_old = (200 - served_old) as u64;
-    assert_eq!((totals.frames, totals.superseded, totals.conflated), (200, 1, skipped_old));
+    assert_eq!((totals.frames, totals.takeovers, totals.conflated), (200, 1, skipped_old));
 
     // The caller's next pass with it reaches only the ones served before the switch.
     let totals = fan_out(&mut conns, &mut current, 5, t0, &mut dead, zero, || None);
     let got = outputs(&mut conns);
     assert!(got[..served_old].iter().all(|out| out == new));
     assert!(got[served_old..].iter().all(Vec::is_empty), "nobody gets a tick twice");
-    assert_eq!((totals.frames, totals.superseded, totals.conflated), (served_old as u64, 0, 0));
+    assert_eq!((totals.frames, totals.takeovers, totals.conflated), (served_old as u64, 0, 0));
     let again = fan_out(&mut conns, &mut current, 9, t0, &mut dead, zero, || None);
     assert_eq!(again.frames, 0);
 
