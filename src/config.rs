@@ -47,6 +47,10 @@ pub struct Config {
     pub io_threads: usize,
     /// `None`: derived from the file-descriptor limit at start.
     pub max_connections: Option<usize>,
+    /// Open WebSocket sessions one API key may hold on this node (`None`: unlimited).
+    pub max_sessions_per_key: Option<usize>,
+    /// Open WebSocket sessions from one client address on this node (`None`: unlimited).
+    pub max_sessions_per_ip: Option<usize>,
     pub seed: Option<u64>,
     pub http_limits: Limits,
     pub max_message: usize,
@@ -116,6 +120,8 @@ impl Default for Config {
             tokens_per_key: 1,
             workers: 1,
             io_threads: 1,
+            max_sessions_per_key: None,
+            max_sessions_per_ip: None,
             max_connections: None,
             seed: None,
             http_limits: Limits::default(),
@@ -342,6 +348,26 @@ pub const OPTIONS: &[OptionSpec] = &[
         help: "open connections before new ones get 503 (auto: file-descriptor limit minus a reserve)",
         apply: |c, v| {
             c.max_connections = if v == "auto" { None } else { Some(count_in(v, 1, 10_000_000)?) };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-sessions-per-key",
+        env: "TICKER_MAX_SESSIONS_PER_KEY",
+        default: "unlimited",
+        help: "open WebSocket sessions one API key may hold; beyond it the upgrade gets 503",
+        apply: |c, v| {
+            c.max_sessions_per_key = unlimited_or_count(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "max-sessions-per-ip",
+        env: "TICKER_MAX_SESSIONS_PER_IP",
+        default: "unlimited",
+        help: "open WebSocket sessions from one client address; beyond it the upgrade gets 503",
+        apply: |c, v| {
+            c.max_sessions_per_ip = unlimited_or_count(v)?;
             Ok(())
         },
     },
@@ -882,6 +908,11 @@ fn duration_in(v: &str, min: Duration, max: Duration) -> Result<Duration, String
         return Err(format!("{v:?} is outside {min:?}..={max:?}"));
     }
     Ok(d)
+}
+
+/// `unlimited`, or a count of at least 1.
+fn unlimited_or_count(v: &str) -> Result<Option<usize>, String> {
+    if v == "unlimited" { Ok(None) } else { count_in(v, 1, 10_000_000).map(Some) }
 }
 
 fn count_in(v: &str, min: usize, max: usize) -> Result<usize, String> {

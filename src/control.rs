@@ -35,6 +35,9 @@ pub enum SubscriptionError {
     UnknownSymbols(Vec<String>),
     /// The resulting set would exceed the per-session limit (`--max-session-symbols`).
     TooManySymbols(Vec<String>),
+    /// The list names more entries than a session could ever hold (its length given);
+    /// refused before any name is looked up.
+    TooManyNames(usize),
     /// The server already serves its maximum of distinct sets.
     TooManySets(Vec<String>),
 }
@@ -45,7 +48,9 @@ impl SubscriptionError {
             SubscriptionError::NotAList => "symbols must be a list of symbol names",
             SubscriptionError::EmptyList => "empty symbol list",
             SubscriptionError::UnknownSymbols(_) => "unknown symbol",
-            SubscriptionError::TooManySymbols(_) => "too many symbols",
+            SubscriptionError::TooManySymbols(_) | SubscriptionError::TooManyNames(_) => {
+                "too many symbols"
+            }
             SubscriptionError::TooManySets(_) => "too many distinct symbol sets",
         }
     }
@@ -53,7 +58,9 @@ impl SubscriptionError {
     /// The symbols the error is about (the unknown ones, or those requested).
     pub fn symbols(&self) -> &[String] {
         match self {
-            SubscriptionError::NotAList | SubscriptionError::EmptyList => &[],
+            SubscriptionError::NotAList
+            | SubscriptionError::EmptyList
+            | SubscriptionError::TooManyNames(_) => &[],
             SubscriptionError::UnknownSymbols(s)
             | SubscriptionError::TooManySymbols(s)
             | SubscriptionError::TooManySets(s) => s,

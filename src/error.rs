@@ -52,6 +52,8 @@ pub enum HttpError {
     TokenStoreUnavailable,
     /// The connection limit is reached.
     ServerBusy,
+    /// `--max-sessions-per-key` or `--max-sessions-per-ip` is reached.
+    TooManySessions(crate::server::SessionCap),
     /// `?symbols=` on an upgrade that cannot be served: unknown names, too many, none,
     /// or one distinct set too many (503). The body adds `"symbols": [..]`.
     Symbols(crate::control::SubscriptionError),
@@ -78,7 +80,9 @@ impl HttpError {
             HttpError::InvalidApiKey => 401,
             HttpError::TooManyRequests { .. } => 429,
             HttpError::DatabaseUnavailable | HttpError::Internal => 500,
-            HttpError::TokenStoreUnavailable | HttpError::ServerBusy => 503,
+            HttpError::TokenStoreUnavailable
+            | HttpError::ServerBusy
+            | HttpError::TooManySessions(_) => 503,
             HttpError::Symbols(crate::control::SubscriptionError::TooManySets(_)) => 503,
             HttpError::Symbols(_) => 400,
         }
@@ -107,6 +111,12 @@ impl HttpError {
             HttpError::DatabaseUnavailable => "database unavailable",
             HttpError::TokenStoreUnavailable => "token store unavailable",
             HttpError::ServerBusy => "server busy",
+            HttpError::TooManySessions(crate::server::SessionCap::PerKey) => {
+                "too many sessions for this API key"
+            }
+            HttpError::TooManySessions(crate::server::SessionCap::PerIp) => {
+                "too many sessions from this address"
+            }
             HttpError::Symbols(e) => e.message(),
             HttpError::Internal => "internal error",
         }

@@ -98,6 +98,9 @@ pub struct Metrics {
     pub rate_limit_closes: AtomicU64,
     /// TLS sessions closed 1001 before their sending key's confidentiality limit.
     pub tls_key_limit_closes: AtomicU64,
+    /// Upgrades refused 503 by `--max-sessions-per-key` and by `--max-sessions-per-ip`.
+    pub sessions_refused_per_key: AtomicU64,
+    pub sessions_refused_per_ip: AtomicU64,
     /// Accepted `subscribe`/`unsubscribe` messages, and refused ones.
     pub subscription_changes: AtomicU64,
     pub subscription_errors: AtomicU64,
@@ -389,6 +392,19 @@ impl Metrics {
             "Sessions closed 1008 for sending more messages than --control-rate.",
             self.rate_limit_closes.load(Relaxed),
         );
+        out.push_str(
+            "# HELP ticker_sessions_refused_total Upgrades refused 503 by a session cap.\n\
+             # TYPE ticker_sessions_refused_total counter\n",
+        );
+        for (limit, n) in
+            [("per_key", &self.sessions_refused_per_key), ("per_ip", &self.sessions_refused_per_ip)]
+        {
+            let _ = writeln!(
+                out,
+                "ticker_sessions_refused_total{{limit=\"{limit}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
         counter(
             &mut out,
             "ticker_tls_key_limit_closes_total",

@@ -107,6 +107,21 @@ pub(crate) enum TimerAction {
     Drop,
 }
 
+/// Whether a connection has input the loop has not handled yet, and why (the per-turn
+/// budget: see `shard.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// Everything read was handled and the last read would block: the next readable
+    /// event brings more.
+    Drained,
+    /// The turn's budget ran out with input left (in `inbuf` or the kernel): the loop
+    /// comes back to this connection on its next turn, after everyone else.
+    OverBudget,
+    /// Reading waits until this connection's own answers are out (or a worker's answer
+    /// is in): a flush or a completion resumes it.
+    Held,
+}
+
 /// Where an HTTP connection is in its request/response cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HttpPhase {
@@ -142,8 +157,12 @@ pub(crate) struct Session {
     /// The symbols the session chose (`?symbols=`, `subscribe`, `unsubscribe`);
     /// `None` until it chooses: every symbol (the seed's behaviour).
     pub(crate) chosen: Option<SymbolSet>,
-    /// Client messages allowed from here on (`--control-rate`).
+    /// Client frames allowed from here on (`--control-rate`).
     pub(crate) budget: RateBudget,
+    /// This session's place under `--max-sessions-per-key`/`-ip`, given back when the
+    /// session is dropped (closing, failing or ending with its connection).
+    #[expect(dead_code, reason = "held only for its Drop")]
+    pub(crate) permit: Option<crate::server::SessionPermit>,
 }
 
 pub(crate) enum State {
@@ -172,6 +191,7 @@ pub(crate) struct Conn<S = Transport> {
     pub(crate) state: State,
     /// Bytes read but not yet consumed by a parser (empty most of the time).
     pub(crate) inbuf: Vec<u8>,
+    pub(crate) input: Input,
     pub(crate) out: Outbox,
     pub(crate) last_read: Instant,
     /// Last write progress, or when the outbox last became non-empty: a subscriber whose
@@ -199,6 +219,7 @@ impl<S: Socket> Conn<S> {
                 served: 0,
             },
             inbuf: Vec::new(),
+            input: Input::Drained,
             out: Outbox::default(),
             last_read: now,
             last_progress: now,
@@ -357,6 +378,15 @@ impl<S: Socket> Conn<S> {
         cfg: &Config,
         metrics: &Metrics,
     ) -> TimerAction {
+        // An HTTP client that asks without reading: the same rule as for subscribers.
+        if let State::Http { .. } = self.state
+            && !self.out.is_empty()
+            && now >= self.last_progress + cfg.slow_consumer_timeout
+        {
+            crate::debug!("slow HTTP client dropped", peer = self.peer);
+            metrics.slow_consumer_closes.fetch_add(1, Relaxed);
+            return TimerAction::Drop;
+        }
         match &mut self.state {
             State::Http { phase: HttpPhase::Reading, head_since, idle_since, served } => {
                 let head_expired = head_since.is_some_and(|t| now >= t + cfg.head_timeout);

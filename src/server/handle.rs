@@ -12,9 +12,9 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::TrySendError;
 
 use super::conn::{
-    Conn, HttpPhase, MAX_QUEUED, Session, Socket, State, TimerAction, UpgradeAsk, Verdict,
+    Conn, HttpPhase, Input, MAX_QUEUED, Session, Socket, State, TimerAction, UpgradeAsk, Verdict,
 };
-use super::{Reply, Shared};
+use super::{Reply, SessionCap, Shared};
 use crate::auth::token::VerifiedToken;
 use crate::control::{self, ClientMessage, RateBudget};
 use crate::error::{CloseCode, HttpError};
@@ -44,51 +44,134 @@ pub(crate) struct LoopCtx {
     pub(crate) read_buf: Box<[u8]>,
 }
 
-/// Reads until the socket would block, handling what arrives, then flushes.
+/// Bytes one connection may have read in one loop turn: one fill of the loop's read
+/// buffer. Enough for any whole request (16 KiB head + 16 KiB body) or message (32 KiB).
+pub(crate) const READ_BUDGET: usize = 64 * 1024;
+/// Requests or WebSocket frames one connection may have handled in one loop turn. A
+/// turn of 32 small requests costs the loop about 0.1 ms; the rest waits for the next
+/// turn, after ticks, accepts, timers and every other ready connection.
+pub(crate) const MESSAGE_BUDGET: u32 = 32;
+/// Unsent answers an HTTP connection may have queued before the server stops reading
+/// and parsing its requests: a few responses (the largest, `/metrics`, is a few KiB).
+/// Reading resumes as the client takes them; one that never does is dropped by the
+/// slow-consumer rule.
+pub(crate) const HTTP_OUTPUT_CAP: usize = 64 * 1024;
+
+/// What a connection may still make the loop do in this turn.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TurnBudget {
+    bytes: usize,
+    messages: u32,
+}
+
+impl TurnBudget {
+    pub(crate) fn new() -> TurnBudget {
+        TurnBudget { bytes: READ_BUDGET, messages: MESSAGE_BUDGET }
+    }
+
+    fn spent(&self) -> bool {
+        self.bytes == 0 || self.messages == 0
+    }
+
+    /// Takes one request or frame; `false` when none is left.
+    fn take_message(&mut self) -> bool {
+        if self.messages == 0 {
+            return false;
+        }
+        self.messages -= 1;
+        true
+    }
+}
+
+/// Handles input left from an earlier turn, then reads and handles more until the socket
+/// would block, the turn's [`TurnBudget`] is spent, or the connection's own answers must
+/// drain first; records which in `conn.input`, then flushes.
 pub(crate) fn on_readable<S: Socket>(
     conn: &mut Conn<S>,
     key: ConnKey,
     ctx: &mut LoopCtx,
     now: Instant,
 ) -> Verdict {
-    let limits = ctx.shared.config.http_limits;
-    // Room for one whole request (head + body) plus one read's worth of the next.
-    let cap = limits.max_head + limits.max_body + 4096;
+    let mut budget = TurnBudget::new();
     loop {
-        // A connection waiting on a worker holds at most `cap` pipelined bytes; the rest
-        // stays in the kernel and is read when the answer is out (see `on_completion`).
-        if matches!(conn.state, State::Http { phase: HttpPhase::Waiting { .. }, .. })
-            && conn.inbuf.len() >= cap
+        conn.input = Input::Drained;
+        if process(conn, key, ctx, now, &mut budget) == Verdict::Close
+            || read_and_process(conn, key, ctx, now, &mut budget) == Verdict::Close
         {
-            break;
+            return Verdict::Close;
         }
-        match conn.socket.read(&mut ctx.read_buf) {
-            Ok(0) => {
-                if on_eof(conn, ctx, now) == Verdict::Close {
-                    return Verdict::Close;
-                }
-                break;
-            }
+        conn.trim_inbuf();
+        if conn.flush(now, &ctx.shared.metrics) == Verdict::Close {
+            return Verdict::Close;
+        }
+        // Held for its own answers, and the socket took them at once: no writable event
+        // will come to resume it, so go on here, within this turn's budget.
+        if conn.input != Input::Held || must_hold(conn, &ctx.shared) {
+            return Verdict::Open;
+        }
+        if budget.spent() {
+            conn.input = Input::OverBudget;
+            return Verdict::Open;
+        }
+    }
+}
+
+/// The reading half of [`on_readable`]: reads until the socket would block, the budget
+/// is spent or reading must wait, handling what arrives.
+fn read_and_process<S: Socket>(
+    conn: &mut Conn<S>,
+    key: ConnKey,
+    ctx: &mut LoopCtx,
+    now: Instant,
+    budget: &mut TurnBudget,
+) -> Verdict {
+    loop {
+        if must_hold(conn, &ctx.shared) {
+            conn.input = Input::Held;
+            return Verdict::Open;
+        }
+        // Out of budget, or whole requests/frames still waiting in `inbuf`: come back
+        // next turn rather than read more.
+        if budget.spent() || conn.input == Input::OverBudget {
+            conn.input = Input::OverBudget;
+            return Verdict::Open;
+        }
+        let room = budget.bytes.min(ctx.read_buf.len());
+        match conn.socket.read(&mut ctx.read_buf[..room]) {
+            Ok(0) => return on_eof(conn, ctx, now),
             Ok(n) => {
+                budget.bytes -= n;
                 conn.last_read = now;
                 if let State::Closing { .. } = conn.state {
-                    continue; // draining towards EOF
+                    continue; // draining towards EOF, within the budget
                 }
                 if let State::Http { phase: HttpPhase::Reading, head_since, .. } = &mut conn.state {
                     head_since.get_or_insert(now);
                 }
                 conn.inbuf.extend_from_slice(&ctx.read_buf[..n]);
-                if process(conn, key, ctx, now) == Verdict::Close {
+                if process(conn, key, ctx, now, budget) == Verdict::Close {
                     return Verdict::Close;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Verdict::Open,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Verdict::Close,
         }
     }
-    conn.trim_inbuf();
-    conn.flush(now, &ctx.shared.metrics)
+}
+
+/// Reading waits for this connection's own output: a worker is preparing its answer and
+/// it already holds a whole request's worth of pipelined bytes, or its unsent answers
+/// are over [`HTTP_OUTPUT_CAP`]. What it sends meanwhile stays in the kernel.
+pub(crate) fn must_hold<S: Socket>(conn: &Conn<S>, shared: &Shared) -> bool {
+    let State::Http { phase, .. } = &conn.state else { return false };
+    let limits = shared.config.http_limits;
+    // Room for one whole request (head + body) plus one read's worth of the next.
+    let cap = limits.max_head + limits.max_body + 4096;
+    match phase {
+        HttpPhase::Waiting { .. } => conn.inbuf.len() >= cap,
+        HttpPhase::Reading => conn.out.owned_bytes() >= HTTP_OUTPUT_CAP,
+    }
 }
 
 /// The peer closed its side.
@@ -107,18 +190,20 @@ fn on_eof<S: Socket>(conn: &mut Conn<S>, ctx: &LoopCtx, now: Instant) -> Verdict
     }
 }
 
-/// Handles whatever complete requests or frames `inbuf` holds.
+/// Handles the complete requests or frames `inbuf` holds, as many as `budget` allows;
+/// sets `conn.input` to [`Input::OverBudget`] if it left some.
 pub(crate) fn process<S: Socket>(
     conn: &mut Conn<S>,
     key: ConnKey,
     ctx: &mut LoopCtx,
     now: Instant,
+    budget: &mut TurnBudget,
 ) -> Verdict {
     if let State::Http { .. } = conn.state {
-        process_http(conn, key, ctx, now);
+        process_http(conn, key, ctx, now, budget);
     }
     if let State::WebSocket(_) = conn.state {
-        process_ws(conn, ctx, now);
+        process_ws(conn, ctx, now, budget);
     }
     if let State::Closing { .. } = conn.state {
         conn.inbuf.clear();
@@ -126,10 +211,16 @@ pub(crate) fn process<S: Socket>(
     Verdict::Open
 }
 
-fn process_http<S: Socket>(conn: &mut Conn<S>, key: ConnKey, ctx: &mut LoopCtx, now: Instant) {
+fn process_http<S: Socket>(
+    conn: &mut Conn<S>,
+    key: ConnKey,
+    ctx: &mut LoopCtx,
+    now: Instant,
+    budget: &mut TurnBudget,
+) {
     let limits = ctx.shared.config.http_limits;
     while let State::Http { phase: HttpPhase::Reading, .. } = conn.state {
-        if conn.inbuf.is_empty() {
+        if conn.inbuf.is_empty() || must_hold(conn, &ctx.shared) {
             break;
         }
         // The request borrows the bytes it was parsed from, so they leave the
@@ -138,6 +229,11 @@ fn process_http<S: Socket>(conn: &mut Conn<S>, key: ConnKey, ctx: &mut LoopCtx, 
         match parse_request(&inbuf, &limits) {
             Ok(Status::Partial) => {
                 conn.inbuf = inbuf;
+                break;
+            }
+            Ok(Status::Complete { .. }) if !budget.take_message() => {
+                conn.inbuf = inbuf;
+                conn.input = Input::OverBudget;
                 break;
             }
             Ok(Status::Complete { value: req, consumed }) => {
@@ -309,10 +405,8 @@ pub(crate) fn on_completion<S: Socket>(
             send_error(conn, ctx, &HttpError::Internal, false, origin.as_deref(), now);
         }
     }
-    // Pipelined requests may be waiting in `inbuf` and in the kernel.
-    if process(conn, key, ctx, now) == Verdict::Close {
-        return Verdict::Close;
-    }
+    // Pipelined requests may be waiting in `inbuf` and in the kernel: handled as a read
+    // would be, within a turn's budget.
     on_readable(conn, key, ctx, now)
 }
 
@@ -385,6 +479,22 @@ fn finish_upgrade<S: Socket>(
             }
         }
     };
+    // The caps come last: a refused token or handshake takes no slot.
+    let permit = match &shared.session_limits {
+        None => None,
+        Some(limits) => match limits.admit(verified.api_key_id, conn.peer.ip()) {
+            Ok(permit) => Some(permit),
+            Err(cap) => {
+                let counter = match cap {
+                    SessionCap::PerKey => &shared.metrics.sessions_refused_per_key,
+                    SessionCap::PerIp => &shared.metrics.sessions_refused_per_ip,
+                };
+                counter.fetch_add(1, Relaxed);
+                let e = HttpError::TooManySessions(cap);
+                return send_error(conn, ctx, &e, keep_alive, origin, now);
+            }
+        },
+    };
     shared.metrics.ws_auth(WsAuthOutcome::Accepted);
     crate::debug!("session opened", user_id = verified.actor.id, peer = conn.peer);
     if shared.config.send_buffer > 0 {
@@ -407,6 +517,7 @@ fn finish_upgrade<S: Socket>(
         ping_outstanding: false,
         chosen,
         budget: RateBudget::new(shared.config.control_rate, now),
+        permit,
     };
     let accept = handshake::switching_protocols(&handshake::accept_key(&ask.key));
     conn.open_session(session, accept, welcome.as_bytes(), snapshot, feed, now, &shared.metrics);
@@ -417,18 +528,37 @@ fn finish_upgrade<S: Socket>(
     shared.ticker_bell.ring();
 }
 
-fn process_ws<S: Socket>(conn: &mut Conn<S>, ctx: &mut LoopCtx, now: Instant) {
+fn process_ws<S: Socket>(
+    conn: &mut Conn<S>,
+    ctx: &mut LoopCtx,
+    now: Instant,
+    budget: &mut TurnBudget,
+) {
     let (metrics, linger) = (&ctx.shared.metrics, ctx.shared.config.close_linger);
     loop {
         let State::WebSocket(session) = &mut conn.state else { return };
         if conn.inbuf.is_empty() {
             return;
         }
+        if budget.messages == 0 {
+            conn.input = Input::OverBudget;
+            return;
+        }
         let message = match session.decoder.decode(&mut conn.inbuf) {
             Ok(Status::Partial) => return,
             Ok(Status::Complete { value, consumed }) => {
+                budget.messages -= 1;
                 conn.inbuf.drain(..consumed);
                 session.ping_outstanding = false;
+                // Every frame counts against the session's rate, control frames and
+                // fragments included (a close ends the session anyway).
+                let closing = matches!(value, Some(Message::Close(_)));
+                if !closing && !session.budget.take(now) {
+                    metrics.rate_limit_closes.fetch_add(1, Relaxed);
+                    let reason = "rate limit";
+                    conn.close_session(CloseCode::PolicyViolation, reason, now, linger, metrics);
+                    return;
+                }
                 value
             }
             Err(e) => {
@@ -440,35 +570,22 @@ fn process_ws<S: Socket>(conn: &mut Conn<S>, ctx: &mut LoopCtx, now: Instant) {
         };
         let Some(message) = message else { continue };
         match message {
-            Message::Text(text) => {
-                if !session.budget.take(now) {
-                    metrics.rate_limit_closes.fetch_add(1, Relaxed);
-                    conn.close_session(
-                        CloseCode::PolicyViolation,
-                        "rate limit",
-                        now,
-                        linger,
-                        metrics,
-                    );
-                    return;
+            Message::Text(text) => match control::parse(text.as_bytes()) {
+                Ok(ClientMessage::Ping) => {
+                    conn.queue(frame::encode_frame(OpCode::Text, control::PONG), now);
                 }
-                match control::parse(text.as_bytes()) {
-                    Ok(ClientMessage::Ping) => {
-                        conn.queue(frame::encode_frame(OpCode::Text, control::PONG), now);
-                    }
-                    Ok(ClientMessage::Ignored) => {}
-                    Ok(ClientMessage::Subscribe(names)) => {
-                        change_subscription(conn, ctx, Change::Subscribe(&names), now);
-                    }
-                    Ok(ClientMessage::Unsubscribe(names)) => {
-                        change_subscription(conn, ctx, Change::Unsubscribe(&names), now);
-                    }
-                    Err(e) => {
-                        metrics.subscription_errors.fetch_add(1, Relaxed);
-                        conn.queue(frame::encode_frame(OpCode::Text, &e.to_json()), now);
-                    }
+                Ok(ClientMessage::Ignored) => {}
+                Ok(ClientMessage::Subscribe(names)) => {
+                    change_subscription(conn, ctx, Change::Subscribe(&names), now);
                 }
-            }
+                Ok(ClientMessage::Unsubscribe(names)) => {
+                    change_subscription(conn, ctx, Change::Unsubscribe(&names), now);
+                }
+                Err(e) => {
+                    metrics.subscription_errors.fetch_add(1, Relaxed);
+                    conn.queue(frame::encode_frame(OpCode::Text, &e.to_json()), now);
+                }
+            },
             Message::Binary(_) | Message::Pong(_) => {}
             Message::Ping(payload) => conn.queue(frame::encode_frame(OpCode::Pong, &payload), now),
             Message::Close(code) => {

@@ -27,6 +27,7 @@ mod handle;
 mod outbox;
 #[cfg(feature = "tls")]
 pub mod records;
+mod session_limits;
 mod shard;
 mod startup;
 #[cfg(feature = "tls")]
@@ -40,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use conn::Outbox;
 use crossbeam_channel::Sender;
 use mio::Waker;
+pub use session_limits::{SessionCap, SessionLimits, SessionPermit};
 pub use startup::{StartError, run};
 #[cfg(feature = "tls")]
 pub use tls::TlsError;
@@ -92,6 +94,8 @@ pub struct Shared {
     pub symbol_sets: Arc<crate::symbols::sets::SetRegistry>,
     pub open_conns: AtomicUsize,
     pub max_connections: usize,
+    /// `--max-sessions-per-key` / `--max-sessions-per-ip`; `None` when neither is set.
+    pub session_limits: Option<Arc<SessionLimits>>,
     /// With `--tls-cert`/`--tls-key`: every connection speaks TLS.
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<tls::Tls>>,

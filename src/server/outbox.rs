@@ -34,6 +34,9 @@ pub struct Outbox {
     current: Option<Chunk>,
     offset: usize,
     queue: VecDeque<Chunk>,
+    /// Bytes of the owned chunks in `queue` (answers, replies): what a client that asks
+    /// without reading makes the server hold. Ticks are shared and conflated, not counted.
+    owned_bytes: usize,
     pub(crate) latest_tick: Option<Arc<[u8]>>,
 }
 
@@ -54,7 +57,13 @@ impl Outbox {
         self.queue.len()
     }
 
+    /// Bytes of queued answers and replies not yet started (see `owned_bytes`).
+    pub fn owned_bytes(&self) -> usize {
+        self.owned_bytes
+    }
+
     pub fn push(&mut self, bytes: Vec<u8>) {
+        self.owned_bytes += bytes.len();
         self.queue.push_back(Chunk::Owned(bytes));
     }
 
@@ -74,6 +83,7 @@ impl Outbox {
     /// (which must be finished) — used before a close frame goes out.
     pub fn clear_pending(&mut self) {
         self.queue.clear();
+        self.owned_bytes = 0;
         self.latest_tick = None;
     }
 
@@ -84,7 +94,12 @@ impl Outbox {
             if self.current.is_none() {
                 self.offset = 0;
                 self.current = match self.queue.pop_front() {
-                    Some(chunk) => Some(chunk),
+                    Some(chunk) => {
+                        if let Chunk::Owned(bytes) = &chunk {
+                            self.owned_bytes -= bytes.len();
+                        }
+                        Some(chunk)
+                    }
                     None => self.latest_tick.take().map(Chunk::Shared),
                 };
             }
@@ -149,6 +164,20 @@ mod tests {
         out.flush(&mut w).unwrap();
         assert_eq!(w.written, b"CK1PONGTICK3");
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn owned_bytes_count_the_queued_answers_not_yet_started() {
+        let mut out = Outbox::default();
+        out.push(vec![b'a'; 10]);
+        out.push(vec![b'b'; 5]);
+        out.offer_tick(Arc::from(&b"TICK"[..]));
+        assert_eq!(out.owned_bytes(), 15);
+        let mut w = Throttled { written: Vec::new(), room: 3 };
+        out.flush(&mut w).unwrap();
+        assert_eq!(out.owned_bytes(), 5, "the chunk in flight is no longer queued");
+        out.clear_pending();
+        assert_eq!(out.owned_bytes(), 0);
     }
 
     #[test]

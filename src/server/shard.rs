@@ -2,11 +2,25 @@
 //! connect it to the ticker, the workers and the control plane.
 //!
 //! Rules of the loop (as in mio's `Poll` docs):
-//! - Readiness is edge-triggered: every readable event is drained until `WouldBlock`, and
-//!   writes go on until the outbox is empty or `WouldBlock`. The listener alone is drained
+//! - Readiness is edge-triggered: a readable connection is read until `WouldBlock` or
+//!   its turn budget (next rule), and writes go on until the outbox is empty or
+//!   `WouldBlock`. A connection left with input is listed for the next turn, since no
+//!   new event will announce what it already has. The listener alone is drained
 //!   in batches of [`ACCEPT_BATCH`] per turn, so a connection storm cannot starve the
 //!   fan-out; while a batch has left connections in the backlog, the loop polls with a
 //!   zero timeout and takes the next batch on its next turn (see [`Accepting`]).
+//! - No connection can make the loop do more than a bounded amount of work per turn, or
+//!   hold more than a bounded amount of memory, whatever it sends or fails to read:
+//!   - a turn handles at most [`handle::READ_BUDGET`] bytes and [`handle::MESSAGE_BUDGET`]
+//!     requests or frames of one connection; one with input left is revisited on the
+//!     next turn, after ticks, events, completions, accepts and timers (see
+//!     [`Shard::serve_revisits`]), so a flood on one socket delays nobody by more than
+//!     one budget;
+//!   - an HTTP connection whose unsent answers exceed [`handle::HTTP_OUTPUT_CAP`] is not
+//!     read until they drain, and one that makes no write progress for
+//!     `--slow-consumer-timeout` is dropped, as sessions are;
+//!   - a session's frames, control frames included, count against `--control-rate`
+//!     (beyond it, close 1008), and its unread replies against `MAX_QUEUED`.
 //! - Any event may be spurious: a handler that finds nothing to do does nothing, and an
 //!   event for a connection that is gone is ignored.
 //! - `Interrupted` is retried; nothing here blocks: blocking work goes to the workers.
@@ -24,7 +38,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::{Conn, HttpPhase, Session, State, Verdict};
+use super::conn::{Conn, HttpPhase, Input, Session, State, Verdict};
 use super::fanout::{Current, fan_out};
 use super::handle::{self, LoopCtx};
 #[cfg(feature = "tls")]
@@ -77,6 +91,10 @@ pub(crate) struct Shard {
     /// A newer tick took over the last fan-out: the sessions it served first lack it,
     /// so the loop polls without waiting and offers it to them on its next turn.
     behind: bool,
+    /// Connections whose turn budget ran out with input left ([`Input::OverBudget`]),
+    /// with their serials: served at the end of the next turn, which polls without
+    /// waiting while any are listed.
+    revisit: Vec<(usize, u64)>,
 }
 
 /// Where the listener stands between two turns of the loop.
@@ -127,6 +145,7 @@ impl Shard {
             shutdown_deadline: None,
             dead: Vec::new(),
             behind: false,
+            revisit: Vec::new(),
         })
     }
 
@@ -137,7 +156,7 @@ impl Shard {
         loop {
             let now = Instant::now();
             let timeout = match self.accepting {
-                _ if self.behind => Some(Duration::ZERO),
+                _ if self.behind || !self.revisit.is_empty() => Some(Duration::ZERO),
                 Accepting::Backlogged => Some(Duration::ZERO),
                 Accepting::PausedUntil(t) => Some(next_sweep.min(t).saturating_duration_since(now)),
                 // With no connection there is no timeout to check: sleep until an event (a
@@ -152,6 +171,8 @@ impl Shard {
                 return Err(e);
             }
             let now = Instant::now();
+            // Last turn's leftovers wait until everything else of this turn is done.
+            let mut due = std::mem::take(&mut self.revisit);
             // Ticks first: they are what latency is measured on.
             self.drain_ticks(now);
             let mut listener_ready = false;
@@ -174,6 +195,7 @@ impl Shard {
                 self.sweep(now);
                 next_sweep = now + SWEEP_EVERY;
             }
+            self.serve_revisits(&mut due, now);
             if let Some(deadline) = self.shutdown_deadline
                 && (self.conns.is_empty() || now >= deadline)
             {
@@ -271,11 +293,39 @@ impl Shard {
         if writable {
             verdict = conn.flush(now, &self.ctx.shared.metrics);
         }
-        if verdict == Verdict::Open && readable {
+        // Reading held for this connection's answers resumes once they have drained.
+        let resume = conn.input == Input::Held && !handle::must_hold(conn, &self.ctx.shared);
+        if verdict == Verdict::Open && (readable || resume) {
             verdict = handle::on_readable(conn, ConnKey(key), &mut self.ctx, now);
         }
+        self.after_input(key, verdict);
+    }
+
+    /// Closes the connection or, if its budget ran out with input left, lists it for
+    /// the next turn.
+    fn after_input(&mut self, key: usize, verdict: Verdict) {
         if verdict == Verdict::Close {
-            self.close(key);
+            return self.close(key);
+        }
+        if let Some(conn) = self.conns.get(key)
+            && conn.input == Input::OverBudget
+        {
+            self.revisit.push((key, conn.serial));
+        }
+    }
+
+    /// Gives the connections that ran out of budget last turn their next turn's worth.
+    /// A connection listed twice, or served by an event in the meantime, is served once.
+    fn serve_revisits(&mut self, due: &mut Vec<(usize, u64)>, now: Instant) {
+        due.sort_unstable();
+        due.dedup();
+        for (key, serial) in due.drain(..) {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            if conn.serial != serial || conn.input != Input::OverBudget {
+                continue;
+            }
+            let verdict = handle::on_readable(conn, ConnKey(key), &mut self.ctx, now);
+            self.after_input(key, verdict);
         }
     }
 
@@ -331,9 +381,8 @@ impl Shard {
             if conn.serial != done.reply.serial {
                 continue;
             }
-            if handle::on_completion(conn, key, &mut self.ctx, done.value, now) == Verdict::Close {
-                self.close(key.0);
-            }
+            let verdict = handle::on_completion(conn, key, &mut self.ctx, done.value, now);
+            self.after_input(key.0, verdict);
         }
     }
 

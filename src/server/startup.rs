@@ -18,7 +18,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, unbounded};
 use mio::{Poll, Waker};
 
-use super::{Control, Shared, shard};
+use super::{Control, SessionLimits, Shared, shard};
 use crate::auth::Auth;
 use crate::auth::key_store::{Revocation, SqliteKeyStore};
 use crate::auth::keys::DbError;
@@ -190,6 +190,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         symbol_sets: symbol_sets.clone(),
         open_conns: AtomicUsize::new(0),
         max_connections,
+        session_limits: SessionLimits::new(config.max_sessions_per_key, config.max_sessions_per_ip),
         #[cfg(feature = "tls")]
         tls,
         shutting_down: AtomicBool::new(false),

@@ -12,7 +12,7 @@
 
 pub mod sets;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::control::SubscriptionError;
@@ -56,21 +56,28 @@ impl SymbolTable {
     }
 
     /// The set of `names`, or every name that is not a configured symbol (each once, in
-    /// the order given).
+    /// the order given). Linear in the names: a client's list is hostile input.
     pub fn resolve<'a, I>(&self, names: I) -> Result<SymbolSet, Vec<String>>
     where
         I: IntoIterator<Item = &'a str>,
     {
         let mut set = SymbolSet::empty(self.len());
         let mut unknown: Vec<String> = Vec::new();
+        let mut seen: HashSet<&'a str> = HashSet::new();
         for name in names {
             match self.lookup(name) {
                 Some(i) => set.insert(i),
-                None if !unknown.iter().any(|u| u == name) => unknown.push(name.to_owned()),
+                None if seen.insert(name) => unknown.push(name.to_owned()),
                 None => {}
             }
         }
         if unknown.is_empty() { Ok(set) } else { Err(unknown) }
+    }
+
+    /// The longest list of names a session may send in one change: enough to name every
+    /// symbol it may hold, once. Checked before anything is resolved.
+    pub fn max_names(&self, max_symbols: usize) -> usize {
+        self.len().max(max_symbols)
     }
 
     /// The names of `set`'s members, in display order.
@@ -115,6 +122,10 @@ pub fn choose(
     };
     if names.is_empty() && !matches!(change, Change::Unsubscribe(_)) {
         return Err(SubscriptionError::EmptyList);
+    }
+    // The length cap comes before any lookup, so a long list costs no more than its parse.
+    if names.len() > table.max_names(max_symbols) {
+        return Err(SubscriptionError::TooManyNames(names.len()));
     }
     let requested = table
         .resolve(names.iter().map(String::as_str))
@@ -282,6 +293,29 @@ mod tests {
         let other = names(&["SOL-USD"]);
         let full = choose(&t, &registry, 10, None, None, Change::Choose(&other));
         assert_eq!(full.unwrap_err(), SubscriptionError::TooManySets(other));
+    }
+
+    #[test]
+    fn a_list_longer_than_the_cap_is_refused_before_any_lookup() {
+        let (t, registry) = (table(), SetRegistry::new(8));
+        // Three symbols, at most 2 per session: a list may name 3 (every symbol), not 4.
+        let four = names(&["BTC-USD", "BTC-USD", "ETH-USD", "SOL-USD"]);
+        let err = choose(&t, &registry, 2, None, None, Change::Subscribe(&four)).unwrap_err();
+        assert_eq!(err, SubscriptionError::TooManyNames(4));
+        assert!(err.symbols().is_empty(), "the refused list is not echoed back");
+        let three = names(&["BTC-USD", "ETH-USD", "SOL-USD"]);
+        assert!(choose(&t, &registry, 2, None, None, Change::Subscribe(&three)).is_ok());
+    }
+
+    #[test]
+    fn many_distinct_unknown_names_resolve_in_linear_time() {
+        // 50,000 distinct unknown names: quadratic de-duplication would take seconds
+        // (1.25e9 comparisons); this finishes in milliseconds. Not a timed assertion:
+        // the count of reported names is what is checked.
+        let t = table();
+        let many: Vec<String> = (0..50_000).map(|i| format!("U{i}")).collect();
+        let err = t.resolve(many.iter().map(String::as_str)).unwrap_err();
+        assert_eq!(err.len(), 50_000);
     }
 
     #[test]

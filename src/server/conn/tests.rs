@@ -77,7 +77,12 @@ const ROOMY: usize = 1 << 20;
 
 /// A loop context as one shard has it, with the timeouts the tests walk through.
 fn ctx() -> LoopCtx {
-    let config = Config {
+    ctx_with(|_| {})
+}
+
+/// [`ctx`] with some options changed.
+fn ctx_with(change: impl FnOnce(&mut Config)) -> LoopCtx {
+    let mut config = Config {
         ping_after: Duration::from_secs(1),
         dead_after: Duration::from_secs(3),
         slow_consumer_timeout: Duration::from_secs(2),
@@ -85,6 +90,9 @@ fn ctx() -> LoopCtx {
         head_timeout: Duration::from_secs(5),
         ..Config::default()
     };
+    change(&mut config);
+    let session_limits =
+        crate::server::SessionLimits::new(config.max_sessions_per_key, config.max_sessions_per_ip);
     let metrics = Arc::new(Metrics::new());
     let auth = Auth::new(
         Tokens::in_memory(
@@ -110,6 +118,7 @@ fn ctx() -> LoopCtx {
         symbol_sets: crate::symbols::sets::SetRegistry::new(4),
         open_conns: AtomicUsize::new(0),
         max_connections: 16,
+        session_limits,
         #[cfg(feature = "tls")]
         tls: None,
         shutting_down: AtomicBool::new(false),
@@ -467,4 +476,114 @@ fn a_tick_that_arrives_during_a_fan_out_goes_to_the_rest_then_to_the_ones_served
     assert_eq!((totals.frames, totals.conflated), (200, 400));
     assert!(outputs(&mut conns).iter().all(|out| out == b"\x81\x01x\x81\x01y"));
     assert!(dead.is_empty());
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+
+#[test]
+fn pipelined_requests_beyond_the_turn_budget_wait_for_the_next_turn() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let mut c = conn(t0);
+    for _ in 0..100 {
+        c.socket.input.extend(HEALTH);
+    }
+    let budget = handle::MESSAGE_BUDGET as usize;
+    for turn in 1..=3 {
+        assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);
+        assert_eq!(count(&c.socket.output, b"HTTP/1.1 200 OK"), turn * budget);
+        assert_eq!(c.input, Input::OverBudget, "turn {turn} left input: revisit");
+    }
+    assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);
+    assert_eq!(count(&c.socket.output, b"HTTP/1.1 200 OK"), 100);
+    assert_eq!(c.input, Input::Drained);
+}
+
+#[test]
+fn an_http_client_that_does_not_read_is_held_at_the_output_cap_then_dropped() {
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let (cfg, m) = (ctx.shared.config.clone(), ctx.shared.metrics.clone());
+    let mut c = conn(t0);
+    c.socket.room = 0; // the client reads nothing
+    let flood = 20_000;
+    for _ in 0..flood {
+        c.socket.input.extend(HEALTH);
+    }
+    for _ in 0..100 {
+        handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    }
+    assert_eq!(c.input, Input::Held);
+    let answered = ctx.shared.metrics.http_requests.load(Relaxed) as usize;
+    assert!(answered < 1000, "reading stopped at the cap, after {answered} answers");
+    assert!(c.out.owned_bytes() <= handle::HTTP_OUTPUT_CAP + 4096);
+    assert!(c.socket.input.len() > (flood - 4000) * HEALTH.len(), "the rest stays unread");
+
+    // The client reads: the held requests are answered as room appears.
+    c.socket.room = ROOMY;
+    c.flush(t0, &m);
+    assert!(!handle::must_hold(&c, &ctx.shared));
+    handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    assert!(ctx.shared.metrics.http_requests.load(Relaxed) as usize > answered);
+
+    // It stops reading again, and makes no progress for the slow-consumer timeout.
+    c.socket.room = 0;
+    for _ in 0..10 {
+        handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    }
+    assert!(!c.out.is_empty());
+    let stalled = c.last_progress;
+    let before = stalled + cfg.slow_consumer_timeout - Duration::from_millis(1);
+    assert_eq!(c.on_timer(before, &cfg, &m), TimerAction::Idle);
+    assert_eq!(c.on_timer(stalled + cfg.slow_consumer_timeout, &cfg, &m), TimerAction::Drop);
+    assert_eq!(m.slow_consumer_closes.load(Relaxed), 1);
+}
+
+#[test]
+fn every_frame_counts_against_the_rate_and_a_ping_flood_is_closed_1008() {
+    let mut ctx = ctx_with(|c| c.control_rate = 5);
+    let t0 = Instant::now();
+    let mut c = session(&mut ctx, t0);
+    let ping = frame::encode_client_frame(true, OpCode::Ping, b"p", [1, 2, 3, 4]);
+    for _ in 0..5 {
+        c.socket.input.extend(&ping);
+    }
+    handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    let pong = frame::encode_frame(OpCode::Pong, b"p");
+    assert_eq!(c.socket.output, pong.repeat(5), "five pongs within the rate");
+    c.socket.output.clear();
+    for _ in 0..15 {
+        c.socket.input.extend(&ping);
+    }
+    handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0);
+    assert_eq!(close_frame(&c.socket.output), Some((1008, "rate limit".into())));
+    assert_eq!(ctx.shared.metrics.rate_limit_closes.load(Relaxed), 1);
+    assert_eq!(sessions_open(&ctx), 0);
+}
+
+#[test]
+fn the_per_key_session_cap_answers_503_until_a_session_ends() {
+    let mut ctx = ctx_with(|c| c.max_sessions_per_key = Some(1));
+    let t0 = Instant::now();
+    let (linger, m) = (ctx.shared.config.close_linger, ctx.shared.metrics.clone());
+    let mut first = session(&mut ctx, t0);
+    let mut second = conn(t0);
+    second.socket.input.extend(upgrade_request(&token(&ctx)));
+    handle::on_readable(&mut second, ConnKey(1), &mut ctx, t0);
+    let out = String::from_utf8_lossy(&second.socket.output).into_owned();
+    assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+    assert!(out.ends_with(r#"{"error":"too many sessions for this API key"}"#), "{out}");
+    assert_eq!(m.sessions_refused_per_key.load(Relaxed), 1);
+    assert!(!second.is_subscriber());
+
+    // The first session's close gives its slot back.
+    first.close_session(CloseCode::GoingAway, "bye", t0, linger, &m);
+    second.socket.output.clear();
+    second.socket.input.extend(upgrade_request(&token(&ctx)));
+    handle::on_readable(&mut second, ConnKey(1), &mut ctx, t0);
+    assert!(second.is_subscriber());
 }
