@@ -11,6 +11,7 @@ mod browser;
 mod cluster;
 mod cors;
 mod hostile;
+mod isolation;
 mod limits;
 mod load_tool;
 mod migration;
