@@ -1,5 +1,6 @@
 //! Criterion benches of the pure protocol pieces: HTTP request parsing, WebSocket frame
-//! encoding and decoding, token issue and verification, and building one tick's frame.
+//! encoding and decoding, token issue and verification, building one tick's frame, and
+//! what a hostile 32 KB `subscribe` costs the event loop.
 //! `cargo bench --bench protocol`
 
 use std::hint::black_box;
@@ -8,9 +9,11 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crypto_ticker::auth::token::{Actor, ApiKeyId, TokenKey, Tokens};
 use crypto_ticker::config::parse_symbols;
+use crypto_ticker::control::{self, ClientMessage};
 use crypto_ticker::http::request::{Limits, parse_request};
-use crypto_ticker::symbols::SymbolTable;
+use crypto_ticker::symbols::sets::SetRegistry as Registry;
 use crypto_ticker::symbols::sets::{ActiveCache, ActiveSets, SetRegistry};
+use crypto_ticker::symbols::{Change, SymbolTable, choose};
 use crypto_ticker::ticker::prices::{PriceModel, Rng};
 use crypto_ticker::ticker::{Tick, unix_micros};
 use crypto_ticker::ws::codec::Decoder;
@@ -147,8 +150,43 @@ fn tick_build_sets(c: &mut Criterion) {
     g.finish();
 }
 
+/// One 32 KB `subscribe` as the event loop handles it: parse, resolve against the
+/// table, and the answer. The worst cases: a table of 1,000 symbols (so a list may name
+/// 1,000) filled with long unknown names, and a list of thousands of short unknown
+/// names (refused by the length cap before any lookup).
+fn hostile_subscribe(c: &mut Criterion) {
+    let table = SymbolTable::new((0..1000).map(|i| format!("S{i}-USD")));
+    let registry = Registry::new(1024);
+    let message = |names: Vec<String>| {
+        let m = serde_json::json!({ "type": "subscribe", "symbols": names }).to_string();
+        assert!(m.len() <= 32 * 1024, "{} bytes", m.len());
+        m.into_bytes()
+    };
+    let long_unknown =
+        message((0..1000).map(|i| format!("UNKNOWN-{i:04}-{}", "x".repeat(18))).collect());
+    let many_unknown = message((0..4000).map(|i| format!("{i:x}")).collect());
+    let mut g = c.benchmark_group("subscribe_32k");
+    for (name, text) in
+        [("1000_long_unknown_names", long_unknown), ("4000_short_unknown_names", many_unknown)]
+    {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let Ok(ClientMessage::Subscribe(names)) = control::parse(black_box(&text)) else {
+                    unreachable!("a subscribe")
+                };
+                let change = Change::Subscribe(&names);
+                let refused = choose(&table, &registry, 100, None, None, change).unwrap_err();
+                refused.to_json()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    hostile_subscribe,
     http_parse,
     ws_decode,
     ws_encode,

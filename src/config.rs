@@ -295,7 +295,8 @@ pub const OPTIONS: &[OptionSpec] = &[
         flag: "control-rate",
         env: "TICKER_CONTROL_RATE",
         default: "10",
-        help: "client messages per second a session may send; beyond it, close 1008 \"rate limit\"",
+        help: "client frames per second a session may send (control frames included); \
+               beyond it, close 1008 \"rate limit\"",
         apply: |c, v| {
             c.control_rate = count_in(v, 1, 100_000)? as u32;
             Ok(())
