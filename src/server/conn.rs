@@ -144,6 +144,8 @@ pub(crate) struct UpgradeAsk {
     pub(crate) key: String,
     /// `?symbols=A,B`: the names asked for (checked once the token is).
     pub(crate) symbols: Option<Vec<String>>,
+    /// The client's address, as `--max-sessions-per-ip` counts it.
+    pub(crate) client: std::net::IpAddr,
 }
 
 /// An open WebSocket session.

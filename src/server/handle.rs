@@ -321,14 +321,14 @@ fn handle_request<S: Socket>(
         Route::Upgrade { token: Some(token) } if shared.auth.tokens.lookups_block() => {
             // The handshake is checked now (the request is gone when the worker
             // answers) but answered after the token: 401 comes before 426/400.
-            let handshake = check_upgrade(&req);
+            let handshake = check_upgrade(&req, conn.peer.ip());
             let auth = shared.auth.clone();
             let work = move || Reply::Authorized(auth.authorize_upgrade(Some(&token)));
             submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, Some(handshake), now);
         }
         Route::Upgrade { token } => {
             let verified = shared.auth.authorize_upgrade(token.as_deref());
-            let handshake = check_upgrade(&req);
+            let handshake = check_upgrade(&req, conn.peer.ip());
             finish_upgrade(conn, ctx, verified, handshake, req.keep_alive(), origin, now);
         }
     }
@@ -336,12 +336,12 @@ fn handle_request<S: Socket>(
 
 /// The handshake's checks, and the symbols asked for in `?symbols=A,B` (resolved once
 /// the token is accepted, so a refused token learns nothing about them).
-fn check_upgrade(req: &Request<'_>) -> Result<UpgradeAsk, HttpError> {
+fn check_upgrade(req: &Request<'_>, client: std::net::IpAddr) -> Result<UpgradeAsk, HttpError> {
     let key = handshake::check_upgrade(req)?;
     let symbols = req.query_param("symbols").map(|v| {
         v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
     });
-    Ok(UpgradeAsk { key, symbols })
+    Ok(UpgradeAsk { key, symbols, client })
 }
 
 fn revoked_response() -> Response {
@@ -482,7 +482,7 @@ fn finish_upgrade<S: Socket>(
     // The caps come last: a refused token or handshake takes no slot.
     let permit = match &shared.session_limits {
         None => None,
-        Some(limits) => match limits.admit(verified.api_key_id, conn.peer.ip()) {
+        Some(limits) => match limits.admit(verified.api_key_id, ask.client) {
             Ok(permit) => Some(permit),
             Err(cap) => {
                 let counter = match cap {
