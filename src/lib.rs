@@ -20,7 +20,8 @@
 //!   tick's frame once.
 //! - [`backoff`]: the jittered reconnect schedule (Redis link, upstream client).
 //! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
-//! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs.
+//! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs (control
+//!   characters escaped).
 //! - [`error`]: every error the SPEC names, and the one place each becomes a status or
 //!   close code.
 //! - `fuzz_checks` (tests and `cargo fuzz` only): the invariants the fuzz targets in

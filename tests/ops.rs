@@ -1,4 +1,5 @@
-//! Operations: health, metrics, graceful shutdown, and key management while serving.
+//! Operations: health, metrics, graceful shutdown, key management while serving, and
+//! what the log may contain.
 
 use std::process::Command;
 use std::time::Duration;
@@ -192,4 +193,29 @@ fn metrics_pass_promtool_check() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A key for a user id with a terminal escape in it, as another tool could have written.
+const EVIL_USER: &str = "mallory\u{1b}[2J\u{1b}]0;pwned\u{7}";
+
+#[test]
+fn a_user_id_with_control_characters_is_logged_escaped() {
+    let s = TestServer::start();
+    let key = keys_cli(&s.db_path(), &["create", "--user", EVIL_USER]).trim().to_owned();
+    assert_eq!(s.post("/auth/token", &key_body(&key)).status, 200);
+    let line = s.wait_for_log("token issued");
+    assert!(line.contains(r#"user_id="mallory\u{1b}[2J\u{1b}]0;pwned\u{7}""#), "{line}");
+    let logs = s.logs();
+    assert!(!logs.contains(|c: char| c.is_control() && c != '\n'), "a raw control character");
+}
+
+#[test]
+fn a_user_id_with_control_characters_leaves_json_logs_valid() {
+    let s = TestServer::start_with(Opts::default().arg("--log-format", "json"));
+    let key = keys_cli(&s.db_path(), &["create", "--user", EVIL_USER]).trim().to_owned();
+    assert_eq!(s.post("/auth/token", &key_body(&key)).status, 200);
+    let line = s.wait_for_log(r#""msg":"token issued""#);
+    let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+    assert_eq!(v["user_id"], EVIL_USER);
+    assert!(!s.logs().contains(|c: char| c.is_control() && c != '\n'), "a raw control character");
 }

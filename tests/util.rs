@@ -319,6 +319,24 @@ pub fn post_to(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
     read_response(&mut s).expect("a response")
 }
 
+/// The `/auth/token` body for `key`.
+pub fn key_body(key: &str) -> String {
+    format!(r#"{{"api_key":"{key}"}}"#)
+}
+
+/// Runs `crypto-ticker keys ARGS --db DB` and returns its stdout; panics if it fails.
+pub fn keys_cli(db: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+        .arg("keys")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .expect("run the keys CLI");
+    assert!(out.status.success(), "keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 /// Reads one response (head, then `Content-Length` body) from `s`. `None` on EOF first.
 pub fn read_response(s: &mut impl Read) -> Option<HttpResponse> {
     read_response_to(s, false)
