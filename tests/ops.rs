@@ -1,6 +1,8 @@
-//! Operations: health, metrics, graceful shutdown, key management while serving, and
-//! what the log may contain.
+//! Operations: health, metrics, graceful shutdown, key management while serving, the
+//! database's file modes, and what the log may contain.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -193,6 +195,57 @@ fn metrics_pass_promtool_check() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn the_data_folder_is_0700_and_the_database_files_0600_whatever_the_umask() {
+    let s = TestServer::start_with(Opts::default().umask(0o022));
+    // A lookup keeps a connection open: SQLite's WAL and shared-memory files exist.
+    s.token();
+    let data = s.dir.path().join("data");
+    assert_eq!(mode(&data), 0o700);
+    for name in ["auth.db", "auth.db-wal", "auth.db-shm", "demo-api-key"] {
+        assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+    }
+
+    // The keys CLI creating a database of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli").join("auth.db");
+    let out = with_umask(Command::new(env!("CARGO_BIN_EXE_crypto-ticker")).arg("keys"), 0o022)
+        .args(["create", "--user", "alice", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(db.parent().unwrap()), 0o700);
+    assert_eq!((mode(&db), mode(&db.with_file_name("demo-api-key"))), (0o600, 0o600));
+}
+
+#[test]
+fn loose_modes_left_by_an_earlier_version_are_tightened_at_start_and_logged() {
+    let dir = TestServer::start().stop();
+    let data = dir.path().join("data");
+    let loose =
+        [(data.clone(), 0o755), (data.join("auth.db"), 0o644), (data.join("demo-api-key"), 0o644)];
+    for (path, mode) in &loose {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    let s = TestServer::start_with(Opts { dir: Some(dir.clone()), ..Opts::default() });
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!((mode(&data.join("auth.db")), mode(&data.join("demo-api-key"))), (0o600, 0o600));
+    let logs = s.logs();
+    let tightened: Vec<&str> =
+        logs.lines().filter(|l| l.contains("permissions tightened")).collect();
+    assert_eq!(tightened.len(), 3, "{logs}");
+    assert!(tightened.iter().any(|l| l.contains("was=0644") && l.contains("now=0600")), "{logs}");
 }
 
 /// A key for a user id with a terminal escape in it, as another tool could have written.

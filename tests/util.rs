@@ -48,6 +48,8 @@ pub struct Opts {
     /// Do not wait for the demo key's log line (a cluster node started before its
     /// Redis logs it only once it joins); `demo_key` is then empty.
     pub no_demo_key: bool,
+    /// Start the server with this umask.
+    pub umask: Option<u32>,
 }
 
 impl Opts {
@@ -63,6 +65,21 @@ impl Opts {
     pub fn fd_limit(mut self, n: u64) -> Opts {
         self.fd_limit = Some(n);
         self
+    }
+    pub fn umask(mut self, mask: u32) -> Opts {
+        self.umask = Some(mask);
+        self
+    }
+}
+
+/// Runs `cmd` with this umask (set in the child between fork and exec).
+pub fn with_umask(cmd: &mut Command, mask: u32) -> &mut Command {
+    // SAFETY: only umask(2), which is async-signal-safe and cannot fail, runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask as libc::mode_t);
+            Ok(())
+        })
     }
 }
 
@@ -106,6 +123,9 @@ impl TestServer {
                     Ok(())
                 });
             }
+        }
+        if let Some(mask) = opts.umask {
+            with_umask(&mut cmd, mask);
         }
         let mut child = cmd.spawn().expect("spawn crypto-ticker");
         let stderr = child.stderr.take().expect("stderr");
