@@ -13,6 +13,7 @@ use crate::auth::token::TokenKey;
 use crate::http::cors::AllowedOrigins;
 use crate::http::request::Limits;
 use crate::log::{Format, Level};
+use crate::redact::redact_url;
 use crate::source::{Exchange, SourceKind, UpstreamConfig};
 
 /// One traded symbol and its start price.
@@ -552,10 +553,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         apply: |c, v| {
             c.redis = match v {
                 NO_REDIS | "" => None,
-                url if url.starts_with("redis://") || url.starts_with("unix://") => {
-                    Some(url.to_owned())
-                }
-                other => return Err(format!("not a redis:// URL: {other:?}")),
+                url => Some(check_redis_url(url)?),
             };
             Ok(())
         },
@@ -675,6 +673,22 @@ pub const ENV_ONLY: &[OptionSpec] = &[OptionSpec {
 
 /// Marker default of `--redis`: no cluster.
 const NO_REDIS: &str = "none (one node)";
+
+/// A `--redis` URL the cluster can use, or why not. The URL is never echoed with its
+/// password ([`crate::redact::redact_url`]).
+fn check_redis_url(url: &str) -> Result<String, String> {
+    const FORMS: &str = "redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket";
+    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+        return Err(format!("not a Redis URL ({FORMS}): {:?}", redact_url(url)));
+    }
+    // Parsed the way the cluster will (no connection is made), so a bad host, port or
+    // database number is a configuration error at start rather than a failure later.
+    #[cfg(feature = "cluster")]
+    if redis::Client::open(url).is_err() {
+        return Err(format!("not a valid Redis URL ({FORMS}): {:?}", redact_url(url)));
+    }
+    Ok(url.to_owned())
+}
 
 /// Marker default of the token key: made at random at start.
 const RANDOM_KEY: &str = "random at start";
@@ -999,6 +1013,26 @@ mod tests {
         assert!(parse(&["--backlog", "4294967296"], &[]).is_err(), "listen(2) takes an int");
         assert!(parse(&["--tokens-per-key", "0"], &[]).is_err());
         assert!((1..=i32::MAX as usize).contains(&system_somaxconn()));
+    }
+
+    #[test]
+    fn a_refused_redis_url_never_shows_its_password() {
+        for url in [
+            "http://:hunter2@cache:6379/0",
+            "rediss://app:hunter2@cache",
+            "cache:6379",
+            "redis://app:hunter2@cache:notaport/0",
+            "redis://:hunter2@cache:6379/zero",
+        ] {
+            // (A build without the cluster refuses every --redis, in words of its own.)
+            let err = parse(&["--redis", url], &[]).unwrap_err();
+            assert!(!err.0.contains("hunter2"), "{err}");
+            assert!(err.0.starts_with("--redis"), "{err}");
+            let from_env = parse(&[], &[("TICKER_REDIS", url)]).unwrap_err();
+            assert!(!from_env.0.contains("hunter2"), "{from_env}");
+        }
+        let err = parse(&["--redis", "http://:hunter2@cache"], &[]).unwrap_err();
+        assert!(err.0.contains(r#""http://:***@cache""#), "{err}");
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
 //! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs (control
 //!   characters escaped).
+//! - [`redact`]: passwords kept out of messages (the `--redis` URL's).
 //! - [`error`]: every error the SPEC names, and the one place each becomes a status or
 //!   close code.
 //! - `fuzz_checks` (tests and `cargo fuzz` only): the invariants the fuzz targets in
@@ -43,6 +44,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod parse;
+pub mod redact;
 pub mod server;
 pub mod source;
 pub mod symbols;

@@ -1,5 +1,5 @@
 //! Operations: health, metrics, graceful shutdown, key management while serving, the
-//! database's file modes, and what the log may contain.
+//! database's file modes, what the log may contain, and secrets kept out of messages.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -271,4 +271,32 @@ fn a_user_id_with_control_characters_leaves_json_logs_valid() {
     let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
     assert_eq!(v["user_id"], EVIL_USER);
     assert!(!s.logs().contains(|c: char| c.is_control() && c != '\n'), "a raw control character");
+}
+
+#[test]
+fn a_refused_redis_url_never_shows_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"));
+        cmd.args(args).arg("--db").arg(&db).env_remove("TICKER_REDIS");
+        if let Some(url) = env {
+            cmd.env("TICKER_REDIS", url);
+        }
+        let out = cmd.output().expect("run crypto-ticker");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let cases = [
+        (vec!["--redis", "http://:hunter2@127.0.0.1:6379/0"], None),
+        (vec!["--redis", "redis://app:hunter2@127.0.0.1:notaport/0"], None),
+        (vec!["--addr", "127.0.0.1:0"], Some("app:hunter2@cache.local:6379")),
+        (vec!["keys", "list", "--redis", "http://app:hunter2@127.0.0.1/0"], None),
+        (vec!["keys", "list", "--redis", "redis://:hunter2@127.0.0.1:6379/zero"], None),
+    ];
+    for (args, env) in cases {
+        let (code, err) = run(&args, env);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.to_lowercase().contains("redis"), "{args:?}: {err}");
+        assert!(!err.contains("hunter2"), "{args:?}: {err}");
+    }
 }

@@ -260,6 +260,26 @@ fn failed_logins_are_limited_across_nodes() {
 }
 
 #[test]
+fn healthz_and_the_log_never_show_the_redis_password_or_its_error_text() {
+    // Nothing listens on this port: the node cannot reach its Redis.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://app:hunter2@127.0.0.1:{port}/0");
+    let opts = Opts { no_demo_key: true, ..Opts::default().arg("--redis", &url) };
+    let n = TestServer::start_with(opts);
+    wait_until("reason: redis unreachable", || {
+        n.get("/healthz").json()["reason"] == "redis unreachable"
+    });
+    let r = n.get("/healthz");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "unavailable", "reason": "redis unreachable"})
+    );
+    n.wait_for_log("cut off");
+    assert!(!n.logs().contains("hunter2"), "{}", n.logs());
+}
+
+#[test]
 fn nodes_ride_out_a_redis_restart_without_restarting() {
     let Some(mut redis) = RedisServer::start() else { return };
     let nodes: Vec<TestServer> = (0..2).map(|_| node(&redis)).collect();
