@@ -100,7 +100,7 @@ fn in_process(args: &[String]) {
     let tokens = Tokens::new(
         TokenKey::random().expect("randomness"),
         config.token_ttl,
-        Box::new(MemoryTokenStore::new(config.token_capacity, config.tokens_per_key)),
+        Box::new(MemoryTokenStore::new(config.token_capacity, config.per_key_bound())),
     );
     let auth = Arc::new(Auth::new(
         tokens,

@@ -1,5 +1,7 @@
-//! `POST /auth/token`: one test per row of the SPEC table, plus token validation on the
-//! WebSocket route.
+//! `POST /auth/token`: one test per answer it gives, token validation on the WebSocket
+//! route, and the token table's bounds.
+
+use std::process::Command;
 
 use crate::util::*;
 
@@ -123,10 +125,15 @@ fn a_locked_database_is_500_and_the_server_recovers_when_it_is_released() {
 
 #[test]
 fn a_full_token_table_is_503_token_store_unavailable() {
+    // A table of two holds one token per key (a tenth of it, at least one): it takes
+    // two keys to fill it.
     let s = TestServer::start_with(Opts::default().arg("--token-capacity", "2"));
+    let bob = keys_cli(&s.db_path(), &["create", "--user", "bob"]).trim().to_owned();
+    let carol = keys_cli(&s.db_path(), &["create", "--user", "carol"]).trim().to_owned();
     s.token();
     s.token();
-    let r = s.post("/auth/token", &format!(r#"{{"api_key":"{}"}}"#, s.demo_key));
+    assert_eq!(s.post("/auth/token", &key_body(&bob)).status, 200);
+    let r = s.post("/auth/token", &key_body(&carol));
     assert_eq!((r.status, r.error().as_str()), (503, "token store unavailable"));
 }
 
@@ -217,4 +224,38 @@ fn one_key_past_its_token_bound_retires_its_oldest_tokens_and_locks_no_one_out()
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["user_id"], "bob");
     assert_eq!(upgrade_status(&s, r.json()["token"].as_str().expect("token")), 101);
+}
+
+#[test]
+fn with_the_derived_per_key_bound_one_key_cannot_fill_the_table() {
+    // --tokens-per-key is not given: a tenth of the 500, 50 per key.
+    let s = TestServer::start_with(Opts::default().arg("--token-capacity", "500"));
+    for i in 0..600 {
+        let r = s.post("/auth/token", &key_body(&s.demo_key));
+        assert_eq!(r.status, 200, "login {i} of 600 with one key: {}", r.text());
+    }
+    let bob = keys_cli(&s.db_path(), &["create", "--user", "bob"]).trim().to_owned();
+    let r = s.post("/auth/token", &key_body(&bob));
+    assert_eq!((r.status, r.json()["user_id"].as_str()), (200, Some("bob")), "{}", r.text());
+    assert_eq!(upgrade_status(&s, r.json()["token"].as_str().expect("token")), 101);
+}
+
+#[test]
+fn a_per_key_bound_above_half_the_token_table_is_refused_at_start_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data").join("auth.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+        .args(["--addr", "127.0.0.1:0", "--token-capacity", "500", "--tokens-per-key", "600"])
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .expect("run the server");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--tokens-per-key 600 is more than half of --token-capacity 500")
+            && err.contains("at most 250"),
+        "{err}"
+    );
+    assert!(!db.exists(), "refused before the database is touched");
 }

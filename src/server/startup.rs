@@ -384,15 +384,8 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
     };
     let (ttl, failures) = (config.token_ttl, config.login_failures_per_minute);
     let Some(url) = &config.redis else {
-        if config.tokens_per_key >= config.token_capacity {
-            crate::warn!(
-                "--tokens-per-key is not below --token-capacity: one API key can fill the \
-                 token table and lock every other key out (503)",
-                tokens_per_key = config.tokens_per_key,
-                token_capacity = config.token_capacity
-            );
-        }
-        let store = MemoryTokenStore::new(config.token_capacity, config.tokens_per_key);
+        // The configuration refused a per-key bound above half the capacity.
+        let store = MemoryTokenStore::new(config.token_capacity, config.per_key_bound());
         return Ok(Auth::new(
             Tokens::new(key, ttl, Box::new(store)),
             Box::new(SqliteKeyStore::new(config.db_path.clone())),
@@ -431,7 +424,7 @@ fn cluster_auth(
             key,
             ttl,
             Box::new(
-                RedisTokenStore::new(pool.clone(), prefix).tokens_per_key(config.tokens_per_key),
+                RedisTokenStore::new(pool.clone(), prefix).tokens_per_key(config.per_key_bound()),
             ),
         ),
         Box::new(RedisKeyStore::new(pool.clone(), prefix)),
