@@ -63,6 +63,9 @@ pub struct Config {
     /// `SO_SNDBUF` for WebSocket sessions; 0 leaves the kernel's autotuning.
     pub send_buffer: usize,
     pub login_failures_per_minute: u32,
+    /// Token exchanges one client address may have waiting or running at once (0: no
+    /// bound).
+    pub login_concurrency: usize,
     pub shutdown_grace: Duration,
     pub log_level: Level,
     pub log_format: Format,
@@ -137,6 +140,7 @@ impl Default for Config {
             close_linger: Duration::ZERO,
             send_buffer: 0,
             login_failures_per_minute: 0,
+            login_concurrency: 0,
             shutdown_grace: Duration::ZERO,
             log_level: Level::Info,
             log_format: Format::Text,
@@ -518,9 +522,21 @@ pub const OPTIONS: &[OptionSpec] = &[
         flag: "login-failures",
         env: "TICKER_LOGIN_FAILURES",
         default: "10",
-        help: "failed /auth/token attempts per client IP per minute before 429 (0: no limit)",
+        help: "failed /auth/token attempts per client address per minute; beyond them a wrong \
+               key gets 429 instead of 401 (a valid key always gets its token; 0: no limit)",
         apply: |c, v| {
             c.login_failures_per_minute = count_in(v, 0, 1_000_000)? as u32;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "login-concurrency",
+        env: "TICKER_LOGIN_CONCURRENCY",
+        default: "1024",
+        help: "token exchanges one client address may have waiting or running at once; \
+               beyond them 429 with Retry-After: 1 and no key lookup (0: no bound)",
+        apply: |c, v| {
+            c.login_concurrency = count_in(v, 0, 1_000_000)?;
             Ok(())
         },
     },
@@ -1039,6 +1055,7 @@ mod tests {
         assert_eq!(c.slow_consumer_timeout, Duration::from_secs(10));
         assert_eq!(c.backlog, system_somaxconn());
         assert_eq!((c.token_capacity, c.per_key_bound()), (100_000, 10_000));
+        assert_eq!((c.login_failures_per_minute, c.login_concurrency), (10, 1024));
     }
 
     #[test]

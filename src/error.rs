@@ -42,10 +42,14 @@ pub enum HttpError {
     ApiKeyRequired,
     /// Unknown or revoked API key.
     InvalidApiKey,
-    /// Too many failed logins from one address; retry after this many seconds.
+    /// A wrong key from an address beyond its failed-login limit (a valid key is never
+    /// refused for it); retry after this many seconds.
     TooManyRequests {
         retry_after_secs: u64,
     },
+    /// The client's address already has its bound of token exchanges in flight; refused
+    /// before any lookup, retry after a second.
+    AddressBusy,
     /// SQLite could not be opened or queried.
     DatabaseUnavailable,
     /// The token table is full of live tokens.
@@ -76,7 +80,7 @@ impl HttpError {
             HttpError::AuthenticationRequired => 401,
             HttpError::InvalidJson | HttpError::ApiKeyRequired => 400,
             HttpError::InvalidApiKey => 401,
-            HttpError::TooManyRequests { .. } => 429,
+            HttpError::TooManyRequests { .. } | HttpError::AddressBusy => 429,
             HttpError::DatabaseUnavailable | HttpError::Internal => 500,
             HttpError::TokenStoreUnavailable | HttpError::ServerBusy => 503,
             HttpError::Symbols(crate::control::SubscriptionError::TooManySets(_)) => 503,
@@ -104,6 +108,7 @@ impl HttpError {
             HttpError::ApiKeyRequired => "api_key required",
             HttpError::InvalidApiKey => "invalid API key",
             HttpError::TooManyRequests { .. } => "too many failed attempts",
+            HttpError::AddressBusy => "too many requests in progress",
             HttpError::DatabaseUnavailable => "database unavailable",
             HttpError::TokenStoreUnavailable => "token store unavailable",
             HttpError::ServerBusy => "server busy",

@@ -1,5 +1,5 @@
 //! `POST /auth/token`: one test per answer it gives, token validation on the WebSocket
-//! route, and the token table's bounds.
+//! route, the limits per client address and the token table's bounds.
 
 use std::process::Command;
 
@@ -258,4 +258,24 @@ fn a_per_key_bound_above_half_the_token_table_is_refused_at_start_with_exit_2() 
         "{err}"
     );
     assert!(!db.exists(), "refused before the database is touched");
+}
+
+const WRONG: &str = r#"{"api_key":"not-a-real-key-000000000000000000"}"#;
+
+#[test]
+fn ten_wrong_keys_from_an_address_never_refuse_the_next_valid_key_and_the_eleventh_gets_429() {
+    let s = TestServer::start();
+    for i in 0..10 {
+        let r = s.post("/auth/token", WRONG);
+        assert_eq!((r.status, r.error().as_str()), (401, "invalid API key"), "wrong key {i}");
+    }
+    let r = s.post("/auth/token", &key_body(&s.demo_key));
+    assert_eq!(r.status, 200, "a valid key after ten failures: {}", r.text());
+    let r = s.post("/auth/token", WRONG);
+    assert_eq!((r.status, r.error().as_str()), (429, "too many failed attempts"));
+    let retry: u64 = r.header("Retry-After").expect("Retry-After").parse().expect("seconds");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    // Beyond the limit, a valid key still gets its token.
+    assert_eq!(s.post("/auth/token", &key_body(&s.demo_key)).status, 200);
+    assert_eq!(s.metric("ticker_auth_requests_total{outcome=\"rate_limited\"}"), 1.0);
 }

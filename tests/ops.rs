@@ -115,26 +115,6 @@ fn logs_of_a_session_contain_no_token_and_no_key_but_the_demo_line() {
 }
 
 #[test]
-fn repeated_failed_logins_get_429_with_retry_after_and_others_pass() {
-    let s = TestServer::start_with(Opts::default().arg("--login-failures", "3"));
-    for _ in 0..3 {
-        assert_eq!(s.post("/auth/token", r#"{"api_key":"bad"}"#).status, 401);
-    }
-    let r = s.post("/auth/token", r#"{"api_key":"bad"}"#);
-    assert_eq!(r.status, 429);
-    assert!(r.header("Retry-After").unwrap().parse::<u64>().unwrap() > 0);
-    // The same address with the right key is limited too (per-IP limit), so check
-    // that a different source address is not: connect from 127.0.0.2.
-    let sock = std::net::TcpStream::connect((std::net::Ipv4Addr::new(127, 0, 0, 2), s.addr.port()));
-    if let Ok(mut c) = sock {
-        use std::io::Write;
-        let body = format!(r#"{{"api_key":"{}"}}"#, s.demo_key);
-        write!(c, "POST /auth/token HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-        assert_eq!(read_response(&mut c).unwrap().status, 200);
-    }
-}
-
-#[test]
 fn a_client_can_revoke_its_own_token_and_its_sessions_close() {
     let s = TestServer::start();
     let token = s.token();

@@ -10,7 +10,8 @@
 //!   token table ([`token_store::MemoryTokenStore`]).
 //! - [`db_files`]: the database's folder 0700 and files 0600, whatever the umask.
 //! - [`revocation`]: the thread that follows revocations made by other processes.
-//! - [`ratelimit`]: failed logins per client address.
+//! - [`ratelimit`]: the limits per client address (failed logins, lookups in flight),
+//!   built so that a valid key is never refused for what others on its address did.
 
 pub mod db_files;
 pub mod flow;

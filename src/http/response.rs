@@ -48,6 +48,7 @@ impl Response {
             HttpError::TooManyRequests { retry_after_secs } => {
                 r = r.header("Retry-After", retry_after_secs.to_string())
             }
+            HttpError::AddressBusy => r = r.header("Retry-After", "1"),
             _ => {}
         }
         r

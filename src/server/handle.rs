@@ -189,9 +189,13 @@ fn handle_request<S: Socket>(
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::IssueToken { api_key } => {
-            let (auth, ip) = (shared.auth.clone(), conn.peer.ip());
+            let permit = match shared.auth.admit(conn.peer.ip()) {
+                Ok(permit) => permit,
+                Err(e) => return send_error(conn, ctx, &e, keep_alive, origin.as_deref(), now),
+            };
+            let auth = shared.auth.clone();
             let work = move || {
-                Reply::Answer(match auth.exchange(&api_key, ip) {
+                Reply::Answer(match auth.exchange(&api_key, permit) {
                     Ok(grant) => grant.to_response(),
                     Err(e) => Response::error(&e),
                 })

@@ -390,6 +390,7 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
             Tokens::new(key, ttl, Box::new(store)),
             Box::new(SqliteKeyStore::new(config.db_path.clone())),
             Box::new(LoginLimiter::new(failures, LOGIN_WINDOW)),
+            config.login_concurrency,
             metrics,
         ));
     };
@@ -429,6 +430,7 @@ fn cluster_auth(
         ),
         Box::new(RedisKeyStore::new(pool.clone(), prefix)),
         Box::new(RedisLimiter::new(pool, prefix, failures, LOGIN_WINDOW)),
+        config.login_concurrency,
         metrics,
     ))
 }

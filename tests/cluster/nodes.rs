@@ -247,7 +247,7 @@ fn post_auth_revoke_on_one_node_closes_that_tokens_sessions_on_the_others() {
 }
 
 #[test]
-fn failed_logins_are_limited_across_nodes() {
+fn failed_logins_are_limited_across_nodes_and_never_refuse_a_valid_key() {
     let Some(redis) = RedisServer::start() else { return };
     let opts = Opts::default().arg("--redis", &redis.url()).arg("--login-failures", "3");
     let (a, b) = (TestServer::start_with(opts.clone()), TestServer::start_with(opts));
@@ -257,6 +257,11 @@ fn failed_logins_are_limited_across_nodes() {
     let r = b.post("/auth/token", r#"{"api_key":"wrong"}"#);
     assert_eq!(r.status, 429, "the other node shares the count: {}", r.text());
     assert!(r.header("Retry-After").is_some());
+    // The same address with a valid key gets its token on either node.
+    for node in [&a, &b] {
+        let r = node.post("/auth/token", &key_body(&node.demo_key));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
 }
 
 #[test]
