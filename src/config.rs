@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::auth::token::TokenKey;
 use crate::http::cors::AllowedOrigins;
+use crate::http::forwarded::TrustedProxies;
 use crate::http::request::Limits;
 use crate::log::{Format, Level};
 use crate::redact::redact_url;
@@ -66,6 +67,8 @@ pub struct Config {
     /// Token exchanges one client address may have waiting or running at once (0: no
     /// bound).
     pub login_concurrency: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (empty: trust nobody).
+    pub trusted_proxies: TrustedProxies,
     pub shutdown_grace: Duration,
     pub log_level: Level,
     pub log_format: Format,
@@ -141,6 +144,7 @@ impl Default for Config {
             send_buffer: 0,
             login_failures_per_minute: 0,
             login_concurrency: 0,
+            trusted_proxies: TrustedProxies::default(),
             shutdown_grace: Duration::ZERO,
             log_level: Level::Info,
             log_format: Format::Text,
@@ -537,6 +541,18 @@ pub const OPTIONS: &[OptionSpec] = &[
                beyond them 429 with Retry-After: 1 and no key lookup (0: no bound)",
         apply: |c, v| {
             c.login_concurrency = count_in(v, 0, 1_000_000)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "trusted-proxies",
+        env: "TICKER_TRUSTED_PROXIES",
+        default: "none",
+        help: "proxies whose X-Forwarded-For is believed, CIDR,... (e.g. 10.0.0.0/8,::1): a \
+               request from one is from the rightmost address in that header that is not a \
+               trusted proxy; none: every client is its TCP peer",
+        apply: |c, v| {
+            c.trusted_proxies = TrustedProxies::parse(v).map_err(|e| e.to_string())?;
             Ok(())
         },
     },
@@ -1056,6 +1072,7 @@ mod tests {
         assert_eq!(c.backlog, system_somaxconn());
         assert_eq!((c.token_capacity, c.per_key_bound()), (100_000, 10_000));
         assert_eq!((c.login_failures_per_minute, c.login_concurrency), (10, 1024));
+        assert!(c.trusted_proxies.is_empty());
     }
 
     #[test]
@@ -1103,6 +1120,17 @@ mod tests {
         assert_eq!(parse(&redis, &[]).unwrap().per_key_bound(), 10_000);
         let c = parse(&[&redis[..], &["--tokens-per-key", "200000"]].concat(), &[]).unwrap();
         assert_eq!(c.per_key_bound(), 200_000);
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_networks_and_none_by_default() {
+        let c = parse(&["--trusted-proxies", "10.0.0.0/8, ::1"], &[]).unwrap();
+        assert_eq!(c.trusted_proxies.to_string(), "10.0.0.0/8,::1/128");
+        let c = parse(&[], &[("TICKER_TRUSTED_PROXIES", "192.168.0.0/16")]).unwrap();
+        assert!(c.trusted_proxies.contains("192.168.3.4".parse().unwrap()));
+        let err = parse(&["--trusted-proxies", "10.0.0.1/8"], &[]).unwrap_err();
+        assert!(err.0.starts_with("--trusted-proxies") && err.0.contains("10.0.0.0/8"), "{err}");
+        assert!(parse(&["--trusted-proxies", "proxy.local"], &[]).is_err());
     }
 
     #[test]

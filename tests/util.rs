@@ -318,7 +318,7 @@ impl HttpResponse {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
-    /// The `error` of a SPEC error body, checking its content type.
+    /// The `error` of an error body, checking its content type.
     pub fn error(&self) -> String {
         assert_eq!(self.header("Content-Type"), Some("application/json"), "{self:?}");
         self.json()["error"].as_str().expect("error field").to_owned()
@@ -327,11 +327,22 @@ impl HttpResponse {
 
 /// POSTs a JSON body on a fresh connection (usable from another thread).
 pub fn post_to(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
+    post_with(addr, path, body, &[])
+}
+
+/// POSTs a JSON body with extra header lines (`("X-Forwarded-For", "192.0.2.1")`).
+pub fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{extra}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )

@@ -18,11 +18,11 @@ use super::{Reply, Shared};
 use crate::auth::token::VerifiedToken;
 use crate::control::{self, ClientMessage, RateBudget};
 use crate::error::{CloseCode, HttpError};
-use crate::http::cors;
 use crate::http::request::{Request, parse_request};
 use crate::http::response::Response;
 use crate::http::routes::{self, Route};
 use crate::http::static_files;
+use crate::http::{cors, forwarded};
 use crate::metrics::WsAuthOutcome;
 use crate::parse::Status;
 use crate::symbols::{self, Change, SymbolIndex};
@@ -189,7 +189,8 @@ fn handle_request<S: Socket>(
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::IssueToken { api_key } => {
-            let permit = match shared.auth.admit(conn.peer.ip()) {
+            let ip = forwarded::client_ip_of(&req, conn.peer.ip(), &shared.config.trusted_proxies);
+            let permit = match shared.auth.admit(ip) {
                 Ok(permit) => permit,
                 Err(e) => return send_error(conn, ctx, &e, keep_alive, origin.as_deref(), now),
             };
