@@ -217,7 +217,7 @@ const SOMAXCONN: &str = "<somaxconn>";
 /// since 5.4).
 const FALLBACK_SOMAXCONN: usize = 4096;
 
-/// The option table. The first eight rows are fixed by the SPEC (scripts rely on them).
+/// The option table. The first eight rows' names are fixed (scripts rely on them).
 pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "addr",
@@ -1056,7 +1056,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_specs() {
+    fn defaults_are_the_documented_ones() {
         let c = parse(&[], &[]).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:8081");
         assert_eq!(c.db_path, PathBuf::from("./data/auth.db"));

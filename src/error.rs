@@ -1,5 +1,5 @@
-//! Every error the SPEC names, one variant per rule, and the single place where each
-//! becomes an HTTP status (with its JSON body) or a WebSocket close code.
+//! Every error the server answers with, one variant per rule, and the single place where
+//! each becomes an HTTP status (with its JSON body) or a WebSocket close code.
 //!
 //! Tests follow this file as a checklist: each variant has a test that provokes it
 //! through a real socket and asserts the status or close code mapped here.
@@ -88,7 +88,7 @@ impl HttpError {
         }
     }
 
-    /// The message placed in the JSON body; the SPEC fixes the ones it names.
+    /// The message placed in the JSON body (clients match on these: they do not change).
     pub fn message(&self) -> &'static str {
         match self {
             HttpError::Malformed => "malformed request",

@@ -23,8 +23,8 @@
 //! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs (control
 //!   characters escaped).
 //! - [`redact`]: passwords kept out of messages (the `--redis` URL's).
-//! - [`error`]: every error the SPEC names, and the one place each becomes a status or
-//!   close code.
+//! - [`error`]: every error the server answers with, and the one place each becomes a
+//!   status or close code.
 //! - `fuzz_checks` (tests and `cargo fuzz` only): the invariants the fuzz targets in
 //!   `fuzz/` assert, also replayed over the committed corpora by the unit tests.
 #![deny(rust_2018_idioms)]

@@ -44,7 +44,7 @@ fn sigterm_sends_1001_to_every_session_and_exits_0_within_5_s() {
         .collect();
     let (status, took) = s.signal_and_wait(libc::SIGTERM);
     assert!(status.success(), "exit status {status:?} (pid {pid})");
-    // The SPEC's bound (3 s grace by default), not a speed target.
+    // The documented bound (3 s grace by default), not a speed target.
     eprintln!("exit {took:?} after SIGTERM");
     assert!(took < Duration::from_secs(5), "exit took {took:?}");
     for r in readers {

@@ -33,7 +33,7 @@ impl Response {
         r
     }
 
-    /// The SPEC's error shape: `{"error": "..."}` plus the headers the error requires.
+    /// The error shape: `{"error": "..."}` plus the headers the error requires.
     pub fn error(err: &HttpError) -> Response {
         let body = match err {
             HttpError::Symbols(e) => {

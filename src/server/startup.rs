@@ -323,8 +323,7 @@ fn release_startup_memory() {
     }
 }
 
-/// The demo key line: the SPEC's one exception to "never log a key", so a new user can
-/// copy it.
+/// The demo key line: the one exception to "never log a key", so a new user can copy it.
 fn log_demo_key(config: &Config, demo: &DemoKey) {
     let store = match &config.redis {
         Some(_) => "redis".to_owned(),
