@@ -74,7 +74,9 @@ pub fn is_database_file(name: &str, db_name: &str) -> bool {
 }
 
 /// Creates the database's folder (0700) and file (0600) if missing, and tightens or
-/// warns about the ones found open to others (see the module's rules).
+/// warns about the ones found open to others (see the module's rules). Only failing to
+/// create them is an error: a mode that cannot be read or changed is logged, and SQLite
+/// then says whether the database can be used.
 pub fn secure(db: &Path) -> io::Result<()> {
     let dir = match db.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -85,11 +87,15 @@ pub fn secure(db: &Path) -> io::Result<()> {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
     } else {
         let db_name = db.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let only_database = fs::read_dir(&dir)?.all(|entry| {
-            entry
-                .is_ok_and(|e| e.file_name().to_str().is_some_and(|n| is_database_file(n, db_name)))
+        // A folder that cannot be listed is not known to be the database's alone.
+        let only_database = fs::read_dir(&dir).is_ok_and(|mut entries| {
+            entries.all(|entry| {
+                entry.is_ok_and(|e| {
+                    e.file_name().to_str().is_some_and(|n| is_database_file(n, db_name))
+                })
+            })
         });
-        apply(&dir, Kind::Folder { only_database }, me)?;
+        apply(&dir, Kind::Folder { only_database }, me);
     }
     match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(db) {
         // An empty file is an empty SQLite database.
@@ -104,26 +110,37 @@ pub fn secure(db: &Path) -> io::Result<()> {
         files.push(PathBuf::from(name));
     }
     for file in files.iter().filter(|f| f.exists()) {
-        apply(file, Kind::File, me)?;
+        apply(file, Kind::File, me);
     }
     Ok(())
 }
 
-/// Checks one path and acts on the decision.
-fn apply(path: &Path, kind: Kind, me: u32) -> io::Result<()> {
-    let meta = fs::metadata(path)?;
+/// Checks one path and acts on the decision; what it cannot do, it logs.
+fn apply(path: &Path, kind: Kind, me: u32) {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) => {
+            crate::warn!("cannot read the key database's mode", path = path.display(), error = e);
+            return;
+        }
+    };
     let mode = meta.mode() & 0o7777;
     match check(kind, mode, meta.uid(), me) {
         Check::Private => {}
-        Check::Tighten { to } => {
-            fs::set_permissions(path, fs::Permissions::from_mode(to))?;
-            crate::info!(
+        Check::Tighten { to } => match fs::set_permissions(path, fs::Permissions::from_mode(to)) {
+            Ok(()) => crate::info!(
                 "permissions tightened: other users could read the key database",
                 path = path.display(),
                 was = format!("{mode:04o}"),
                 now = format!("{to:04o}")
-            );
-        }
+            ),
+            Err(e) => crate::warn!(
+                "the key database is open to other users and its mode cannot be changed",
+                path = path.display(),
+                mode = format!("{mode:04o}"),
+                error = e
+            ),
+        },
         Check::NotOurs => crate::warn!(
             "the key database is open to other users but owned by another user; left as it is",
             path = path.display(),
@@ -137,7 +154,6 @@ fn apply(path: &Path, kind: Kind, me: u32) -> io::Result<()> {
             mode = format!("{mode:04o}")
         ),
     }
-    Ok(())
 }
 
 fn current_uid() -> u32 {

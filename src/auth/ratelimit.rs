@@ -15,7 +15,7 @@
 //!
 //! Guessing is not what the limit stops: keys are 32 characters of 62 (190 bits), so a
 //! million guesses a second for a century find a given key with a chance of about
-//! 10^-44. What needs protecting is the server's CPU and its key store (SQLite, or Redis
+//! 10^-42. What needs protecting is the server's CPU and its key store (SQLite, or Redis
 //! in a cluster), and a lookup is cheap: a SHA-256 and one indexed read on a worker
 //! thread, a few microseconds.
 //!
