@@ -84,7 +84,8 @@ fn main() {
     );
 }
 
-/// `Auth::exchange` back to back, as the server's workers run it.
+/// `Auth::admit` and `Auth::exchange` back to back, as the server's loop and workers run
+/// them.
 fn in_process(args: &[String]) {
     use crypto_ticker::auth::Auth;
     use crypto_ticker::auth::key_store::SqliteKeyStore;
@@ -100,12 +101,13 @@ fn in_process(args: &[String]) {
     let tokens = Tokens::new(
         TokenKey::random().expect("randomness"),
         config.token_ttl,
-        Box::new(MemoryTokenStore::new(config.token_capacity, config.tokens_per_key)),
+        Box::new(MemoryTokenStore::new(config.token_capacity, config.per_key_bound())),
     );
     let auth = Arc::new(Auth::new(
         tokens,
         Box::new(SqliteKeyStore::new(db)),
         Box::new(LoginLimiter::new(config.login_failures_per_minute, Duration::from_secs(60))),
+        config.login_concurrency,
         Arc::new(Metrics::new()),
     ));
     let (demo, _) = auth.prepare().expect("database");
@@ -118,7 +120,8 @@ fn in_process(args: &[String]) {
                 let ip = std::net::IpAddr::from([127, 0, 0, 1]);
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    auth.exchange(&key, ip).expect("a token");
+                    let permit = auth.admit(ip).expect("a lookup slot");
+                    auth.exchange(&key, permit).expect("a token");
                     n += 1;
                 }
                 n

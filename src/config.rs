@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use crate::auth::token::TokenKey;
 use crate::http::cors::AllowedOrigins;
+use crate::http::forwarded::TrustedProxies;
 use crate::http::request::Limits;
 use crate::log::{Format, Level};
+use crate::redact::redact_url;
 use crate::source::{Exchange, SourceKind, UpstreamConfig};
 
 /// One traded symbol and its start price.
@@ -42,7 +44,9 @@ pub struct Config {
     pub token_ttl: Duration,
     pub token_capacity: usize,
     /// Live tokens one API key may hold; issuing beyond it retires that key's oldest.
-    pub tokens_per_key: usize,
+    /// `None`: derived from the capacity ([`derived_tokens_per_key`]); read it through
+    /// [`Config::per_key_bound`].
+    pub tokens_per_key: Option<usize>,
     pub workers: usize,
     pub io_threads: usize,
     /// `None`: derived from the file-descriptor limit at start.
@@ -64,6 +68,11 @@ pub struct Config {
     /// `SO_SNDBUF` for WebSocket sessions; 0 leaves the kernel's autotuning.
     pub send_buffer: usize,
     pub login_failures_per_minute: u32,
+    /// Token exchanges one client address may have waiting or running at once (0: no
+    /// bound).
+    pub login_concurrency: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (empty: trust nobody).
+    pub trusted_proxies: TrustedProxies,
     pub shutdown_grace: Duration,
     pub log_level: Level,
     pub log_format: Format,
@@ -90,6 +99,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Live tokens one API key may hold: `--tokens-per-key`, or derived from
+    /// `--token-capacity` when it is not set.
+    pub fn per_key_bound(&self) -> usize {
+        self.tokens_per_key.unwrap_or_else(|| derived_tokens_per_key(self.token_capacity))
+    }
+
     /// The upstream settings for `exchange`, defaults filled in.
     pub fn upstream_config(&self, exchange: Exchange) -> UpstreamConfig {
         UpstreamConfig {
@@ -117,7 +132,7 @@ impl Default for Config {
             allowed_origins: AllowedOrigins::Any,
             token_ttl: Duration::ZERO,
             token_capacity: 0,
-            tokens_per_key: 1,
+            tokens_per_key: None,
             workers: 1,
             io_threads: 1,
             max_sessions_per_key: None,
@@ -134,6 +149,8 @@ impl Default for Config {
             close_linger: Duration::ZERO,
             send_buffer: 0,
             login_failures_per_minute: 0,
+            login_concurrency: 0,
+            trusted_proxies: TrustedProxies::default(),
             shutdown_grace: Duration::ZERO,
             log_level: Level::Info,
             log_format: Format::Text,
@@ -206,7 +223,7 @@ const SOMAXCONN: &str = "<somaxconn>";
 /// since 5.4).
 const FALLBACK_SOMAXCONN: usize = 4096;
 
-/// The option table. The first eight rows are fixed by the SPEC (scripts rely on them).
+/// The option table. The first eight rows' names are fixed (scripts rely on them).
 pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "addr",
@@ -513,20 +530,22 @@ pub const OPTIONS: &[OptionSpec] = &[
         flag: "token-capacity",
         env: "TICKER_TOKEN_CAPACITY",
         default: "100000",
-        help: "live tokens held at most (503 beyond)",
+        help: "live tokens held at most (503 beyond); one node only (a cluster's are in Redis)",
         apply: |c, v| {
-            c.token_capacity = count_in(v, 1, 100_000_000)?;
+            c.token_capacity = count_in(v, 2, 100_000_000)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "tokens-per-key",
         env: "TICKER_TOKENS_PER_KEY",
-        default: "10000",
+        default: PER_KEY_AUTO,
         help: "live tokens one API key may hold; issuing beyond it retires that key's oldest \
-               token (sessions already open stay open)",
+               token (sessions already open stay open). auto: a tenth of --token-capacity, \
+               at most 10000; more than half of --token-capacity is refused",
         apply: |c, v| {
-            c.tokens_per_key = count_in(v, 1, 100_000_000)?;
+            c.tokens_per_key =
+                if v == PER_KEY_AUTO { None } else { Some(count_in(v, 1, 100_000_000)?) };
             Ok(())
         },
     },
@@ -534,9 +553,33 @@ pub const OPTIONS: &[OptionSpec] = &[
         flag: "login-failures",
         env: "TICKER_LOGIN_FAILURES",
         default: "10",
-        help: "failed /auth/token attempts per client IP per minute before 429 (0: no limit)",
+        help: "failed /auth/token attempts per client address per minute; beyond them a wrong \
+               key gets 429 instead of 401 (a valid key always gets its token; 0: no limit)",
         apply: |c, v| {
             c.login_failures_per_minute = count_in(v, 0, 1_000_000)? as u32;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "login-concurrency",
+        env: "TICKER_LOGIN_CONCURRENCY",
+        default: "1024",
+        help: "token exchanges one client address may have waiting or running at once; \
+               beyond them 429 with Retry-After: 1 and no key lookup (0: no bound)",
+        apply: |c, v| {
+            c.login_concurrency = count_in(v, 0, 1_000_000)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "trusted-proxies",
+        env: "TICKER_TRUSTED_PROXIES",
+        default: "none",
+        help: "proxies whose X-Forwarded-For is believed, CIDR,... (e.g. 10.0.0.0/8,::1): a \
+               request from one is from the rightmost address in that header that is not a \
+               trusted proxy; none: every client is its TCP peer",
+        apply: |c, v| {
+            c.trusted_proxies = TrustedProxies::parse(v).map_err(|e| e.to_string())?;
             Ok(())
         },
     },
@@ -579,10 +622,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         apply: |c, v| {
             c.redis = match v {
                 NO_REDIS | "" => None,
-                url if url.starts_with("redis://") || url.starts_with("unix://") => {
-                    Some(url.to_owned())
-                }
-                other => return Err(format!("not a redis:// URL: {other:?}")),
+                url => Some(check_redis_url(url)?),
             };
             Ok(())
         },
@@ -703,6 +743,32 @@ pub const ENV_ONLY: &[OptionSpec] = &[OptionSpec {
 /// Marker default of `--redis`: no cluster.
 const NO_REDIS: &str = "none (one node)";
 
+/// Marker default of `--tokens-per-key`: [`derived_tokens_per_key`].
+const PER_KEY_AUTO: &str = "auto";
+
+/// The per-key token bound when `--tokens-per-key` is not set: a tenth of the table, so
+/// that filling it takes ten keys at their bound, and at most 10,000 (one client's
+/// connections on one node, about a host's file-descriptor limit).
+pub fn derived_tokens_per_key(token_capacity: usize) -> usize {
+    (token_capacity / 10).clamp(1, 10_000)
+}
+
+/// A `--redis` URL the cluster can use, or why not. The URL is never echoed with its
+/// password ([`crate::redact::redact_url`]).
+fn check_redis_url(url: &str) -> Result<String, String> {
+    const FORMS: &str = "redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket";
+    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+        return Err(format!("not a Redis URL ({FORMS}): {:?}", redact_url(url)));
+    }
+    // Parsed the way the cluster will (no connection is made), so a bad host, port or
+    // database number is a configuration error at start rather than a failure later.
+    #[cfg(feature = "cluster")]
+    if redis::Client::open(url).is_err() {
+        return Err(format!("not a valid Redis URL ({FORMS}): {:?}", redact_url(url)));
+    }
+    Ok(url.to_owned())
+}
+
 /// Marker default of the token key: made at random at start.
 const RANDOM_KEY: &str = "random at start";
 
@@ -768,6 +834,7 @@ where
             "--tls-cert and --tls-key go together: give both or neither".into(),
         ));
     }
+    check_token_bounds(&config)?;
     if config.source == SourceKind::Sim
         && (config.source_url.is_some() || config.source_ca.is_some())
     {
@@ -777,6 +844,23 @@ where
     }
     check_built_in(&config)?;
     Ok(Command::Serve(Box::new(config)))
+}
+
+/// One node's token table is shared by every key, so no key may hold more than half of
+/// it: otherwise one key could fill the table and every other key would get 503. A
+/// cluster keeps its tokens in Redis, which `--token-capacity` does not bound.
+fn check_token_bounds(config: &Config) -> Result<(), ConfigError> {
+    let (per_key, capacity) = (config.per_key_bound(), config.token_capacity);
+    if config.redis.is_none() && per_key > capacity / 2 {
+        return Err(ConfigError(format!(
+            "--tokens-per-key {per_key} is more than half of --token-capacity {capacity}: \
+             one API key could fill the token table and lock every other key out (503). \
+             Give at most {} (the default is a tenth of the capacity, at most 10000), or \
+             raise --token-capacity",
+            capacity / 2
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses the options of a part this binary was built without (a small-host build,
@@ -1004,7 +1088,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_specs() {
+    fn defaults_are_the_documented_ones() {
         let c = parse(&[], &[]).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:8081");
         assert_eq!(c.db_path, PathBuf::from("./data/auth.db"));
@@ -1018,19 +1102,87 @@ mod tests {
         assert_eq!(c.max_message, 32768);
         assert_eq!(c.slow_consumer_timeout, Duration::from_secs(10));
         assert_eq!(c.backlog, system_somaxconn());
-        assert_eq!(c.tokens_per_key, 10_000);
+        assert_eq!((c.token_capacity, c.per_key_bound()), (100_000, 10_000));
+        assert_eq!((c.login_failures_per_minute, c.login_concurrency), (10, 1024));
+        assert!(c.trusted_proxies.is_empty());
     }
 
     #[test]
     fn the_backlog_and_the_per_key_token_bound_are_options() {
         let c = parse(&["--backlog", "512"], &[("TICKER_TOKENS_PER_KEY", "100")]).unwrap();
-        assert_eq!((c.backlog, c.tokens_per_key), (512, 100));
+        assert_eq!((c.backlog, c.per_key_bound()), (512, 100));
         let c = parse(&[], &[("TICKER_BACKLOG", "64")]).unwrap();
         assert_eq!(c.backlog, 64);
         assert!(parse(&["--backlog", "0"], &[]).unwrap_err().0.starts_with("--backlog"));
         assert!(parse(&["--backlog", "4294967296"], &[]).is_err(), "listen(2) takes an int");
         assert!(parse(&["--tokens-per-key", "0"], &[]).is_err());
         assert!((1..=i32::MAX as usize).contains(&system_somaxconn()));
+    }
+
+    #[test]
+    fn the_per_key_token_bound_defaults_to_a_tenth_of_the_table_at_most_10000() {
+        for (capacity, per_key) in
+            [(2, 1), (19, 1), (500, 50), (100_000, 10_000), (10_000_000, 10_000)]
+        {
+            let c = parse(&["--token-capacity", &capacity.to_string()], &[]).unwrap();
+            assert_eq!(c.per_key_bound(), per_key, "capacity {capacity}");
+        }
+        let c = parse(&["--tokens-per-key", "auto"], &[("TICKER_TOKEN_CAPACITY", "500")]).unwrap();
+        assert_eq!(c.per_key_bound(), 50);
+        assert!(parse(&["--token-capacity", "1"], &[]).is_err(), "one key would fill it");
+    }
+
+    #[test]
+    fn a_per_key_bound_above_half_the_table_is_refused_with_what_to_give() {
+        let c = parse(&["--token-capacity", "500", "--tokens-per-key", "250"], &[]).unwrap();
+        assert_eq!(c.per_key_bound(), 250);
+        let err = parse(&["--token-capacity", "500", "--tokens-per-key", "600"], &[]).unwrap_err();
+        assert!(
+            err.0.starts_with("--tokens-per-key 600 is more than half of --token-capacity 500")
+        );
+        assert!(err.0.contains("at most 250"), "{err}");
+        let env = [("TICKER_TOKENS_PER_KEY", "60000")];
+        assert!(parse(&[], &env).unwrap_err().0.contains("--token-capacity 100000"));
+    }
+
+    #[test]
+    #[cfg(feature = "cluster")]
+    fn a_cluster_has_no_token_table_to_protect_but_the_same_per_key_default() {
+        let redis = ["--redis", "redis://127.0.0.1:6379/0"];
+        assert_eq!(parse(&redis, &[]).unwrap().per_key_bound(), 10_000);
+        let c = parse(&[&redis[..], &["--tokens-per-key", "200000"]].concat(), &[]).unwrap();
+        assert_eq!(c.per_key_bound(), 200_000);
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_networks_and_none_by_default() {
+        let c = parse(&["--trusted-proxies", "10.0.0.0/8, ::1"], &[]).unwrap();
+        assert_eq!(c.trusted_proxies.to_string(), "10.0.0.0/8,::1/128");
+        let c = parse(&[], &[("TICKER_TRUSTED_PROXIES", "192.168.0.0/16")]).unwrap();
+        assert!(c.trusted_proxies.contains("192.168.3.4".parse().unwrap()));
+        let err = parse(&["--trusted-proxies", "10.0.0.1/8"], &[]).unwrap_err();
+        assert!(err.0.starts_with("--trusted-proxies") && err.0.contains("10.0.0.0/8"), "{err}");
+        assert!(parse(&["--trusted-proxies", "proxy.local"], &[]).is_err());
+    }
+
+    #[test]
+    fn a_refused_redis_url_never_shows_its_password() {
+        for url in [
+            "http://:hunter2@cache:6379/0",
+            "rediss://app:hunter2@cache",
+            "cache:6379",
+            "redis://app:hunter2@cache:notaport/0",
+            "redis://:hunter2@cache:6379/zero",
+        ] {
+            // (A build without the cluster refuses every --redis, in words of its own.)
+            let err = parse(&["--redis", url], &[]).unwrap_err();
+            assert!(!err.0.contains("hunter2"), "{err}");
+            assert!(err.0.starts_with("--redis"), "{err}");
+            let from_env = parse(&[], &[("TICKER_REDIS", url)]).unwrap_err();
+            assert!(!from_env.0.contains("hunter2"), "{from_env}");
+        }
+        let err = parse(&["--redis", "http://:hunter2@cache"], &[]).unwrap_err();
+        assert!(err.0.contains(r#""http://:***@cache""#), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! - `{"type":"subscribe","symbols":[..]}` / `{"type":"unsubscribe","symbols":[..]}` →
 //!   `{"type":"subscriptions","symbols":[..the whole set, in display order..]}`, or
 //!   `{"type":"error","error":"..","symbols":[..]}` with the session left as it was.
-//! - Any other JSON, and text that is not JSON, is ignored (SPEC §3), but still counts
+//! - Any other JSON, and text that is not JSON, is ignored, but still counts
 //!   against the session's message rate ([`RateBudget`]).
 //!
 //! The full protocol is documented in `docs/asyncapi.yaml`.

@@ -1,5 +1,5 @@
-//! Every error the SPEC names, one variant per rule, and the single place where each
-//! becomes an HTTP status (with its JSON body) or a WebSocket close code.
+//! Every error the server answers with, one variant per rule, and the single place where
+//! each becomes an HTTP status (with its JSON body) or a WebSocket close code.
 //!
 //! Tests follow this file as a checklist: each variant has a test that provokes it
 //! through a real socket and asserts the status or close code mapped here.
@@ -42,10 +42,14 @@ pub enum HttpError {
     ApiKeyRequired,
     /// Unknown or revoked API key.
     InvalidApiKey,
-    /// Too many failed logins from one address; retry after this many seconds.
+    /// A wrong key from an address beyond its failed-login limit (a valid key is never
+    /// refused for it); retry after this many seconds.
     TooManyRequests {
         retry_after_secs: u64,
     },
+    /// The client's address already has its bound of token exchanges in flight; refused
+    /// before any lookup, retry after a second.
+    AddressBusy,
     /// SQLite could not be opened or queried.
     DatabaseUnavailable,
     /// The token table is full of live tokens.
@@ -78,7 +82,7 @@ impl HttpError {
             HttpError::AuthenticationRequired => 401,
             HttpError::InvalidJson | HttpError::ApiKeyRequired => 400,
             HttpError::InvalidApiKey => 401,
-            HttpError::TooManyRequests { .. } => 429,
+            HttpError::TooManyRequests { .. } | HttpError::AddressBusy => 429,
             HttpError::DatabaseUnavailable | HttpError::Internal => 500,
             HttpError::TokenStoreUnavailable
             | HttpError::ServerBusy
@@ -88,7 +92,7 @@ impl HttpError {
         }
     }
 
-    /// The message placed in the JSON body; the SPEC fixes the ones it names.
+    /// The message placed in the JSON body (clients match on these: they do not change).
     pub fn message(&self) -> &'static str {
         match self {
             HttpError::Malformed => "malformed request",
@@ -108,6 +112,7 @@ impl HttpError {
             HttpError::ApiKeyRequired => "api_key required",
             HttpError::InvalidApiKey => "invalid API key",
             HttpError::TooManyRequests { .. } => "too many failed attempts",
+            HttpError::AddressBusy => "too many requests in progress",
             HttpError::DatabaseUnavailable => "database unavailable",
             HttpError::TokenStoreUnavailable => "token store unavailable",
             HttpError::ServerBusy => "server busy",

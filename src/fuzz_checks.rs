@@ -244,7 +244,7 @@ pub fn token(data: &[u8]) {
 /// The `/auth/token` body, alone and through the full parse → route path.
 ///
 /// - `Ok` only for a JSON object whose `api_key` is a non-empty string, returned as is;
-/// - `Err` is always one of the two 400s the SPEC names;
+/// - `Err` is always one of the two 400s (`invalid JSON`, `api_key required`);
 /// - the same body in a real POST routes to the same key, or to a 400 response.
 pub fn auth_body(data: &[u8]) {
     let direct = parse_token_request(data);

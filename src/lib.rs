@@ -20,9 +20,11 @@
 //!   tick's frame once.
 //! - [`backoff`]: the jittered reconnect schedule (Redis link, upstream client).
 //! - [`workers`]: a generic thread pool for blocking work, replying through a waker.
-//! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs.
-//! - [`error`]: every error the SPEC names, and the one place each becomes a status or
-//!   close code.
+//! - [`metrics`], [`log`]: counters for `/metrics` and one-line structured logs (control
+//!   characters escaped).
+//! - [`redact`]: passwords kept out of messages (the `--redis` URL's).
+//! - [`error`]: every error the server answers with, and the one place each becomes a
+//!   status or close code.
 //! - `fuzz_checks` (tests and `cargo fuzz` only): the invariants the fuzz targets in
 //!   `fuzz/` assert, also replayed over the committed corpora by the unit tests.
 #![deny(rust_2018_idioms)]
@@ -42,6 +44,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod parse;
+pub mod redact;
 pub mod server;
 pub mod source;
 pub mod symbols;

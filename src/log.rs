@@ -1,9 +1,18 @@
 //! One line per event on stderr: timestamp, level, message, then `key=value` fields (or
 //! one JSON object per line with `--log-format json`).
 //!
-//! Never pass a token or an API key as a field; the only exception the SPEC allows is
-//! the demo key line at start. Use [`crate::auth::token::TokenStore::fingerprint`] when
-//! a correlation id is needed.
+//! Never pass a token or an API key as a field; the only exception is the demo key line
+//! at start. Use [`crate::auth::token::Tokens::fingerprint`] when a correlation id is
+//! needed.
+//!
+//! Values come from outside (user ids from the database, what peers send, error text),
+//! so a line never carries a character that a terminal or a log viewer would act on:
+//! - text: a value with whitespace, `"`, `=`, `\`, a control character (ESC, CR, DEL,
+//!   C1) or another invisible one (bidirectional overrides, ...) is quoted with Rust's
+//!   escapes (`user_id="evil\u{1b}[2J"`); other values stand bare. The message gets the
+//!   same escapes without quotes. One event is always one line.
+//! - JSON: the same characters are written as `\uXXXX` escapes, so the line stays valid
+//!   JSON and decodes to exactly the value logged.
 
 use std::fmt::{self, Display, Write as _};
 use std::io::Write as _;
@@ -94,22 +103,55 @@ pub fn format_line(
         for (k, v) in fields {
             obj.insert((*k).into(), v.to_string().into());
         }
-        line.push_str(&serde_json::Value::Object(obj).to_string());
+        escape_json_invisibles(&serde_json::Value::Object(obj).to_string(), &mut line);
     } else {
-        let _ = write!(line, "{ts} {:<5} {msg}", level.name());
+        let _ = write!(line, "{ts} {:<5} ", level.name());
+        for c in msg.chars() {
+            if is_invisible(c) {
+                let _ = write!(line, "{}", c.escape_debug());
+            } else {
+                line.push(c);
+            }
+        }
         for (k, v) in fields {
             let v = v.to_string();
-            let quote =
-                v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=');
-            if quote {
-                let _ = write!(line, " {k}={v:?}");
-            } else {
+            let bare = !v.is_empty()
+                && !v.contains(|c: char| {
+                    c.is_whitespace() || c == '"' || c == '=' || c == '\\' || is_invisible(c)
+                });
+            if bare {
                 let _ = write!(line, " {k}={v}");
+            } else {
+                let _ = write!(line, " {k}={v:?}");
             }
         }
     }
     line.push('\n');
     line
+}
+
+/// A character a terminal or viewer may act on or hide: a control character (C0, DEL,
+/// C1: ESC starts terminal sequences, CR rewrites the line) or a non-ASCII character
+/// that Rust's `Debug` escapes (format characters such as bidirectional overrides,
+/// line and paragraph separators, unassigned code points).
+fn is_invisible(c: char) -> bool {
+    c.is_control() || (!c.is_ascii() && c.escape_debug().nth(1).is_some())
+}
+
+/// Copies serde_json's output, writing the invisible characters it leaves raw (it
+/// escapes only C0) as `\uXXXX`. They can only occur inside strings, where the escape
+/// means the same character.
+fn escape_json_invisibles(json: &str, out: &mut String) {
+    for c in json.chars() {
+        if !is_invisible(c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
 }
 
 /// RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-24T10:32:01.123Z`.
@@ -198,6 +240,44 @@ mod tests {
             false,
         );
         assert_eq!(line, "1970-01-01T00:00:00.000Z INFO  client left reason=\"going away\" id=7\n");
+    }
+
+    #[test]
+    fn control_characters_in_text_lines_are_escaped_and_quoted() {
+        let evil = "mallory\u{1b}[2J\u{1b}]0;pwned\u{7}";
+        let line = format_line(
+            UNIX_EPOCH,
+            Level::Info,
+            "token issued\r",
+            &[("user_id", &evil), ("c1", &"a\u{9b}b"), ("bidi", &"x\u{202e}y"), ("ok", &"plain")],
+            false,
+        );
+        assert_eq!(
+            line,
+            "1970-01-01T00:00:00.000Z INFO  token issued\\r \
+             user_id=\"mallory\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\" c1=\"a\\u{9b}b\" \
+             bidi=\"x\\u{202e}y\" ok=plain\n"
+        );
+        assert!(!line.trim_end_matches('\n').contains(|c: char| c.is_control()));
+        // A backslash is quoted too, so an escape in the log always means an escape.
+        let line = format_line(UNIX_EPOCH, Level::Info, "m", &[("v", &"a\\u{1b}")], false);
+        assert!(
+            line.ends_with(
+                r#" v="a\\u{1b}"
+"#
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_lines_escape_every_invisible_character_and_stay_valid() {
+        let evil = "mallory\u{1b}[2J\u{7f}\u{9b}\u{202e}\u{2028}\u{e0001}é";
+        let line = format_line(UNIX_EPOCH, Level::Info, "m\u{1b}", &[("user_id", &evil)], true);
+        assert!(!line.trim_end_matches('\n').contains(is_invisible), "{line}");
+        assert!(line.contains(r"\u001b[2J\u007f\u009b\u202e\u2028\udb40\udc01é"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!((v["user_id"].as_str(), v["msg"].as_str()), (Some(evil), Some("m\u{1b}")));
     }
 
     #[test]

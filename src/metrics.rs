@@ -22,17 +22,21 @@ pub enum AuthOutcome {
     InvalidJson,
     MissingKey,
     InvalidKey,
+    /// A wrong key from an address beyond its failure limit (429).
     RateLimited,
+    /// Refused before any lookup: its address had its bound of lookups in flight (429).
+    AddressBusy,
     DatabaseError,
     StoreFull,
 }
 
-const AUTH_OUTCOMES: [(AuthOutcome, &str); 7] = [
+const AUTH_OUTCOMES: [(AuthOutcome, &str); 8] = [
     (AuthOutcome::Issued, "issued"),
     (AuthOutcome::InvalidJson, "invalid_json"),
     (AuthOutcome::MissingKey, "missing_key"),
     (AuthOutcome::InvalidKey, "invalid_key"),
     (AuthOutcome::RateLimited, "rate_limited"),
+    (AuthOutcome::AddressBusy, "address_busy"),
     (AuthOutcome::DatabaseError, "database_error"),
     (AuthOutcome::StoreFull, "store_full"),
 ];
@@ -104,7 +108,9 @@ pub struct Metrics {
     /// Accepted `subscribe`/`unsubscribe` messages, and refused ones.
     pub subscription_changes: AtomicU64,
     pub subscription_errors: AtomicU64,
-    auth: [AtomicU64; 7],
+    auth: [AtomicU64; 8],
+    /// Token exchanges admitted and not finished: queued for or running on a worker.
+    pub auth_lookups_in_flight: AtomicI64,
     ws_auth: [AtomicU64; 4],
     db_errors: [AtomicU64; 7],
     fanout: Histogram<FanoutBuckets>,
@@ -295,6 +301,12 @@ impl Metrics {
             "ticker_connections_rejected_total",
             "Connections answered 503 because the connection limit was reached.",
             self.connections_rejected.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "ticker_auth_lookups_in_flight",
+            "Token exchanges admitted and not yet answered (queued for or on a worker).",
+            self.auth_lookups_in_flight.load(Relaxed),
         );
         gauge(
             &mut out,

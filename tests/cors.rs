@@ -3,7 +3,7 @@
 use crate::util::*;
 
 #[test]
-fn a_preflight_gets_204_with_the_spec_headers() {
+fn a_preflight_gets_204_with_the_cors_headers() {
     let s = TestServer::start();
     let r = s.raw(
         b"OPTIONS /auth/token HTTP/1.1\r\nHost: t\r\nOrigin: http://app.example\r\n\

@@ -291,3 +291,27 @@ fn session_caps_per_key_and_per_address_answer_503_and_free_up_when_a_session_en
     assert_eq!(r.status, 503);
     assert_eq!(r.error(), "too many sessions for this API key");
 }
+
+#[test]
+fn behind_a_trusted_proxy_the_per_address_cap_counts_the_forwarded_client() {
+    let s = TestServer::start_with(
+        Opts::default().arg("--trusted-proxies", "127.0.0.1").arg("--max-sessions-per-ip", "1"),
+    );
+    let token = s.token();
+    let via_proxy = |client: &str| {
+        let mut c = s.connect();
+        write!(
+            c,
+            "GET /ws/ticker?x-auth-token={token} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nX-Forwarded-For: {client}\r\n\r\n"
+        )
+        .unwrap();
+        let status = read_response(&mut c).expect("an answer").status;
+        (status, c)
+    };
+    let (first, _a) = via_proxy("198.51.100.7");
+    let (other, _b) = via_proxy("203.0.113.9");
+    let (again, _c) = via_proxy("198.51.100.7");
+    assert_eq!((first, other, again), (101, 101, 503));
+}

@@ -1,4 +1,4 @@
-//! HTTP limits and timeouts (SPEC section 2): each limit gets its status, and a stalled
+//! HTTP limits and timeouts: each limit gets its status, and a stalled
 //! client is closed without stopping anyone else.
 
 use std::io::{Read, Write};

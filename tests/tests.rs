@@ -1,4 +1,4 @@
-//! Integration tests: one binary, a module per surface of the SPEC. Every test starts
+//! Integration tests: one binary, a module per surface of the server. Every test starts
 //! the real server binary on an ephemeral port with its own temporary data folder.
 //! The modules of optional parts (TLS, cluster, exchanges) run when the binary has them
 //! (the default features); `small_build` runs when it has none of them.

@@ -48,6 +48,8 @@ pub struct Opts {
     /// Do not wait for the demo key's log line (a cluster node started before its
     /// Redis logs it only once it joins); `demo_key` is then empty.
     pub no_demo_key: bool,
+    /// Start the server with this umask.
+    pub umask: Option<u32>,
 }
 
 impl Opts {
@@ -63,6 +65,21 @@ impl Opts {
     pub fn fd_limit(mut self, n: u64) -> Opts {
         self.fd_limit = Some(n);
         self
+    }
+    pub fn umask(mut self, mask: u32) -> Opts {
+        self.umask = Some(mask);
+        self
+    }
+}
+
+/// Runs `cmd` with this umask (set in the child between fork and exec).
+pub fn with_umask(cmd: &mut Command, mask: u32) -> &mut Command {
+    // SAFETY: only umask(2), which is async-signal-safe and cannot fail, runs in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask as libc::mode_t);
+            Ok(())
+        })
     }
 }
 
@@ -106,6 +123,9 @@ impl TestServer {
                     Ok(())
                 });
             }
+        }
+        if let Some(mask) = opts.umask {
+            with_umask(&mut cmd, mask);
         }
         let mut child = cmd.spawn().expect("spawn crypto-ticker");
         let stderr = child.stderr.take().expect("stderr");
@@ -298,7 +318,7 @@ impl HttpResponse {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
-    /// The `error` of a SPEC error body, checking its content type.
+    /// The `error` of an error body, checking its content type.
     pub fn error(&self) -> String {
         assert_eq!(self.header("Content-Type"), Some("application/json"), "{self:?}");
         self.json()["error"].as_str().expect("error field").to_owned()
@@ -307,16 +327,45 @@ impl HttpResponse {
 
 /// POSTs a JSON body on a fresh connection (usable from another thread).
 pub fn post_to(addr: SocketAddr, path: &str, body: &str) -> HttpResponse {
+    post_with(addr, path, body, &[])
+}
+
+/// POSTs a JSON body with extra header lines (`("X-Forwarded-For", "192.0.2.1")`).
+pub fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n{extra}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     read_response(&mut s).expect("a response")
+}
+
+/// The `/auth/token` body for `key`.
+pub fn key_body(key: &str) -> String {
+    format!(r#"{{"api_key":"{key}"}}"#)
+}
+
+/// Runs `crypto-ticker keys ARGS --db DB` and returns its stdout; panics if it fails.
+pub fn keys_cli(db: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+        .arg("keys")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .expect("run the keys CLI");
+    assert!(out.status.success(), "keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
 /// Reads one response (head, then `Content-Length` body) from `s`. `None` on EOF first.

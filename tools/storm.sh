@@ -51,6 +51,12 @@ fi
 
 cargo build --release -p crypto-ticker -p ticker-load >&2
 
+# Every storm client comes from 127.0.0.1, where a real storm's come from many addresses:
+# lift the bound on token exchanges in flight per address (--login-concurrency, a flood
+# guard) so it does not refuse the storm. Through the environment, so that builds from
+# before the option (STORM_SERVER) still start.
+export TICKER_LOGIN_CONCURRENCY="${TICKER_LOGIN_CONCURRENCY:-0}"
+
 # shellcheck source=tools/server-common.sh
 . tools/server-common.sh
 work="$(mktemp -d)"

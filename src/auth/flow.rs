@@ -2,10 +2,17 @@
 //!
 //! | entry point                 | who calls it           | what it does                                  |
 //! |-----------------------------|------------------------|-----------------------------------------------|
-//! | [`Auth::exchange`]          | a worker               | rate limit, key lookup, sign, the 200 body    |
+//! | [`Auth::admit`]             | the loop               | a lookup slot for the client's address, or 429 |
+//! | [`Auth::exchange`]          | a worker               | key lookup, sign, the 200 body; 401 or 429    |
 //! | [`Auth::authorize_upgrade`] | the loop (or a worker) | token → verified token, or 401, with metrics  |
 //! | [`Auth::revoke_own`]        | the loop (or a worker) | `POST /auth/revoke`: end the bearer's token   |
 //! | [`Auth::prepare`]           | start-up               | create/migrate the key store, the demo key    |
+//!
+//! A token exchange takes two steps: the loop admits it ([`Auth::admit`], at most
+//! `--login-concurrency` per address at once) before it queues it for a worker, and the
+//! worker looks the key up and answers ([`Auth::exchange`]). The key is always looked
+//! up, so a valid key always gets its token; only a wrong key from an address beyond
+//! its failure limit gets 429 instead of 401 ([`super::ratelimit`] has the reasoning).
 //!
 //! Revocations made by other processes arrive through [`super::revocation`].
 
@@ -15,13 +22,13 @@ use std::time::Instant;
 
 use super::key_store::KeyStore;
 use super::keys::{DbError, DbErrorKind, DemoKey};
-use super::ratelimit::FailureLimiter;
+use super::ratelimit::{FailureLimiter, LookupGate, LookupPermit};
 use super::token::{Actor, TokenError, Tokens, VerifiedToken, unix_now};
 use crate::error::HttpError;
 use crate::http::response::Response;
 use crate::metrics::{AuthOutcome, Metrics, WsAuthOutcome};
 
-/// The token exchange's answer: the SPEC's 200 body.
+/// The token exchange's answer: the 200 body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub token: String,
@@ -44,22 +51,27 @@ impl Grant {
     }
 }
 
-/// Everything the auth flow needs: the two stores, the login limiter, the metrics.
+/// Everything the auth flow needs: the two stores, the login limits, the metrics.
 pub struct Auth {
     pub tokens: Tokens,
     keys: Box<dyn KeyStore>,
     limiter: Box<dyn FailureLimiter>,
+    lookups: Arc<LookupGate>,
     metrics: Arc<Metrics>,
 }
 
 impl Auth {
+    /// `lookups_per_address`: token exchanges one address may have in flight at once
+    /// (`--login-concurrency`; 0: no bound).
     pub fn new(
         tokens: Tokens,
         keys: Box<dyn KeyStore>,
         limiter: Box<dyn FailureLimiter>,
+        lookups_per_address: usize,
         metrics: Arc<Metrics>,
     ) -> Auth {
-        Auth { tokens, keys, limiter, metrics }
+        let lookups = LookupGate::new(lookups_per_address, metrics.clone());
+        Auth { tokens, keys, limiter, lookups, metrics }
     }
 
     pub fn keys(&self) -> &dyn KeyStore {
@@ -73,21 +85,29 @@ impl Auth {
         Ok((demo, self.keys.revocation_cursor()?))
     }
 
-    /// `POST /auth/token` after its body was parsed: rate limit, key lookup, signing.
-    /// Blocking (the key store): workers only.
-    pub fn exchange(&self, api_key: &str, ip: IpAddr) -> Result<Grant, HttpError> {
+    /// `POST /auth/token` from the client at `ip`, before it is queued for a worker: a
+    /// permit for one lookup, or 429 ([`HttpError::AddressBusy`]) when the address
+    /// already has its bound in flight. Never blocks: the event loop calls it.
+    pub fn admit(&self, ip: IpAddr) -> Result<LookupPermit, HttpError> {
+        self.lookups.try_enter(ip).ok_or_else(|| {
+            self.metrics.auth(AuthOutcome::AddressBusy);
+            HttpError::AddressBusy
+        })
+    }
+
+    /// `POST /auth/token` after its body was parsed and the exchange admitted: key
+    /// lookup, then the token, or 401 (429 beyond the address's failure limit). The
+    /// permit's slot is free again when this returns. Blocking (the key store): workers
+    /// only.
+    pub fn exchange(&self, api_key: &str, permit: LookupPermit) -> Result<Grant, HttpError> {
         let m = &self.metrics;
-        let now = Instant::now();
-        if let Err(retry_after_secs) = self.limiter.check(ip, now) {
-            m.auth(AuthOutcome::RateLimited);
-            return Err(HttpError::TooManyRequests { retry_after_secs });
-        }
+        let ip = permit.ip();
         let record = self.keys.lookup(api_key).map_err(|e| {
             crate::warn!("key store unavailable", kind = e.kind.label(), error = e.detail);
             m.auth(AuthOutcome::DatabaseError);
             m.db_error(e.kind);
             // A shared store out of reach is the cluster's "token store unavailable";
-            // a local database that fails is the SPEC's 500.
+            // a local database that fails is a 500.
             if e.kind == DbErrorKind::Unreachable {
                 HttpError::TokenStoreUnavailable
             } else {
@@ -95,7 +115,10 @@ impl Auth {
             }
         })?;
         let Some(record) = record else {
-            self.limiter.record_failure(ip, now);
+            if let Some(retry_after_secs) = self.limiter.record_failure(ip, Instant::now()) {
+                m.auth(AuthOutcome::RateLimited);
+                return Err(HttpError::TooManyRequests { retry_after_secs });
+            }
             m.auth(AuthOutcome::InvalidKey);
             return Err(HttpError::InvalidApiKey);
         };
@@ -104,7 +127,9 @@ impl Auth {
             user_id: record.user_id.clone(),
             role: record.role.clone(),
         };
-        match self.tokens.issue(actor, record.id, ip.to_string(), unix_now()) {
+        let issued = self.tokens.issue(actor, record.id, ip.to_string(), unix_now());
+        drop(permit);
+        match issued {
             Ok(issued) => {
                 m.auth(AuthOutcome::Issued);
                 crate::info!(
@@ -202,8 +227,13 @@ mod tests {
             ),
             Box::new(SqliteKeyStore::new(dir.join("auth.db"))),
             Box::new(LoginLimiter::new(2, Duration::from_secs(60))),
+            2,
             Arc::new(Metrics::new()),
         )
+    }
+
+    fn exchange(auth: &Auth, key: &str, ip: IpAddr) -> Result<Grant, HttpError> {
+        auth.exchange(key, auth.admit(ip)?)
     }
 
     #[test]
@@ -212,7 +242,7 @@ mod tests {
         let auth = auth(dir.path(), 10);
         let (demo, _) = auth.prepare().unwrap();
         let ip = IpAddr::from([127, 0, 0, 1]);
-        let grant = auth.exchange(&demo.key, ip).unwrap();
+        let grant = exchange(&auth, &demo.key, ip).unwrap();
         assert_eq!((grant.user_id.as_str(), grant.expires_in), ("demo", 60));
         let verified = auth.authorize_upgrade(Some(&grant.token)).unwrap();
         assert_eq!(verified.actor.id, "user:demo");
@@ -226,16 +256,45 @@ mod tests {
     }
 
     #[test]
-    fn failures_are_limited_per_address_and_a_full_store_is_503() {
+    fn a_valid_key_is_never_refused_for_its_addresss_failures_but_a_wrong_one_gets_429() {
         let dir = tempfile::tempdir().unwrap();
-        let auth = auth(dir.path(), 1);
+        let auth = auth(dir.path(), 10);
         let (demo, _) = auth.prepare().unwrap();
         let ip = IpAddr::from([127, 0, 0, 9]);
-        assert_eq!(auth.exchange("wrong", ip).unwrap_err(), HttpError::InvalidApiKey);
-        assert_eq!(auth.exchange("wrong", ip).unwrap_err(), HttpError::InvalidApiKey);
-        assert!(matches!(auth.exchange(&demo.key, ip), Err(HttpError::TooManyRequests { .. })));
-        let other = IpAddr::from([127, 0, 0, 10]);
-        auth.exchange(&demo.key, other).unwrap();
-        assert_eq!(auth.exchange(&demo.key, other).unwrap_err(), HttpError::TokenStoreUnavailable);
+        assert_eq!(exchange(&auth, "wrong", ip).unwrap_err(), HttpError::InvalidApiKey);
+        assert_eq!(exchange(&auth, "wrong", ip).unwrap_err(), HttpError::InvalidApiKey);
+        assert!(matches!(
+            exchange(&auth, "wrong", ip),
+            Err(HttpError::TooManyRequests { retry_after_secs: 1..=60 })
+        ));
+        assert_eq!(exchange(&auth, &demo.key, ip).unwrap().user_id, "demo");
+        assert!(matches!(exchange(&auth, "wrong", ip), Err(HttpError::TooManyRequests { .. })));
+    }
+
+    #[test]
+    fn an_address_with_its_bound_of_lookups_in_flight_gets_429_before_any_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), 10);
+        let (demo, _) = auth.prepare().unwrap();
+        let (ip, other) = (IpAddr::from([127, 0, 0, 9]), IpAddr::from([127, 0, 0, 10]));
+        let held = [auth.admit(ip).unwrap(), auth.admit(ip).unwrap()];
+        assert_eq!(auth.admit(ip).unwrap_err(), HttpError::AddressBusy);
+        assert_eq!(exchange(&auth, &demo.key, other).unwrap().user_id, "demo");
+        let [first, second] = held;
+        // A finished exchange gives its slot back, whatever its outcome.
+        assert_eq!(auth.exchange("wrong", first).unwrap_err(), HttpError::InvalidApiKey);
+        assert_eq!(exchange(&auth, &demo.key, ip).unwrap().user_id, "demo");
+        drop(second);
+    }
+
+    #[test]
+    fn a_full_store_is_503() {
+        let dir = tempfile::tempdir().unwrap();
+        // `Tokens::in_memory` has no per-key bound: one key fills this table of one.
+        let auth = auth(dir.path(), 1);
+        let (demo, _) = auth.prepare().unwrap();
+        let ip = IpAddr::from([127, 0, 0, 10]);
+        exchange(&auth, &demo.key, ip).unwrap();
+        assert_eq!(exchange(&auth, &demo.key, ip).unwrap_err(), HttpError::TokenStoreUnavailable);
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! Keys are stored only as the hex SHA-256 of the key (column `api_key`, as the seed
 //! names it) plus a short non-secret prefix for `keys list`. The demo key's plaintext is
-//! kept in `demo-api-key` (mode 0600) beside the database, so every start can log it as
-//! the SPEC asks; it is for demos only. Databases from the seed tutorial (plaintext keys,
-//! `user_version` 0) are migrated in place.
+//! kept in `demo-api-key` (mode 0600) beside the database, so every start can log it; it
+//! is for demos only. Databases from the seed tutorial (plaintext keys, `user_version`
+//! 0) are migrated in place. The folder and every file of the database are private to
+//! their owner ([`super::db_files`]).
 //!
 //! Revocations are also appended to `revocations`, whose increasing `seq` lets a running
 //! server notice keys revoked by another process (the CLI) within a poll interval.
@@ -143,12 +144,11 @@ pub fn demo_key_file(db: &Path) -> PathBuf {
 }
 
 /// Opens (creating it and its folder if needed) the database, in WAL mode so the CLI
-/// and the server can use it at once.
+/// and the server can use it at once. The folder is made 0700 and the files 0600, and
+/// looser ones found are tightened ([`super::db_files::secure`]).
 pub fn open(path: &Path) -> Result<Connection, DbError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DbError::new(DbErrorKind::Missing, format!("{}: {e}", dir.display())))?;
-    }
+    super::db_files::secure(path)
+        .map_err(|e| DbError::new(DbErrorKind::Missing, format!("{}: {e}", path.display())))?;
     let conn =
         Connection::open(path).map_err(|e| DbError::new(DbError::from(e).kind, path.display()))?;
     conn.busy_timeout(Duration::from_secs(2)).map_err(query_err)?;

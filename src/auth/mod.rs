@@ -8,9 +8,12 @@
 //! - [`key_store`] and [`token_store`]: the two seams a cluster implements a second time.
 //!   One node: SQLite keys ([`key_store::SqliteKeyStore`] over [`keys`]) and an in-memory
 //!   token table ([`token_store::MemoryTokenStore`]).
+//! - [`db_files`]: the database's folder 0700 and files 0600, whatever the umask.
 //! - [`revocation`]: the thread that follows revocations made by other processes.
-//! - [`ratelimit`]: failed logins per client address.
+//! - [`ratelimit`]: the limits per client address (failed logins, lookups in flight),
+//!   built so that a valid key is never refused for what others on its address did.
 
+pub mod db_files;
 pub mod flow;
 pub mod key_store;
 pub mod keys;

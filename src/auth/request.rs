@@ -4,7 +4,8 @@
 use crate::error::HttpError;
 use crate::http::request::Request;
 
-/// Parses the `/auth/token` body `{"api_key": "..."}` (SPEC table, rows 2 and 3).
+/// Parses the `/auth/token` body `{"api_key": "..."}`: 400 `invalid JSON` or 400
+/// `api_key required` when it cannot be used.
 pub fn parse_token_request(body: &[u8]) -> Result<String, HttpError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| HttpError::InvalidJson)?;
@@ -38,7 +39,7 @@ mod tests {
     use crate::http::request::complete as req;
 
     #[test]
-    fn the_token_body_table_of_the_spec() {
+    fn the_token_body_gives_a_key_or_one_of_two_400s() {
         assert_eq!(parse_token_request(br#"{"api_key":"k"}"#), Ok("k".into()));
         assert_eq!(parse_token_request(b"nope"), Err(HttpError::InvalidJson));
         assert_eq!(parse_token_request(b""), Err(HttpError::InvalidJson));

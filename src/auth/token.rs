@@ -324,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn an_issued_token_verifies_and_has_the_spec_shape() {
+    fn an_issued_token_verifies_and_has_the_documented_shape() {
         let s = store(10);
         let t = s.issue(actor(), K1, "127.0.0.1".into(), 1000).unwrap();
         assert_eq!(t.token.len(), 89);

@@ -46,7 +46,10 @@ pub trait TokenStore: Send + Sync {
 ///   verified at upgrade only, so a retired token closes nothing);
 /// - `capacity`: the whole table. A key at its bound never grows the table, so with
 ///   `per_key` below `capacity` the table fills only when several keys each hold many
-///   tokens; then a key below its bound gets `StoreFull` (503).
+///   tokens; then a key below its bound gets `StoreFull` (503). The server's
+///   configuration keeps `per_key` at most half of `capacity` (by default a tenth, at
+///   most 10,000: [`crate::config::derived_tokens_per_key`]), so no single key can
+///   fill the table.
 pub struct MemoryTokenStore {
     capacity: usize,
     per_key: usize,

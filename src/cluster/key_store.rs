@@ -13,8 +13,8 @@
 //!   in `{prefix}revlog-base`, so a cursor stays valid across trims. A revoked token's id
 //!   is no secret any more: its entry is gone from the token store, and a token is
 //!   useless without its HMAC signature anyway.
-//! - `{prefix}demo-key` holds the demo key's plaintext, so every node can log it as the
-//!   SPEC asks. It is the cluster's `demo-api-key` file: for demos only.
+//! - `{prefix}demo-key` holds the demo key's plaintext, so every node can log it at
+//!   start. It is the cluster's `demo-api-key` file: for demos only.
 //!
 //! Every write that reads first (create, revoke, the demo key) is one Lua script, so two
 //! nodes or CLIs acting at once cannot interleave between the read and the write. The

@@ -2,13 +2,16 @@
 //! the cluster, not per node (an attacker spreading guesses over N nodes behind a load
 //! balancer would otherwise get N times the budget).
 //!
-//! Same rule as the single node's [`crate::auth::ratelimit::LoginLimiter`]: after
-//! `max_failures` failed exchanges from one IP within a fixed window started by its first
-//! failure, `check` answers with the seconds left in the window (the 429's
-//! `Retry-After`); `max_failures == 0` disables limiting. `{prefix}login:<ip>` counts the
-//! failures and expires with the window, so Redis forgets idle addresses by itself.
-//! Windows run on Redis's clock, so nodes with skewed clocks agree; the `now` the seam
-//! passes in is not used.
+//! Same rule as the single node's [`crate::auth::ratelimit::LoginLimiter`] (whose module
+//! doc has the reasoning): only wrong keys are counted and only wrong keys are refused,
+//! so a valid key always gets its token. A failure beyond `max_failures` from one address
+//! within a fixed window started by its first failure is answered with the seconds left
+//! in the window (the 429's `Retry-After`) instead of 401; `max_failures == 0` disables
+//! limiting. `{prefix}login:<address>` counts the failures (an IPv6 client by its /64,
+//! [`limit_key`]) and expires with the window, so Redis forgets idle addresses by
+//! itself. One script counts and reads the time left, one round trip per failure and
+//! none for a valid key. Windows run on Redis's clock, so nodes with skewed clocks
+//! agree; the `now` the seam passes in is not used.
 //!
 //! When Redis cannot be reached the limiter fails open (logins still work, unlimited)
 //! and says so in one warning per outage, not one per request: an outage of the limiter
@@ -24,16 +27,19 @@ use redis::Script;
 use super::Keys;
 use super::link::LinkError;
 use super::pool::LinkPool;
-use crate::auth::ratelimit::FailureLimiter;
+use crate::auth::ratelimit::{FailureLimiter, limit_key};
 
-/// KEYS: login:<ip>. ARGV: window in ms. Counts one failure; the first one starts the
-/// window (and a counter found without a ttl gets one, so it cannot block forever).
+/// KEYS: login:<address>. ARGV: window in ms. Counts one failure; the first one starts
+/// the window (and a counter found without a ttl gets one, so it cannot block forever).
+/// Returns the count and the ms left in the window.
 const RECORD: &str = r"
 local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+local left = redis.call('PTTL', KEYS[1])
+if n == 1 or left < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
 end
-return n
+return {n, left}
 ";
 
 /// The cluster-wide failed-login limiter.
@@ -88,44 +94,26 @@ impl RedisLimiter {
 }
 
 impl FailureLimiter for RedisLimiter {
-    fn check(&self, ip: IpAddr, _now: Instant) -> Result<(), u64> {
+    fn record_failure(&self, ip: IpAddr, _now: Instant) -> Option<u64> {
         if self.max_failures == 0 {
-            return Ok(());
+            return None;
         }
-        let name = self.keys.login(ip);
-        let reply = self
-            .pool
-            .with_conn(|c| redis::pipe().cmd("GET").arg(&name).cmd("PTTL").arg(&name).query(c));
+        let name = self.keys.login(limit_key(ip));
+        let reply: Result<(u64, i64), LinkError> =
+            self.pool.with_conn(|c| self.record.key(&name).arg(self.window_ms()).invoke(c));
         match reply {
             Ok((failures, left_ms)) => {
                 self.reached();
-                let failures: Option<u64> = failures;
-                let left_ms: i64 = left_ms;
-                // A negative PTTL: no key (-2) or no ttl (-1, fixed by the next failure).
-                match (failures, u64::try_from(left_ms)) {
-                    (Some(n), Ok(ms)) if n >= u64::from(self.max_failures) && ms > 0 => {
-                        Err(ms.div_ceil(1000))
-                    }
-                    _ => Ok(()),
+                if failures <= u64::from(self.max_failures) {
+                    return None;
                 }
+                Some(u64::try_from(left_ms).unwrap_or(0).div_ceil(1000).max(1))
             }
             Err(e) => {
+                // Fails open: a wrong key is still refused (401), only not with 429.
                 self.unreachable(&e);
-                Ok(())
+                None
             }
-        }
-    }
-
-    fn record_failure(&self, ip: IpAddr, _now: Instant) {
-        if self.max_failures == 0 {
-            return;
-        }
-        let name = self.keys.login(ip);
-        let reply: Result<i64, LinkError> =
-            self.pool.with_conn(|c| self.record.key(&name).arg(self.window_ms()).invoke(c));
-        match reply {
-            Ok(_) => self.reached(),
-            Err(e) => self.unreachable(&e),
         }
     }
 }
@@ -146,24 +134,26 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_applies_per_ip_and_is_shared_by_every_node() {
+    fn the_limit_applies_per_address_and_is_shared_by_every_node() {
         let Some(server) = TestRedis::start() else { return };
         let (node_a, node_b) = (limiter(&server, 3, MINUTE), limiter(&server, 3, MINUTE));
         let (a, b) = (ip("10.0.0.1"), ip("2001:db8::1"));
         let now = Instant::now();
         // Failures spread over two nodes count together.
-        node_a.record_failure(a, now);
-        node_b.record_failure(a, now);
-        assert_eq!(node_a.check(a, now), Ok(()));
-        node_a.record_failure(a, now);
+        assert_eq!(node_a.record_failure(a, now), None);
+        assert_eq!(node_b.record_failure(a, now), None);
+        assert_eq!(node_a.record_failure(a, now), None);
         for node in [&node_a, &node_b] {
-            let retry = node.check(a, now).unwrap_err();
+            let retry = node.record_failure(a, now).expect("beyond the limit");
             assert!((59..=60).contains(&retry), "Retry-After {retry}");
         }
-        assert_eq!(node_b.check(b, now), Ok(()), "other addresses are unaffected");
+        assert_eq!(node_b.record_failure(b, now), None, "other addresses are unaffected");
         let ttl: i64 =
             redis::cmd("PTTL").arg("t:login:10.0.0.1").query(&mut server.conn()).unwrap();
         assert!(ttl > 59_000, "the window is not extended by later failures: {ttl}");
+        let v6: i64 =
+            redis::cmd("EXISTS").arg("t:login:2001:db8::").query(&mut server.conn()).unwrap();
+        assert_eq!(v6, 1, "an IPv6 client is counted by its /64");
     }
 
     #[test]
@@ -171,11 +161,12 @@ mod tests {
         let Some(server) = TestRedis::start() else { return };
         let l = limiter(&server, 2, Duration::from_millis(200));
         let a = ip("10.0.0.9");
-        l.record_failure(a, Instant::now());
-        l.record_failure(a, Instant::now());
-        assert_eq!(l.check(a, Instant::now()), Err(1), "a partial second rounds up");
+        assert_eq!(l.record_failure(a, Instant::now()), None);
+        assert_eq!(l.record_failure(a, Instant::now()), None);
+        assert_eq!(l.record_failure(a, Instant::now()), Some(1), "a partial second rounds up");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while l.check(a, Instant::now()).is_err() {
+        // Once the window has ended, the next failure starts a new one (within the limit).
+        while l.record_failure(a, Instant::now()).is_some() {
             assert!(Instant::now() < deadline, "the window never ended");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -186,9 +177,8 @@ mod tests {
         let Some(server) = TestRedis::start() else { return };
         let l = limiter(&server, 0, MINUTE);
         for _ in 0..10 {
-            l.record_failure(ip("10.0.0.1"), Instant::now());
+            assert_eq!(l.record_failure(ip("10.0.0.1"), Instant::now()), None);
         }
-        assert_eq!(l.check(ip("10.0.0.1"), Instant::now()), Ok(()));
         let names: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut server.conn()).unwrap();
         assert!(names.is_empty(), "{names:?}");
     }
@@ -198,8 +188,7 @@ mod tests {
         let pool = Arc::new(LinkPool::new("redis://127.0.0.1:1/", 1).unwrap());
         let l = RedisLimiter::new(pool, "t:", 1, MINUTE);
         for _ in 0..5 {
-            l.record_failure(ip("10.0.0.1"), Instant::now());
-            assert_eq!(l.check(ip("10.0.0.1"), Instant::now()), Ok(()));
+            assert_eq!(l.record_failure(ip("10.0.0.1"), Instant::now()), None);
         }
         assert!(l.failing.load(Ordering::Relaxed));
     }

@@ -46,24 +46,31 @@ const READ_POLL: Duration = Duration::from_millis(250);
 /// coming back.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Whether this node's link to the cluster works, for `/healthz`.
+/// `/healthz` reason before this node's tick subscription first works.
+pub const JOINING: &str = "joining the cluster";
+/// `/healthz` reason while Redis cannot be reached (or refuses this node).
+pub const REDIS_UNREACHABLE: &str = "redis unreachable";
+/// `/healthz` reason when the Redis URL cannot be used at all.
+pub const REDIS_URL_REFUSED: &str = "redis URL refused";
+
+/// Whether this node's link to the cluster works, for `/healthz`. The reason is one of
+/// a few fixed phrases, never an error's text: that goes to the log, and a health check
+/// may be public.
 #[derive(Debug, Default)]
 pub struct Health {
-    down: Mutex<Option<String>>,
+    down: Mutex<Option<&'static str>>,
 }
 
 impl Health {
     /// `Some(reason)` while the node is cut off from the cluster.
     pub fn unhealthy_reason(&self) -> Option<String> {
-        self.down.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.down.lock().unwrap_or_else(PoisonError::into_inner).map(str::to_owned)
     }
 
     /// Records the state; returns whether it changed (for one log line per change).
-    fn set(&self, reason: Option<String>) -> bool {
+    fn set(&self, reason: Option<&'static str>) -> bool {
         let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed = down.is_some() != reason.is_some();
-        *down = reason;
-        changed
+        std::mem::replace(&mut *down, reason) != reason
     }
 }
 
@@ -117,7 +124,7 @@ impl ClusterTicker {
             last_seen: Mutex::new(None),
         });
         // Unhealthy until the channel is subscribed: ticks cannot arrive before.
-        plane.health.set(Some("joining the cluster".into()));
+        plane.health.set(Some(JOINING));
         let node_id = unique_node_id(&hostname());
         crate::info!("cluster node", node_id = node_id);
         let follow = {
@@ -323,7 +330,7 @@ fn follow(plane: &Plane) {
     let client = match redis::Client::open(plane.url.as_str()) {
         Ok(client) => client,
         Err(e) => {
-            plane.health.set(Some(format!("bad Redis URL: {e}")));
+            plane.health.set(Some(REDIS_URL_REFUSED));
             crate::error!("cluster: bad Redis URL; this node gets no ticks", error = e);
             return;
         }
@@ -343,7 +350,7 @@ fn follow(plane: &Plane) {
             Ok(conn) => conn,
             Err(e) => {
                 backoff.on_failure(Instant::now());
-                mark_down(plane, format!("redis unreachable: {e}"));
+                mark_down(plane, &e);
                 plane.metrics.redis_error(if e.is_timeout() { "timeout" } else { "unreachable" });
                 continue;
             }
@@ -355,7 +362,7 @@ fn follow(plane: &Plane) {
             .and_then(|()| pubsub.set_read_timeout(Some(READ_POLL)));
         if let Err(e) = subscribed {
             backoff.on_failure(Instant::now());
-            mark_down(plane, format!("redis subscribe failed: {e}"));
+            mark_down(plane, &e);
             plane.metrics.redis_error(if e.is_timeout() { "timeout" } else { "unreachable" });
             continue;
         }
@@ -369,7 +376,7 @@ fn follow(plane: &Plane) {
                 Err(e) if e.is_timeout() => continue,
                 Err(e) => {
                     backoff.on_failure(Instant::now());
-                    mark_down(plane, format!("redis connection lost: {e}"));
+                    mark_down(plane, &e);
                     plane.metrics.redis_error("unreachable");
                     break;
                 }
@@ -415,9 +422,12 @@ fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redi
     Ok(conn)
 }
 
-fn mark_down(plane: &Plane, reason: String) {
-    if plane.health.set(Some(reason.clone())) {
-        crate::warn!("cluster: cut off; ticks paused", reason = reason);
+/// Reports the node cut off: `/healthz` says only [`REDIS_UNREACHABLE`] (Redis's own
+/// words can name hosts and users, and a health check is often public); the log line,
+/// one per outage, has the detail.
+fn mark_down(plane: &Plane, detail: &redis::RedisError) {
+    if plane.health.set(Some(REDIS_UNREACHABLE)) {
+        crate::warn!("cluster: cut off; ticks paused", reason = REDIS_UNREACHABLE, error = detail);
     }
 }
 

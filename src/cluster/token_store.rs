@@ -16,10 +16,14 @@
 //! Capacity: one key holds at most `--tokens-per-key` live tokens across the cluster:
 //! the insert script, past that bound, pops the index's lowest scores (the oldest
 //! tokens: every node issues with the same TTL) and deletes their tokens, atomically
-//! with the insert. Sessions opened with them stay open. The single node's table is
-//! also bounded by `--token-capacity`; here Redis's memory bounds it (`maxmemory`), and
-//! [`TokenStore::insert`] never answers `StoreFull`. A token costs about 300 bytes. Any Redis error is [`TokenError::StoreUnavailable`]
-//! (the exchange answers 503, an upgrade 503): never a silent "unknown token".
+//! with the insert. Sessions opened with them stay open. The bound's default is the
+//! single node's (a tenth of `--token-capacity`, at most 10,000:
+//! [`crate::config::derived_tokens_per_key`]). The single node's table is also bounded by
+//! `--token-capacity`; here Redis's memory bounds it (`maxmemory`), so no key can lock
+//! the others out by filling a table, and [`TokenStore::insert`] never answers
+//! `StoreFull`. A token costs about 300 bytes. Any Redis error is
+//! [`TokenError::StoreUnavailable`] (the exchange answers 503, an upgrade 503): never a
+//! silent "unknown token".
 
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
-//! HTTP/1.1: pure request parsing, response building, routing with CORS, static files.
+//! HTTP/1.1: pure request parsing, response building, routing with CORS, static files,
+//! and the client's address behind trusted proxies.
 
 pub mod cors;
+pub mod forwarded;
 pub mod request;
 pub mod response;
 pub mod routes;

@@ -4,7 +4,8 @@
 use crate::error::HttpError;
 use crate::parse::Status;
 
-/// Limits applied while parsing. The defaults are the SPEC's.
+/// Limits applied while parsing. The defaults are `--max-head`, `--max-body` and
+/// `--max-headers`' defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_head: usize,
@@ -83,7 +84,7 @@ impl<'b> Request<'b> {
     }
 
     /// HTTP/1.1 keeps the connection unless `Connection: close`; HTTP/1.0 is answered
-    /// and closed (the SPEC does not ask for 1.0 keep-alive).
+    /// and closed (no HTTP/1.0 keep-alive).
     pub fn keep_alive(&self) -> bool {
         self.version == 1 && !self.header_has_token("Connection", "close")
     }

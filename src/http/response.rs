@@ -33,7 +33,7 @@ impl Response {
         r
     }
 
-    /// The SPEC's error shape: `{"error": "..."}` plus the headers the error requires.
+    /// The error shape: `{"error": "..."}` plus the headers the error requires.
     pub fn error(err: &HttpError) -> Response {
         let body = match err {
             HttpError::Symbols(e) => {
@@ -48,6 +48,7 @@ impl Response {
             HttpError::TooManyRequests { retry_after_secs } => {
                 r = r.header("Retry-After", retry_after_secs.to_string())
             }
+            HttpError::AddressBusy => r = r.header("Retry-After", "1"),
             _ => {}
         }
         r

@@ -5,6 +5,7 @@
 //! the connection's outbox and return a [`Verdict`]. Only `shard.rs` polls and closes.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
@@ -18,11 +19,11 @@ use super::{Reply, SessionCap, Shared};
 use crate::auth::token::VerifiedToken;
 use crate::control::{self, ClientMessage, RateBudget};
 use crate::error::{CloseCode, HttpError};
-use crate::http::cors;
 use crate::http::request::{Request, parse_request};
 use crate::http::response::Response;
 use crate::http::routes::{self, Route};
 use crate::http::static_files;
+use crate::http::{cors, forwarded};
 use crate::metrics::WsAuthOutcome;
 use crate::parse::Status;
 use crate::symbols::{self, Change, SymbolIndex};
@@ -285,9 +286,14 @@ fn handle_request<S: Socket>(
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::IssueToken { api_key } => {
-            let (auth, ip) = (shared.auth.clone(), conn.peer.ip());
+            let ip = client_ip(&req, conn, &shared);
+            let permit = match shared.auth.admit(ip) {
+                Ok(permit) => permit,
+                Err(e) => return send_error(conn, ctx, &e, keep_alive, origin.as_deref(), now),
+            };
+            let auth = shared.auth.clone();
             let work = move || {
-                Reply::Answer(match auth.exchange(&api_key, ip) {
+                Reply::Answer(match auth.exchange(&api_key, permit) {
                     Ok(grant) => grant.to_response(),
                     Err(e) => Response::error(&e),
                 })
@@ -321,22 +327,27 @@ fn handle_request<S: Socket>(
         Route::Upgrade { token: Some(token) } if shared.auth.tokens.lookups_block() => {
             // The handshake is checked now (the request is gone when the worker
             // answers) but answered after the token: 401 comes before 426/400.
-            let handshake = check_upgrade(&req, conn.peer.ip());
+            let handshake = check_upgrade(&req, client_ip(&req, conn, &shared));
             let auth = shared.auth.clone();
             let work = move || Reply::Authorized(auth.authorize_upgrade(Some(&token)));
             submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, Some(handshake), now);
         }
         Route::Upgrade { token } => {
             let verified = shared.auth.authorize_upgrade(token.as_deref());
-            let handshake = check_upgrade(&req, conn.peer.ip());
+            let handshake = check_upgrade(&req, client_ip(&req, conn, &shared));
             finish_upgrade(conn, ctx, verified, handshake, req.keep_alive(), origin, now);
         }
     }
 }
 
+/// The client's address: the peer, or what a trusted proxy says (`--trusted-proxies`).
+fn client_ip<S: Socket>(req: &Request<'_>, conn: &Conn<S>, shared: &Shared) -> IpAddr {
+    forwarded::client_ip_of(req, conn.peer.ip(), &shared.config.trusted_proxies)
+}
+
 /// The handshake's checks, and the symbols asked for in `?symbols=A,B` (resolved once
 /// the token is accepted, so a refused token learns nothing about them).
-fn check_upgrade(req: &Request<'_>, client: std::net::IpAddr) -> Result<UpgradeAsk, HttpError> {
+fn check_upgrade(req: &Request<'_>, client: IpAddr) -> Result<UpgradeAsk, HttpError> {
     let key = handshake::check_upgrade(req)?;
     let symbols = req.query_param("symbols").map(|v| {
         v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()

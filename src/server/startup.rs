@@ -324,8 +324,7 @@ fn release_startup_memory() {
     }
 }
 
-/// The demo key line: the SPEC's one exception to "never log a key", so a new user can
-/// copy it.
+/// The demo key line: the one exception to "never log a key", so a new user can copy it.
 fn log_demo_key(config: &Config, demo: &DemoKey) {
     let store = match &config.redis {
         Some(_) => "redis".to_owned(),
@@ -385,19 +384,13 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
     };
     let (ttl, failures) = (config.token_ttl, config.login_failures_per_minute);
     let Some(url) = &config.redis else {
-        if config.tokens_per_key >= config.token_capacity {
-            crate::warn!(
-                "--tokens-per-key is not below --token-capacity: one API key can fill the \
-                 token table and lock every other key out (503)",
-                tokens_per_key = config.tokens_per_key,
-                token_capacity = config.token_capacity
-            );
-        }
-        let store = MemoryTokenStore::new(config.token_capacity, config.tokens_per_key);
+        // The configuration refused a per-key bound above half the capacity.
+        let store = MemoryTokenStore::new(config.token_capacity, config.per_key_bound());
         return Ok(Auth::new(
             Tokens::new(key, ttl, Box::new(store)),
             Box::new(SqliteKeyStore::new(config.db_path.clone())),
             Box::new(LoginLimiter::new(failures, LOGIN_WINDOW)),
+            config.login_concurrency,
             metrics,
         ));
     };
@@ -432,11 +425,12 @@ fn cluster_auth(
             key,
             ttl,
             Box::new(
-                RedisTokenStore::new(pool.clone(), prefix).tokens_per_key(config.tokens_per_key),
+                RedisTokenStore::new(pool.clone(), prefix).tokens_per_key(config.per_key_bound()),
             ),
         ),
         Box::new(RedisKeyStore::new(pool.clone(), prefix)),
         Box::new(RedisLimiter::new(pool, prefix, failures, LOGIN_WINDOW)),
+        config.login_concurrency,
         metrics,
     ))
 }

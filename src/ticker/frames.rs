@@ -217,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tick_frame_is_one_text_frame_of_the_spec_json() {
+    fn a_tick_frame_is_one_text_frame_of_the_documented_json() {
         let ts_us = 1_732_400_000_123_456;
         let tick = Tick::build(1234, ts_us, &quotes(), &ActiveSets::default());
         let v = payload(&tick.frame);

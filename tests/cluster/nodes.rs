@@ -247,7 +247,7 @@ fn post_auth_revoke_on_one_node_closes_that_tokens_sessions_on_the_others() {
 }
 
 #[test]
-fn failed_logins_are_limited_across_nodes() {
+fn failed_logins_are_limited_across_nodes_and_never_refuse_a_valid_key() {
     let Some(redis) = RedisServer::start() else { return };
     let opts = Opts::default().arg("--redis", &redis.url()).arg("--login-failures", "3");
     let (a, b) = (TestServer::start_with(opts.clone()), TestServer::start_with(opts));
@@ -257,6 +257,31 @@ fn failed_logins_are_limited_across_nodes() {
     let r = b.post("/auth/token", r#"{"api_key":"wrong"}"#);
     assert_eq!(r.status, 429, "the other node shares the count: {}", r.text());
     assert!(r.header("Retry-After").is_some());
+    // The same address with a valid key gets its token on either node.
+    for node in [&a, &b] {
+        let r = node.post("/auth/token", &key_body(&node.demo_key));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+#[test]
+fn healthz_and_the_log_never_show_the_redis_password_or_its_error_text() {
+    // Nothing listens on this port: the node cannot reach its Redis.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://app:hunter2@127.0.0.1:{port}/0");
+    let opts = Opts { no_demo_key: true, ..Opts::default().arg("--redis", &url) };
+    let n = TestServer::start_with(opts);
+    wait_until("reason: redis unreachable", || {
+        n.get("/healthz").json()["reason"] == "redis unreachable"
+    });
+    let r = n.get("/healthz");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "unavailable", "reason": "redis unreachable"})
+    );
+    n.wait_for_log("cut off");
+    assert!(!n.logs().contains("hunter2"), "{}", n.logs());
 }
 
 #[test]

@@ -102,6 +102,7 @@ fn ctx_with(change: impl FnOnce(&mut Config)) -> LoopCtx {
         ),
         Box::new(SqliteKeyStore::new(PathBuf::from("/nonexistent/auth.db"))),
         Box::new(LoginLimiter::new(10, Duration::from_secs(60))),
+        0,
         metrics.clone(),
     );
     let (jobs, _) = crate::workers::job_queue(1);

@@ -1,4 +1,4 @@
-//! ticker-load: the load generator bundled with crypto-ticker (SPEC section 6).
+//! ticker-load: the load generator bundled with crypto-ticker.
 //!
 //! Table of contents, from the command line down to the bytes:
 //! - [`args`]: flags → [`args::Args`]; `--help` text.
