@@ -273,3 +273,42 @@ fn a_disallowed_origin_is_403() {
     let mut ws = s.ws_request(req).unwrap();
     next_of_type(&mut ws, "welcome");
 }
+
+fn unix_micros_now() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.expect("a clock after 1970").as_micros() as u64
+}
+
+/// The first two `ticker` messages of a new session: their `seq` and `ts_us`.
+fn first_two_ticks(ws: &mut Ws) -> [(u64, u64); 2] {
+    let mut read = || {
+        let t = next_of_type(ws, "ticker");
+        (t["seq"].as_u64().expect("seq"), t["ts_us"].as_u64().expect("ts_us"))
+    };
+    [read(), read()]
+}
+
+#[test]
+fn a_subscriber_after_an_idle_spell_gets_the_current_prices_first_and_consecutive_seq() {
+    let s = TestServer::start();
+    let token = s.token();
+    let mut before = s.ws(&token);
+    let [_, (seen, _)] = first_two_ticks(&mut before);
+    drop(before);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while s.metric("ticker_ws_sessions_open") > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "the session never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Nobody listens for a while: the ticker sleeps and the loop's last tick grows old.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let asked = unix_micros_now();
+    let mut ws = s.ws(&token);
+    let [(first, made), (second, _)] = first_two_ticks(&mut ws);
+    // Made after the upgrade was asked for: the current prices, not the ones from
+    // before the idle spell.
+    assert!(made >= asked, "the first tick was made {} µs before the upgrade", asked - made);
+    assert!(first > seen, "seq {first} after {seen}: it continues");
+    assert_eq!(second, first + 1, "no jump after the first tick");
+}

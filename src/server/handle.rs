@@ -41,6 +41,9 @@ pub(crate) struct LoopCtx {
     /// count of it (`Conn::tick_gen`).
     pub(crate) snapshot: Option<Tick>,
     pub(crate) snapshot_gen: u64,
+    /// When the loop received the snapshot's tick: it is the current prices only while
+    /// ticks keep coming (see [`fresh_snapshot`]).
+    pub(crate) snapshot_at: Option<Instant>,
     /// One read buffer for every connection of this loop.
     pub(crate) read_buf: Box<[u8]>,
 }
@@ -519,7 +522,7 @@ fn finish_upgrade<S: Socket>(
         Some(s) => (Some(s.set), s.lease),
         None => (None, None),
     };
-    let snapshot = ctx.snapshot.as_ref().and_then(|t| t.frame_for_feed(feed.as_ref()));
+    let snapshot = fresh_snapshot(ctx, now).and_then(|t| t.frame_for_feed(feed.as_ref()));
     let session = Session {
         decoder: Decoder::new(shared.config.max_message),
         actor: verified.actor,
@@ -537,6 +540,18 @@ fn finish_upgrade<S: Socket>(
     // (a lock and a notify): watching for "the first" session would miss two loops
     // opening their first ones at once (0 → 2).
     shared.ticker_bell.ring();
+}
+
+/// The loop's newest tick if it is at most one tick interval old. After an idle spell
+/// (the ticker builds nothing while no session is open anywhere, a cluster follower
+/// builds nothing while it has none) the loop's last tick can be minutes old: a new
+/// session then gets no snapshot, and its first `ticker` message is the tick its upgrade
+/// wakes (the ticker ticks at once when rung; a cluster's leader ticks regardless), a
+/// tick later at most, with `seq` consecutive from there.
+fn fresh_snapshot(ctx: &LoopCtx, now: Instant) -> Option<&Tick> {
+    let interval = ctx.shared.config.tick_interval;
+    let at = ctx.snapshot_at?;
+    ctx.snapshot.as_ref().filter(|_| now.saturating_duration_since(at) <= interval)
 }
 
 fn process_ws<S: Socket>(

@@ -135,6 +135,7 @@ impl Shard {
                 shared,
                 snapshot: None,
                 snapshot_gen: 0,
+                snapshot_at: None,
                 read_buf: vec![0u8; READ_BUF].into_boxed_slice(),
             },
             ticks,
@@ -336,6 +337,7 @@ impl Shard {
         let metrics = &self.ctx.shared.metrics;
         let mut current = match newest_tick(&self.ticks) {
             Some((tick, skipped)) => {
+                self.ctx.snapshot_at = Some(now);
                 let made = UNIX_EPOCH + Duration::from_micros(tick.ts_us);
                 let delay = SystemTime::now().duration_since(made).unwrap_or_default();
                 metrics.observe_tick_delay(delay);

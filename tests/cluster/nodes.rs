@@ -457,3 +457,39 @@ fn a_key_past_its_token_bound_retires_its_oldest_tokens_on_every_node() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
 }
+
+/// `seq` and `ts_us` of the next `ticker` message.
+fn next_tick_time(ws: &mut Ws) -> (u64, u64) {
+    let t = next_of_type(ws, "ticker");
+    (t["seq"].as_u64().expect("seq"), t["ts_us"].as_u64().expect("ts_us"))
+}
+
+#[test]
+fn a_node_that_was_idle_gives_a_new_subscriber_the_clusters_current_tick_then_consecutive_seq() {
+    let Some(redis) = RedisServer::start() else { return };
+    let busy = node(&redis);
+    let idle = node(&redis);
+    // One node keeps a subscriber, so the cluster keeps ticking; the other has none.
+    let mut kept = busy.ws(&busy.token());
+    let token = idle.token();
+    let mut once = idle.ws(&token);
+    next_tick_time(&mut once);
+    drop(once);
+    wait_until("the idle node's session ends", || idle.metric("ticker_ws_sessions_open") == 0.0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (cluster_seq, _) = next_tick_time(&mut kept);
+
+    let asked = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_micros() as u64;
+    let mut ws = idle.ws(&token);
+    let (first, made) = next_tick_time(&mut ws);
+    let (second, _) = next_tick_time(&mut ws);
+    // Before: the idle node's last tick from 1.5 s ago, then a jump of ~150 in seq.
+    let age_ms = asked.saturating_sub(made) / 1000;
+    eprintln!("first tick after idle: seq {first} (busy node at {cluster_seq}), {age_ms} ms old");
+    assert!(first >= cluster_seq, "seq {first} is behind the cluster's {cluster_seq}");
+    assert!(age_ms < 500, "the first tick was {age_ms} ms older than the upgrade");
+    assert_eq!(second, first + 1, "no jump after the first tick");
+}

@@ -130,6 +130,7 @@ fn ctx_with(change: impl FnOnce(&mut Config)) -> LoopCtx {
         shared: Arc::new(shared),
         snapshot: None,
         snapshot_gen: 0,
+        snapshot_at: None,
         read_buf: vec![0; 4096].into(),
     }
 }
@@ -190,6 +191,7 @@ fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
         entries: Default::default(),
     });
     ctx.snapshot_gen = 41;
+    ctx.snapshot_at = Some(t0);
     let mut c = conn(t0);
     c.socket.input.extend(upgrade_request(&token(&ctx)));
     assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, t0), Verdict::Open);
@@ -587,4 +589,38 @@ fn the_per_key_session_cap_answers_503_until_a_session_ends() {
     second.socket.input.extend(upgrade_request(&token(&ctx)));
     handle::on_readable(&mut second, ConnKey(1), &mut ctx, t0);
     assert!(second.is_subscriber());
+}
+
+#[test]
+fn after_an_idle_spell_a_new_session_gets_no_old_snapshot_but_the_next_tick() {
+    use crate::server::fanout::{Current, fan_out};
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let tick = |seq: u64, bytes: &'static [u8]| crate::ticker::Tick {
+        seq,
+        ts_us: 0,
+        frame: Arc::from(bytes),
+        sets: Arc::from(Vec::new()),
+        entries: Default::default(),
+    };
+    ctx.snapshot = Some(tick(5, b"\x81\x03old"));
+    ctx.snapshot_gen = 41;
+    ctx.snapshot_at = Some(t0);
+    // The loop's last tick came 8 s before this upgrade (nobody listened meanwhile).
+    let later = t0 + Duration::from_secs(8);
+    let mut c = conn(later);
+    c.socket.input.extend(upgrade_request(&token(&ctx)));
+    assert_eq!(handle::on_readable(&mut c, ConnKey(0), &mut ctx, later), Verdict::Open);
+    assert!(c.is_subscriber());
+    assert!(!c.socket.output.ends_with(b"\x81\x03old"), "no 8 s old prices");
+    c.socket.output.clear();
+
+    // The tick the upgrade woke is its first: nothing skipped, nothing conflated.
+    let mut conns = slab::Slab::new();
+    conns.insert(c);
+    let mut next = Current { tick: tick(6, b"\x81\x03new"), count: 42 };
+    let hour = Duration::from_secs(3600);
+    let totals = fan_out(&mut conns, &mut next, 0, later, &mut Vec::new(), hour, || None);
+    assert_eq!((totals.frames, totals.conflated), (1, 0));
+    assert_eq!(conns[0].socket.output, b"\x81\x03new");
 }
