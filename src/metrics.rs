@@ -264,6 +264,11 @@ impl Metrics {
         let _ = self.source_book.set(book);
     }
 
+    /// The upstream's book, when prices come from an exchange.
+    pub fn source_book(&self) -> Option<&Arc<Book>> {
+        self.source_book.get()
+    }
+
     /// Renders every metric in the Prometheus text format.
     /// Appends a gauge kept outside [`Metrics`] (e.g. the symbol-set registry's size).
     pub fn render_gauge(out: &mut String, name: &str, help: &str, v: usize) {

@@ -18,7 +18,7 @@
 //! runs out unrenewed; both threads reconnect on a jittered backoff and log once per
 //! change of state; `/healthz` reports the follower's connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -28,7 +28,7 @@ use super::lease::{Lease, LeaseState, unique_node_id};
 use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
 use super::wire::{self, LastTick, TickData};
 use crate::metrics::Metrics;
-use crate::source::PriceSource;
+use crate::source::{PriceSource, SourceHealth};
 use crate::symbols::sets::{ActiveCache, SetRegistry};
 use crate::ticker::prices::Quote;
 use crate::ticker::{self, Subscriber, Tick};
@@ -59,12 +59,28 @@ pub const REDIS_URL_REFUSED: &str = "redis URL refused";
 #[derive(Debug, Default)]
 pub struct Health {
     down: Mutex<Option<&'static str>>,
+    /// Stale prices in the newest tick received, and the prices it had (0: simulated or
+    /// none yet): the leader's upstream as every node sees it.
+    stale: AtomicUsize,
+    prices: AtomicUsize,
 }
 
 impl Health {
     /// `Some(reason)` while the node is cut off from the cluster.
     pub fn unhealthy_reason(&self) -> Option<String> {
         self.down.lock().unwrap_or_else(PoisonError::into_inner).map(str::to_owned)
+    }
+
+    /// The cluster's price source, as the newest tick says.
+    pub fn source(&self) -> SourceHealth {
+        let (stale, of) = (self.stale.load(Ordering::Relaxed), self.prices.load(Ordering::Relaxed));
+        SourceHealth::from_counts(stale, of)
+    }
+
+    fn record_source(&self, data: &TickData) {
+        let stale = data.sources.iter().filter(|s| s.stale).count();
+        self.stale.store(stale, Ordering::Relaxed);
+        self.prices.store(data.sources.len(), Ordering::Relaxed);
     }
 
     /// Records the state; returns whether it changed (for one log line per change).
@@ -395,6 +411,7 @@ fn follow(plane: &Plane) {
             }
             last_seq = Some(data.seq);
             plane.metrics.cluster_ticks_received.fetch_add(1, Ordering::Relaxed);
+            plane.health.record_source(&data);
             if plane.metrics.ws_sessions_open.load(Ordering::Relaxed) <= 0 {
                 // Nobody listens here: remember the tick (for leadership), build nothing.
                 *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);

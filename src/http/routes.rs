@@ -18,6 +18,7 @@ use crate::http::cors::{self, AllowedOrigins};
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::http::static_files::{self, StaticRequest};
+use crate::source::SourceHealth;
 
 /// What a request asks for.
 #[derive(Debug)]
@@ -117,12 +118,34 @@ pub fn is_api_path(path: &str) -> bool {
     EXACT.contains(&path) || PREFIXES.iter().any(|p| path.starts_with(p))
 }
 
-/// The answer to `/healthz`: 200 `{"status":"ok"}`, or 503 with the reason.
-pub fn health_response(unhealthy: Option<&str>) -> Response {
-    match unhealthy {
-        None => Response::json(200, &serde_json::json!({ "status": "ok" })),
-        Some(reason) => {
-            Response::json(503, &serde_json::json!({ "status": "unavailable", "reason": reason }))
+/// The answer to `/healthz`, for a load balancer and a person alike:
+/// - 503 `{"status":"unavailable","reason":..}` while the node is cut off from its
+///   cluster (`unhealthy`), or when a node's own price source is down: balancers move
+///   users to a node whose prices are live (most route to every node when none is).
+/// - 200 `{"status":"degraded","source":"down"}` on a cluster node whose leader's source
+///   is down: every node shares that one source, so dropping them all would help nobody;
+///   the prices are marked stale on the page and in every tick.
+/// - 200 `{"status":"ok","source":"sim"|"live"|"partial"}` otherwise (`partial` adds
+///   `stale_symbols`: how many prices are stale).
+pub fn health_response(unhealthy: Option<&str>, source: SourceHealth, clustered: bool) -> Response {
+    use serde_json::json;
+    let label = source.label();
+    if let Some(reason) = unhealthy {
+        return Response::json(503, &json!({ "status": "unavailable", "reason": reason }));
+    }
+    match source {
+        SourceHealth::Down if clustered => {
+            Response::json(200, &json!({ "status": "degraded", "source": label }))
+        }
+        SourceHealth::Down => Response::json(
+            503,
+            &json!({ "status": "unavailable", "reason": "price source down", "source": label }),
+        ),
+        SourceHealth::Partial { stale, .. } => {
+            Response::json(200, &json!({ "status": "ok", "source": label, "stale_symbols": stale }))
+        }
+        SourceHealth::Simulated | SourceHealth::Live => {
+            Response::json(200, &json!({ "status": "ok", "source": label }))
         }
     }
 }
@@ -147,6 +170,30 @@ fn not_allowed(allow: &'static str) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn health(unhealthy: Option<&str>, source: SourceHealth, clustered: bool) -> (u16, String) {
+        let r = health_response(unhealthy, source, clustered);
+        (r.status, String::from_utf8(r.body).unwrap())
+    }
+
+    #[test]
+    fn healthz_takes_a_node_with_a_dead_source_out_but_never_a_whole_cluster() {
+        let live = (200, r#"{"source":"live","status":"ok"}"#.to_string());
+        assert_eq!(health(None, SourceHealth::Live, false), live);
+        assert_eq!(health(None, SourceHealth::Simulated, true).0, 200);
+        let partial = health(None, SourceHealth::Partial { stale: 2, of: 3 }, false);
+        assert_eq!(
+            partial,
+            (200, r#"{"source":"partial","stale_symbols":2,"status":"ok"}"#.into())
+        );
+        let down = health(None, SourceHealth::Down, false);
+        assert_eq!(down.0, 503);
+        assert!(down.1.contains(r#""reason":"price source down""#), "{}", down.1);
+        let cluster_down = health(None, SourceHealth::Down, true);
+        assert_eq!(cluster_down, (200, r#"{"source":"down","status":"degraded"}"#.into()));
+        let cut_off = health(Some("redis unreachable"), SourceHealth::Live, true);
+        assert_eq!(cut_off.0, 503);
+    }
 
     use crate::http::request::complete as req;
 

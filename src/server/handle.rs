@@ -278,7 +278,9 @@ fn handle_request<S: Socket>(
     match routes::route(&req, &shared.config.allowed_origins) {
         Route::Respond(r) => send_response(conn, ctx, r, keep_alive, origin.as_deref(), now),
         Route::Health => {
-            let r = routes::health_response(shared.unhealthy_reason().as_deref());
+            let unhealthy = shared.unhealthy_reason();
+            let source = shared.source_health();
+            let r = routes::health_response(unhealthy.as_deref(), source, shared.clustered());
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::Metrics { head_only } => {

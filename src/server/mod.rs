@@ -112,6 +112,27 @@ impl Shared {
         None
     }
 
+    /// The price source's state for `/healthz`: a cluster node reports the leader's (as
+    /// its newest tick says), a single node its own upstream's book.
+    pub fn source_health(&self) -> crate::source::SourceHealth {
+        #[cfg(feature = "cluster")]
+        if let Some(health) = &self.cluster_health {
+            return health.source();
+        }
+        match self.metrics.source_book() {
+            Some(book) => book.health(std::time::Instant::now(), self.config.stale_after),
+            None => crate::source::SourceHealth::Simulated,
+        }
+    }
+
+    /// Whether this node is one of a cluster's (`--redis`).
+    pub fn clustered(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        return self.cluster_health.is_some();
+        #[cfg(not(feature = "cluster"))]
+        false
+    }
+
     /// Whether this port speaks TLS (`--tls-cert`/`--tls-key`).
     pub fn speaks_tls(&self) -> bool {
         #[cfg(feature = "tls")]

@@ -33,6 +33,16 @@ struct Slot {
     unlisted: AtomicBool,
 }
 
+impl Slot {
+    /// A price is stale while disconnected, when the exchange does not list the symbol,
+    /// before its first update, and when its last update arrived more than
+    /// `stale_after` ago.
+    fn is_stale(&self, l: &Latest, connected: bool, now: Instant, stale_after: Duration) -> bool {
+        let fresh = l.received.is_some_and(|at| now.saturating_duration_since(at) <= stale_after);
+        !connected || !fresh || self.unlisted.load(Ordering::Relaxed)
+    }
+}
+
 /// What [`Book::offer`] did with a price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
@@ -152,17 +162,14 @@ impl Book {
         }
     }
 
-    /// Copies every symbol's newest price into `quotes` (reusing its strings). A price
-    /// is stale while disconnected, when the exchange does not list the symbol, before
-    /// its first update, and when its last update arrived more than `stale_after` ago.
+    /// Copies every symbol's newest price into `quotes` (reusing its strings), each
+    /// marked stale or not ([`Slot::is_stale`]).
     pub fn snapshot_into(&self, quotes: &mut Vec<Quote>, now: Instant, stale_after: Duration) {
         let connected = self.is_connected();
         quotes.truncate(self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
             let l = *s.latest.lock().unwrap_or_else(PoisonError::into_inner);
-            let fresh =
-                l.received.is_some_and(|at| now.saturating_duration_since(at) <= stale_after);
-            let stale = !connected || !fresh || s.unlisted.load(Ordering::Relaxed);
+            let stale = s.is_stale(&l, connected, now, stale_after);
             let stamp = Some(SourceStamp { ts_ms: l.ts_ms, stale });
             match quotes.get_mut(i) {
                 Some(q) => {
@@ -177,6 +184,20 @@ impl Book {
                 }
             }
         }
+    }
+
+    /// The state `/healthz` reports: stale by the same rule as [`Book::snapshot_into`].
+    pub fn health(&self, now: Instant, stale_after: Duration) -> super::SourceHealth {
+        let connected = self.is_connected();
+        let stale = self
+            .slots
+            .iter()
+            .filter(|s| {
+                let l = *s.latest.lock().unwrap_or_else(PoisonError::into_inner);
+                s.is_stale(&l, connected, now, stale_after)
+            })
+            .count();
+        super::SourceHealth::from_counts(stale, self.slots.len())
     }
 
     /// Per symbol: ours, seconds since its newest price arrived (`None`: never), updates

@@ -248,6 +248,43 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// The price source's state as `/healthz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceHealth {
+    /// `--source sim`: the random walk, always there.
+    Simulated,
+    /// Every symbol's price is fresh.
+    Live,
+    /// Connected, but `stale` of the `of` symbols have stale prices (not listed by the
+    /// exchange, or silent for longer than `--stale-after`).
+    Partial { stale: usize, of: usize },
+    /// Disconnected, or every price stale: what subscribers see are the last known
+    /// prices (each marked `"stale": true`), or the configured start prices.
+    Down,
+}
+
+impl SourceHealth {
+    /// From per-symbol stale flags: `of == 0` means the prices carry none (simulated).
+    pub fn from_counts(stale: usize, of: usize) -> SourceHealth {
+        match (stale, of) {
+            (_, 0) => SourceHealth::Simulated,
+            (0, _) => SourceHealth::Live,
+            (s, o) if s >= o => SourceHealth::Down,
+            (stale, of) => SourceHealth::Partial { stale, of },
+        }
+    }
+
+    /// The `source` field of `/healthz`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceHealth::Simulated => "sim",
+            SourceHealth::Live => "live",
+            SourceHealth::Partial { .. } => "partial",
+            SourceHealth::Down => "down",
+        }
+    }
+}
+
 /// Where the ticker gets each tick's quotes.
 pub enum PriceSource {
     /// The seed's random walk. Its quotes carry no `source_ts`/`stale`, so its frames
@@ -304,6 +341,14 @@ impl PriceSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_health_follows_the_stale_count() {
+        assert_eq!(SourceHealth::from_counts(0, 0), SourceHealth::Simulated);
+        assert_eq!(SourceHealth::from_counts(0, 3), SourceHealth::Live);
+        assert_eq!(SourceHealth::from_counts(1, 3), SourceHealth::Partial { stale: 1, of: 3 });
+        assert_eq!(SourceHealth::from_counts(3, 3), SourceHealth::Down);
+    }
 
     #[test]
     fn symbols_map_to_each_exchanges_names() {

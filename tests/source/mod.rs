@@ -125,11 +125,18 @@ fn a_killed_upstream_marks_every_symbol_stale_then_reconnects_and_resubscribes()
     until_tick(&mut ws, "every symbol fresh", |t| {
         t["data"].as_array().unwrap().iter().all(|e| e["stale"] == false)
     });
+    let health = s.get("/healthz");
+    assert_eq!((health.status, health.json()["source"].as_str()), (200, Some("live")));
 
     fake.kill();
     let stale = until_tick(&mut ws, "every symbol stale", all_stale);
     assert_eq!(entry(&stale, "ETH-USD")["price"], 101.0, "the last price stays: {stale}");
     s.wait_for_log("source: connection lost");
+    // A node whose own source is down does not look healthy.
+    let health = s.get("/healthz");
+    assert_eq!(health.status, 503, "{}", health.text());
+    assert_eq!(health.json()["reason"], "price source down");
+    assert_eq!(health.json()["source"], "down");
 
     fake.revive();
     let requests = fake.wait_received(2);
@@ -140,6 +147,7 @@ fn a_killed_upstream_marks_every_symbol_stale_then_reconnects_and_resubscribes()
         entry(t, "BTC-USD")["price"] == 200.5 && entry(t, "BTC-USD")["stale"] == false
     });
     assert!(s.metric("ticker_source_reconnects_total") >= 1.0);
+    assert_eq!(s.get("/healthz").status, 200, "live again");
 }
 
 #[test]
@@ -361,6 +369,14 @@ fn in_a_cluster_only_the_leader_consumes_the_upstream_and_frames_stay_byte_ident
         assert_eq!(same, later, "frames for one seq differ between nodes");
     }
     assert_eq!(entry(&later, "BTC-USD")["stale"], false);
+    // Only BTC-USD has had a price: every node, the follower too, reports the leader's
+    // source as partial (an exchange's trouble is the whole cluster's: 200 either way).
+    for n in &nodes {
+        let health = n.get("/healthz");
+        assert_eq!(health.status, 200, "{}", health.text());
+        assert_eq!(health.json()["source"], "partial", "{}", health.text());
+        assert_eq!(health.json()["stale_symbols"], 2, "{}", health.text());
+    }
     // Every upstream connection belongs to a node that took the lease (normally one; a
     // CPU-starved leader may have lost it once): followers never connect.
     let leads: f64 =
