@@ -1,11 +1,18 @@
 // Crypto Ticker page: API key -> token (POST /auth/token) -> WebSocket /ws/ticker.
 //
-// Test hooks (stable): #api-key, #connect, #status[data-state=needs-key|connecting|live|reconnecting],
-// tr[data-symbol="BTC-USD"] with .price, .time, a data-updates counter and
-// data-subscribed="true|false", its canvas with data-points, data-x-min and data-x-max (the
+// Test hooks (stable): #api-key, #connect,
+// #status[data-state=needs-key|connecting|live|stale|reconnecting],
+// tr[data-symbol="BTC-USD"] with .price, .time, a data-updates counter,
+// data-stale="true|false" and data-subscribed="true|false", its canvas with data-points, data-x-min and data-x-max (the
 // drawn sparkline's x range in canvas pixels), #latency-ms, #msgs-per-sec, #gaps, #ping,
 // #ping-rtt; the picker: #symbol-list input[type=checkbox][value="BTC-USD"], #pick-all,
 // #pick-none, #subscribed[data-symbols="A,B"][data-pending=true|false], #picker-error.
+//
+// Stale prices: with a real price source each entry says whether its price is stale (the
+// exchange is unreachable, silent, or does not list the symbol) and when the exchange
+// priced it (`source_ts`). A stale row is marked and its "Updated" is the exchange's time
+// (or "never"), not the tick's; while every shown price is stale the status says so
+// instead of "Live", so a start price is never mistaken for a live one.
 //
 // Ticks arrive every 10 ms; messages only update state, and the screen is drawn once per
 // animation frame. The token lives in sessionStorage, never in the address bar or console,
@@ -144,8 +151,13 @@
     const now = performance.now();
     for (const d of m.data) {
       let s = state.symbols.get(d.symbol);
-      if (!s) { s = { first: d.price, price: d.price, prev: d.price, updates: 0, at: 0, spark: [], lastPoint: -Infinity, dirty: true }; state.symbols.set(d.symbol, s); }
-      s.prev = s.price; s.price = d.price; s.updates += 1; s.at = d.timestamp; s.dirty = true;
+      if (!s) { s = { first: d.price, price: d.price, prev: d.price, updates: 0, at: 0, stale: false, spark: [], lastPoint: -Infinity, dirty: true }; state.symbols.set(d.symbol, s); }
+      s.prev = s.price; s.price = d.price; s.updates += 1; s.dirty = true;
+      // The simulation sends neither field: its prices are made now, never stale.
+      s.stale = d.stale === true;
+      // A real source's entries carry `stale`, and `source_ts` once the exchange priced the
+      // symbol: "Updated" is the exchange's time then, not the tick's.
+      s.at = "stale" in d ? ("source_ts" in d ? d.source_ts / 1000 : null) : d.timestamp;
       if (now - s.lastPoint >= SPARK_STEP) {
         s.spark.push({ t: now, p: d.price }); s.lastPoint = now;
         while (s.spark.length > 1 && now - s.spark[0].t > SPARK_MS) s.spark.shift();
@@ -281,11 +293,29 @@
       const change = tr.querySelector(".change");
       change.textContent = `${diff >= 0 ? "+" : ""}${fmt.format(diff)} (${pct >= 0 ? "+" : ""}${pct.toFixed(3)}%)`;
       change.className = "change " + (diff > 0 ? "up" : diff < 0 ? "down" : "");
-      tr.querySelector(".time").textContent = new Date(s.at * 1000).toLocaleTimeString();
+      tr.dataset.stale = String(s.stale);
+      tr.classList.toggle("stale", s.stale);
+      tr.querySelector(".tag").textContent = subscribed && s.stale ? "stale" : "not subscribed";
+      tr.querySelector(".time").textContent = s.at === null ? "never" : new Date(s.at * 1000).toLocaleTimeString();
       spark(tr.querySelector("canvas"), s.spark, diff >= 0);
     }
+    showFreshness();
     if (state.latency !== null) $("latency-ms").textContent = state.latency.toFixed(1);
     $("gaps").textContent = String(state.gaps);
+  }
+
+  // "Live" only while some shown price is live: a session whose every subscribed price
+  // is stale says so (the connection is up, the prices are not).
+  function showFreshness() {
+    const status = $("status");
+    if (status.dataset.state !== "live" && status.dataset.state !== "stale") return;
+    const shown = [...state.symbols.entries()].filter(([name]) => isSubscribed(name));
+    const stale = shown.filter(([, s]) => s.stale).length;
+    const [kind, text] = shown.length > 0 && stale === shown.length
+      ? ["stale", "Prices stale: price source unreachable"]
+      : ["live", stale > 0 ? `Live (${stale} stale)` : "Live"];
+    // Only a change is written, so a screen reader hears it once.
+    if (status.dataset.state !== kind || status.textContent !== text) setStatus(kind, text);
   }
 
   // The x axis is the last minute once there is a minute of points; before that it is

@@ -253,6 +253,12 @@ fn wait_subscribed(b: &mut Browser, all: &[&str], symbols: &[&str]) {
 
 /// Loads `url`, enters the demo key with the keyboard only, and waits for the live state.
 fn open_and_sign_in(b: &mut Browser, url: &str, key: &str) {
+    sign_in(b, url, key);
+    b.wait_for("live status", "document.getElementById('status').dataset.state === 'live'");
+}
+
+/// Opens the page and enters the key, as a person would.
+fn sign_in(b: &mut Browser, url: &str, key: &str) {
     b.call("Page.navigate", json!({ "url": url }));
     b.wait_for(
         "page load",
@@ -263,7 +269,6 @@ fn open_and_sign_in(b: &mut Browser, url: &str, key: &str) {
     b.eval("document.getElementById('api-key').focus()");
     b.call("Input.insertText", json!({ "text": key }));
     b.press("Enter", "Enter", 13, "\r");
-    b.wait_for("live status", "document.getElementById('status').dataset.state === 'live'");
 }
 
 /// Every symbol shows a price and updates; one price changes; latency and rate readouts.
@@ -486,6 +491,38 @@ fn the_page_streams_live_prices_in_chromium_and_recovers_from_a_restart() {
     assert_eq!(b.eval("sessionStorage.getItem('ticker-token')"), Value::Null, "token dropped");
     let _ =
         writeln!(std::io::stderr(), "browser screenshots: {}", live.parent().unwrap().display());
+}
+
+#[test]
+#[cfg(feature = "exchanges")]
+fn the_page_marks_every_price_stale_when_the_price_source_is_unreachable_in_chromium() {
+    let Some(chromium) = chromium_or_skip() else { return };
+    // An exchange address where nothing listens: the server never gets a price.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = TestServer::start_with(
+        Opts::default()
+            .arg("--source", "coinbase")
+            .arg("--source-url", &format!("ws://127.0.0.1:{port}/")),
+    );
+    let mut b = Browser::launch(&chromium, &[]);
+    sign_in(&mut b, &format!("http://{}/", s.addr), &s.demo_key);
+    b.wait_for("stale status", "document.getElementById('status').dataset.state === 'stale'");
+    let status = b.eval("document.getElementById('status').textContent");
+    assert_eq!(status, json!("Prices stale: price source unreachable"));
+    for symbol in THREE_NAMES {
+        let tr = row(symbol);
+        b.wait_for(
+            "a stale row",
+            &format!(
+                "{tr}.dataset.stale === 'true' && {tr}.querySelector('.time').textContent === 'never' \
+                 && {tr}.querySelector('.tag').textContent === 'stale' \
+                 && getComputedStyle({tr}.querySelector('.tag')).visibility === 'visible'"
+            ),
+        );
+    }
+    b.screenshot("stale.png");
+    // And the node says so to a load balancer.
+    assert_eq!(s.get("/healthz").status, 503);
 }
 
 #[test]
