@@ -354,6 +354,52 @@ pub fn control_message(data: &[u8]) {
     }
 }
 
+/// `--trusted-proxies` and `X-Forwarded-For` (`http::forwarded`), on text from the
+/// command line and from the network. The input is a proxy list, a newline, then a
+/// header value:
+/// - nothing panics, whatever the text;
+/// - a list that parses prints as a list that parses to the same networks;
+/// - a peer that is not a trusted proxy is the client whatever the header says, and with
+///   no trusted proxy at all every peer is;
+/// - a trusted peer's answer is the peer, or an address that is not itself trusted, or
+///   (every entry trusted) the first hop: never an untrusted address the header lacks.
+pub fn forwarded(data: &[u8]) {
+    use crate::http::forwarded::{TrustedProxies, client_ip};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let text = String::from_utf8_lossy(data);
+    let (list, xff) = text.split_once('\n').unwrap_or((&text, ""));
+    let trusted = match TrustedProxies::parse(list) {
+        Ok(t) => {
+            let again = TrustedProxies::parse(&t.to_string()).expect("its own form parses");
+            assert_eq!(again.networks(), t.networks(), "no round trip");
+            t
+        }
+        Err(_) => TrustedProxies::parse("127.0.0.1,10.0.0.0/8,::1").expect("a valid list"),
+    };
+    let outsider = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99));
+    if !trusted.contains(outsider) {
+        assert_eq!(client_ip(outsider, Some(xff), &trusted), outsider, "an outsider's header");
+    }
+    let none = TrustedProxies::parse("").expect("the empty list");
+    assert_eq!(client_ip(outsider, Some(xff), &none), outsider, "nobody trusted");
+    if let Some(peer) = trusted.networks().first().map(|n| n.to_string()) {
+        let peer: IpAddr = match peer.split('/').next().and_then(|a| a.parse().ok()) {
+            Some(ip) => ip,
+            None => return,
+        };
+        let client = client_ip(peer, Some(xff), &trusted);
+        if client != peer && trusted.contains(client) {
+            // Only the first hop may be a trusted proxy: every entry was one.
+            let first = xff.split(',').next().unwrap_or("");
+            assert!(
+                first.contains(&client.to_string()) || first.contains(':'),
+                "{client} from {xff:?}"
+            );
+        }
+    }
+}
+
 /// The TLS record layer of upgraded sessions, on bytes from the network.
 ///
 /// The first byte picks TLS 1.3 or 1.2 and ChaCha20 or AES-256-GCM, the rest is what a peer sent:
@@ -484,6 +530,11 @@ mod corpus_replay {
     #[test]
     fn control_message_corpus() {
         replay("control_message", super::control_message);
+    }
+
+    #[test]
+    fn forwarded_corpus() {
+        replay("forwarded", super::forwarded);
     }
 
     #[test]
