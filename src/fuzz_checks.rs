@@ -362,7 +362,7 @@ pub fn control_message(data: &[u8]) {
 /// - a peer that is not a trusted proxy is the client whatever the header says, and with
 ///   no trusted proxy at all every peer is;
 /// - a trusted peer's answer is the peer, or an address that is not itself trusted, or
-///   (every entry trusted) the first hop: never an untrusted address the header lacks.
+///   (every entry trusted) the first hop, empty list elements aside.
 pub fn forwarded(data: &[u8]) {
     use crate::http::forwarded::{TrustedProxies, client_ip};
     use std::net::{IpAddr, Ipv4Addr};
@@ -390,8 +390,9 @@ pub fn forwarded(data: &[u8]) {
         };
         let client = client_ip(peer, Some(xff), &trusted);
         if client != peer && trusted.contains(client) {
-            // Only the first hop may be a trusted proxy: every entry was one.
-            let first = xff.split(',').next().unwrap_or("");
+            // Only the first hop may be a trusted proxy: every entry was one. Empty list
+            // elements do not count (RFC 9110, section 5.6.1).
+            let first = xff.split(',').map(str::trim).find(|e| !e.is_empty()).unwrap_or("");
             assert!(
                 first.contains(&client.to_string()) || first.contains(':'),
                 "{client} from {xff:?}"
