@@ -6,25 +6,42 @@
 //! of a revoked key within a second, and the output is the same. `keys import` moves a
 //! single node's SQLite store into the cluster (`cluster::key_store`). A build without
 //! the `cluster` feature refuses `--redis`.
+//!
+//! What each command may create, so that a mistyped `--db` creates nothing:
+//! - `create` makes a missing database and its folder, private, as the server's first
+//!   start does. Not the demo key: that is the server's to make and to log at start.
+//! - `list` (read-only), `revoke` and `import` need the database to exist; a missing one
+//!   is [`CliError::NoDatabase`]. `revoke` and `import` upgrade an older schema in place;
+//!   `list` changes nothing and asks for that upgrade instead ([`CliError::OldSchema`]).
+//! - Every error exits with status 2 (`main`).
 
 use std::fmt;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 // The cluster's key store (`--redis`, `keys import`).
 #[cfg(feature = "cluster")]
 use {
-    crate::auth::keys::DbErrorKind,
     crate::cluster::link::{LinkConfig, LinkError},
     crate::cluster::{DEFAULT_PREFIX, key_store::RedisKeyStore, pool::LinkPool},
-    std::{path::Path, sync::Arc, time::Duration},
+    std::{sync::Arc, time::Duration},
 };
 
-use crate::auth::keys::{self, ApiKeyId, DbError, KeyInfo};
+use crate::auth::keys::{self, Access, ApiKeyId, DbError, KeyInfo};
 use crate::config::{self, ConfigError};
 
 #[derive(Debug)]
 pub enum CliError {
     Usage(String),
     Config(ConfigError),
+    /// No database at `--db` for a command that needs one (all but `create`).
+    NoDatabase(PathBuf),
+    /// `list` found a database at an older schema, which it does not change.
+    OldSchema {
+        path: PathBuf,
+        version: i64,
+    },
+    /// `revoke ID` of a key that does not exist or is revoked already.
+    NoLiveKey(ApiKeyId),
     Db(DbError),
     /// The `--redis` URL cannot be used.
     #[cfg(feature = "cluster")]
@@ -38,6 +55,21 @@ impl fmt::Display for CliError {
         match self {
             CliError::Usage(e) => write!(f, "{e}\n\n{}", keys_usage()),
             CliError::Config(e) => write!(f, "{e}"),
+            CliError::NoDatabase(path) => write!(
+                f,
+                "no key database at {} (the server creates it on first start, `keys create` \
+                 too; check --db)",
+                path.display()
+            ),
+            CliError::OldSchema { path, version } => write!(
+                f,
+                "the key database at {} has schema version {version}, older than this \
+                 version's {}; `keys list` changes nothing: start the server once, or run \
+                 `keys create` or `keys revoke`, to upgrade it in place",
+                path.display(),
+                keys::SCHEMA_VERSION
+            ),
+            CliError::NoLiveKey(id) => write!(f, "no live key with id {id} (see `keys list`)"),
             CliError::Db(e) => write!(f, "{e}"),
             #[cfg(feature = "cluster")]
             CliError::Redis(e) => write!(f, "{e}"),
@@ -60,31 +92,32 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// `keys --help`; lines fit [`config::HELP_WIDTH`] columns, as the server's `--help`.
 pub fn keys_usage() -> String {
     let mut usage = String::from(
-        "USAGE:
+        "crypto-ticker keys: manage API keys where the server keeps them
+
+USAGE:
     crypto-ticker keys create --user ID [--role ROLE]   print a new key (shown once)
     crypto-ticker keys list                             id, user, role, prefix, created, revoked
     crypto-ticker keys revoke ID                        revoke one key
     crypto-ticker keys revoke --user ID                 revoke every key of a user
-    crypto-ticker keys import --db PATH --redis URL     copy a single node's keys (hashes, roles,
-                                                        revocations, demo key) into the cluster
+    crypto-ticker keys import --db PATH --redis URL     copy a single node's keys (hashes,
+                                                        roles, revocations, demo key) into
+                                                        the cluster
 
 With --redis the commands manage the cluster's keys in Redis; without it, the SQLite
 database at --db. Running servers close a revoked key's sessions within a second.
 
-OPTIONS (the server's, same variables and defaults):
+A database that does not exist: `create` makes it and its folder (private, as the server's
+first start does; the server adds the demo key when it starts). `list`, `revoke` and
+`import` create nothing: they stop with \"no key database at PATH\". Every error exits
+with status 2.
+
+OPTIONS (the server's: same variables and defaults):
 ",
     );
-    for opt in config::OPTIONS.iter().filter(|o| SHARED_OPTIONS.contains(&o.flag)) {
-        usage.push_str(&format!(
-            "    --{} <value>    env {}, default {}: {}\n",
-            opt.flag,
-            opt.env,
-            opt.default_value(),
-            opt.help
-        ));
-    }
+    usage.push_str(&config::options_text(SHARED_OPTIONS));
     usage
 }
 
@@ -195,11 +228,7 @@ pub fn run_keys_with(
         Some(url) => Store::Redis(Box::new(redis_store(&url)?)),
         #[cfg(not(feature = "cluster"))]
         Some(url) => return Err(no_cluster(&url)),
-        None => {
-            let conn = keys::open(&db)?;
-            keys::migrate(&conn, &keys::demo_key_file(&db))?;
-            Store::Sqlite(conn)
-        }
+        None => Store::Sqlite(open_sqlite(&db, &command)?),
     };
     match command {
         KeysCommand::Create { user, role } => {
@@ -237,7 +266,7 @@ pub fn run_keys_with(
             if store.revoke_key(id)? {
                 writeln!(out, "revoked key {id}")?;
             } else {
-                return Err(CliError::Usage(format!("no live key with id {id}")));
+                return Err(CliError::NoLiveKey(id));
             }
         }
         KeysCommand::Help | KeysCommand::Import => {}
@@ -287,6 +316,35 @@ fn parse_command(args: &[String]) -> Result<KeysCommand, CliError> {
     }
 }
 
+/// The SQLite database at `db`, opened as `command` may (see the module's rules).
+fn open_sqlite(db: &Path, command: &KeysCommand) -> Result<rusqlite::Connection, CliError> {
+    let demo_key_file = keys::demo_key_file(db);
+    if let KeysCommand::Create { .. } = command {
+        let conn = keys::open(db)?;
+        keys::upgrade_schema(&conn, &demo_key_file)?;
+        return Ok(conn);
+    }
+    let read_only = *command == KeysCommand::List;
+    let conn = open_existing(db, if read_only { Access::ReadOnly } else { Access::ReadWrite })?;
+    if read_only {
+        let version = keys::schema_version(&conn)?;
+        if version < keys::SCHEMA_VERSION {
+            return Err(CliError::OldSchema { path: db.to_path_buf(), version });
+        }
+    } else {
+        keys::upgrade_schema(&conn, &demo_key_file)?;
+    }
+    Ok(conn)
+}
+
+/// [`keys::open_existing`], a missing database said in the user's terms.
+fn open_existing(db: &Path, access: Access) -> Result<rusqlite::Connection, CliError> {
+    if !db.is_file() {
+        return Err(CliError::NoDatabase(db.to_path_buf()));
+    }
+    Ok(keys::open_existing(db, access)?)
+}
+
 #[cfg(not(feature = "cluster"))]
 fn no_cluster(_url: &str) -> CliError {
     CliError::Usage(format!("--redis: {}", config::not_built_in("cluster")))
@@ -299,18 +357,12 @@ fn redis_store(url: &str) -> Result<RedisKeyStore, CliError> {
 }
 
 /// `keys import`: the SQLite store at `db` (which must exist: an import never creates
-/// an empty one) into the cluster.
+/// an empty one, nor a demo key) into the cluster.
 #[cfg(feature = "cluster")]
 fn import(db: &Path, store: &RedisKeyStore, out: &mut dyn Write) -> Result<(), CliError> {
-    if !db.is_file() {
-        return Err(CliError::Db(DbError::new(
-            DbErrorKind::Missing,
-            format!("{}: no such database to import", db.display()),
-        )));
-    }
-    let conn = keys::open(db)?;
-    // Upgrades a seed database in place, as any start or `keys` command would.
-    keys::migrate(&conn, &keys::demo_key_file(db))?;
+    let conn = open_existing(db, Access::ReadWrite)?;
+    // Upgrades a seed database in place, as a start or `keys revoke` would.
+    keys::upgrade_schema(&conn, &keys::demo_key_file(db))?;
     let summary = store.import_from_sqlite(&conn, &keys::demo_key_file(db))?;
     write!(out, "{summary}")?;
     Ok(())
@@ -324,6 +376,8 @@ fn date(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "cluster")]
+    use crate::auth::keys::DbErrorKind;
 
     /// Runs `keys <args>` with no environment; returns (stdout, stderr) or the error.
     /// (The tests against a real Redis are in `cluster::key_store::cli_tests`, beside the
@@ -343,10 +397,7 @@ mod tests {
         let db_arg = db.to_str().unwrap();
         assert!(matches!(run(&["import", "--db", db_arg]), Err(CliError::Usage(_))));
         let err = run(&["import", "--db", db_arg, "--redis", "redis://127.0.0.1:1/"]);
-        assert!(
-            matches!(err, Err(CliError::Db(ref e)) if e.kind == DbErrorKind::Missing),
-            "{err:?}"
-        );
+        assert!(matches!(err, Err(CliError::NoDatabase(ref p)) if *p == db), "{err:?}");
         assert!(!db.exists(), "an import never creates a database");
         assert!(matches!(run(&["list", "--redis", "http://x"]), Err(CliError::Config(_))));
     }
@@ -381,11 +432,100 @@ mod tests {
         let db_arg = db.to_str().unwrap();
         run(&["create", "--user", "bob", "--db", db_arg]).unwrap();
         let (list, _) = run(&["list", "--db", db_arg]).unwrap();
-        assert_eq!(list.lines().count(), 3, "header, demo, bob: {list}");
+        assert_eq!(list.lines().count(), 2, "header, bob: {list}");
         assert_eq!(
             run(&["revoke", "--user", "bob", "--db", db_arg]).unwrap().0,
             "revoked 1 key(s) of user bob\n"
         );
         assert!(run(&["--help"]).unwrap().0.contains("keys import --db PATH --redis URL"));
+    }
+
+    #[test]
+    fn list_and_revoke_of_a_missing_database_create_nothing_and_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("mistyped").join("path").join("x.db");
+        let db_arg = db.to_str().unwrap();
+        for args in [&["list"][..], &["revoke", "1"], &["revoke", "--user", "demo"]] {
+            let err = run(&[args, &["--db", db_arg]].concat()).unwrap_err();
+            assert!(matches!(err, CliError::NoDatabase(ref p) if *p == db), "{args:?}: {err}");
+            assert!(err.to_string().starts_with(&format!("no key database at {db_arg} (")));
+        }
+        assert!(!dir.path().join("mistyped").exists(), "no folder made");
+    }
+
+    #[test]
+    fn create_makes_a_missing_database_but_not_the_demo_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("new").join("auth.db");
+        let db_arg = db.to_str().unwrap();
+        let (key, note) = run(&["create", "--user", "alice", "--db", db_arg]).unwrap();
+        assert_eq!(key.trim().len(), 32);
+        assert!(note.contains("created key 1 for user alice"), "{note}");
+        assert!(db.is_file());
+        assert!(!keys::demo_key_file(&db).exists(), "the demo key is the server's to make");
+        let (list, _) = run(&["list", "--db", db_arg]).unwrap();
+        assert_eq!(list.lines().count(), 2, "header, alice: {list}");
+    }
+
+    #[test]
+    fn a_revoked_demo_key_stays_revoked_through_later_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("auth.db");
+        let db_arg = db.to_str().unwrap();
+        // As the server's first start leaves it.
+        keys::migrate(&keys::open(&db).unwrap(), &keys::demo_key_file(&db)).unwrap();
+        run(&["revoke", "--user", "demo", "--db", db_arg]).unwrap();
+        let demo_before = std::fs::read_to_string(keys::demo_key_file(&db)).unwrap();
+        for _ in 0..2 {
+            let (list, _) = run(&["list", "--db", db_arg]).unwrap();
+            assert_eq!(list.lines().count(), 2, "no new demo key: {list}");
+            assert!(list.lines().nth(1).is_some_and(|l| !l.ends_with(" -")), "{list}");
+        }
+        run(&["create", "--user", "bob", "--db", db_arg]).unwrap();
+        assert_eq!(std::fs::read_to_string(keys::demo_key_file(&db)).unwrap(), demo_before);
+    }
+
+    #[test]
+    fn list_changes_nothing_in_an_older_database_and_says_how_to_upgrade_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("auth.db");
+        let db_arg = db.to_str().unwrap();
+        // A seed database: plaintext keys, schema version 0.
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE api_keys (id INTEGER PRIMARY KEY AUTOINCREMENT, api_key TEXT \
+                 UNIQUE NOT NULL, user_id TEXT NOT NULL, role TEXT NOT NULL DEFAULT 'user', \
+                 created_at INTEGER NOT NULL);
+                 INSERT INTO api_keys (api_key, user_id, created_at) VALUES ('plain', 'x', 1);",
+            )
+            .unwrap();
+        let before = std::fs::read(&db).unwrap();
+        let err = run(&["list", "--db", db_arg]).unwrap_err();
+        assert!(matches!(err, CliError::OldSchema { version: 0, .. }), "{err}");
+        assert!(err.to_string().contains("start the server once"), "{err}");
+        assert_eq!(std::fs::read(&db).unwrap(), before, "the file is unchanged");
+        // A command that writes upgrades it; then list reads it.
+        run(&["revoke", "--user", "nobody", "--db", db_arg]).unwrap();
+        let (list, _) = run(&["list", "--db", db_arg]).unwrap();
+        assert!(list.lines().nth(1).is_some_and(|l| l.contains(" x ")), "{list}");
+    }
+
+    #[test]
+    fn revoking_a_key_that_is_not_live_says_so_without_the_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("auth.db");
+        let db_arg = db.to_str().unwrap();
+        run(&["create", "--user", "bob", "--db", db_arg]).unwrap();
+        let err = run(&["revoke", "7", "--db", db_arg]).unwrap_err();
+        assert_eq!(err.to_string(), "no live key with id 7 (see `keys list`)");
+    }
+
+    #[test]
+    fn every_line_of_keys_help_fits_100_columns() {
+        let help = keys_usage();
+        assert_eq!(config::too_wide(&help), Vec::<&str>::new());
+        assert!(help.contains("--db <value>") && help.contains("TICKER_DB"), "{help}");
+        assert!(help.contains("create nothing"), "{help}");
     }
 }

@@ -1,8 +1,14 @@
 //! Flags and environment variables → [`Config`], validated once at start.
 //!
-//! Every option is one row of [`OPTIONS`]: flag, environment variable, default, help and
-//! the function that applies it. Defaults apply first, then the environment, then flags,
-//! so a flag always wins. `--help` is generated from the same table, so it cannot drift.
+//! Every option is one row of [`OPTIONS`]: flag, environment variable, group, default,
+//! help and the function that applies it. Defaults apply first, then the environment,
+//! then flags, so a flag always wins. `--help` is generated from the same table, so it
+//! cannot drift ([`help`]: grouped by the rows' [`Group`], 100 columns wide).
+//!
+//! A refused value is a [`ValueError`] from the row's function, and the message names
+//! the option as it was given (`--tick` or `TICKER_TICK`), what is accepted in the units
+//! a user types, and what was given ([`value`]'s rules). Parsing reads no file but
+//! `--symbols-file` and resolves no name: `--addr` takes an IP.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,6 +22,17 @@ use crate::http::request::Limits;
 use crate::log::{Format, Level};
 use crate::redact::redact_url;
 use crate::source::{Exchange, SourceKind, UpstreamConfig};
+
+mod help;
+mod value;
+
+#[cfg(test)]
+pub(crate) use help::too_wide;
+pub use help::{Group, WIDTH as HELP_WIDTH, help_text, options_text};
+pub use value::{ValueError, duration_in, human_duration, parse_duration};
+use value::{
+    bytes_in, count_in, keyword_or_count, keyword_or_duration, listen_addr, non_empty_path,
+};
 
 /// One traded symbol and its start price.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,12 +211,14 @@ pub enum Command {
     Version,
 }
 
-type Apply = fn(&mut Config, &str) -> Result<(), String>;
+type Apply = fn(&mut Config, &str) -> Result<(), ValueError>;
 
 /// One configurable option.
 pub struct OptionSpec {
     pub flag: &'static str,
     pub env: &'static str,
+    /// The `--help` section it is listed in.
+    pub group: Group,
     default: &'static str,
     pub help: &'static str,
     apply: Apply,
@@ -228,16 +247,19 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "addr",
         env: "TICKER_ADDR",
+        group: Group::Server,
         default: "0.0.0.0:8081",
-        help: "address to listen on (port 0 picks a free port; the log says which)",
+        help: "address to listen on, IP:PORT (0.0.0.0 is every interface; port 0 picks a free \
+               port, the log says which)",
         apply: |c, v| {
-            c.addr = v.parse().map_err(|_| format!("not an address: {v:?}"))?;
+            c.addr = listen_addr(v)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "db",
         env: "TICKER_DB",
+        group: Group::Auth,
         default: "./data/auth.db",
         help: "SQLite database of API keys (created with its folder on first start)",
         apply: |c, v| {
@@ -248,6 +270,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "public",
         env: "TICKER_PUBLIC",
+        group: Group::Server,
         default: "./public",
         help: "folder of static files served at /",
         apply: |c, v| {
@@ -258,6 +281,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "tick",
         env: "TICKER_TICK",
+        group: Group::Prices,
         default: "10ms",
         help: "tick interval (1ms to 1h)",
         apply: |c, v| {
@@ -268,6 +292,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "symbols",
         env: "TICKER_SYMBOLS",
+        group: Group::Prices,
         default: "BTC-USD:42000,ETH-USD:2500,SOL-USD:95",
         help: "symbols and start prices, SYMBOL:PRICE,... in display order",
         apply: |c, v| {
@@ -278,11 +303,14 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "symbols-file",
         env: "TICKER_SYMBOLS_FILE",
+        group: Group::Prices,
         default: "",
-        help: "read the symbols from a file, one SYMBOL:PRICE per line (# comments); replaces --symbols",
+        help: "read the symbols from a file, one SYMBOL:PRICE per line (# comments); \
+               replaces --symbols",
         apply: |c, v| {
             if !v.is_empty() {
-                let text = std::fs::read_to_string(v).map_err(|e| format!("{v}: {e}"))?;
+                let text =
+                    std::fs::read_to_string(v).map_err(|e| format!("cannot read {v:?}: {e}"))?;
                 c.symbols = parse_symbol_lines(&text).map_err(|e| format!("{v}: {e}"))?;
             }
             Ok(())
@@ -291,8 +319,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "max-session-symbols",
         env: "TICKER_MAX_SESSION_SYMBOLS",
+        group: Group::Subscriptions,
         default: "100",
-        help: "most symbols one session may subscribe to by name (a session that never subscribes gets all)",
+        help: "most symbols one session may subscribe to by name (a session that never \
+               subscribes gets all)",
         apply: |c, v| {
             c.max_session_symbols = count_in(v, 1, crate::symbols::MAX_SYMBOLS)?;
             Ok(())
@@ -301,6 +331,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "max-symbol-sets",
         env: "TICKER_MAX_SYMBOL_SETS",
+        group: Group::Subscriptions,
         default: "1024",
         help: "most distinct symbol sets served at once (each is one more frame per tick)",
         apply: |c, v| {
@@ -311,6 +342,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "control-rate",
         env: "TICKER_CONTROL_RATE",
+        group: Group::Subscriptions,
         default: "10",
         help: "client frames per second a session may send (control frames included); \
                beyond it, close 1008 \"rate limit\"",
@@ -322,6 +354,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "allowed-origins",
         env: "TICKER_ALLOWED_ORIGINS",
+        group: Group::Server,
         default: "*",
         help: "origins allowed for CORS and WebSocket upgrades: * or a comma list",
         apply: |c, v| {
@@ -332,6 +365,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "token-ttl",
         env: "TICKER_TOKEN_TTL",
+        group: Group::Auth,
         default: "1h",
         help: "lifetime of issued tokens",
         apply: |c, v| {
@@ -342,6 +376,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "workers",
         env: "TICKER_WORKERS",
+        group: Group::Server,
         default: CORES,
         help: "worker threads for blocking work (SQLite, token signing, file reads)",
         apply: |c, v| {
@@ -352,6 +387,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "io-threads",
         env: "TICKER_IO_THREADS",
+        group: Group::Server,
         default: "1",
         help: "event-loop threads; each owns its share of the connections",
         apply: |c, v| {
@@ -362,36 +398,41 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "max-connections",
         env: "TICKER_MAX_CONNECTIONS",
+        group: Group::Limits,
         default: "auto",
-        help: "open connections before new ones get 503 (auto: file-descriptor limit minus a reserve)",
+        help: "open connections before new ones get 503 (auto: file-descriptor limit minus a \
+               reserve)",
         apply: |c, v| {
-            c.max_connections = if v == "auto" { None } else { Some(count_in(v, 1, 10_000_000)?) };
+            c.max_connections = keyword_or_count(v, "auto", 1, 10_000_000)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "max-sessions-per-key",
         env: "TICKER_MAX_SESSIONS_PER_KEY",
+        group: Group::Limits,
         default: "unlimited",
         help: "open WebSocket sessions one API key may hold; beyond it the upgrade gets 503",
         apply: |c, v| {
-            c.max_sessions_per_key = unlimited_or_count(v)?;
+            c.max_sessions_per_key = keyword_or_count(v, "unlimited", 1, 10_000_000)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "max-sessions-per-ip",
         env: "TICKER_MAX_SESSIONS_PER_IP",
+        group: Group::Limits,
         default: "unlimited",
         help: "open WebSocket sessions from one client address; beyond it the upgrade gets 503",
         apply: |c, v| {
-            c.max_sessions_per_ip = unlimited_or_count(v)?;
+            c.max_sessions_per_ip = keyword_or_count(v, "unlimited", 1, 10_000_000)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "backlog",
         env: "TICKER_BACKLOG",
+        group: Group::Server,
         default: SOMAXCONN,
         help: "listen backlog: connections the kernel holds before they are accepted \
                (capped by net.core.somaxconn)",
@@ -403,13 +444,17 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "seed",
         env: "TICKER_SEED",
+        group: Group::Prices,
         default: "random",
         help: "seed of the price random walk (a number makes runs reproducible)",
         apply: |c, v| {
             c.seed = if v == "random" {
                 None
             } else {
-                Some(v.parse().map_err(|_| format!("not a number: {v:?}"))?)
+                Some(v.parse().map_err(|_| ValueError::Expected {
+                    what: format!("random or a whole number between 0 and {}", u64::MAX),
+                    got: v.to_owned(),
+                })?)
             };
             Ok(())
         },
@@ -417,26 +462,29 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "max-head",
         env: "TICKER_MAX_HEAD",
+        group: Group::Limits,
         default: "16384",
         help: "largest request head in bytes (431 beyond)",
         apply: |c, v| {
-            c.http_limits.max_head = count_in(v, 256, 1 << 20)?;
+            c.http_limits.max_head = bytes_in(v, 256, 1 << 20)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "max-body",
         env: "TICKER_MAX_BODY",
+        group: Group::Limits,
         default: "16384",
         help: "largest request body in bytes (413 beyond)",
         apply: |c, v| {
-            c.http_limits.max_body = count_in(v, 0, 1 << 20)?;
+            c.http_limits.max_body = bytes_in(v, 0, 1 << 20)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "max-headers",
         env: "TICKER_MAX_HEADERS",
+        group: Group::Limits,
         default: "100",
         help: "most header fields in a request (431 beyond)",
         apply: |c, v| {
@@ -447,16 +495,18 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "max-message",
         env: "TICKER_MAX_MESSAGE",
+        group: Group::Limits,
         default: "32768",
         help: "largest WebSocket message from a client in bytes (close 1009 beyond)",
         apply: |c, v| {
-            c.max_message = count_in(v, 125, 1 << 24)?;
+            c.max_message = bytes_in(v, 125, 1 << 24)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "head-timeout",
         env: "TICKER_HEAD_TIMEOUT",
+        group: Group::Limits,
         default: "10s",
         help: "close a connection whose request head is incomplete for this long",
         apply: |c, v| {
@@ -467,6 +517,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "keepalive-timeout",
         env: "TICKER_KEEPALIVE_TIMEOUT",
+        group: Group::Limits,
         default: "30s",
         help: "close an idle keep-alive HTTP connection after this long",
         apply: |c, v| {
@@ -478,6 +529,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "ping-after",
         env: "TICKER_PING_AFTER",
+        group: Group::Limits,
         default: "30s",
         help: "send a WebSocket ping after this long without a frame from the client",
         apply: |c, v| {
@@ -488,6 +540,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "dead-after",
         env: "TICKER_DEAD_AFTER",
+        group: Group::Limits,
         default: "60s",
         help: "close (1001) a WebSocket after this long without a frame from the client",
         apply: |c, v| {
@@ -498,6 +551,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "slow-consumer-timeout",
         env: "TICKER_SLOW_CONSUMER_TIMEOUT",
+        group: Group::Limits,
         default: "10s",
         help: "close (1008) a subscriber that makes no write progress for this long",
         apply: |c, v| {
@@ -509,18 +563,22 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "send-buffer",
         env: "TICKER_SEND_BUFFER",
+        group: Group::Limits,
         default: "65536",
-        help: "kernel send buffer per WebSocket session in bytes (0: kernel autotuning, up to 4 MiB of stale ticks per stalled subscriber)",
+        help: "kernel send buffer per WebSocket session in bytes (0: kernel autotuning, up to \
+               4 MiB of stale ticks per stalled subscriber)",
         apply: |c, v| {
-            c.send_buffer = count_in(v, 0, 64 << 20)?;
+            c.send_buffer = bytes_in(v, 0, 64 << 20)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "close-linger",
         env: "TICKER_CLOSE_LINGER",
+        group: Group::Limits,
         default: "2s",
-        help: "time a closing WebSocket gets to take its close frame (behind a stalled socket) before it is dropped",
+        help: "time a closing WebSocket gets to take its close frame (behind a stalled socket) \
+               before it is dropped",
         apply: |c, v| {
             c.close_linger = duration_in(v, Duration::ZERO, Duration::from_secs(600))?;
             Ok(())
@@ -529,6 +587,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "token-capacity",
         env: "TICKER_TOKEN_CAPACITY",
+        group: Group::Auth,
         default: "100000",
         help: "live tokens held at most (503 beyond); one node only (a cluster's are in Redis)",
         apply: |c, v| {
@@ -539,19 +598,20 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "tokens-per-key",
         env: "TICKER_TOKENS_PER_KEY",
+        group: Group::Auth,
         default: PER_KEY_AUTO,
         help: "live tokens one API key may hold; issuing beyond it retires that key's oldest \
                token (sessions already open stay open). auto: a tenth of --token-capacity, \
                at most 10000; more than half of --token-capacity is refused",
         apply: |c, v| {
-            c.tokens_per_key =
-                if v == PER_KEY_AUTO { None } else { Some(count_in(v, 1, 100_000_000)?) };
+            c.tokens_per_key = keyword_or_count(v, PER_KEY_AUTO, 1, 100_000_000)?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "login-failures",
         env: "TICKER_LOGIN_FAILURES",
+        group: Group::Auth,
         default: "10",
         help: "failed /auth/token attempts per client address per minute; beyond them a wrong \
                key gets 429 instead of 401 (a valid key always gets its token; 0: no limit)",
@@ -563,6 +623,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "login-concurrency",
         env: "TICKER_LOGIN_CONCURRENCY",
+        group: Group::Auth,
         default: "1024",
         help: "token exchanges one client address may have waiting or running at once; \
                beyond them 429 with Retry-After: 1 and no key lookup (0: no bound)",
@@ -574,18 +635,21 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "trusted-proxies",
         env: "TICKER_TRUSTED_PROXIES",
+        group: Group::Auth,
         default: "none",
         help: "proxies whose X-Forwarded-For is believed, CIDR,... (e.g. 10.0.0.0/8,::1): a \
                request from one is from the rightmost address in that header that is not a \
                trusted proxy; none: every client is its TCP peer",
         apply: |c, v| {
-            c.trusted_proxies = TrustedProxies::parse(v).map_err(|e| e.to_string())?;
+            c.trusted_proxies =
+                TrustedProxies::parse(v).map_err(|e| ValueError::Refused(e.to_string()))?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "shutdown-grace",
         env: "TICKER_SHUTDOWN_GRACE",
+        group: Group::Server,
         default: "3s",
         help: "on SIGINT/SIGTERM, time given to sessions to finish their close handshake",
         apply: |c, v| {
@@ -596,26 +660,35 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "log-level",
         env: "TICKER_LOG",
+        group: Group::Logging,
         default: "info",
         help: "error, warn, info or debug (RUST_LOG is read too when TICKER_LOG is unset)",
         apply: |c, v| {
-            c.log_level = Level::parse(v).ok_or_else(|| format!("not a log level: {v:?}"))?;
+            c.log_level = Level::parse(v).ok_or_else(|| ValueError::Expected {
+                what: "error, warn, info or debug".into(),
+                got: v.to_owned(),
+            })?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "log-format",
         env: "TICKER_LOG_FORMAT",
+        group: Group::Logging,
         default: "text",
         help: "text (key=value) or json, one line per event on stderr",
         apply: |c, v| {
-            c.log_format = Format::parse(v).ok_or_else(|| format!("not a log format: {v:?}"))?;
+            c.log_format = Format::parse(v).ok_or_else(|| ValueError::Expected {
+                what: "text or json".into(),
+                got: v.to_owned(),
+            })?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "redis",
         env: "TICKER_REDIS",
+        group: Group::Cluster,
         default: NO_REDIS,
         help: "cluster mode: redis://HOST:PORT/DB shared by every node (keys, tokens, \
                login limit, one ticking leader); without it one node, SQLite + memory",
@@ -630,6 +703,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "tls-cert",
         env: "TICKER_TLS_CERT",
+        group: Group::Tls,
         default: NO_TLS,
         help: "PEM certificate chain, leaf first: the port then speaks only TLS (1.2, 1.3); \
                needs --tls-key; SIGHUP reloads both files",
@@ -641,6 +715,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "tls-key",
         env: "TICKER_TLS_KEY",
+        group: Group::Tls,
         default: NO_TLS,
         help: "PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert",
         apply: |c, v| {
@@ -651,18 +726,22 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "source",
         env: "TICKER_SOURCE",
+        group: Group::Prices,
         default: "sim",
         help: "where prices come from: sim (the random walk), coinbase, binance or kraken \
                (the exchange's public WebSocket stream)",
         apply: |c, v| {
-            c.source = SourceKind::parse(v)
-                .ok_or_else(|| format!("not a source: {v:?} (sim, coinbase, binance, kraken)"))?;
+            c.source = SourceKind::parse(v).ok_or_else(|| ValueError::Expected {
+                what: "sim, coinbase, binance or kraken".into(),
+                got: v.to_owned(),
+            })?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "source-url",
         env: "TICKER_SOURCE_URL",
+        group: Group::Prices,
         default: EXCHANGE_DEFAULT,
         help: "the exchange's WebSocket endpoint, ws:// or wss:// (a proxy, a test server)",
         apply: |c, v| {
@@ -678,6 +757,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "source-ca",
         env: "TICKER_SOURCE_CA",
+        group: Group::Prices,
         default: WEB_PKI,
         help: "PEM file of CAs to trust for the exchange's TLS, besides the web PKI roots",
         apply: |c, v| {
@@ -688,21 +768,24 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         flag: "source-timeout",
         env: "TICKER_SOURCE_TIMEOUT",
+        group: Group::Prices,
         default: "auto",
         help: "treat an upstream silent this long as dead and reconnect (auto: 5s for \
                coinbase and kraken, which send heartbeats every second; 30s for binance)",
         apply: |c, v| {
-            c.source_timeout = if v == "auto" {
-                None
-            } else {
-                Some(duration_in(v, Duration::from_millis(200), Duration::from_secs(3600))?)
-            };
+            c.source_timeout = keyword_or_duration(
+                v,
+                "auto",
+                Duration::from_millis(200),
+                Duration::from_secs(3600),
+            )?;
             Ok(())
         },
     },
     OptionSpec {
         flag: "stale-after",
         env: "TICKER_STALE_AFTER",
+        group: Group::Prices,
         default: "10s",
         help: "mark a symbol stale when the upstream sent no price for it this long",
         apply: |c, v| {
@@ -730,11 +813,16 @@ fn optional_path(v: &str, marker: &str) -> Option<PathBuf> {
 pub const ENV_ONLY: &[OptionSpec] = &[OptionSpec {
     flag: "token-key",
     env: "TICKER_TOKEN_KEY",
+    group: Group::Auth,
     default: RANDOM_KEY,
     help: "HMAC key for tokens (at least 16 bytes); without it tokens die with the process",
     apply: |c, v| {
         if v != RANDOM_KEY {
-            c.token_key = Some(TokenKey::from_secret(v).map_err(|e| e.to_string())?);
+            // The secret itself is never repeated: only its length.
+            c.token_key = Some(
+                TokenKey::from_secret(v)
+                    .map_err(|e| ValueError::Refused(format!("{e} (got {} bytes)", v.len())))?,
+            );
         }
         Ok(())
     },
@@ -755,16 +843,17 @@ pub fn derived_tokens_per_key(token_capacity: usize) -> usize {
 
 /// A `--redis` URL the cluster can use, or why not. The URL is never echoed with its
 /// password ([`crate::redact::redact_url`]).
-fn check_redis_url(url: &str) -> Result<String, String> {
+fn check_redis_url(url: &str) -> Result<String, ValueError> {
     const FORMS: &str = "redis://[[user]:password@]host[:port][/db] or unix:///path/to/socket";
+    let refused = || ValueError::Expected { what: FORMS.to_owned(), got: redact_url(url) };
     if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-        return Err(format!("not a Redis URL ({FORMS}): {:?}", redact_url(url)));
+        return Err(refused());
     }
     // Parsed the way the cluster will (no connection is made), so a bad host, port or
     // database number is a configuration error at start rather than a failure later.
     #[cfg(feature = "cluster")]
     if redis::Client::open(url).is_err() {
-        return Err(format!("not a valid Redis URL ({FORMS}): {:?}", redact_url(url)));
+        return Err(refused());
     }
     Ok(url.to_owned())
 }
@@ -784,8 +873,7 @@ where
             (opt.env == "TICKER_LOG").then(|| env("RUST_LOG")).flatten()
         });
         if let Some(value) = value {
-            (opt.apply)(&mut config, value.trim())
-                .map_err(|e| ConfigError(format!("{}: {e}", opt.env)))?;
+            (opt.apply)(&mut config, value.trim()).map_err(|e| ConfigError(e.about(opt.env)))?;
         }
     }
     let mut i = 0;
@@ -823,11 +911,15 @@ where
             }
         };
         (opt.apply)(&mut config, value.trim())
-            .map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+            .map_err(|e| ConfigError(e.about(&format!("--{name}"))))?;
         i += 1;
     }
     if config.dead_after <= config.ping_after {
-        return Err(ConfigError("--dead-after must be longer than --ping-after".into()));
+        return Err(ConfigError(format!(
+            "--dead-after ({}) must be longer than --ping-after ({})",
+            human_duration(config.dead_after),
+            human_duration(config.ping_after)
+        )));
     }
     if config.tls_cert.is_some() != config.tls_key.is_some() {
         return Err(ConfigError(
@@ -911,8 +1003,7 @@ where
     let rows: Vec<&OptionSpec> = OPTIONS.iter().filter(|o| flags.contains(&o.flag)).collect();
     for opt in &rows {
         if let Some(value) = env(opt.env) {
-            (opt.apply)(&mut config, value.trim())
-                .map_err(|e| ConfigError(format!("{}: {e}", opt.env)))?;
+            (opt.apply)(&mut config, value.trim()).map_err(|e| ConfigError(e.about(opt.env)))?;
         }
     }
     let mut rest = Vec::new();
@@ -934,85 +1025,9 @@ where
             }
         };
         (opt.apply)(&mut config, value.trim())
-            .map_err(|e| ConfigError(format!("--{name}: {e}")))?;
+            .map_err(|e| ConfigError(e.about(&format!("--{name}"))))?;
     }
     Ok((config, rest))
-}
-
-/// The `--help` text, generated from [`OPTIONS`] and [`ENV_ONLY`].
-pub fn help_text() -> String {
-    let mut out = String::from(
-        "crypto-ticker: authenticated WebSocket price ticker\n\n\
-         USAGE:\n    crypto-ticker [OPTIONS]          serve (every option has a default)\n    \
-         crypto-ticker keys <COMMAND>     manage API keys (crypto-ticker keys --help)\n    \
-         crypto-ticker source-check --source NAME   try a price source (--help)\n\n\
-         OPTIONS (flag, environment variable, default):\n",
-    );
-    for opt in OPTIONS {
-        out.push_str(&format!(
-            "    --{:<24} {:<30} [default: {}]\n        {}\n",
-            format!("{} <value>", opt.flag),
-            opt.env,
-            opt.default_value(),
-            opt.help
-        ));
-    }
-    for opt in ENV_ONLY {
-        out.push_str(&format!(
-            "    {:<26} {:<30} [default: {}]\n        {}\n",
-            "(environment only)",
-            opt.env,
-            opt.default_value(),
-            opt.help
-        ));
-    }
-    out.push_str("    -h, --help / -V, --version\n");
-    out
-}
-
-/// Parses `10ms`, `2s`, `5m`, `1h`. A unit is required: `10` alone is ambiguous.
-pub fn parse_duration(v: &str) -> Result<Duration, String> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let n: f64 =
-        number.parse().map_err(|_| format!("not a duration: {v:?} (use e.g. 10ms, 2s, 1h)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("not a duration: {v:?} (units: ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration out of range: {v:?}"))
-}
-
-fn duration_in(v: &str, min: Duration, max: Duration) -> Result<Duration, String> {
-    let d = parse_duration(v)?;
-    if d < min || d > max {
-        return Err(format!("{v:?} is outside {min:?}..={max:?}"));
-    }
-    Ok(d)
-}
-
-/// `unlimited`, or a count of at least 1.
-fn unlimited_or_count(v: &str) -> Result<Option<usize>, String> {
-    if v == "unlimited" { Ok(None) } else { count_in(v, 1, 10_000_000).map(Some) }
-}
-
-fn count_in(v: &str, min: usize, max: usize) -> Result<usize, String> {
-    let n: usize = v.parse().map_err(|_| format!("not a whole number: {v:?}"))?;
-    if n < min || n > max {
-        return Err(format!("{n} is outside {min}..={max}"));
-    }
-    Ok(n)
-}
-
-fn non_empty_path(v: &str) -> Result<PathBuf, String> {
-    if v.is_empty() {
-        return Err("empty path".into());
-    }
-    Ok(PathBuf::from(v))
 }
 
 /// Parses `BTC-USD:42000,ETH-USD:2500`: names of `[A-Za-z0-9._-]`, positive finite prices.
@@ -1031,18 +1046,24 @@ fn parse_symbol_items<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<Sy
     let mut seen = std::collections::HashSet::new();
     for item in items.map(str::trim).filter(|s| !s.is_empty()) {
         let (name, price) =
-            item.split_once(':').ok_or_else(|| format!("expected SYMBOL:PRICE, got {item:?}"))?;
+            item.split_once(':').ok_or_else(|| format!("expected SYMBOL:PRICE (got {item:?})"))?;
         let name = name.trim();
         let valid = !name.is_empty()
             && name.len() <= 32
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !valid {
-            return Err(format!("bad symbol name {name:?}"));
+            return Err(format!(
+                "a symbol name is 1 to 32 of A-Z, a-z, 0-9, '.', '_' and '-' (got {name:?})"
+            ));
         }
-        let start_price: f64 =
-            price.trim().parse().map_err(|_| format!("bad price in {item:?}"))?;
+        let start_price: f64 = price
+            .trim()
+            .parse()
+            .map_err(|_| format!("the price is not a number (got {item:?})"))?;
         if !start_price.is_finite() || start_price <= 0.0 || start_price > 1e12 {
-            return Err(format!("price out of range in {item:?}"));
+            return Err(format!(
+                "a price must be above 0 and at most 1000000000000 (got {item:?})"
+            ));
         }
         if !seen.insert(name) {
             return Err(format!("symbol {name} listed twice"));
@@ -1053,7 +1074,7 @@ fn parse_symbol_items<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<Sy
         symbols.push(SymbolSpec { name: name.to_owned(), start_price });
     }
     if symbols.is_empty() {
-        return Err("no symbols".into());
+        return Err("no symbols given (SYMBOL:PRICE,...)".into());
     }
     Ok(symbols)
 }
@@ -1243,11 +1264,47 @@ mod tests {
     }
 
     #[test]
+    fn every_refused_value_names_its_option_and_repeats_what_was_given() {
+        let mut refused = 0;
+        for opt in OPTIONS {
+            for given in ["bogus!", "0", "0ms", "99999999999999999999999"] {
+                let mut c = Config::default();
+                let Err(e) = (opt.apply)(&mut c, given) else { continue };
+                refused += 1;
+                let msg = e.about(&format!("--{}", opt.flag));
+                assert!(msg.starts_with(&format!("--{}", opt.flag)), "{msg}");
+                assert!(msg.contains(given), "what was given: {msg}");
+                assert!(!msg.contains("..="), "Rust's range syntax: {msg}");
+            }
+        }
+        assert!(refused > 80, "{refused} refusals checked");
+    }
+
+    #[test]
+    fn the_messages_of_the_issue_read_as_sentences_about_the_option() {
+        let err = |args: &[&str]| parse(args, &[]).unwrap_err().0;
+        assert_eq!(err(&["--tick", "0ms"]), "--tick must be between 1ms and 1h, got 0ms");
+        assert!(err(&["--addr", "localhost:8085"]).starts_with("--addr expects IP:PORT"));
+        assert!(err(&["--addr", ":8085"]).contains("0.0.0.0:8085 (every interface)"));
+        assert_eq!(
+            parse(&[], &[("TICKER_TOKEN_TTL", "31d")]).unwrap_err().0,
+            "TICKER_TOKEN_TTL expects a duration between 1s and 720h with a unit: ms, s, m or \
+             h (got \"31d\")"
+        );
+        assert_eq!(
+            err(&["--ping-after", "2m"]),
+            "--dead-after (1m) must be longer than --ping-after (2m)"
+        );
+    }
+
+    #[test]
     fn the_token_key_comes_from_the_environment_only() {
         assert!(parse(&[], &[]).unwrap().token_key.is_none());
         let c = parse(&[], &[("TICKER_TOKEN_KEY", "0123456789abcdef")]).unwrap();
         assert!(c.token_key.is_some());
-        assert!(parse(&[], &[("TICKER_TOKEN_KEY", "short")]).unwrap_err().0.contains("16"));
+        let short = parse(&[], &[("TICKER_TOKEN_KEY", "s3cret")]).unwrap_err().0;
+        assert!(short.contains("16") && short.contains("got 6 bytes"), "{short}");
+        assert!(!short.contains("s3cret"), "a secret is never repeated: {short}");
         let err = parse(&["--token-key", "0123456789abcdef"], &[]).unwrap_err();
         assert!(err.0.contains("TICKER_TOKEN_KEY"), "{err}");
     }

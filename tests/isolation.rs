@@ -121,17 +121,19 @@ fn flood(
                 break;
             }
         }
-        while read {
-            match attacker.read(&mut sink) {
-                Ok(0) => {
-                    report.ended_by_server = true;
-                    break;
-                }
-                Ok(n) => report.bytes_read += n as u64,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    report.ended_by_server = true;
-                    break;
+        if read {
+            loop {
+                match attacker.read(&mut sink) {
+                    Ok(0) => {
+                        report.ended_by_server = true;
+                        break;
+                    }
+                    Ok(n) => report.bytes_read += n as u64,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        report.ended_by_server = true;
+                        break;
+                    }
                 }
             }
         }
@@ -139,7 +141,7 @@ fn flood(
             break;
         }
         rounds += 1;
-        if rounds % 64 == 0 {
+        if rounds.is_multiple_of(64) {
             let growth = rss_kib(s.pid()).saturating_sub(rss_before);
             report.peak_rss_growth_kib = report.peak_rss_growth_kib.max(growth);
         }

@@ -7,6 +7,7 @@ mod util;
 
 mod auth;
 mod browser;
+mod cli;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod cors;

@@ -2,7 +2,10 @@
 //! hold user ids, roles and key hashes, and the demo key in clear.
 //!
 //! Rules, applied every time the database is opened for start-up or by the `keys` CLI
-//! ([`super::keys::open`]), whatever the umask:
+//! ([`super::keys::open`], [`super::keys::open_existing`]), whatever the umask:
+//! - Only [`secure`] creates: the folder and the file, when the database is to be made
+//!   (the server's start, `keys create`). [`tighten`], for a database that must already
+//!   exist, creates nothing.
 //! - A folder created for the database is 0700 (every level created).
 //! - The database file is created 0600 before SQLite opens it. SQLite creates its
 //!   journal, WAL and shared-memory files with the database file's mode (not the
@@ -17,7 +20,8 @@
 //!   0755). A folder shared with other things (`--db ./auth.db`, `/tmp`) is left as it
 //!   is, with a warning: the files in it are 0600 all the same.
 //!
-//! [`check`] decides from a mode and owners, without I/O; [`secure`] does the I/O.
+//! [`check`] decides from a mode and owners, without I/O; [`secure`] and [`tighten`] do
+//! the I/O.
 
 use std::fs;
 use std::io;
@@ -78,14 +82,26 @@ pub fn is_database_file(name: &str, db_name: &str) -> bool {
 /// create them is an error: a mode that cannot be read or changed is logged, and SQLite
 /// then says whether the database can be used.
 pub fn secure(db: &Path) -> io::Result<()> {
-    let dir = match db.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let me = current_uid();
+    let dir = folder(db);
     if !dir.exists() {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-    } else {
+    }
+    match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(db) {
+        // An empty file is an empty SQLite database.
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    tighten(db);
+    Ok(())
+}
+
+/// Tightens or warns about the database's folder and files that exist (see the module's
+/// rules); creates nothing. What it cannot do, it logs.
+pub fn tighten(db: &Path) {
+    let dir = folder(db);
+    let me = current_uid();
+    if dir.exists() {
         let db_name = db.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         // A folder that cannot be listed is not known to be the database's alone.
         let only_database = fs::read_dir(&dir).is_ok_and(|mut entries| {
@@ -97,12 +113,6 @@ pub fn secure(db: &Path) -> io::Result<()> {
         });
         apply(&dir, Kind::Folder { only_database }, me);
     }
-    match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(db) {
-        // An empty file is an empty SQLite database.
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
     let mut files = vec![db.to_path_buf(), super::keys::demo_key_file(db)];
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut name = db.as_os_str().to_owned();
@@ -112,7 +122,14 @@ pub fn secure(db: &Path) -> io::Result<()> {
     for file in files.iter().filter(|f| f.exists()) {
         apply(file, Kind::File, me);
     }
-    Ok(())
+}
+
+/// The database's folder (`.` for a bare file name).
+fn folder(db: &Path) -> PathBuf {
+    match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Checks one path and acts on the decision; what it cannot do, it logs.

@@ -10,6 +10,12 @@
 //!
 //! Revocations are also appended to `revocations`, whose increasing `seq` lets a running
 //! server notice keys revoked by another process (the CLI) within a poll interval.
+//!
+//! Who creates what: [`open`] creates a missing database (and its folder), for the
+//! server's start and `keys create`; [`open_existing`] never does, for the commands that
+//! only read or change what is there. Only the server's start makes the demo key
+//! ([`migrate`]); the CLI brings the schema up to date ([`upgrade_schema`]) and nothing
+//! more.
 
 use std::fmt;
 use std::io::Write;
@@ -17,12 +23,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 /// Schema version kept in `PRAGMA user_version`: 0 is the seed's, 2 adds hashing,
 /// prefixes and revocation.
-const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 2;
 const KEY_LEN: usize = 32;
 const PREFIX_LEN: usize = 6;
 const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -156,8 +162,55 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
-/// Idempotent migration, run at every start; makes sure a live demo key exists.
+/// What a command may do with a database that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// Opens the database at `path` only if it exists: creates no folder, no file, no key.
+/// A missing file is [`DbErrorKind::Missing`]. Its files' modes are checked as by
+/// [`open`] ([`super::db_files::tighten`]). Read-write connections use WAL, as [`open`]'s.
+pub fn open_existing(path: &Path, access: Access) -> Result<Connection, DbError> {
+    if !path.is_file() {
+        return Err(DbError::new(
+            DbErrorKind::Missing,
+            format!("{}: no such file", path.display()),
+        ));
+    }
+    super::db_files::tighten(path);
+    // Without SQLITE_OPEN_CREATE: a file removed since the check is an error, not a new
+    // empty database.
+    let flags = match access {
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| DbError::new(DbError::from(e).kind, path.display()))?;
+    conn.busy_timeout(Duration::from_secs(2)).map_err(query_err)?;
+    if access == Access::ReadWrite {
+        conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(query_err)?;
+    }
+    Ok(conn)
+}
+
+/// The schema version the database is at (`PRAGMA user_version`; 0 for an empty file).
+pub fn schema_version(conn: &Connection) -> Result<i64, DbError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(query_err)
+}
+
+/// Idempotent migration, run at every start: [`upgrade_schema`], then makes sure a live
+/// demo key exists.
 pub fn migrate(conn: &Connection, demo_key_file: &Path) -> Result<DemoKey, DbError> {
+    upgrade_schema(conn, demo_key_file)?;
+    ensure_demo_key(conn, demo_key_file)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] (idempotent): creates the table in an empty
+/// database, upgrades a seed database in place (its demo key's plaintext moves to
+/// `demo_key_file`). Makes no key.
+pub fn upgrade_schema(conn: &Connection, demo_key_file: &Path) -> Result<(), DbError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS api_keys (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -168,12 +221,10 @@ pub fn migrate(conn: &Connection, demo_key_file: &Path) -> Result<DemoKey, DbErr
         );",
     )
     .map_err(query_err)?;
-    let version: i64 =
-        conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(query_err)?;
-    if version < SCHEMA_VERSION {
+    if schema_version(conn)? < SCHEMA_VERSION {
         upgrade_from_seed(conn, demo_key_file)?;
     }
-    ensure_demo_key(conn, demo_key_file)
+    Ok(())
 }
 
 /// Version 0 → 2: add columns and the revocation log, hash plaintext keys in place.

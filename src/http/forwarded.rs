@@ -125,7 +125,10 @@ impl fmt::Display for ProxyListError {
                 write!(f, "{s:?} is not an address or network (e.g. 10.0.0.0/8, ::1)")
             }
             ProxyListError::BadPrefix(s) => {
-                write!(f, "{s:?}: the prefix length must be 0..=32 for IPv4, 0..=128 for IPv6")
+                write!(
+                    f,
+                    "{s:?}: the prefix length must be between 0 and 32 for IPv4, 0 and 128 for IPv6"
+                )
             }
             ProxyListError::HostBitsSet { given, network } => {
                 write!(f, "{given:?} has bits set after its prefix; did you mean {network}?")

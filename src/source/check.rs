@@ -3,6 +3,8 @@
 //! arrived: per symbol the price, updates and rate, the exchange's time and the clock
 //! skew (arrival here minus the exchange's time), and the messages by kind. Lets a user
 //! verify a source on their own network before serving from it.
+//!
+//! It only reads: no key database, no file written, whatever the options.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -16,12 +18,29 @@ use crate::metrics::Metrics;
 const FLAGS: &[&str] =
     &["source", "source-url", "source-ca", "source-timeout", "stale-after", "symbols"];
 
+/// `--for`'s bounds: a check is for a person watching.
+const MAX_WATCH: Duration = Duration::from_secs(3600);
+
+/// `source-check --help`; lines fit [`config::HELP_WIDTH`] columns, as the server's
+/// `--help`.
 pub fn usage() -> String {
-    "USAGE:\n    crypto-ticker source-check --source coinbase|binance|kraken [--for 5s]\n        \
-     [--source-url URL] [--source-ca PEM] [--symbols BTC-USD:0,...] [--source-timeout 5s]\n\n\
-     Connects for a few seconds (--for, default 5s) and prints the prices, message rate and\n\
-     clock skew that arrived. Exit status 0 when at least one price arrived.\n"
-        .to_owned()
+    let mut usage = String::from(
+        "crypto-ticker source-check: try a price source from this network
+
+USAGE:
+    crypto-ticker source-check --source coinbase|binance|kraken [--for 5s]
+        [--source-url URL] [--source-ca PEM] [--symbols BTC-USD:0,...] [--source-timeout 5s]
+
+Connects the way the server would, for a few seconds (--for, 0s to 1h, default 5s), and
+prints the prices, message rate and clock skew that arrived. It writes no file and needs
+no key database. Exit status: 0 when at least one price arrived, 1 when none did, 2 for
+bad arguments.
+
+OPTIONS (the server's: same variables and defaults):
+",
+    );
+    usage.push_str(&config::options_text(FLAGS));
+    usage
 }
 
 /// Runs the check; `Ok(true)` when at least one price arrived. The report goes to
@@ -41,7 +60,8 @@ pub fn run(args: &[String]) -> Result<bool, String> {
             Some(v) if v.starts_with('=') => v[1..].to_owned(),
             _ => return Err(format!("unexpected argument {arg:?}\n\n{}", usage())),
         };
-        duration = config::parse_duration(&value).map_err(|e| format!("--for: {e}"))?;
+        duration =
+            config::duration_in(&value, Duration::ZERO, MAX_WATCH).map_err(|e| e.about("--for"))?;
     }
     check(&config, duration)
 }
@@ -117,4 +137,25 @@ fn check(config: &Config, duration: Duration) -> Result<bool, String> {
     }
     print!("{out}");
     Ok(any)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_of_source_check_help_fits_100_columns() {
+        let help = usage();
+        assert_eq!(config::too_wide(&help), Vec::<&str>::new());
+        for flag in FLAGS {
+            assert!(help.contains(&format!("--{flag} <value>")), "{flag}: {help}");
+        }
+    }
+
+    #[test]
+    fn a_watch_time_out_of_range_names_for_and_its_bounds() {
+        let args = ["--source", "coinbase", "--for", "2h"].map(String::from);
+        let err = run(&args).unwrap_err();
+        assert_eq!(err, "--for must be between 0s and 1h, got 2h");
+    }
 }

@@ -240,11 +240,13 @@ pub struct UpstreamConfig {
 /// Checks that `url` is a `ws://` or `wss://` URL with a host (`--source-url`).
 pub fn check_url(url: &str) -> Result<(), String> {
     use tungstenite::client::IntoClientRequest;
-    let req = url.into_client_request().map_err(|e| format!("{url}: {e}"))?;
+    const FORMS: &str = "ws://HOST[:PORT]/PATH or wss://HOST[:PORT]/PATH";
+    let req =
+        url.into_client_request().map_err(|e| format!("{e}; expected {FORMS} (got {url:?})"))?;
     let uri = req.uri();
     match (uri.scheme_str(), uri.host()) {
         (Some("ws" | "wss"), Some(h)) if !h.is_empty() => Ok(()),
-        _ => Err(format!("{url}: expected ws://HOST/.. or wss://HOST/..")),
+        _ => Err(format!("expected {FORMS} (got {url:?})")),
     }
 }
 

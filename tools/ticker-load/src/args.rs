@@ -197,11 +197,19 @@ pub(crate) struct Merge {
     pub(crate) json: Option<PathBuf>,
 }
 
+/// Why the arguments were refused. Every message names the flag; a refused value is
+/// repeated, after what the flag accepts (`--connections must be a whole number of at
+/// least 1 (got "0")`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ArgError {
     Unknown(String),
     MissingValue(&'static str),
-    Invalid { flag: &'static str, value: String, why: &'static str },
+    /// `why` follows the flag's name: "must ...", "expects ...".
+    Invalid {
+        flag: &'static str,
+        value: String,
+        why: &'static str,
+    },
     NoAuth,
     Conflict(&'static str),
 }
@@ -211,7 +219,7 @@ impl fmt::Display for ArgError {
         match self {
             ArgError::Unknown(arg) => write!(f, "unknown argument `{arg}` (see --help)"),
             ArgError::MissingValue(flag) => write!(f, "{flag} needs a value"),
-            ArgError::Invalid { flag, value, why } => write!(f, "{flag} `{value}`: {why}"),
+            ArgError::Invalid { flag, value, why } => write!(f, "{flag} {why} (got {value:?})"),
             ArgError::NoAuth => f.write_str("give --api-key KEY, --token TOKEN or --no-auth"),
             ArgError::Conflict(what) => f.write_str(what),
         }
@@ -307,7 +315,11 @@ where
             "--subscribe" => {
                 let v = value("--subscribe")?;
                 let set = SymbolSet::parse(&v).ok_or_else(|| {
-                    invalid("--subscribe", &v, "expected symbols separated by commas")
+                    invalid(
+                        "--subscribe",
+                        &v,
+                        "expects symbols separated by commas, e.g. BTC-USD,ETH-USD",
+                    )
                 })?;
                 sets.push(set);
             }
@@ -316,13 +328,19 @@ where
             }
             "--seed" => {
                 let v = value("--seed")?;
-                seed =
-                    Some(v.parse().map_err(|_| invalid("--seed", &v, "expected a whole number"))?);
+                seed = Some(v.parse().map_err(|_| {
+                    invalid(
+                        "--seed",
+                        &v,
+                        "expects a whole number between 0 and 18446744073709551615",
+                    )
+                })?);
             }
             "--server-pid" => {
                 let v = value("--server-pid")?;
-                args.server_pid =
-                    Some(v.parse().map_err(|_| invalid("--server-pid", &v, "not a pid"))?);
+                args.server_pid = Some(v.parse().map_err(|_| {
+                    invalid("--server-pid", &v, "expects a process id (a whole number)")
+                })?);
             }
             "--json" => args.json = Some(value("--json")?.into()),
             "--report" => args.report.push(report_path(value("--report")?)?),
@@ -434,7 +452,7 @@ fn invalid(flag: &'static str, value: &str, why: &'static str) -> ArgError {
 fn positive(flag: &'static str, v: &str) -> Result<usize, ArgError> {
     match v.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(flag, v, "must be a whole number above zero")),
+        _ => Err(invalid(flag, v, "must be a whole number of at least 1")),
     }
 }
 
@@ -456,7 +474,9 @@ pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
 }
 
 fn duration(flag: &'static str, v: &str) -> Result<Duration, ArgError> {
-    parse_duration(v).ok_or_else(|| invalid(flag, v, "expected a duration like 500ms, 30s or 2m"))
+    parse_duration(v).ok_or_else(|| {
+        invalid(flag, v, "expects a duration with a unit: ms, s or m (500ms, 30s, 2m)")
+    })
 }
 
 /// `500/s`, `6000/m` or `500`: per second (`--ramp`, `--churn`).
@@ -464,12 +484,12 @@ pub(crate) fn parse_rate(flag: &'static str, v: &str) -> Result<f64, ArgError> {
     let (number, per) = match v.split_once('/') {
         Some((n, "s")) => (n, 1.0),
         Some((n, "m")) => (n, 60.0),
-        Some(_) => return Err(invalid(flag, v, "expected N/s, N/m or N")),
+        Some(_) => return Err(invalid(flag, v, "expects a rate: N/s, N/m or N (per second)")),
         None => (v, 1.0),
     };
     match number.parse::<f64>() {
         Ok(n) if n.is_finite() && n > 0.0 => Ok(n / per),
-        _ => Err(invalid(flag, v, "the rate must be a number above zero")),
+        _ => Err(invalid(flag, v, "expects a rate above zero: N/s, N/m or N (per second)")),
     }
 }
 
@@ -477,14 +497,18 @@ fn parse_bind(v: &str) -> Result<Vec<IpAddr>, ArgError> {
     v.split(',')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.trim()
-                .parse()
-                .map_err(|_| invalid("--bind", v, "expected IP addresses separated by commas"))
+            s.trim().parse().map_err(|_| {
+                invalid("--bind", v, "expects IP addresses separated by commas (no names)")
+            })
         })
         .collect::<Result<Vec<_>, _>>()
-        .and_then(
-            |ips| if ips.is_empty() { Err(invalid("--bind", v, "no address")) } else { Ok(ips) },
-        )
+        .and_then(|ips| {
+            if ips.is_empty() {
+                Err(invalid("--bind", v, "expects at least one IP address"))
+            } else {
+                Ok(ips)
+            }
+        })
 }
 
 #[cfg(test)]
@@ -783,6 +807,31 @@ mod tests {
         ));
         assert_eq!(run("--no-auth --threads"), Err(ArgError::MissingValue("--threads")));
         assert_eq!(run("--bogus"), Err(ArgError::Unknown("--bogus".into())));
+    }
+
+    #[test]
+    fn a_refused_value_is_named_by_its_flag_and_repeated_after_what_is_accepted() {
+        let err = |line: &str| run(line).unwrap_err().to_string();
+        assert_eq!(
+            err("--no-auth --connections 0"),
+            "--connections must be a whole number of at least 1 (got \"0\")"
+        );
+        assert_eq!(
+            err("--no-auth --duration 30"),
+            "--duration expects a duration with a unit: ms, s or m (500ms, 30s, 2m) (got \"30\")"
+        );
+        assert_eq!(
+            err("--no-auth --bind localhost"),
+            "--bind expects IP addresses separated by commas (no names) (got \"localhost\")"
+        );
+        assert_eq!(
+            err("--no-auth --url http://h:0"),
+            "--url expects a port between 1 and 65535 (got \"http://h:0\")"
+        );
+        assert_eq!(
+            err("--no-auth --ramp 0/s"),
+            "--ramp expects a rate above zero: N/s, N/m or N (per second) (got \"0/s\")"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
     let bad = |why| invalid("--url", url, why);
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or(bad("expected http[s]://HOST:PORT or ws[s]://HOST:PORT/PATH"))?;
+        .ok_or(bad("expects http[s]://HOST[:PORT] or ws[s]://HOST[:PORT]/PATH"))?;
     let (authority, url_path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -56,7 +56,7 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
         "http" | "https" => {
             if !matches!(url_path, "" | "/") {
                 return Err(bad(
-                    "an http(s):// URL names the server only; give the WebSocket path with --path",
+                    "with http(s):// names the server only: give the WebSocket path with --path",
                 ));
             }
             let p = path.unwrap_or("/ws/ticker");
@@ -65,10 +65,10 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
             }
             p.to_string()
         }
-        _ => return Err(bad("expected http://, https://, ws:// or wss://")),
+        _ => return Err(bad("expects http://, https://, ws:// or wss://")),
     };
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or(bad("unclosed [ in host"))?;
+        let (host, after) = v6.split_once(']').ok_or(bad("has an unclosed [ in its host"))?;
         (host, after.strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -77,10 +77,12 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
         }
     };
     if host.is_empty() {
-        return Err(bad("no host"));
+        return Err(bad("has no host"));
     }
     let port = match port {
-        Some(p) => p.parse().ok().filter(|p| *p != 0).ok_or(bad("bad port"))?,
+        Some(p) => {
+            p.parse().ok().filter(|p| *p != 0).ok_or(bad("expects a port between 1 and 65535"))?
+        }
         None if tls => 443,
         None => 80,
     };
