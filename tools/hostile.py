@@ -46,8 +46,8 @@ def connect(port, tls, timeout=5.0):
     return ctx.wrap_socket(raw, server_hostname="localhost")
 
 
-def read_http_response(sock):
-    """Reads one HTTP response; returns (status, headers dict, body bytes)."""
+def read_head(sock):
+    """Reads until a response head is complete; returns (head, the bytes after it)."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
@@ -55,6 +55,12 @@ def read_http_response(sock):
             raise ConnectionError("closed before the response head")
         buf += chunk
     head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def read_http_response(sock):
+    """Reads one HTTP response; returns (status, headers dict, body bytes)."""
+    head, rest = read_head(sock)
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {}
@@ -96,15 +102,10 @@ def upgrade_request(token, query=""):
 def open_session(port, token, tls):
     sock = connect(port, tls)
     sock.sendall(upgrade_request(token))
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the upgrade")
-        buf += chunk
-    if not buf.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(f"upgrade refused: {buf[:60]!r}")
-    return sock, buf.partition(b"\r\n\r\n")[2]
+    head, rest = read_head(sock)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"upgrade refused: {head[:60]!r}")
+    return sock, rest
 
 
 def client_frame(opcode, payload=b""):
