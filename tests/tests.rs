@@ -10,6 +10,7 @@ mod browser;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod cors;
+mod docs;
 mod hostile;
 mod isolation;
 mod limits;
