@@ -11,6 +11,7 @@ mod cli;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod cors;
+mod docs;
 mod hostile;
 mod isolation;
 mod limits;
