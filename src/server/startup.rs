@@ -195,7 +195,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         shutting_down: AtomicBool::new(false),
         controls,
     });
-    workers::start(config.workers, job_rx, mailboxes)?;
+    workers::start("worker", config.workers, job_rx, mailboxes)?;
 
     let rng = match config.seed {
         Some(seed) => Rng::from_seed(seed),
