@@ -24,6 +24,8 @@
 mod conn;
 pub mod fanout;
 mod handle;
+#[cfg(feature = "tls")]
+mod handshakes;
 mod outbox;
 #[cfg(feature = "tls")]
 pub mod records;
