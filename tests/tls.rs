@@ -630,7 +630,7 @@ fn replay_hello(addr: SocketAddr, hello: &[u8]) -> bool {
 fn a_client_hello_flood_leaves_subscribers_their_ticks_and_new_clients_their_logins() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
-    const FLOODERS: usize = 6;
+    const FLOODERS: usize = 24;
     const MAX_ROUNDS: usize = 5_000;
     const TICKS: u64 = 150;
     let ca = Ca::new("test CA");
@@ -687,8 +687,10 @@ fn a_client_hello_flood_leaves_subscribers_their_ticks_and_new_clients_their_log
         rounds.iter().all(|&r| r < MAX_ROUNDS),
         "the flood ended before the subscriber got {TICKS} ticks: {rounds:?}"
     );
+    // Before the handshakes left the loop, this flood cost the subscriber a third of
+    // its ticks and more (62 % received in a debug build, 2 cores).
     let made = last - first + 1;
-    assert!(received * 2 >= made, "the subscriber got {received} of the {made} ticks made");
+    assert!(received * 4 >= made * 3, "the subscriber got {received} of the {made} ticks made");
     let login = login.expect("a login was started").join().expect("the login during the flood");
     assert_eq!(login, 101);
     // And after it.
