@@ -97,7 +97,7 @@ enum Next {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HandshakeStep {
     /// Nothing for the pool.
-    None,
+    Idle,
     /// New handshake input waits for the pool; `under_way`: an earlier step ran (the
     /// ClientHello was answered), so this one finishes a handshake.
     Due { under_way: bool },
@@ -244,7 +244,7 @@ impl TlsStream {
                 HandshakeStep::Due { under_way: conn.negotiated_cipher_suite().is_some() }
             }
             Mode::Rustls { next: Next::Parked, .. } => HandshakeStep::Parked,
-            _ => HandshakeStep::None,
+            _ => HandshakeStep::Idle,
         }
     }
 
