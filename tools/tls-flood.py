@@ -4,13 +4,15 @@
 bounded in time; the server is started here on a free port and stopped at the end.
 
 usage: tools/tls-flood.py SERVER_BIN CERT KEY [--style answer|linger|close]
-                          [--seconds 5] [--procs 4] [--threads 8]
+                          [--seconds 5] [--procs 4] [--threads 8] [--nice N]
 
 Each flood connection replays one ClientHello captured from Python's `ssl`, then:
   answer  reads the server's answer (it did the key exchange and signed), closes;
   linger  stays 20 ms without reading (the server sees no EOF), closes;
   close   closes at once.
-Prints one JSON line: ticks/s before and during the flood, the longest gap between two
+--nice runs the flood processes at that niceness (as tools/storm.sh runs its generator:
+on one machine, so that the figures measure the server more than the wait for a core
+behind the attacker). Prints one JSON line: ticks/s before and during the flood, the longest gap between two
 ticks during it, and the ClientHellos sent. SERVER_ARGS adds server flags.
 """
 import argparse, json, multiprocessing as mp, os, re, socket, ssl, subprocess, tempfile, threading, time
@@ -21,6 +23,7 @@ ap.add_argument("--style", choices=["answer", "linger", "close"], default="answe
 ap.add_argument("--seconds", type=float, default=5.0)
 ap.add_argument("--procs", type=int, default=4)
 ap.add_argument("--threads", type=int, default=8)
+ap.add_argument("--nice", type=int, default=0)
 ARGS = ap.parse_args()
 BIN, CERT, KEY = ARGS.bin, ARGS.cert, ARGS.key
 FLOOD_S, PROCS, THREADS = ARGS.seconds, ARGS.procs, ARGS.threads
@@ -43,6 +46,7 @@ def client_hello():
 
 
 def flood_proc(port, hello, until, counter):
+    os.nice(ARGS.nice)
     def one():
         n = 0
         while time.time() < until:
