@@ -21,7 +21,7 @@
 //!   the upgrade request is read like any other.
 //! - While handshaking, fed records are not processed here: the read reports a
 //!   handshake step ([`HandshakeStep::Due`]) and returns `WouldBlock`; the shard sends
-//!   the boxed `ServerConnection` to the handshake pool (`server/handshakes.rs`), where
+//!   the `ServerConnection` (boxed) to the handshake pool (`server/handshakes.rs`), where
 //!   `process_new_packets` runs the key exchange and the signature, and gives it back
 //!   with [`TlsStream::step_done`]. Until then the connection reads nothing (its input
 //!   waits in the kernel). A client that closed right after its flight is seen here
@@ -63,14 +63,12 @@ pub(crate) struct TlsStream {
 }
 
 /// Who runs the TLS records: rustls until the connection becomes a WebSocket session
-/// and rustls has sent everything it holds, this server's record layer after. The
-/// session's record layer stays inline (it is on the per-tick path, and the stream is
-/// boxed in `Transport` anyway); rustls' state is boxed.
-#[allow(clippy::large_enum_variant)]
+/// and rustls has sent everything it holds, this server's record layer after. rustls'
+/// state is inline like the session's (one allocation per connection, the stream's, in
+/// either phase); a handshake step boxes it for its trip to the pool and back.
 enum Mode {
-    /// Boxed, so that a handshake step moves a pointer to the pool and back.
     Rustls {
-        conn: Box<ServerConnection>,
+        conn: ServerConnection,
         next: Next,
     },
     /// The handshake pool runs a step: nothing is read or sent until it is back.
@@ -135,7 +133,7 @@ const KEY_LIMIT_MARGIN: u64 = 1_000;
 impl TlsStream {
     pub(crate) fn new(tcp: TcpStream, mut tls: ServerConnection, peer: SocketAddr) -> TlsStream {
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        let mode = Mode::Rustls { conn: Box::new(tls), next: Next::Read };
+        let mode = Mode::Rustls { conn: tls, next: Next::Read };
         TlsStream { tcp, mode, unfed: Vec::new(), peer }
     }
 
@@ -262,7 +260,7 @@ impl TlsStream {
             return None;
         }
         match std::mem::replace(&mut self.mode, Mode::Away) {
-            Mode::Rustls { conn, .. } => Some(conn),
+            Mode::Rustls { conn, .. } => Some(Box::new(conn)),
             _ => None,
         }
     }
@@ -275,7 +273,7 @@ impl TlsStream {
         conn: Box<ServerConnection>,
         result: Result<(), rustls::Error>,
     ) -> io::Result<()> {
-        self.mode = Mode::Rustls { conn, next: Next::Read };
+        self.mode = Mode::Rustls { conn: *conn, next: Next::Read };
         if let Err(e) = result {
             return Err(self.fail(e));
         }
