@@ -99,6 +99,8 @@ pub struct Config {
     /// With them the port speaks only TLS; SIGHUP reads both files again.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// TLS: threads that run the handshakes' crypto (the event loops never do).
+    pub tls_threads: usize,
     /// The HMAC key for tokens; `None`: a random key made at start (tokens die with the
     /// process). Environment only (see [`ENV_ONLY`]).
     pub token_key: Option<TokenKey>,
@@ -175,6 +177,7 @@ impl Default for Config {
             redis: None,
             tls_cert: None,
             tls_key: None,
+            tls_threads: 1,
             source: SourceKind::Sim,
             source_url: None,
             source_ca: None,
@@ -228,6 +231,7 @@ impl OptionSpec {
     pub fn default_value(&self) -> String {
         match self.default {
             CORES => available_cores().to_string(),
+            HALF_CORES => available_cores().div_ceil(2).to_string(),
             SOMAXCONN => system_somaxconn().to_string(),
             other => other.to_owned(),
         }
@@ -236,6 +240,8 @@ impl OptionSpec {
 
 /// Marker default: the number of cores of this machine.
 const CORES: &str = "<cores>";
+/// Marker default: half the cores of this machine, rounded up.
+const HALF_CORES: &str = "<half the cores>";
 /// Marker default: the system's `net.core.somaxconn`.
 const SOMAXCONN: &str = "<somaxconn>";
 /// The backlog when `/proc/sys/net/core/somaxconn` cannot be read (Linux's default
@@ -724,6 +730,18 @@ pub const OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        flag: "tls-threads",
+        env: "TICKER_TLS_THREADS",
+        group: Group::Tls,
+        default: HALF_CORES,
+        help: "threads that run TLS handshakes (key exchange, signature); the event loops \
+               only move their bytes",
+        apply: |c, v| {
+            c.tls_threads = count_in(v, 1, 64)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
         flag: "source",
         env: "TICKER_SOURCE",
         group: Group::Prices,
@@ -1126,6 +1144,7 @@ mod tests {
         assert_eq!((c.token_capacity, c.per_key_bound()), (100_000, 10_000));
         assert_eq!((c.login_failures_per_minute, c.login_concurrency), (10, 1024));
         assert!(c.trusted_proxies.is_empty());
+        assert_eq!(c.tls_threads, available_cores().div_ceil(2));
     }
 
     #[test]

@@ -407,15 +407,32 @@ pub fn forwarded(data: &[u8]) {
 /// - opening never panics, whatever the bytes; a record it opens lies inside the input
 ///   and consumed at least a header and a tag;
 /// - what one side seals the other opens to the same bytes and content type (the keys
-///   are fixed, so the fuzzer cannot forge records: authentication must refuse its own).
+///   are fixed, so the fuzzer cannot forge records: authentication must refuse its own);
+/// - what the transport would feed rustls before the upgrade lies inside the input and
+///   is whole records, up to a header rustls refuses if there is one: never a record's
+///   beginning alone.
 #[cfg(feature = "tls")]
 pub fn tls_records(data: &[u8]) {
     use rustls::crypto::cipher::{AeadKey, Iv};
     use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
 
-    use crate::server::records::{APPLICATION_DATA, MAX_FRAGMENT, Records};
+    use crate::parse::Status;
+    use crate::server::records::{APPLICATION_DATA, MAX_FRAGMENT, MAX_RECORD, Records};
+    use crate::server::records::{feedable, frame};
 
     let Some((&pick, wire)) = data.split_first() else { return };
+    let fed = feedable(wire, MAX_RECORD);
+    assert!(fed <= wire.len());
+    let mut at = 0;
+    while at < fed {
+        match frame(&wire[at..]) {
+            Ok(Status::Complete { consumed, .. }) => at += consumed,
+            Ok(Status::Partial) => panic!("a record's beginning was fed"),
+            Err(_) => break,
+        }
+    }
+    let refused = at < fed && frame(&wire[at..]).is_err();
+    assert!(at == fed || refused, "fed part of a record: {at} != {fed}");
     let version = if pick & 1 == 0 { ProtocolVersion::TLSv1_3 } else { ProtocolVersion::TLSv1_2 };
     let secrets = |fill: u8| {
         let (key, iv) = (AeadKey::from([fill; 32]), Iv::new([fill ^ 0x5a; 12]));

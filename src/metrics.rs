@@ -105,6 +105,8 @@ pub struct Metrics {
     /// Upgrades refused 503 by `--max-sessions-per-key` and by `--max-sessions-per-ip`.
     pub sessions_refused_per_key: AtomicU64,
     pub sessions_refused_per_ip: AtomicU64,
+    /// TLS handshake steps that waited for a slot of the handshake pool.
+    pub tls_handshake_waits: AtomicU64,
     /// Accepted `subscribe`/`unsubscribe` messages, and refused ones.
     pub subscription_changes: AtomicU64,
     pub subscription_errors: AtomicU64,
@@ -427,6 +429,12 @@ impl Metrics {
             "ticker_tls_key_limit_closes_total",
             "TLS sessions closed 1001 as their sending key neared its confidentiality limit.",
             self.tls_key_limit_closes.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "ticker_tls_handshake_waits_total",
+            "TLS handshake steps that waited for a free slot of the handshake pool.",
+            self.tls_handshake_waits.load(Relaxed),
         );
         counter(
             &mut out,

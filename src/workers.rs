@@ -112,18 +112,31 @@ pub struct Mailbox<R> {
     pub waker: Arc<mio::Waker>,
 }
 
-/// Starts `n` workers reading `jobs`; `mailboxes[i]` reaches event loop `i`. They stop
-/// when every sender of `jobs` is dropped.
+/// Starts `n` workers, threads named `{name}-{i}`, reading `jobs`; `mailboxes[i]`
+/// reaches event loop `i`. They stop when every sender of `jobs` is dropped.
 pub fn start<R: Send + 'static>(
+    name: &str,
     n: usize,
     jobs: JobReceiver<R>,
     mailboxes: Vec<Mailbox<R>>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    start_with(name, n, jobs, mailboxes, || {})
+}
+
+/// [`start`], each thread first running `on_start` (a thread setting, its priority).
+pub fn start_with<R: Send + 'static>(
+    name: &str,
+    n: usize,
+    jobs: JobReceiver<R>,
+    mailboxes: Vec<Mailbox<R>>,
+    on_start: fn(),
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let mailboxes = Arc::new(mailboxes);
     (0..n)
         .map(|i| {
             let (jobs, mailboxes) = (jobs.clone(), mailboxes.clone());
-            thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
+            thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                on_start();
                 while let Some(job) = jobs.recv() {
                     let value = (job.work)();
                     let Some(mailbox) = mailboxes.get(job.reply.shard) else { continue };
@@ -147,7 +160,8 @@ mod tests {
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap());
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let (job_tx, job_rx) = job_queue(4);
-        let handles = start(2, job_rx, vec![Mailbox { completions: done_tx, waker }]).unwrap();
+        let handles =
+            start("worker", 2, job_rx, vec![Mailbox { completions: done_tx, waker }]).unwrap();
         let reply = ReplyTo { shard: 0, conn: ConnKey(3), serial: 9 };
         job_tx.try_send(Job::new(reply, || 6 * 7)).unwrap();
         let done = done_rx.recv().unwrap();

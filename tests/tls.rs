@@ -424,6 +424,30 @@ fn hostile_tls_clients_cost_only_their_own_connection() {
     keeps_ticking(&mut session);
 }
 
+/// A client that comes back resumes its session (TLS 1.3 tickets, TLS 1.2 session ids),
+/// its handshake run by the handshake pool like a full one, and is served.
+#[test]
+fn a_returning_client_resumes_its_session_over_tls_13_and_12() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    use rustls::crypto::ring::cipher_suite as cs;
+
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    for suite in [cs::TLS13_AES_128_GCM_SHA256, cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256] {
+        // One configuration, so one client-side session cache.
+        let config = client_with_suite(&ca, suite);
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let mut c = tls_connect(s.addr, config.clone()).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n").unwrap();
+            // The TLS 1.3 tickets come before the answer, so they are stored by now.
+            assert_eq!(read_response(&mut c).expect("an answer").status, 200);
+            kinds.push(c.conn.handshake_kind());
+        }
+        assert_eq!(kinds, [Some(Full), Some(Resumed)], "{:?}", suite.suite());
+    }
+}
+
 /// One metric's value, scraped over TLS.
 fn metric(s: &TestServer, config: Arc<ClientConfig>, name: &str) -> f64 {
     let text =
@@ -531,4 +555,198 @@ fn a_missing_file_a_mismatched_key_or_a_lone_flag_stop_the_server_at_start() {
     assert!(mismatch.contains("cannot start") && mismatch.contains("--tls-cert"), "{mismatch}");
     let lone = start(&["--tls-cert", cert_arg]);
     assert!(lone.contains("--tls-key"), "{lone}");
+}
+
+/// The upgrade request for `token` as raw HTTP, `pad` bytes of `X-Pad` making it longer.
+fn upgrade_request(token: &str, pad: usize) -> String {
+    format!(
+        "GET /ws/ticker HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(pad)
+    )
+}
+
+/// The TLS records of `messages`, one record each, as the client would send them.
+fn records_of(client: &mut TlsClient, messages: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
+    let (mut wire, mut ends) = (Vec::new(), Vec::new());
+    for message in messages {
+        client.conn.writer().write_all(message).unwrap();
+        while client.conn.wants_write() {
+            client.conn.write_tls(&mut wire).unwrap();
+        }
+        ends.push(wire.len());
+    }
+    (wire, ends)
+}
+
+/// At the upgrade the server's record layer takes over from rustls: a WebSocket frame
+/// that came in the same TCP write as the upgrade request must still be read, whether
+/// its record came whole behind the request (here it straddles the 4 KiB that rustls
+/// reads from a socket at once) or only its beginning did (the rest is sent once the
+/// 101 is in). Either way the client's `ping` is answered with `pong`.
+#[test]
+fn a_frame_sent_in_the_same_tcp_write_as_the_upgrade_request_is_served() {
+    use rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    use tungstenite::Message;
+
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[]);
+    let token = token_over_tls(&s, ca.client());
+    let ping = crypto_ticker::ws::frame::encode_client_frame(
+        true,
+        crypto_ticker::ws::frame::OpCode::Text,
+        br#"{"type":"ping"}"#,
+        [1, 2, 3, 4],
+    );
+    // TLS 1.3 with AES-GCM: a record is its plaintext + 22 bytes, so the request's
+    // record can be made to end 20 bytes short of 4 KiB.
+    let overhead = 22;
+    let short = upgrade_request(&token, 0).len();
+    let straddling = 4096 - 20 - overhead - short;
+    for (what, pad, cut_inside_frame) in
+        [("whole, across 4 KiB", straddling, false), ("cut inside its record", 0, true)]
+    {
+        let mut c = tls_connect(s.addr, client_with_suite(&ca, TLS13_AES_128_GCM_SHA256)).unwrap();
+        // Read the session tickets: the server has processed the client's Finished, so
+        // the request's record is at the start of what it reads next.
+        c.conn.complete_io(&mut c.sock).unwrap();
+        let request = upgrade_request(&token, pad);
+        let (wire, ends) = records_of(&mut c, &[request.as_bytes(), &ping]);
+        assert_eq!(ends[0], request.len() + overhead, "{what}");
+        let sent_first = if cut_inside_frame { ends[0] + 10 } else { wire.len() };
+        c.sock.write_all(&wire[..sent_first]).unwrap();
+        let r = read_response(&mut c).expect("the upgrade answer");
+        assert_eq!(r.status, 101, "{what}");
+        let mut ws = WebSocket::from_raw_socket(MaybeTlsStream::Rustls(c), Role::Client, None);
+        assert_eq!(next_of_type(&mut ws, "welcome")["user_id"], "user:demo", "{what}");
+        let MaybeTlsStream::Rustls(tls) = ws.get_mut() else { panic!("not TLS") };
+        tls.sock.write_all(&wire[sent_first..]).unwrap();
+        next_of_type(&mut ws, "pong");
+        // The session goes on both ways.
+        ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
+        next_of_type(&mut ws, "pong");
+        keeps_ticking(&mut ws);
+    }
+}
+
+/// One flood connection: a replayed ClientHello, then the server's first answer (so the
+/// server has done the key exchange and signed), then gone. `true` if it answered.
+fn replay_hello(addr: SocketAddr, hello: &[u8]) -> bool {
+    let Ok(mut c) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    if c.write_all(hello).is_err() {
+        return false;
+    }
+    let mut answer = [0u8; 512];
+    matches!(c.read(&mut answer), Ok(n) if n > 0)
+}
+
+/// A ClientHello flood from several connections (each round a new connection, its
+/// ClientHello answered by a key exchange and a signature) must not take an ordinary
+/// subscriber's ticks, nor logins: the handshakes run on the handshake pool, not the
+/// event loop. Count-based: of the ticks the ticker made while the flood ran (their
+/// `seq` numbers), the subscriber received most, and a new client got a token and its
+/// `wss://` upgrade while the flood was on.
+#[test]
+fn a_client_hello_flood_leaves_subscribers_their_ticks_and_new_clients_their_logins() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
+    // More connections than the handshake slots (64 for one thread), so steps wait and
+    // accepting pauses.
+    const FLOODERS: usize = 96;
+    const MAX_ROUNDS: usize = 5_000;
+    const TICKS: u64 = 150;
+    let ca = Ca::new("test CA");
+    let (s, _) = start_tls(&ca, &[("--tls-threads", "1")]);
+    let token = token_over_tls(&s, ca.client());
+    let mut ws = wss(&s, ca.client(), &token);
+    let hello = Arc::new(client_hello(ca.client()));
+    let (stop, answered) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|_| {
+            let (stop, answered, hello, addr) =
+                (stop.clone(), answered.clone(), hello.clone(), s.addr);
+            std::thread::spawn(move || {
+                for round in 0..MAX_ROUNDS {
+                    if stop.load(Relaxed) {
+                        return round;
+                    }
+                    if replay_hello(addr, &hello) {
+                        answered.fetch_add(1, Relaxed);
+                    }
+                }
+                MAX_ROUNDS
+            })
+        })
+        .collect();
+    // The flood has started once the server answered a few of its ClientHellos.
+    while answered.load(Relaxed) < FLOODERS {
+        next_of_type(&mut ws, "ticker");
+    }
+    let first = next_of_type(&mut ws, "ticker")["seq"].as_u64().unwrap();
+    let (mut last, mut received) = (first, 1u64);
+    let mut login = None;
+    while received < TICKS {
+        last = next_of_type(&mut ws, "ticker")["seq"].as_u64().unwrap();
+        received += 1;
+        if received == 20 {
+            // A new client, in the middle of the flood: token, then a wss:// session.
+            let (s_addr, config, port) = (s.addr, ca.client(), s.addr.port());
+            let demo_key = s.demo_key.clone();
+            login =
+                Some(std::thread::spawn(move || login_and_tick(s_addr, port, config, &demo_key)));
+        }
+    }
+    let answered_during = answered.load(Relaxed);
+    stop.store(true, Relaxed);
+    let rounds: Vec<usize> = flooders.into_iter().map(|f| f.join().unwrap()).collect();
+    let waits = metric(&s, ca.client(), "ticker_tls_handshake_waits_total");
+    eprintln!(
+        "flood: {answered_during} ClientHellos answered while the subscriber got {received} \
+         ticks of seq {first}..={last}; rounds per flooder {rounds:?}; \
+         {waits} handshake steps waited for a slot"
+    );
+    assert!(waits > 0.0, "the flood never filled the handshake slots");
+    assert!(
+        rounds.iter().all(|&r| r < MAX_ROUNDS),
+        "the flood ended before the subscriber got {TICKS} ticks: {rounds:?}"
+    );
+    // Before the handshakes left the loop, this flood cost the subscriber a third of
+    // its ticks and more (62 % received in a debug build, 2 cores).
+    let made = last - first + 1;
+    assert!(received * 4 >= made * 3, "the subscriber got {received} of the {made} ticks made");
+    let login = login.expect("a login was started").join().expect("the login during the flood");
+    assert_eq!(login, 101);
+    // And after it.
+    assert_eq!(login_and_tick(s.addr, s.addr.port(), ca.client(), &s.demo_key), 101);
+    keeps_ticking(&mut ws);
+}
+
+/// A whole login over TLS: the token, the `wss://` upgrade, a tick; returns the upgrade's
+/// status.
+fn login_and_tick(addr: SocketAddr, port: u16, config: Arc<ClientConfig>, demo_key: &str) -> u16 {
+    let body = format!(r#"{{"api_key":"{demo_key}"}}"#);
+    let r = https(
+        addr,
+        config.clone(),
+        &format!(
+            "POST /auth/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let mut req = format!("wss://localhost:{port}/ws/ticker").into_client_request().unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let (mut ws, response) =
+        tungstenite::client_tls_with_config(req, tcp, None, Some(Connector::Rustls(config)))
+            .expect("wss upgrade");
+    next_of_type(&mut ws, "ticker");
+    response.status().as_u16()
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One hostile client against a running crypto-ticker, beside one ordinary subscriber.
 
-Runs ATTACK on one connection (or, for tls-hello, a few) for DURATION seconds while a
+Runs ATTACK on one connection for DURATION seconds while a
 plain WebSocket subscriber counts its ticks, and prints one JSON line: the subscriber's
 ticks per second during the attack, its longest gap between two ticks, whether
 /healthz answered during the attack, what the attack achieved (requests or frames sent,
@@ -19,7 +19,8 @@ Attacks:
   ping       an authenticated session sending ping frames without pause
   symbols    pipelined upgrades with a valid token and 3,000 unknown `?symbols=`
   subscribe  an authenticated session sending 32 KB `subscribe` messages
-  tls-hello  4 connections replaying a real TLS ClientHello, reconnecting each time
+
+TLS handshake floods have their own tool, tools/tls-flood.py.
 """
 
 import argparse
@@ -302,44 +303,6 @@ def close_code(tail):
     return None
 
 
-def client_hello():
-    """The bytes of a real ClientHello, made by Python's TLS stack into memory."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
-
-
-def tls_hello_flood(port, deadline, workers=4):
-    hello = client_hello()
-    counts = [0] * workers
-
-    def one(i):
-        while time.monotonic() < deadline:
-            try:
-                sock = socket.create_connection((HOST, port), timeout=2.0)
-                sock.sendall(hello)
-                # The server's flight (ServerHello .. Finished) proves it did the work.
-                sock.recv(65536)
-                sock.close()
-                counts[i] += 1
-            except OSError:
-                time.sleep(0.001)
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts)
-
-
 def attack(args, token):
     deadline = time.monotonic() + args.duration
     result = {}
@@ -376,8 +339,6 @@ def attack(args, token):
         frame = client_frame(0x1, message.encode())
         sent, read, closed, codes = frames_flood(session, frame, deadline)
         result.update(messages_sent=sent, bytes_read=read, sessions_closed=closed, codes=codes)
-    elif args.attack == "tls-hello":
-        result.update(hellos_answered=tls_hello_flood(args.port, deadline))
     else:
         raise SystemExit(f"unknown attack {args.attack}")
     return result

@@ -5,13 +5,12 @@
 # longest gap, whether a new client's /healthz was answered during it, the server's peak
 # RSS and the CPU it spent, and how the attack ended.
 #
-# Usage: tools/hostile.sh [ATTACK...]   (default: every attack but tls-hello; tls-hello
-#                                        runs against a TLS server)
+# Usage: tools/hostile.sh [ATTACK...]   (default: every attack; TLS handshake floods
+#                                        have their own tool, tools/tls-flood.py)
 #
 # Environment (defaults in brackets):
 #   HOSTILE_SERVER    server binary (to compare builds)   [target/release/crypto-ticker]
 #   HOSTILE_DURATION  seconds each flood lasts            [5]
-#   HOSTILE_CERT      tls-hello's certificate: ecdsa or rsa  [ecdsa]
 #   HOSTILE_PORT      server port on 127.0.0.1            [18095]
 #   HOSTILE_ARGS      extra server flags                  []
 #   HOSTILE_JSON      1: print hostile.py's JSON lines instead of the table  []
@@ -23,7 +22,6 @@ cd "$(dirname "$0")/.."
 server_bin="${HOSTILE_SERVER:-target/release/crypto-ticker}"
 duration="${HOSTILE_DURATION:-5}"
 port="${HOSTILE_PORT:-18095}"
-cert_kind="${HOSTILE_CERT:-ecdsa}"
 read -r -a extra_args <<<"${HOSTILE_ARGS:-}"
 if [ "$#" -gt 0 ]; then
     attacks=("$@")
@@ -43,35 +41,17 @@ trap 'stop_server; rm -rf "$work"' EXIT
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
-tls_args=()
-make_tls() {
-    if [ "$cert_kind" = rsa ]; then
-        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
-            -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-            -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-    else
-        make_certificate "$work"
-    fi
-    tls_args=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
-}
-
 if [ -z "${HOSTILE_JSON:-}" ]; then
     printf '%-10s %9s %9s %8s %8s %9s %7s  %s\n' attack 'ticks/s' '(before)' 'gap ms' \
         healthz 'peak MiB' 'cpu s' 'attack'
 fi
 for attack in "${attacks[@]}"; do
     args=(--addr "127.0.0.1:$port" --db "$work/auth.db" --public public "${extra_args[@]}")
-    tls=()
-    if [ "$attack" = tls-hello ]; then
-        make_tls
-        args+=("${tls_args[@]}")
-        tls=(--tls)
-    fi
     rm -f "$work"/auth.db*
     start_server "$work/server.log" "$server_bin" "${args[@]}"
     cpu0="$(cpu_ticks "$server")"
     python3 tools/hostile.py --port "$port" --key "$key" --attack "$attack" \
-        --duration "$duration" "${tls[@]}" >"$work/result.json" &
+        --duration "$duration" >"$work/result.json" &
     attacker=$!
     peak=0
     while kill -0 "$attacker" 2>/dev/null; do

@@ -3,10 +3,11 @@
 //!
 //! ```text
 //!  ticker thread ──Tick(Arc<[u8]>)──► shard 0..n (mio Poll + Slab<Conn>) ◄──► sockets
-//!                                      │  ▲
-//!                        Job (try_send)│  │Completion + Waker
-//!                                      ▼  │
-//!                                  worker pool (key lookups, signing, files)
+//!                                      │  ▲                      │  ▲
+//!                        Job (try_send)│  │Completion + Waker    │  │ TLS handshake steps
+//!                                      ▼  │                      ▼  │ (bounded) + Waker
+//!                                  worker pool (key lookups,   handshake pool (key
+//!                                  signing, files)             exchange, signature)
 //!  signal thread, revocation watcher ──Control──► every shard
 //! ```
 //!
@@ -17,6 +18,8 @@
 //! - [`fanout`]: the hot path, one shared frame to every subscriber.
 //! - [`tls`] (+ `transport`): certificates and their reload; plain TCP or TLS per
 //!   connection, the same byte stream to everything above.
+//! - `handshakes`: the TLS handshake pool; its module doc states the rules (the loops
+//!   never run handshake crypto, a bounded number of steps in flight, what a flood costs).
 //!
 //! Each shard owns its connections outright; they share only [`Shared`] (config, the
 //! auth flow, metrics, counters), so the hot path takes no lock.
@@ -24,6 +27,8 @@
 mod conn;
 pub mod fanout;
 mod handle;
+#[cfg(feature = "tls")]
+mod handshakes;
 mod outbox;
 #[cfg(feature = "tls")]
 pub mod records;

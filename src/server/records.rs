@@ -14,6 +14,10 @@
 //! against rustls' own record layer and fuzzed. TLS 1.3 and 1.2, AES-128/256-GCM and
 //! ChaCha20-Poly1305 (every suite the server offers).
 //!
+//! Before the upgrade, [`feedable`] frames the bytes the transport gives rustls, so that
+//! rustls never holds the beginning of a record when the session is handed over: the
+//! end of that record, and anything behind it, go to this layer instead of being lost.
+//!
 //! What the peer may send after the upgrade: application data, `close_notify`, other
 //! alerts (an error). A TLS 1.3 KeyUpdate or a TLS 1.2 renegotiation is refused with an
 //! error (the session ends; the client reconnects): extracted keys cannot be updated.
@@ -27,6 +31,8 @@ use std::ops::Range;
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
 
+use crate::parse::Status;
+
 /// Largest plaintext of one record (RFC 8446 §5.1, RFC 5246 §6.2.1).
 pub const MAX_FRAGMENT: usize = 1 << 14;
 const HEADER: usize = 5;
@@ -37,11 +43,20 @@ const EXPLICIT_NONCE: usize = 8;
 const MAX_BODY_13: usize = MAX_FRAGMENT + 256;
 const MAX_BODY_12: usize = MAX_FRAGMENT + 2048;
 
+/// Largest record body rustls reads (its `MAX_PAYLOAD`, exclusive): a header announcing
+/// this much or more is refused as soon as it arrives.
+const RUSTLS_MAX_BODY: usize = MAX_FRAGMENT + 2048;
+/// Largest record rustls reads, header included: rustls' read buffer takes one such
+/// record whole once it has processed what it held.
+pub const MAX_RECORD: usize = HEADER + RUSTLS_MAX_BODY - 1;
+
 /// TLS content types.
 pub const ALERT: u8 = 21;
 pub const HANDSHAKE: u8 = 22;
 pub const APPLICATION_DATA: u8 = 23;
 const CHANGE_CIPHER_SPEC: u8 = 20;
+/// The highest content type rustls knows (RFC 6520's heartbeat; refused later, not here).
+const HEARTBEAT: u8 = 24;
 /// The record header's version field, TLS 1.2's and (frozen) TLS 1.3's.
 const LEGACY_VERSION: [u8; 2] = [3, 3];
 
@@ -311,6 +326,51 @@ impl Records {
             APPLICATION_DATA | ALERT => Ok(Some(Opened { content_type, plain, consumed })),
             CHANGE_CIPHER_SPEC | HANDSHAKE => Err(RecordError::Unexpected(content_type)),
             other => Err(RecordError::Unexpected(other)),
+        }
+    }
+}
+
+/// The first record's framing in a peer's byte stream, checked as rustls checks a record
+/// header: `Complete` with its length, `Partial` while its header or body is still
+/// arriving, [`RecordError::Bad`] for a header rustls refuses (a content type it does not
+/// know, a version other than 3.x, an empty record that may not be empty, a body of
+/// 18,432 bytes or more). No key is involved: this only says where records end.
+pub fn frame(buf: &[u8]) -> Result<Status<()>, RecordError> {
+    if let Some(&content_type) = buf.first()
+        && !(CHANGE_CIPHER_SPEC..=HEARTBEAT).contains(&content_type)
+    {
+        return Err(RecordError::Bad);
+    }
+    if buf.get(1).is_some_and(|&major| major != LEGACY_VERSION[0]) {
+        return Err(RecordError::Bad);
+    }
+    let Some(header) = buf.get(..HEADER) else { return Ok(Status::Partial) };
+    let body_len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if body_len >= RUSTLS_MAX_BODY || (body_len == 0 && header[0] != APPLICATION_DATA) {
+        return Err(RecordError::Bad);
+    }
+    let consumed = HEADER + body_len;
+    Ok(if buf.len() >= consumed {
+        Status::Complete { value: (), consumed }
+    } else {
+        Status::Partial
+    })
+}
+
+/// How many bytes at the front of `buf` may go to rustls: whole records only, no more
+/// than `max` bytes of them unless the first alone is longer, and never the beginning
+/// of a record, whose end would then be in rustls when the session is handed over. From
+/// a header rustls refuses on, everything up to `max` goes: rustls reports the error
+/// (and queues its alert) as it always did.
+pub fn feedable(buf: &[u8], max: usize) -> usize {
+    let mut end = 0;
+    loop {
+        match frame(&buf[end..]) {
+            Ok(Status::Complete { consumed, .. }) if end == 0 || end + consumed <= max => {
+                end += consumed
+            }
+            Ok(_) => return end,
+            Err(_) => return buf.len().min(max).max(end),
         }
     }
 }

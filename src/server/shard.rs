@@ -24,6 +24,9 @@
 //! - Any event may be spurious: a handler that finds nothing to do does nothing, and an
 //!   event for a connection that is gone is ignored.
 //! - `Interrupted` is retried; nothing here blocks: blocking work goes to the workers.
+//! - TLS: the loop runs no handshake crypto. A connection whose handshake has new input
+//!   sends a step to the handshake pool, within the shard's slots, or waits for one;
+//!   while any waits, accepting pauses (`handshakes.rs` states the rules).
 //! - Sockets are registered once for READABLE | WRITABLE. With edge triggering, a
 //!   writable event only follows a write that hit a full buffer, so keeping both
 //!   interests costs nothing and saves an `epoll_ctl` per stall and per drain.
@@ -42,8 +45,10 @@ use super::conn::{Conn, HttpPhase, Input, Session, State, Verdict};
 use super::fanout::{Current, fan_out};
 use super::handle::{self, LoopCtx};
 #[cfg(feature = "tls")]
-use super::transport::TlsStream;
+use super::handshakes::Handshakes;
 use super::transport::Transport;
+#[cfg(feature = "tls")]
+use super::transport::{HandshakeStep, TlsStream};
 use super::{Control, Reply, Shared};
 use crate::error::CloseCode;
 use crate::ticker::Tick;
@@ -95,6 +100,9 @@ pub(crate) struct Shard {
     /// with their serials: served at the end of the next turn, which polls without
     /// waiting while any are listed.
     revisit: Vec<(usize, u64)>,
+    /// TLS: this shard's share of the handshake pool.
+    #[cfg(feature = "tls")]
+    handshakes: Option<Handshakes>,
 }
 
 /// Where the listener stands between two turns of the loop.
@@ -108,6 +116,10 @@ enum Accepting {
     Backlogged,
     /// Out of file descriptors: connections wait in the backlog until then.
     PausedUntil(Instant),
+    /// TLS handshake steps wait for a slot of the handshake pool: new connections wait
+    /// in the backlog until none does, then the next batch is taken.
+    #[cfg(feature = "tls")]
+    Throttled,
 }
 
 /// Everything a shard is built from.
@@ -119,11 +131,23 @@ pub(crate) struct ShardParts {
     pub(crate) ticks: Receiver<Tick>,
     pub(crate) completions: Receiver<Completion<Reply>>,
     pub(crate) controls: Receiver<Control>,
+    #[cfg(feature = "tls")]
+    pub(crate) handshakes: Option<Handshakes>,
 }
 
 impl Shard {
     pub(crate) fn new(parts: ShardParts) -> io::Result<Shard> {
-        let ShardParts { id, poll, mut listener, shared, ticks, completions, controls } = parts;
+        let ShardParts {
+            id,
+            poll,
+            mut listener,
+            shared,
+            ticks,
+            completions,
+            controls,
+            #[cfg(feature = "tls")]
+            handshakes,
+        } = parts;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Shard {
             poll,
@@ -147,6 +171,8 @@ impl Shard {
             dead: Vec::new(),
             behind: false,
             revisit: Vec::new(),
+            #[cfg(feature = "tls")]
+            handshakes,
         })
     }
 
@@ -164,6 +190,8 @@ impl Shard {
                 // connection, a tick, a control message all wake the poll).
                 Accepting::Drained if self.conns.is_empty() => None,
                 Accepting::Drained => Some(next_sweep.saturating_duration_since(now)),
+                #[cfg(feature = "tls")]
+                Accepting::Throttled => Some(next_sweep.saturating_duration_since(now)),
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -190,6 +218,8 @@ impl Shard {
                 }
             }
             self.drain_completions(now);
+            #[cfg(feature = "tls")]
+            self.drain_handshakes(now);
             self.drain_controls(now);
             self.accept_batch(listener_ready, now);
             if now >= next_sweep {
@@ -211,6 +241,9 @@ impl Shard {
         match self.accepting {
             Accepting::Drained if !listener_ready => return,
             Accepting::PausedUntil(t) if now < t => return,
+            // The backlog is looked at again once no handshake waits (`drain_handshakes`).
+            #[cfg(feature = "tls")]
+            Accepting::Throttled => return,
             _ => {}
         }
         self.accepting = self.accept_some(now);
@@ -302,12 +335,14 @@ impl Shard {
         self.after_input(key, verdict);
     }
 
-    /// Closes the connection or, if its budget ran out with input left, lists it for
-    /// the next turn.
+    /// After a connection handled input: closes it, or hands its handshake step to the
+    /// pool (TLS), and lists it for the next turn if its budget ran out with input left.
     fn after_input(&mut self, key: usize, verdict: Verdict) {
         if verdict == Verdict::Close {
             return self.close(key);
         }
+        #[cfg(feature = "tls")]
+        self.start_handshake_step(key);
         if let Some(conn) = self.conns.get(key)
             && conn.input == Input::OverBudget
         {
@@ -327,6 +362,70 @@ impl Shard {
             }
             let verdict = handle::on_readable(conn, ConnKey(key), &mut self.ctx, now);
             self.after_input(key, verdict);
+        }
+    }
+
+    /// TLS: a connection whose handshake has new input sends the step to the pool, or,
+    /// without a free slot, waits in the queue (and accepting pauses). Does nothing for
+    /// any other connection.
+    #[cfg(feature = "tls")]
+    fn start_handshake_step(&mut self, key: usize) {
+        let Some(hs) = &mut self.handshakes else { return };
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Transport::Tls(tls) = &mut conn.socket else { return };
+        let HandshakeStep::Due { under_way } = tls.handshake_step() else { return };
+        if !hs.may_start(under_way) {
+            tls.park();
+            hs.park(ConnKey(key), conn.serial, under_way);
+            self.accepting = Accepting::Throttled;
+            self.ctx.shared.metrics.tls_handshake_waits.fetch_add(1, Relaxed);
+            return;
+        }
+        let started = tls.take_step().is_some_and(|step| hs.start(ConnKey(key), conn.serial, step));
+        if !started {
+            self.close(key);
+        }
+    }
+
+    /// TLS: steps back from the pool (each frees a slot) resume their connections; then
+    /// the free slots go to the parked steps in order, and once none waits, accepting
+    /// resumes.
+    #[cfg(feature = "tls")]
+    fn drain_handshakes(&mut self, now: Instant) {
+        while let Some(done) = self.handshakes.as_mut().and_then(Handshakes::finished) {
+            let key = done.reply.conn;
+            let Some(conn) = self.conns.get_mut(key.0) else { continue };
+            // The slot may hold a newer connection than the one whose step this is.
+            if conn.serial != done.reply.serial {
+                continue;
+            }
+            let Transport::Tls(tls) = &mut conn.socket else { continue };
+            let verdict = match tls.step_done(done.value.conn, done.value.result) {
+                // Plaintext behind the handshake's last records, and what waited in the
+                // kernel meanwhile (no readiness event will report it again).
+                Ok(()) => handle::on_readable(conn, key, &mut self.ctx, now),
+                Err(_) => Verdict::Close,
+            };
+            self.after_input(key.0, verdict);
+        }
+        let Some(hs) = &mut self.handshakes else { return };
+        while let Some((key, serial)) = hs.next_parked() {
+            let Some(conn) = self.conns.get_mut(key.0) else { continue };
+            let Transport::Tls(tls) = &mut conn.socket else { continue };
+            if conn.serial != serial || tls.handshake_step() != HandshakeStep::Parked {
+                continue;
+            }
+            let started = tls.take_step().is_some_and(|step| hs.start(key, serial, step));
+            if !started {
+                self.dead.push(key.0);
+            }
+        }
+        if !hs.anyone_parked() && self.accepting == Accepting::Throttled {
+            // Connections may have arrived meanwhile; the next turn accepts them.
+            self.accepting = Accepting::Backlogged;
+        }
+        while let Some(key) = self.dead.pop() {
+            self.close(key);
         }
     }
 

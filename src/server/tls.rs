@@ -6,7 +6,8 @@
 //! A reload builds the new [`CertifiedKey`] completely (files read, key parsed, key
 //! checked against the certificate) before it swaps it in, so a bad file leaves the old
 //! certificate in place. Live sessions keep the keys they negotiated: a reload never
-//! touches them.
+//! touches them. Handshakes, the resolver's lookup among them, run on the handshake pool
+//! (`handshakes.rs`), never on an event loop.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

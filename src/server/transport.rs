@@ -1,7 +1,8 @@
 //! What a connection's bytes travel over: plain TCP, or (feature `tls`) TLS over TCP,
 //! [`TlsStream`] in `transport/tls_stream.rs`. Both are nonblocking byte streams to the
 //! rest of the server, so the state machine, the outbox and the fan-out do not know
-//! which one they write to.
+//! which one they write to. The one thing only the shard sees: a TLS connection's
+//! handshake steps, which it sends to the handshake pool (`handshakes.rs`).
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -15,7 +16,7 @@ use super::conn::Socket;
 #[cfg(feature = "tls")]
 mod tls_stream;
 #[cfg(feature = "tls")]
-pub(crate) use tls_stream::TlsStream;
+pub(crate) use tls_stream::{HandshakeStep, TlsStream};
 
 /// A connection's transport.
 pub(crate) enum Transport {

@@ -221,3 +221,53 @@ fn alerts_other_than_close_notify_are_errors() {
     assert_eq!(alert(&[2, 40]), Err(RecordError::Alert(40)));
     assert_eq!(alert(&[1]), Err(RecordError::Bad));
 }
+
+#[test]
+fn records_are_framed_as_rustls_frames_them() {
+    let whole = [APPLICATION_DATA, 3, 3, 0, 2, 9, 9];
+    assert_eq!(frame(&whole), Ok(Status::Complete { value: (), consumed: 7 }));
+    for cut in 0..whole.len() {
+        assert_eq!(frame(&whole[..cut]), Ok(Status::Partial), "cut at {cut}");
+    }
+    // An empty application-data record is allowed; other empty records are not.
+    assert_eq!(frame(&[APPLICATION_DATA, 3, 3, 0, 0]).map(|s| s.is_partial()), Ok(false));
+    assert_eq!(frame(&[HANDSHAKE, 3, 1, 0, 0]), Err(RecordError::Bad));
+    // Refused from the first byte that shows it: plain HTTP, an SSL 2 or 4.x version.
+    assert_eq!(frame(b"G"), Err(RecordError::Bad));
+    assert_eq!(frame(&[HANDSHAKE, 2]), Err(RecordError::Bad));
+    assert_eq!(frame(&[HANDSHAKE, 4, 0]), Err(RecordError::Bad));
+    // rustls reads bodies below 18,432 bytes.
+    assert_eq!(frame(&[APPLICATION_DATA, 3, 3, 0x47, 0xff]), Ok(Status::Partial));
+    assert_eq!(frame(&[APPLICATION_DATA, 3, 3, 0x48, 0x00]), Err(RecordError::Bad));
+    assert_eq!(MAX_RECORD, 5 + 0x47ff);
+}
+
+#[test]
+fn only_whole_records_are_fed_and_a_records_beginning_never_is() {
+    let Pair { mut client, .. } = handshake(SUITES[0]);
+    // Three records of the client's, and where each ends in the byte stream.
+    let mut wire = Vec::new();
+    let mut ends = vec![0];
+    for message in [&b"GET /ws/ticker HTTP/1.1\r\n\r\n"[..], &[0x81, 0x80, 1, 2, 3, 4], &[7; 900]] {
+        client.writer().write_all(message).unwrap();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        ends.push(wire.len());
+    }
+    for cut in 0..=wire.len() {
+        let whole = ends.iter().copied().filter(|&end| end <= cut).max().unwrap();
+        assert_eq!(feedable(&wire[..cut], MAX_RECORD), whole, "cut at {cut}");
+    }
+    // At most `max` bytes, but always the first record.
+    assert_eq!(feedable(&wire, ends[2]), ends[2]);
+    assert_eq!(feedable(&wire, ends[2] + 1), ends[2]);
+    assert_eq!(feedable(&wire, 1), ends[1]);
+    let big = [&[APPLICATION_DATA, 3, 3, 0x47, 0xff][..], &[0; 0x47ff]].concat();
+    let two_big = [&big[..], &big[..]].concat();
+    assert_eq!(feedable(&two_big, MAX_RECORD), MAX_RECORD);
+    // From a header rustls refuses on, everything goes (rustls answers with its alert).
+    assert_eq!(feedable(b"GET / HTTP/1.1\r\n\r\n", MAX_RECORD), 18);
+    let then_garbage = [&wire[..ends[1]], &[0xff; 10][..], &wire[ends[1]..]].concat();
+    assert_eq!(feedable(&then_garbage, MAX_RECORD), then_garbage.len());
+}

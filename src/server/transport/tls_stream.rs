@@ -11,10 +11,25 @@
 //!   after a TCP write hit `WouldBlock`, so an edge-triggered writable event will come
 //!   and [`Socket::send_pending`] sends the rest.
 //!
-//! Reads pull TLS records from TCP, process them (the handshake, including the private-key
-//! signature, runs here, on the event loop) and hand out plaintext; handshake records
-//! rustls wants to send go out straight away. A TLS error (plain HTTP, garbage, an old
-//! protocol version) is an `InvalidData` read error: the caller closes that connection.
+//! Read rules, which keep handshake crypto off the event loop and lose no byte at the
+//! hand-over:
+//! - Ciphertext is read from TCP here (into the loop's read buffer) and rustls is given
+//!   whole records only ([`records::feedable`]); the end of a record still arriving
+//!   waits in `unfed`. So rustls never holds half a record, and at the hand-over the
+//!   plaintext rustls decrypted but the connection has not read, then `unfed`, become
+//!   the record layer's first input: a WebSocket frame sent in the same TCP write as
+//!   the upgrade request is read like any other.
+//! - While handshaking, fed records are not processed here: the read reports a
+//!   handshake step ([`HandshakeStep::Due`]) and returns `WouldBlock`; the shard sends
+//!   the `ServerConnection` (boxed) to the handshake pool (`server/handshakes.rs`), where
+//!   `process_new_packets` runs the key exchange and the signature, and gives it back
+//!   with [`TlsStream::step_done`]. Until then the connection reads nothing (its input
+//!   waits in the kernel). A client that closed right after its flight is seen here
+//!   (`peek`) and ends without any crypto spent on it.
+//! - After the handshake, records (HTTP requests) are opened here: symmetric crypto on
+//!   a few hundred bytes, no more than the record layer does for a session.
+//! - A TLS error (plain HTTP, garbage, an old protocol version) is an `InvalidData`
+//!   read error once its alert is sent: the caller closes that connection.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -31,24 +46,61 @@ use crate::server::records::{self, Records};
 /// Larger writes (an HTTP answer) are taken in pieces by the outbox's partial writes.
 const TLS_BUFFER_LIMIT: usize = 18 * 1024;
 
+/// Ciphertext taken from TCP at once while rustls runs the records: one record of the
+/// largest size rustls reads. More is read only once `unfed` holds no whole record, so
+/// `unfed` stays below two such records.
+const READ_MAX: usize = records::MAX_RECORD;
+
 /// A server-side TLS session over a TCP socket.
 pub(crate) struct TlsStream {
     tcp: TcpStream,
     mode: Mode,
+    /// Ciphertext read from TCP and not given to rustls yet: the beginning of a record
+    /// still arriving, or whole records beyond what rustls takes in one go. Empty (and
+    /// unallocated) most of the time; the record layer takes it over with the session.
+    unfed: Vec<u8>,
     peer: SocketAddr,
 }
 
 /// Who runs the TLS records: rustls until the connection becomes a WebSocket session
-/// and rustls has sent everything it holds, this server's record layer after.
+/// and rustls has sent everything it holds, this server's record layer after. rustls'
+/// state is inline like the session's (one allocation per connection, the stream's, in
+/// either phase); a handshake step boxes it for its trip to the pool and back.
 enum Mode {
     Rustls {
         conn: ServerConnection,
-        /// The session started: hand over once rustls' pending ciphertext is out.
-        hand_over: bool,
+        next: Next,
     },
+    /// The handshake pool runs a step: nothing is read or sent until it is back.
+    Away,
     Records(Session),
     /// The hand-over failed (rustls refused to give up the keys): only an error is left.
     Failed,
+}
+
+/// What a connection in rustls' hands waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Input: read, feed rustls; after the handshake, open the records here.
+    Read,
+    /// Handshake records were fed: a step for the pool. Reads wait.
+    Step,
+    /// The step waits in the shard's queue for a free slot. Reads wait.
+    Parked,
+    /// The session started: hand over once rustls' pending ciphertext is out.
+    HandOver,
+}
+
+/// Where a connection's handshake stands, for the shard that sends steps to the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandshakeStep {
+    /// Nothing for the pool.
+    Idle,
+    /// New handshake input waits for the pool; `under_way`: an earlier step ran (the
+    /// ClientHello was answered), so this one finishes a handshake.
+    Due { under_way: bool },
+    /// Waiting in the shard's queue.
+    Parked,
 }
 
 /// An upgraded session's record layer and its few buffers, empty (unallocated) most of
@@ -81,7 +133,8 @@ const KEY_LIMIT_MARGIN: u64 = 1_000;
 impl TlsStream {
     pub(crate) fn new(tcp: TcpStream, mut tls: ServerConnection, peer: SocketAddr) -> TlsStream {
         tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-        TlsStream { tcp, mode: Mode::Rustls { conn: tls, hand_over: false }, peer }
+        let mode = Mode::Rustls { conn: tls, next: Next::Read };
+        TlsStream { tcp, mode, unfed: Vec::new(), peer }
     }
 
     /// Writes pending ciphertext until none is left (`Ok(true)`) or the socket is full
@@ -89,7 +142,7 @@ impl TlsStream {
     /// started, the record layer takes over.
     pub(crate) fn send_ciphertext(&mut self) -> io::Result<bool> {
         match &mut self.mode {
-            Mode::Rustls { conn, hand_over } => {
+            Mode::Rustls { conn, next } => {
                 while conn.wants_write() {
                     match conn.write_tls(&mut SendOne(&mut self.tcp)) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -99,11 +152,13 @@ impl TlsStream {
                         Err(e) => return Err(e),
                     }
                 }
-                if *hand_over {
+                if *next == Next::HandOver {
                     self.hand_over()?;
                 }
                 Ok(true)
             }
+            // What the step makes goes out when it is back (`step_done`).
+            Mode::Away => Ok(true),
             Mode::Records(session) => session.send_pending(&mut self.tcp),
             Mode::Failed => Err(handed_over_failed()),
         }
@@ -111,11 +166,20 @@ impl TlsStream {
 
     /// rustls → this server's record layer: the traffic keys and sequence numbers are
     /// taken out of rustls, which is dropped (its buffers with it). Only called with
-    /// nothing left to send; a connection whose keys cannot be taken ends.
+    /// nothing left to send; a connection whose keys cannot be taken ends. What rustls
+    /// decrypted and was not read yet, then the ciphertext it was never given
+    /// (`unfed`), are the session's first input, in that order.
     fn hand_over(&mut self) -> io::Result<()> {
-        let Mode::Rustls { conn, .. } = std::mem::replace(&mut self.mode, Mode::Failed) else {
+        let Mode::Rustls { mut conn, .. } = std::mem::replace(&mut self.mode, Mode::Failed) else {
             return Ok(());
         };
+        let mut rx = Vec::new();
+        // Ends with `WouldBlock` once the plaintext is drained (what was read stays in
+        // `rx`), or `Ok` at the peer's close_notify.
+        let peer_closed = conn.reader().read_to_end(&mut rx).is_ok();
+        let plain = 0..rx.len();
+        rx.append(&mut self.unfed);
+        self.unfed = Vec::new();
         let limit = match conn.negotiated_cipher_suite() {
             Some(SupportedCipherSuite::Tls13(s)) => s.common.confidentiality_limit,
             Some(SupportedCipherSuite::Tls12(s)) => s.common.confidentiality_limit,
@@ -136,10 +200,11 @@ impl TlsStream {
                     records,
                     pending: Vec::new(),
                     pending_from: 0,
-                    rx: Vec::new(),
-                    plain: 0..0,
-                    record_end: 0,
-                    peer_closed: false,
+                    // The leftover plaintext reads as an opened record ending at its end.
+                    record_end: plain.end,
+                    plain,
+                    rx,
+                    peer_closed,
                 });
                 Ok(())
             }
@@ -153,8 +218,8 @@ impl TlsStream {
     /// The connection became a WebSocket session: its records go to this server's
     /// record layer as soon as rustls has nothing left to send (at once, normally).
     pub(crate) fn start_session(&mut self) {
-        if let Mode::Rustls { hand_over, .. } = &mut self.mode {
-            *hand_over = true;
+        if let Mode::Rustls { next, .. } = &mut self.mode {
+            *next = Next::HandOver;
         }
         // A full socket defers it to the writable event; an error closes at the next
         // read or write.
@@ -168,6 +233,79 @@ impl TlsStream {
         crate::debug!("TLS error; closing", peer = self.peer, error = e);
         io::Error::new(io::ErrorKind::InvalidData, e.to_string())
     }
+
+    /// Where the handshake stands (see [`HandshakeStep`]).
+    pub(crate) fn handshake_step(&self) -> HandshakeStep {
+        match &self.mode {
+            Mode::Rustls { conn, next: Next::Step } => {
+                // rustls picks the suite when it answers the ClientHello.
+                HandshakeStep::Due { under_way: conn.negotiated_cipher_suite().is_some() }
+            }
+            Mode::Rustls { next: Next::Parked, .. } => HandshakeStep::Parked,
+            _ => HandshakeStep::Idle,
+        }
+    }
+
+    /// The due step waits in the shard's queue.
+    pub(crate) fn park(&mut self) {
+        if let Mode::Rustls { next: next @ Next::Step, .. } = &mut self.mode {
+            *next = Next::Parked;
+        }
+    }
+
+    /// The due (or parked) step's rustls state, for the pool; the connection is then
+    /// away until [`TlsStream::step_done`].
+    pub(crate) fn take_step(&mut self) -> Option<Box<ServerConnection>> {
+        if !matches!(self.mode, Mode::Rustls { next: Next::Step | Next::Parked, .. }) {
+            return None;
+        }
+        match std::mem::replace(&mut self.mode, Mode::Away) {
+            Mode::Rustls { conn, .. } => Some(Box::new(conn)),
+            _ => None,
+        }
+    }
+
+    /// The pool ran the step (`result` is `process_new_packets`'): the handshake's
+    /// answer goes out now (or at the writable event), and reading resumes; a TLS error
+    /// sends its alert and is the error that closes the connection.
+    pub(crate) fn step_done(
+        &mut self,
+        conn: Box<ServerConnection>,
+        result: Result<(), rustls::Error>,
+    ) -> io::Result<()> {
+        self.mode = Mode::Rustls { conn: *conn, next: Next::Read };
+        if let Err(e) = result {
+            return Err(self.fail(e));
+        }
+        self.send_ciphertext().map(drop)
+    }
+
+    /// Whole records were fed to rustls: a handshake's wait for the pool (`Ok(true)`),
+    /// anything else is opened here and what rustls answers goes out.
+    fn fed(&mut self) -> io::Result<bool> {
+        let Mode::Rustls { conn, next } = &mut self.mode else { return Ok(false) };
+        if conn.is_handshaking() {
+            *next = Next::Step;
+            return Ok(true);
+        }
+        if let Err(e) = conn.process_new_packets() {
+            return Err(self.fail(e));
+        }
+        // Alerts, a TLS 1.2 refusal to renegotiate: out now, or at the writable event.
+        self.send_ciphertext()?;
+        Ok(false)
+    }
+}
+
+/// Gives rustls the whole records at the front of `bytes` ([`records::feedable`]);
+/// returns how many bytes it took. rustls takes up to 4 KiB a call, and its buffer
+/// holds a record of the largest size once it has processed what it held before.
+fn feed(conn: &mut ServerConnection, bytes: &[u8]) -> io::Result<usize> {
+    let n = records::feedable(bytes, records::MAX_RECORD);
+    let mut rest = &bytes[..n];
+    // `Ok(0)`: rustls saw close_notify and ignores the rest, as it would have.
+    while !rest.is_empty() && conn.read_tls(&mut rest)? > 0 {}
+    Ok(n)
 }
 
 fn handed_over_failed() -> io::Error {
@@ -315,9 +453,12 @@ impl Session {
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
-            let conn = match &mut self.mode {
-                Mode::Rustls { conn, .. } => conn,
+            let (conn, next) = match &mut self.mode {
+                Mode::Rustls { conn, next } => (conn, *next),
                 Mode::Records(session) => {
                     return session.read(&mut self.tcp, buf).map_err(|e| {
                         if e.kind() == io::ErrorKind::InvalidData {
@@ -326,6 +467,8 @@ impl Read for TlsStream {
                         e
                     });
                 }
+                // The pool has it: the input waits in the kernel.
+                Mode::Away => return Err(io::ErrorKind::WouldBlock.into()),
                 Mode::Failed => return Err(handed_over_failed()),
             };
             // Plaintext already decrypted goes first; `Ok(0)` here is the peer's
@@ -335,19 +478,48 @@ impl Read for TlsStream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            match conn.read_tls(&mut self.tcp) {
-                // TCP EOF without close_notify: treated as EOF, as for plain TCP (HTTP
-                // framing says whether anything was cut short).
-                Ok(0) => return Ok(0),
-                Ok(_) => {
-                    if let Err(e) = conn.process_new_packets() {
-                        return Err(self.fail(e));
+            if matches!(next, Next::Step | Next::Parked) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            // Whole records read before, then new ciphertext: fed straight from the
+            // caller's buffer, and only a record's beginning is copied into `unfed`.
+            let fed = if self.unfed.is_empty() {
+                let room = buf.len().min(READ_MAX);
+                let n = match self.tcp.read(&mut buf[..room]) {
+                    // TCP EOF without close_notify: treated as EOF, as for plain TCP
+                    // (HTTP framing says whether anything was cut short).
+                    Ok(0) => return Ok(0),
+                    Ok(n) => n,
+                    Err(e) => return Err(e),
+                };
+                let fed = feed(conn, &buf[..n])?;
+                self.unfed.extend_from_slice(&buf[fed..n]);
+                fed
+            } else {
+                let fed = feed(conn, &self.unfed)?;
+                if fed == 0 {
+                    let room = buf.len().min(READ_MAX);
+                    match self.tcp.read(&mut buf[..room]) {
+                        Ok(0) => return Ok(0),
+                        Ok(n) => self.unfed.extend_from_slice(&buf[..n]),
+                        Err(e) => return Err(e),
                     }
-                    // Handshake messages, tickets, alerts: out now, or at the writable
-                    // event a full socket promises.
-                    self.send_ciphertext()?;
+                    continue;
                 }
-                Err(e) => return Err(e),
+                self.unfed.drain(..fed);
+                if self.unfed.is_empty() {
+                    self.unfed = Vec::new();
+                }
+                fed
+            };
+            if fed > 0 && self.fed()? {
+                // A client that closed right behind its flight cannot finish the
+                // handshake: EOF now, before the pool spends any crypto on it.
+                return match self.tcp.peek(&mut [0u8; 1]) {
+                    Ok(0) => Ok(0),
+                    Ok(_) => Err(io::ErrorKind::WouldBlock.into()),
+                    Err(e) => Err(e),
+                };
             }
         }
     }
@@ -367,6 +539,8 @@ impl Write for TlsStream {
             Mode::Rustls { conn, .. } => conn,
             // The pending ciphertext just went out and the records were handed over.
             Mode::Records(session) => return session.write(&mut self.tcp, buf),
+            // Nothing is written before the handshake, which is on the pool.
+            Mode::Away => return Err(io::ErrorKind::WouldBlock.into()),
             Mode::Failed => return Err(handed_over_failed()),
         };
         let n = conn.writer().write(buf)?;
@@ -402,7 +576,7 @@ impl TlsStream {
                 let _ = self.send_ciphertext();
             }
             Mode::Records(session) => session.close_notify(&mut self.tcp),
-            Mode::Failed => {}
+            Mode::Away | Mode::Failed => {}
         }
         self.tcp.shutdown(Shutdown::Write)
     }
@@ -430,10 +604,9 @@ mod tests {
     use crate::server::tls::Tls;
     use crate::server::transport::Transport;
 
-    /// A server-side TLS transport on loopback with a tiny send buffer, its handshake
-    /// done, and a blocking rustls client in a thread that reads nothing until told to,
-    /// then reads to EOF and returns the plaintext byte count.
-    fn pair() -> (Transport, mpsc::Sender<()>, std::thread::JoinHandle<usize>) {
+    /// The server's TLS side for a fresh self-signed certificate, a client configuration
+    /// that trusts it, and a loopback listener.
+    fn fixture() -> (Tls, Arc<rustls::ClientConfig>, std::net::TcpListener) {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -452,11 +625,27 @@ mod tests {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (tls, Arc::new(client_config), listener)
+    }
+
+    /// The server side of the listener's next connection, before its handshake.
+    fn accept(tls: &Tls, listener: &std::net::TcpListener) -> Transport {
+        let (tcp, peer) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let tcp = TcpStream::from_std(tcp);
+        Transport::Tls(Box::new(TlsStream::new(tcp, tls.accept().unwrap(), peer)))
+    }
+
+    /// A server-side TLS transport on loopback with a tiny send buffer, its handshake
+    /// done, and a blocking rustls client in a thread that reads nothing until told to,
+    /// then reads to EOF and returns the plaintext byte count.
+    fn pair() -> (Transport, mpsc::Sender<()>, std::thread::JoinHandle<usize>) {
+        let (tls, client_config, listener) = fixture();
         let addr = listener.local_addr().unwrap();
         let (go, wait) = mpsc::channel();
         let client = std::thread::spawn(move || {
             let name = ServerName::try_from("localhost").unwrap();
-            let conn = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+            let conn = rustls::ClientConnection::new(client_config, name).unwrap();
             let tcp = std::net::TcpStream::connect(addr).unwrap();
             tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
             let mut stream = rustls::StreamOwned::new(conn, tcp);
@@ -467,11 +656,8 @@ mod tests {
             stream.read_to_end(&mut sink).unwrap();
             sink.len()
         });
-        let (tcp, peer) = listener.accept().unwrap();
-        tcp.set_nonblocking(true).unwrap();
-        let tcp = TcpStream::from_std(tcp);
-        tcp.set_send_buffer(4096);
-        let mut server = Transport::Tls(Box::new(TlsStream::new(tcp, tls.accept().unwrap(), peer)));
+        let mut server = accept(&tls, &listener);
+        server.set_send_buffer(4096);
         let mut buf = [0u8; 64];
         loop {
             match server.read(&mut buf) {
@@ -479,11 +665,24 @@ mod tests {
                     assert_eq!(&buf[..n], b"hello");
                     break;
                 }
-                Err(e) if e.kind() == WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) if e.kind() == WouldBlock => {
+                    if !run_due_step(&mut server) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
                 Err(e) => panic!("handshake: {e}"),
             }
         }
         (server, go, client)
+    }
+
+    /// Does the handshake pool's work for a due step, here; `false` if none was due.
+    fn run_due_step(server: &mut Transport) -> bool {
+        let Transport::Tls(tls) = server else { return false };
+        let Some(mut step) = tls.take_step() else { return false };
+        let result = step.process_new_packets().map(drop);
+        tls.step_done(step, result).expect("the step");
+        true
     }
 
     /// Writes far more than the socket buffers hold: the transport must refuse, not
@@ -534,5 +733,83 @@ mod tests {
     #[test]
     fn after_the_hand_over_a_full_socket_still_refuses_and_loses_nothing() {
         refuses_when_full_and_loses_nothing(true);
+    }
+
+    /// The client's Finished, the upgrade request, a first frame and the beginning of a
+    /// second one come in one TCP write: the handshake step decrypts the request and the
+    /// first frame, the connection reads only the request before its session starts, and
+    /// the second frame's record is still arriving. After the hand-over the record layer
+    /// reads the frame rustls had decrypted, then the second one, whole.
+    #[test]
+    fn the_hand_over_keeps_what_rustls_decrypted_and_the_record_still_arriving() {
+        let (tls, client_config, listener) = fixture();
+        let addr = listener.local_addr().unwrap();
+        let (go, wait) = mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut conn = rustls::ClientConnection::new(client_config, name).unwrap();
+            let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            // By hand, not `complete_io`: the client's Finished stays queued and leaves
+            // with the records below.
+            while conn.is_handshaking() {
+                while conn.wants_write() {
+                    conn.write_tls(&mut tcp).unwrap();
+                }
+                conn.read_tls(&mut tcp).unwrap();
+                conn.process_new_packets().unwrap();
+            }
+            for message in [&b"UPGRADE"[..], b"FRAME-ONE", b"FRAME-TWO"] {
+                conn.writer().write_all(message).unwrap();
+            }
+            let mut wire = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut wire).unwrap();
+            }
+            let cut = wire.len() - 10;
+            tcp.write_all(&wire[..cut]).unwrap();
+            wait.recv().unwrap();
+            tcp.write_all(&wire[cut..]).unwrap();
+            // Open until the server has read everything.
+            wait.recv().unwrap();
+        });
+        let mut server = accept(&tls, &listener);
+        let mut buf = [0u8; 4096];
+        let mut steps = 0;
+        while steps < 2 {
+            match server.read(&mut buf) {
+                Ok(n) => panic!("{n} bytes of plaintext during the handshake"),
+                Err(e) if e.kind() == WouldBlock => {
+                    if run_due_step(&mut server) {
+                        steps += 1;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                Err(e) => panic!("handshake: {e}"),
+            }
+        }
+        let mut request = [0u8; 7];
+        assert_eq!(server.read(&mut request).unwrap(), 7);
+        assert_eq!(&request, b"UPGRADE");
+        let Transport::Tls(stream) = &server else { panic!("not TLS") };
+        assert!(!stream.unfed.is_empty(), "the last record is still arriving");
+        server.start_session();
+        let Transport::Tls(stream) = &server else { panic!("not TLS") };
+        assert!(matches!(stream.mode, Mode::Records(_)), "the records were handed over");
+        let n = server.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"FRAME-ONE", "what rustls had decrypted");
+        assert_eq!(server.read(&mut buf).unwrap_err().kind(), WouldBlock);
+        go.send(()).unwrap();
+        let n = loop {
+            match server.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => panic!("after the hand-over: {e}"),
+            }
+        };
+        assert_eq!(&buf[..n], b"FRAME-TWO", "the record that was still arriving");
+        go.send(()).unwrap();
+        client.join().unwrap();
     }
 }
