@@ -60,6 +60,12 @@ pub(crate) const MESSAGE_BUDGET: u32 = 32;
 /// Reading resumes as the client takes them; one that never does is dropped by the
 /// slow-consumer rule.
 pub(crate) const HTTP_OUTPUT_CAP: usize = 64 * 1024;
+/// The least a read is charged, however few bytes it returned: a TLS read may have opened
+/// a record for one byte of plaintext, and the cost is per read. At most 64 reads a turn.
+const READ_CHARGE_MIN: usize = 1024;
+/// What a read that took ciphertext but yielded no plaintext yet (`Interrupted` from the
+/// TLS transport) is charged: one TLS record's worth of input, so at most four a turn.
+const NO_PLAINTEXT_CHARGE: usize = 16 * 1024;
 
 /// What a connection may still make the loop do in this turn.
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +150,7 @@ fn read_and_process<S: Socket>(
         match conn.socket.read(&mut ctx.read_buf[..room]) {
             Ok(0) => return on_eof(conn, ctx, now),
             Ok(n) => {
-                budget.bytes -= n;
+                budget.bytes = budget.bytes.saturating_sub(n.max(READ_CHARGE_MIN));
                 conn.last_read = now;
                 if let State::Closing { .. } = conn.state {
                     continue; // draining towards EOF, within the budget
@@ -158,7 +164,11 @@ fn read_and_process<S: Socket>(
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Verdict::Open,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // EINTR, or a TLS read that took records but has no plaintext yet: input was
+            // consumed, so it counts against the turn like a read.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                budget.bytes = budget.bytes.saturating_sub(NO_PLAINTEXT_CHARGE);
+            }
             Err(_) => return Verdict::Close,
         }
     }

@@ -46,6 +46,10 @@ use crate::server::records::{self, Records};
 /// Larger writes (an HTTP answer) are taken in pieces by the outbox's partial writes.
 const TLS_BUFFER_LIMIT: usize = 18 * 1024;
 
+/// Records in a row without plaintext a session may send before it is closed as a
+/// flood: OpenSSL's bound (`MAX_EMPTY_RECORDS`). Each is a decryption for nothing.
+const MAX_EMPTY_RECORDS: u32 = 32;
+
 /// Ciphertext taken from TCP at once while rustls runs the records: one record of the
 /// largest size rustls reads. More is read only once `unfed` holds no whole record, so
 /// `unfed` stays below two such records.
@@ -110,11 +114,15 @@ struct Session {
     /// Ciphertext the socket did not take; `pending_from` is where the rest starts.
     pending: Vec<u8>,
     pending_from: usize,
-    /// Bytes received and not yet opened; `plain` is the opened record's unread
-    /// plaintext inside it, `record_end` where that record ends.
+    /// Bytes received; `plain` is the opened record's unread plaintext inside it, and
+    /// `record_end` where the opened records end (what follows is not opened yet).
+    /// Opened records are dropped from the front only before the next TCP read, so a
+    /// buffer of many small records costs one move, not one per record.
     rx: Vec<u8>,
     plain: Range<usize>,
     record_end: usize,
+    /// Records opened in a row that carried no plaintext (see [`MAX_EMPTY_RECORDS`]).
+    empty_run: u32,
     /// The peer sent `close_notify`: reads return EOF.
     peer_closed: bool,
 }
@@ -204,6 +212,7 @@ impl TlsStream {
                     record_end: plain.end,
                     plain,
                     rx,
+                    empty_run: 0,
                     peer_closed,
                 });
                 Ok(())
@@ -409,25 +418,35 @@ impl Session {
             if self.peer_closed {
                 return Ok(0);
             }
-            if self.record_end > 0 {
-                self.rx.drain(..self.record_end);
-                self.record_end = 0;
-            }
             let opened = self
                 .records
-                .open(&mut self.rx)
+                .open(&mut self.rx[self.record_end..])
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if let Some(opened) = opened {
-                self.record_end = opened.consumed;
+                let at = self.record_end;
+                self.record_end = at + opened.consumed;
+                let plain = at + opened.plain.start..at + opened.plain.end;
                 if opened.content_type == records::ALERT {
-                    records::alert(&self.rx[opened.plain])
+                    records::alert(&self.rx[plain])
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     self.peer_closed = true;
                     return Ok(0);
                 }
-                self.plain = opened.plain;
+                // Empty records are allowed, but each costs a decryption and yields
+                // nothing: a run of them is a flood (OpenSSL's rule and bound).
+                self.empty_run = if plain.is_empty() { self.empty_run + 1 } else { 0 };
+                if self.empty_run > MAX_EMPTY_RECORDS {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "too many empty records",
+                    ));
+                }
+                self.plain = plain;
                 continue;
             }
+            // The opened records go, in one move, before more ciphertext comes in.
+            self.rx.drain(..self.record_end);
+            self.record_end = 0;
             // Need more bytes: the caller's buffer (the loop's read buffer) takes them
             // first, and only what they hold is kept; drained, an idle session holds none.
             match tcp.read(buf) {
@@ -452,10 +471,15 @@ impl Session {
 }
 
 impl Read for TlsStream {
+    /// Before the hand-over, one call reads TCP at most once: records that yield no
+    /// plaintext (empty ones, a record still arriving) end the call with `Interrupted`,
+    /// which the event loop charges to the connection's turn budget and calls again
+    /// within it. A peer streaming such records cannot keep one call going.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
+        let mut read_tcp = false;
         loop {
             let (conn, next) = match &mut self.mode {
                 Mode::Rustls { conn, next } => (conn, *next),
@@ -483,6 +507,10 @@ impl Read for TlsStream {
             }
             // Whole records read before, then new ciphertext: fed straight from the
             // caller's buffer, and only a record's beginning is copied into `unfed`.
+            if read_tcp {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            read_tcp = true;
             let fed = if self.unfed.is_empty() {
                 let room = buf.len().min(READ_MAX);
                 let n = match self.tcp.read(&mut buf[..room]) {
@@ -665,6 +693,8 @@ mod tests {
                     assert_eq!(&buf[..n], b"hello");
                     break;
                 }
+                // Interrupted: records but no plaintext yet; call again, as the loop does.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == WouldBlock => {
                     if !run_due_step(&mut server) {
                         std::thread::sleep(Duration::from_millis(1));
@@ -779,6 +809,8 @@ mod tests {
         while steps < 2 {
             match server.read(&mut buf) {
                 Ok(n) => panic!("{n} bytes of plaintext during the handshake"),
+                // Interrupted: records but no plaintext yet; call again, as the loop does.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == WouldBlock => {
                     if run_due_step(&mut server) {
                         steps += 1;
@@ -811,5 +843,75 @@ mod tests {
         assert_eq!(&buf[..n], b"FRAME-TWO", "the record that was still arriving");
         go.send(()).unwrap();
         client.join().unwrap();
+    }
+
+    /// After the hand-over, a peer's run of empty application-data records: up to
+    /// [`MAX_EMPTY_RECORDS`] of them, then data, reads as the data; one more is refused
+    /// as a flood (each is a decryption that yields nothing).
+    #[test]
+    fn a_long_run_of_empty_records_is_refused_and_a_short_one_is_read_through() {
+        for (empties, refused) in [(MAX_EMPTY_RECORDS, false), (MAX_EMPTY_RECORDS + 1, true)] {
+            let (tls, client_config, listener) = fixture();
+            let mut client_config = (*client_config).clone();
+            client_config.enable_secret_extraction = true;
+            let addr = listener.local_addr().unwrap();
+            let (go, wait) = mpsc::channel::<()>();
+            let client = std::thread::spawn(move || {
+                let name = ServerName::try_from("localhost").unwrap();
+                let conn = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+                let tcp = std::net::TcpStream::connect(addr).unwrap();
+                let mut stream = rustls::StreamOwned::new(conn, tcp);
+                stream.write_all(b"hello").unwrap();
+                stream.flush().unwrap();
+                wait.recv().unwrap();
+                let (conn, mut tcp) = stream.into_parts();
+                let version = conn.protocol_version().unwrap();
+                #[allow(deprecated)]
+                let secrets = conn.dangerous_extract_secrets().unwrap();
+                let mut records = Records::new(version, u64::MAX, secrets).unwrap();
+                let mut wire = Vec::new();
+                for _ in 0..empties {
+                    records.seal(records::APPLICATION_DATA, b"", &mut wire).unwrap();
+                }
+                records.seal(records::APPLICATION_DATA, b"x", &mut wire).unwrap();
+                tcp.write_all(&wire).unwrap();
+                wait.recv().unwrap();
+            });
+            let mut server = accept(&tls, &listener);
+            let mut buf = [0u8; 64];
+            loop {
+                match server.read(&mut buf) {
+                    Ok(n) => {
+                        assert_eq!(&buf[..n], b"hello");
+                        break;
+                    }
+                    Err(e) if e.kind() == WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                        if !run_due_step(&mut server) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    Err(e) => panic!("handshake: {e}"),
+                }
+            }
+            server.start_session();
+            go.send(()).unwrap();
+            let got = loop {
+                match server.read(&mut buf) {
+                    // Interrupted: records but no plaintext yet; call again, as the loop does.
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    other => break other,
+                }
+            };
+            match (got, refused) {
+                (Ok(n), false) => assert_eq!(&buf[..n], b"x", "{empties} empty records"),
+                (Err(e), true) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}"),
+                (other, _) => panic!("{empties} empty records: {other:?}"),
+            }
+            go.send(()).unwrap();
+            client.join().unwrap();
+        }
     }
 }
