@@ -345,7 +345,8 @@ fn handle_request<S: Socket>(
             let handshake = check_upgrade(&req, client_ip(&req, conn, &shared));
             let auth = shared.auth.clone();
             let work = move || Reply::Authorized(auth.authorize_upgrade(Some(&token)));
-            submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, Some(handshake), now);
+            let handshake = Some(Box::new(handshake));
+            submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, handshake, now);
         }
         Route::Upgrade { token } => {
             let verified = shared.auth.authorize_upgrade(token.as_deref());
@@ -383,7 +384,7 @@ fn submit<S: Socket>(
     work: Box<dyn FnOnce() -> Reply + Send>,
     keep_alive: bool,
     origin: Option<String>,
-    handshake: Option<Result<UpgradeAsk, HttpError>>,
+    handshake: Option<Box<Result<UpgradeAsk, HttpError>>>,
     now: Instant,
 ) {
     let job = Job { work, reply: ReplyTo { shard: ctx.shard, conn: key, serial: conn.serial } };
@@ -420,7 +421,7 @@ pub(crate) fn on_completion<S: Socket>(
     }
     match (reply, handshake) {
         (Reply::Authorized(verified), Some(handshake)) => {
-            finish_upgrade(conn, ctx, verified, handshake, keep_alive, origin, now);
+            finish_upgrade(conn, ctx, verified, *handshake, keep_alive, origin, now);
         }
         (Reply::Answer(response), _) => {
             let keep_alive = keep_alive && !ctx.shared.is_shutting_down();
