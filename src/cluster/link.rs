@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
+use super::target::{self, RedisTarget};
 use crate::backoff::seed as jitter_seed;
 pub use crate::backoff::{Backoff, BackoffPolicy};
 
@@ -124,7 +125,8 @@ impl std::error::Error for LinkError {
 /// A lazily connected, self-healing synchronous Redis connection. One per thread: it is
 /// `Send` but calls block, so share it by moving it, not by locking it.
 pub struct RedisLink {
-    client: redis::Client,
+    /// Resolved again on every connect: with Sentinels, a reconnect finds a new master.
+    target: RedisTarget,
     config: LinkConfig,
     conn: Option<Connection>,
     backoff: Backoff,
@@ -132,7 +134,7 @@ pub struct RedisLink {
 
 impl fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not the client: its connection info holds the password.
+        // Not the target: a URL may hold the password.
         f.debug_struct("RedisLink")
             .field("config", &self.config)
             .field("connected", &self.conn.is_some())
@@ -149,9 +151,16 @@ impl RedisLink {
     }
 
     pub fn with_config(url: &str, config: LinkConfig) -> Result<RedisLink, LinkError> {
-        let client = redis::Client::open(url).map_err(LinkError::Url)?;
+        RedisLink::to_target(RedisTarget::Url(url.to_owned()), config)
+    }
+
+    /// A link to `target`'s master: for Sentinels, resolved anew on every connect.
+    pub fn to_target(target: RedisTarget, config: LinkConfig) -> Result<RedisLink, LinkError> {
+        if let RedisTarget::Url(url) = &target {
+            redis::Client::open(url.as_str()).map_err(LinkError::Url)?;
+        }
         let backoff = Backoff::new(config.backoff, jitter_seed());
-        Ok(RedisLink { client, config, conn: None, backoff })
+        Ok(RedisLink { target, config, conn: None, backoff })
     }
 
     /// Runs `f` on the connection, connecting first if needed (unless the backoff says
@@ -214,15 +223,8 @@ impl RedisLink {
     }
 
     fn connect(&self) -> Result<Connection, LinkError> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.config.connect_timeout)
-            .map_err(LinkError::classify)?;
-        // The crate clears its handshake timeouts; every command must be bounded too.
-        let io = Some(self.config.io_timeout);
-        conn.set_read_timeout(io).map_err(LinkError::classify)?;
-        conn.set_write_timeout(io).map_err(LinkError::classify)?;
-        Ok(conn)
+        target::connect(&self.target, self.config.connect_timeout, self.config.io_timeout)
+            .map_err(LinkError::classify)
     }
 }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Keys;
 use super::lease::{Lease, LeaseState, unique_node_id};
 use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
+use super::target::{self, RedisTarget};
 use super::wire::{self, LastTick, TickData};
 use crate::metrics::Metrics;
 use crate::source::{PriceSource, SourceHealth};
@@ -92,7 +93,7 @@ impl Health {
 
 /// What both threads share.
 struct Plane {
-    url: String,
+    target: RedisTarget,
     keys: Keys,
     prefix: String,
     interval: Duration,
@@ -118,7 +119,7 @@ impl ClusterTicker {
     /// node leads. `health` is kept up to date for `/healthz`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
-        url: &str,
+        target: RedisTarget,
         prefix: &str,
         source: PriceSource,
         interval: Duration,
@@ -128,7 +129,7 @@ impl ClusterTicker {
         sets: Arc<SetRegistry>,
     ) -> std::io::Result<ClusterTicker> {
         let plane = Arc::new(Plane {
-            url: url.to_owned(),
+            target,
             keys: Keys::new(prefix),
             prefix: prefix.to_owned(),
             interval,
@@ -189,7 +190,7 @@ enum Role {
 
 /// The lead thread: contend, renew, and tick while leading.
 fn lead(plane: &Plane, node_id: String, mut source: PriceSource) {
-    let mut link = match RedisLink::with_config(&plane.url, link_config()) {
+    let mut link = match RedisLink::to_target(plane.target.clone(), link_config()) {
         Ok(link) => link,
         Err(e) => {
             crate::error!("cluster: bad Redis URL; this node will never tick", error = e);
@@ -343,14 +344,13 @@ fn note_redis_error(metrics: &Metrics, e: &LinkError, failing: &mut bool, what: 
 
 /// The follow thread: subscribe, receive, build once, hand to the event loops.
 fn follow(plane: &Plane) {
-    let client = match redis::Client::open(plane.url.as_str()) {
-        Ok(client) => client,
-        Err(e) => {
-            plane.health.set(Some(REDIS_URL_REFUSED));
-            crate::error!("cluster: bad Redis URL; this node gets no ticks", error = e);
-            return;
-        }
-    };
+    if let RedisTarget::Url(url) = &plane.target
+        && let Err(e) = redis::Client::open(url.as_str())
+    {
+        plane.health.set(Some(REDIS_URL_REFUSED));
+        crate::error!("cluster: bad Redis URL; this node gets no ticks", error = e);
+        return;
+    }
     let config = link_config();
     let mut backoff = Backoff::new(config.backoff, u64::from(std::process::id()));
     let mut last_seq: Option<u64> = None;
@@ -362,15 +362,21 @@ fn follow(plane: &Plane) {
             thread::sleep(wait.min(READ_POLL));
             continue;
         }
-        let mut conn = match connect(&client, config.connect_timeout) {
-            Ok(conn) => conn,
-            Err(e) => {
-                backoff.on_failure(Instant::now());
-                mark_down(plane, &e);
-                plane.metrics.redis_error(if e.is_timeout() { "timeout" } else { "unreachable" });
-                continue;
-            }
-        };
+        // With Sentinels, every (re)connect asks them for the current master.
+        let mut conn =
+            match target::connect(&plane.target, config.connect_timeout, config.connect_timeout) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    backoff.on_failure(Instant::now());
+                    mark_down(plane, &e);
+                    plane.metrics.redis_error(if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "unreachable"
+                    });
+                    continue;
+                }
+            };
         // The subscription lives as long as `pubsub` (dropping it unsubscribes).
         let mut pubsub = conn.as_pubsub();
         let subscribed = pubsub
@@ -429,14 +435,6 @@ fn follow(plane: &Plane) {
             *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);
         }
     }
-}
-
-/// A connection whose every read and write is bounded (the subscribe reply included).
-fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(timeout)?;
-    conn.set_write_timeout(Some(timeout))?;
-    conn.set_read_timeout(Some(timeout))?;
-    Ok(conn)
 }
 
 /// Reports the node cut off: `/healthz` says only [`REDIS_UNREACHABLE`] (Redis's own

@@ -1,0 +1,185 @@
+//! Where a connection to the cluster's Redis goes: the one seam between a fixed URL
+//! (`--redis`) and Redis Sentinel (`--redis-sentinels`).
+//!
+//! Every connection the cluster opens (the lease, the tick subscription, the pool the
+//! workers and the revocation feed share) is made by [`connect`]. For a URL that is a
+//! plain connect. For Sentinels it is, each time:
+//! 1. ask the Sentinels in order for `SENTINEL get-master-addr-by-name NAME`; the first
+//!    that answers names the master (a Sentinel that is down costs one connect timeout);
+//! 2. connect to that address and ask `ROLE`: a master that came back as a replica, or a
+//!    Sentinel that has not heard of the failover yet, is refused with `READONLY`, so
+//!    the caller backs off and asks again instead of writing to a replica;
+//! 3. note the address in [`MasterWatch`]: the log, `/healthz` and
+//!    `ticker_redis_failovers_total` say which master this node uses and when it changed.
+//!
+//! Nothing else changes with Sentinel: a connection that breaks, times out or answers a
+//! write with `READONLY` is dropped ([`super::link`]), and the next connection resolves
+//! the master again. The lease's fence and the followers' `seq` rule are enforced by
+//! Redis and by the follow thread, whichever master serves them.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use redis::{Connection, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
+
+pub use crate::config::RedisTarget;
+
+/// Opens a connection to the target's current master, each read and write bounded by
+/// `io_timeout` (the connect, and each Sentinel question, by `connect_timeout`).
+pub fn connect(
+    target: &RedisTarget,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> RedisResult<Connection> {
+    match target {
+        RedisTarget::Url(url) => open(url, connect_timeout, io_timeout),
+        RedisTarget::Sentinels { sentinels, master } => {
+            let addr = ask_sentinels(sentinels, master, connect_timeout)?;
+            let mut conn = open(&format!("redis://{addr}/"), connect_timeout, io_timeout)?;
+            let role: Vec<Value> = redis::cmd("ROLE").query(&mut conn)?;
+            if !matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") {
+                return Err(RedisError::from((
+                    ErrorKind::Server(ServerErrorKind::ReadOnly),
+                    "the Sentinels' master is not a master (yet)",
+                )));
+            }
+            MASTER.note(&addr, SystemTime::now());
+            Ok(conn)
+        }
+    }
+}
+
+/// The master's `host:port`, from the first Sentinel that knows it.
+fn ask_sentinels(sentinels: &[String], master: &str, timeout: Duration) -> RedisResult<String> {
+    let mut last = RedisError::from((ErrorKind::EmptySentinelList, "no Sentinel configured"));
+    for sentinel in sentinels {
+        let asked = open(&format!("redis://{sentinel}/"), timeout, timeout).and_then(|mut c| {
+            redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(master)
+                .query::<Option<(String, u16)>>(&mut c)
+        });
+        match asked {
+            Ok(Some((host, port))) if host.contains(':') => return Ok(format!("[{host}]:{port}")),
+            Ok(Some((host, port))) => return Ok(format!("{host}:{port}")),
+            Ok(None) => {
+                last = RedisError::from((
+                    ErrorKind::MasterNameNotFoundBySentinel,
+                    "a Sentinel does not know the --redis-master name",
+                ));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn open(url: &str, connect_timeout: Duration, io_timeout: Duration) -> RedisResult<Connection> {
+    let conn = redis::Client::open(url)?.get_connection_with_timeout(connect_timeout)?;
+    // The crate clears its handshake timeouts; every command must be bounded too.
+    conn.set_read_timeout(Some(io_timeout))?;
+    conn.set_write_timeout(Some(io_timeout))?;
+    Ok(conn)
+}
+
+/// The master this process's connections use, and how often it changed. One per
+/// process: a node talks to one cluster, and every thread's connection reports here.
+pub static MASTER: MasterWatch = MasterWatch::new();
+
+/// The last master a connection was verified against (Sentinel mode only).
+#[derive(Debug)]
+pub struct MasterWatch {
+    state: Mutex<Option<Master>>,
+}
+
+/// One verified master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Master {
+    /// `host:port`, as the Sentinels name it.
+    pub addr: String,
+    /// When this node first connected to it.
+    pub since: SystemTime,
+    /// Changes of master seen by this node (failovers, switchovers).
+    pub failovers: u64,
+}
+
+impl MasterWatch {
+    pub const fn new() -> MasterWatch {
+        MasterWatch { state: Mutex::new(None) }
+    }
+
+    /// The current master, `None` before the first Sentinel connection.
+    pub fn current(&self) -> Option<Master> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Changes of master seen so far.
+    pub fn failovers(&self) -> u64 {
+        self.current().map_or(0, |m| m.failovers)
+    }
+
+    /// Records a verified connection to `addr`; logs the first master and every change.
+    /// Returns whether the master changed (the first one is not a change).
+    pub fn note(&self, addr: &str, now: SystemTime) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *state {
+            Some(m) if m.addr == addr => false,
+            Some(m) => {
+                crate::warn!("cluster: Redis master changed", from = m.addr, to = addr);
+                *m = Master { addr: addr.to_owned(), since: now, failovers: m.failovers + 1 };
+                true
+            }
+            None => {
+                crate::info!("cluster: Redis master", addr = addr);
+                *state = Some(Master { addr: addr.to_owned(), since: now, failovers: 0 });
+                false
+            }
+        }
+    }
+}
+
+impl Default for MasterWatch {
+    fn default() -> MasterWatch {
+        MasterWatch::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_watch_counts_changes_of_master_not_reconnects() {
+        let watch = MasterWatch::new();
+        let t0 = SystemTime::UNIX_EPOCH;
+        assert_eq!(watch.current(), None);
+        assert!(!watch.note("10.0.0.1:6379", t0));
+        assert!(!watch.note("10.0.0.1:6379", t0 + 5 * MS));
+        assert_eq!(watch.failovers(), 0);
+        assert!(watch.note("10.0.0.2:6379", t0 + 9 * MS));
+        let m = watch.current().unwrap();
+        assert_eq!((m.addr.as_str(), m.since, m.failovers), ("10.0.0.2:6379", t0 + 9 * MS, 1));
+    }
+
+    #[test]
+    fn no_sentinel_answering_is_an_io_error_and_the_caller_backs_off() {
+        let target = RedisTarget::Sentinels {
+            sentinels: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            master: "mymaster".into(),
+        };
+        let err = connect(&target, 200 * MS, 200 * MS).err().expect("nothing listens there");
+        assert!(err.is_io_error() || err.is_connection_refusal(), "{err}");
+    }
+
+    #[test]
+    fn a_sentinel_that_does_not_know_the_name_says_so() {
+        // A plain Redis answers SENTINEL with an error, not a master: the caller must
+        // not take that for an address.
+        let Some(server) = super::super::test_redis::TestRedis::start() else { return };
+        let addr = server.url().trim_start_matches("redis://").trim_end_matches('/').to_owned();
+        let target = RedisTarget::Sentinels { sentinels: vec![addr], master: "m".into() };
+        assert!(connect(&target, 500 * MS, 500 * MS).is_err());
+    }
+}
