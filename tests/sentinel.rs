@@ -143,60 +143,92 @@ fn read_tick(ws: &mut Ws) -> (u64, u64) {
     }
 }
 
+fn unix_micros() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.expect("a clock after 1970").as_micros() as u64
+}
+
 /// The master this node's `/healthz` names.
 fn healthz_master(node: &TestServer) -> Option<String> {
     node.get("/healthz").json()["redis_master"]["addr"].as_str().map(str::to_owned)
 }
 
+/// A master, its replica, three Sentinels watching them, and two nodes that found the
+/// master through the Sentinels. Fields drop in order: the nodes stop first.
+struct Setup {
+    nodes: Vec<TestServer>,
+    master: RedisServer,
+    replica: RedisServer,
+    sentinels: Vec<Sentinel>,
+}
+
+impl Setup {
+    /// `None` (after saying SKIPPED) without `redis-server` or `redis-sentinel`.
+    fn start() -> Option<Setup> {
+        let Some(sentinel_bin) = find_binary("redis-sentinel") else {
+            missing_tool(
+                "TICKER_REQUIRE_SENTINEL",
+                "redis-sentinel is not installed (apt-get install redis-sentinel)",
+            );
+            return None;
+        };
+        let master = RedisServer::start()?;
+        let replica = RedisServer::start_replica_of(master.port()).expect("redis-server is there");
+        let sentinels: Vec<Sentinel> =
+            (0..3).map(|_| Sentinel::start(&sentinel_bin, master.port())).collect();
+        // A failover needs the Sentinels to know each other and the replica.
+        let took = wait_until("the Sentinels know each other and the replica", || {
+            sentinels
+                .iter()
+                .all(|s| s.list("sentinels").len() == 2 && s.list("replicas").len() == 1)
+        });
+        eprintln!("sentinel: the Sentinels found each other and the replica in {took:?}");
+
+        let list = sentinels.iter().map(Sentinel::addr).collect::<Vec<_>>().join(",");
+        let opts = Opts::default().arg("--redis-sentinels", &list);
+        let nodes: Vec<TestServer> = (0..2).map(|_| TestServer::start_with(opts.clone())).collect();
+        let first = format!("127.0.0.1:{}", master.port());
+        for n in &nodes {
+            wait_until("/healthz names the master", || healthz_master(n) == Some(first.clone()));
+            n.wait_for_log("cluster: Redis master");
+        }
+        Some(Setup { nodes, master, replica, sentinels })
+    }
+}
+
+/// Waits until the replica has every write the master took so far: a write of our own
+/// after them, then `WAIT` (the replication stream is in order). The replica's first
+/// sync may still be under way (diskless, 5 s delay).
+fn wait_replicated(master: &RedisServer) {
+    let mut probe = master.conn();
+    let _: () = redis::cmd("SET").arg("sentinel-test:probe").arg(1).query(&mut probe).unwrap();
+    wait_until("the replica acknowledges the writes", || {
+        redis::cmd("WAIT").arg(1).arg(1000).query::<i64>(&mut probe).unwrap() == 1
+    });
+}
+
+/// Reads ticks until one with seq at least `seq`; returns its (seq, ts_us).
+fn tick_from(ws: &mut Ws, seq: u64) -> (u64, u64) {
+    loop {
+        let tick = read_tick(ws);
+        if tick.0 >= seq {
+            return tick;
+        }
+    }
+}
+
 #[test]
 fn nodes_follow_a_sentinel_failover_and_keep_seq_tokens_and_logins() {
-    let Some(sentinel_bin) = find_binary("redis-sentinel") else {
-        missing_tool(
-            "TICKER_REQUIRE_SENTINEL",
-            "redis-sentinel is not installed (apt-get install redis-sentinel)",
-        );
-        return;
-    };
-    let Some(mut master) = RedisServer::start() else { return };
-    let replica = RedisServer::start_replica_of(master.port()).expect("redis-server is there");
-    let sentinels: Vec<Sentinel> =
-        (0..3).map(|_| Sentinel::start(&sentinel_bin, master.port())).collect();
-    // A failover needs the Sentinels to know each other and the replica.
-    let took = wait_until("the Sentinels know each other and the replica", || {
-        sentinels.iter().all(|s| s.list("sentinels").len() == 2 && s.list("replicas").len() == 1)
-    });
-    eprintln!("sentinel: the Sentinels found each other and the replica in {took:?}");
-
-    let list = sentinels.iter().map(Sentinel::addr).collect::<Vec<_>>().join(",");
-    let opts = Opts::default().arg("--redis-sentinels", &list);
-    let nodes: Vec<TestServer> = (0..2).map(|_| TestServer::start_with(opts.clone())).collect();
-    let first = format!("127.0.0.1:{}", master.port());
-    for n in &nodes {
-        wait_until("/healthz names the master", || healthz_master(n) == Some(first.clone()));
-        n.wait_for_log("cluster: Redis master");
-    }
+    let Some(setup) = Setup::start() else { return };
+    let Setup { nodes, mut master, replica, sentinels } = setup;
 
     // A token from before, replicated before the master dies: a write after it on our
     // own connection, and WAIT until the replica acknowledged that (the stream is in
     // order). The replica's first sync may still be under way (diskless, 5 s delay).
     let token = nodes[0].token();
-    let mut probe = master.conn();
-    let _: () = redis::cmd("SET").arg("sentinel-test:probe").arg(1).query(&mut probe).unwrap();
-    wait_until("the replica acknowledges the token", || {
-        redis::cmd("WAIT").arg(1).arg(1000).query::<i64>(&mut probe).unwrap() == 1
-    });
+    wait_replicated(&master);
     let mut sessions: Vec<Ws> = nodes.iter().map(|n| n.ws(&token)).collect();
-    let mut last: Vec<(u64, u64)> = sessions
-        .iter_mut()
-        .map(|ws| {
-            loop {
-                let tick = read_tick(ws);
-                if tick.0 >= 20 {
-                    break tick;
-                }
-            }
-        })
-        .collect();
+    let mut last: Vec<(u64, u64)> = sessions.iter_mut().map(|ws| tick_from(ws, 20)).collect();
     let seq_before = last.iter().map(|t| t.0).max().unwrap_or_default();
 
     let killed_at = Instant::now();
@@ -269,4 +301,65 @@ fn nodes_follow_a_sentinel_failover_and_keep_seq_tokens_and_logins() {
     }
     let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut master.conn()).unwrap();
     assert_eq!(role.first(), Some(&redis::Value::BulkString(b"slave".to_vec())));
+}
+
+#[test]
+fn a_switchover_demotes_a_live_master_and_no_node_stays_on_it() {
+    let Some(setup) = Setup::start() else { return };
+    let Setup { nodes, master, replica, sentinels } = setup;
+    let token = nodes[0].token();
+    let mut sessions: Vec<Ws> = nodes.iter().map(|n| n.ws(&token)).collect();
+    let mut last: Vec<(u64, u64)> = sessions.iter_mut().map(|ws| tick_from(ws, 20)).collect();
+    wait_replicated(&master);
+
+    // The old master keeps running and becomes a replica: a node still writing to it
+    // gets READONLY and must look for the new one.
+    let asked_at = Instant::now();
+    let mut sentinel = sentinels[0].conn().expect("a Sentinel answers");
+    let _: () = redis::cmd("SENTINEL").arg("FAILOVER").arg(MASTER).query(&mut sentinel).unwrap();
+    let second = format!("127.0.0.1:{}", replica.port());
+    for (i, n) in nodes.iter().enumerate() {
+        let took = wait_until("/healthz names the new master", || {
+            healthz_master(n) == Some(second.clone())
+        });
+        eprintln!("sentinel: switchover: node {i} on the new master {:?} after asking", took);
+        n.wait_for_log("cluster: Redis master changed");
+    }
+    let role = |server: &RedisServer| -> Vec<u8> {
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut server.conn()).unwrap();
+        match role.first() {
+            Some(redis::Value::BulkString(r)) => r.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    wait_until("the old master is a replica", || role(&master) == b"slave");
+    // Ticks go on on both nodes, seq always growing: made after the old master became a
+    // replica, they were published on the new one (a replica refuses the publish script).
+    let demoted_us = unix_micros();
+    for (i, (ws, last)) in sessions.iter_mut().zip(last.iter_mut()).enumerate() {
+        while last.1 <= demoted_us {
+            let tick = read_tick(ws);
+            assert!(tick.0 > last.0, "node {i}: seq {} after {}", tick.0, last.0);
+            *last = tick;
+        }
+        let target = last.0 + 50;
+        while last.0 < target {
+            let tick = read_tick(ws);
+            assert!(tick.0 > last.0, "node {i}: seq {} after {}", tick.0, last.0);
+            *last = tick;
+        }
+        eprintln!(
+            "sentinel: switchover: node {i} at seq {} {:?} after asking",
+            last.0,
+            asked_at.elapsed()
+        );
+    }
+    for n in &nodes {
+        let r = n.post("/auth/token", &key_body(&n.demo_key));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(n.metric("ticker_redis_failovers_total"), 1.0);
+        assert_eq!(n.get("/healthz").status, 200);
+    }
+    let mut ws = nodes[1].ws(&token);
+    assert_eq!(next_of_type(&mut ws, "welcome")["user_id"], "user:demo");
 }

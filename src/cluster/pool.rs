@@ -56,11 +56,12 @@ impl LinkPool {
         self.links.len()
     }
 
-    /// Runs `f` on an idle link's connection (see [`RedisLink::with_conn`]), waiting
+    /// Runs `f` on an idle link's connection (see [`RedisLink::with_conn`]: `f` runs
+    /// a second time on a fresh connection when the link's kept one had died), waiting
     /// for one only when every link is busy.
     pub fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, LinkError> {
         self.take().with_conn(f)
     }
