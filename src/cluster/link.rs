@@ -142,6 +142,8 @@ pub struct RedisLink {
     target: RedisTarget,
     config: LinkConfig,
     conn: Option<Connection>,
+    /// [`target::MASTER`]'s generation when `conn` was made (Sentinels only).
+    generation: u64,
     backoff: Backoff,
 }
 
@@ -173,7 +175,7 @@ impl RedisLink {
             redis::Client::open(url.as_str()).map_err(LinkError::Url)?;
         }
         let backoff = Backoff::new(config.backoff, jitter_seed());
-        Ok(RedisLink { target, config, conn: None, backoff })
+        Ok(RedisLink { target, config, conn: None, generation: 0, backoff })
     }
 
     /// Runs `f` on the connection, connecting first if needed (unless the backoff says
@@ -205,6 +207,12 @@ impl RedisLink {
         f: &mut impl FnMut(&mut Connection) -> RedisResult<T>,
         obey_backoff: bool,
     ) -> Result<T, LinkError> {
+        // The Sentinels named another master since this connection was made.
+        if self.generation != target::MASTER.generation()
+            && matches!(self.target, RedisTarget::Sentinels { .. })
+        {
+            self.conn = None;
+        }
         // Taken out while in use: if `f` panics, a connection in an unknown state is dropped.
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
@@ -259,7 +267,8 @@ impl RedisLink {
         &self.config
     }
 
-    fn connect(&self) -> Result<Connection, LinkError> {
+    fn connect(&mut self) -> Result<Connection, LinkError> {
+        self.generation = target::MASTER.generation();
         target::connect(&self.target, self.config.connect_timeout, self.config.io_timeout)
             .map_err(LinkError::classify)
     }

@@ -9,14 +9,20 @@
 //! 2. connect to that address and ask `ROLE`: a master that came back as a replica, or a
 //!    Sentinel that has not heard of the failover yet, is refused with `READONLY`, so
 //!    the caller backs off and asks again instead of writing to a replica;
-//! 3. note the address in [`MasterWatch`]: the log, `/healthz` and
+//! 3. note the address in [`MASTER`]: the log, `/healthz` and
 //!    `ticker_redis_failovers_total` say which master this node uses and when it changed.
+//!
+//! A switchover leaves the old master running and taking writes until Sentinel turns
+//! it into a replica, seconds later. So one thread per node asks the Sentinels every
+//! second ([`check_master`]); when they name another master, every link drops its
+//! connection before its next call ([`MasterWatch::generation`]).
 //!
 //! Nothing else changes with Sentinel: a connection that breaks, times out or answers a
 //! write with `READONLY` is dropped ([`super::link`]), and the next connection resolves
 //! the master again. The lease's fence and the followers' `seq` rule are enforced by
 //! Redis and by the follow thread, whichever master serves them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -34,44 +40,94 @@ pub fn connect(
     match target {
         RedisTarget::Url(url) => open(url, connect_timeout, io_timeout),
         RedisTarget::Sentinels { sentinels, master } => {
-            let addr = ask_sentinels(sentinels, master, connect_timeout)?;
-            let mut conn = open(&format!("redis://{addr}/"), connect_timeout, io_timeout)?;
-            let role: Vec<Value> = redis::cmd("ROLE").query(&mut conn)?;
-            if !matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") {
-                return Err(RedisError::from((
-                    ErrorKind::Server(ServerErrorKind::ReadOnly),
-                    "the Sentinels' master is not a master (yet)",
-                )));
-            }
+            let (conn, addr) = find_master(sentinels, master, connect_timeout, io_timeout)?;
             MASTER.note(&addr, SystemTime::now());
             Ok(conn)
         }
     }
 }
 
-/// The master's `host:port`, from the first Sentinel that knows it.
-fn ask_sentinels(sentinels: &[String], master: &str, timeout: Duration) -> RedisResult<String> {
+/// Asks the Sentinels whether the master moved away from the one this process's
+/// connections use (a switchover leaves the old master running, and taking writes, for
+/// seconds). If it did, records the new one and moves [`MasterWatch::generation`] on, so
+/// every link drops its connection before its next call. Returns whether it moved.
+pub fn check_master(target: &RedisTarget, timeout: Duration) -> bool {
+    let RedisTarget::Sentinels { sentinels, master } = target else { return false };
+    let Some(current) = MASTER.current() else { return false };
+    match find_master(sentinels, master, timeout, timeout) {
+        Ok((_, addr)) if addr != current.addr => {
+            // Generation first: once `/healthz` names the new master, no link will use
+            // a connection to the old one again.
+            MASTER.generation.fetch_add(1, Ordering::Relaxed);
+            MASTER.note(&addr, SystemTime::now());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A connection to the master, and its `host:port`: the first address a Sentinel names
+/// that says `ROLE` master. A Sentinel that is down or names a non-master (it has not
+/// heard of the failover yet) is passed over for the next one.
+fn find_master(
+    sentinels: &[String],
+    master: &str,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> RedisResult<(Connection, String)> {
     let mut last = RedisError::from((ErrorKind::EmptySentinelList, "no Sentinel configured"));
+    let mut tried: Vec<String> = Vec::new();
     for sentinel in sentinels {
-        let asked = open(&format!("redis://{sentinel}/"), timeout, timeout).and_then(|mut c| {
-            redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(master)
-                .query::<Option<(String, u16)>>(&mut c)
-        });
-        match asked {
-            Ok(Some((host, port))) if host.contains(':') => return Ok(format!("[{host}]:{port}")),
-            Ok(Some((host, port))) => return Ok(format!("{host}:{port}")),
-            Ok(None) => {
-                last = RedisError::from((
-                    ErrorKind::MasterNameNotFoundBySentinel,
-                    "a Sentinel does not know the --redis-master name",
-                ));
+        let addr = match ask_sentinel(sentinel, master, connect_timeout) {
+            Ok(addr) => addr,
+            Err(e) => {
+                last = e;
+                continue;
             }
+        };
+        if tried.contains(&addr) {
+            continue;
+        }
+        match open_master(&addr, connect_timeout, io_timeout) {
+            Ok(conn) => return Ok((conn, addr)),
             Err(e) => last = e,
         }
+        tried.push(addr);
     }
     Err(last)
+}
+
+/// The master's `host:port` as one Sentinel names it.
+fn ask_sentinel(sentinel: &str, master: &str, timeout: Duration) -> RedisResult<String> {
+    let mut conn = open(&format!("redis://{sentinel}/"), timeout, timeout)?;
+    let named: Option<(String, u16)> =
+        redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query(&mut conn)?;
+    match named {
+        Some((host, port)) if host.contains(':') => Ok(format!("[{host}]:{port}")),
+        Some((host, port)) => Ok(format!("{host}:{port}")),
+        None => Err(RedisError::from((
+            ErrorKind::MasterNameNotFoundBySentinel,
+            "a Sentinel does not know the --redis-master name",
+        ))),
+    }
+}
+
+/// A connection to `addr` if it says it is a master; `READONLY` if not (a master that
+/// came back as a replica, or a replica not promoted yet).
+fn open_master(
+    addr: &str,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+) -> RedisResult<Connection> {
+    let mut conn = open(&format!("redis://{addr}/"), connect_timeout, io_timeout)?;
+    let role: Vec<Value> = redis::cmd("ROLE").query(&mut conn)?;
+    if !matches!(role.first(), Some(Value::BulkString(r)) if r == b"master") {
+        return Err(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "the Sentinels' master is not a master (yet)",
+        )));
+    }
+    Ok(conn)
 }
 
 fn open(url: &str, connect_timeout: Duration, io_timeout: Duration) -> RedisResult<Connection> {
@@ -90,6 +146,9 @@ pub static MASTER: MasterWatch = MasterWatch::new();
 #[derive(Debug)]
 pub struct MasterWatch {
     state: Mutex<Option<Master>>,
+    /// Moved on by [`check_master`] when the Sentinels name a new master: a connection
+    /// made under an older generation is dropped before its next use.
+    generation: AtomicU64,
 }
 
 /// One verified master.
@@ -105,7 +164,14 @@ pub struct Master {
 
 impl MasterWatch {
     pub const fn new() -> MasterWatch {
-        MasterWatch { state: Mutex::new(None) }
+        MasterWatch { state: Mutex::new(None), generation: AtomicU64::new(0) }
+    }
+
+    /// Moved on by [`check_master`] when the Sentinels name a new master: a connection
+    /// made under an older generation is dropped before its next use. Take it before
+    /// connecting.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// The current master, `None` before the first Sentinel connection.

@@ -1,7 +1,8 @@
 //! The cluster's tick plane: one leader ticks for every node, every node fans out.
 //!
-//! Two threads per node, each with its own Redis connection; the event loops never
-//! touch Redis:
+//! Two threads per node, each with its own Redis connection (a third behind Redis
+//! Sentinel, **sentinel**, asks the Sentinels every second whether the master moved:
+//! [`target::check_master`]); the event loops never touch Redis:
 //! - **lead** contends for the [`Lease`] every [`CONTEND_EVERY`], renews it every
 //!   [`RENEW_EVERY`] while it holds it, and while it leads advances the prices on
 //!   absolute deadlines and publishes each tick as data ([`TickData`]) through the
@@ -43,6 +44,8 @@ const RENEW_EVERY: Duration = Duration::from_millis(500);
 const CONTEND_EVERY: Duration = Duration::from_millis(250);
 /// How long a blocked read on the tick channel waits before checking for shutdown.
 const READ_POLL: Duration = Duration::from_millis(250);
+/// How often a node behind Sentinels asks them whether the master moved.
+const CHECK_MASTER_EVERY: Duration = Duration::from_secs(1);
 /// Reconnects back off to at most this, so ticks resume within a few seconds of Redis
 /// coming back.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -144,6 +147,15 @@ impl ClusterTicker {
         plane.health.set(Some(JOINING));
         let node_id = unique_node_id(&hostname());
         crate::info!("cluster node", node_id = node_id);
+        let mut threads = Vec::new();
+        if matches!(plane.target, RedisTarget::Sentinels { .. }) {
+            let plane = plane.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name("cluster-sentinel".into())
+                    .spawn(move || watch_master(&plane))?,
+            );
+        }
         let follow = {
             let plane = plane.clone();
             thread::Builder::new().name("cluster-follow".into()).spawn(move || follow(&plane))?
@@ -154,7 +166,8 @@ impl ClusterTicker {
                 .name("cluster-lead".into())
                 .spawn(move || lead(&plane, node_id, source))?
         };
-        Ok(ClusterTicker { plane, threads: vec![follow, lead] })
+        threads.extend([follow, lead]);
+        Ok(ClusterTicker { plane, threads })
     }
 
     /// Stops both threads (a leader gives its lease up so another node need not wait
@@ -342,6 +355,21 @@ fn note_redis_error(metrics: &Metrics, e: &LinkError, failing: &mut bool, what: 
     }
 }
 
+/// The Sentinel thread (`--redis-sentinels` only): asks the Sentinels every
+/// [`CHECK_MASTER_EVERY`] whether the master moved, so a switchover is followed within
+/// about that, not when Sentinel gets round to demoting the old master.
+fn watch_master(plane: &Plane) {
+    let timeout = link_config().connect_timeout;
+    let mut next = Instant::now() + CHECK_MASTER_EVERY;
+    while !plane.stop.load(Ordering::Relaxed) {
+        thread::sleep(next.saturating_duration_since(Instant::now()).min(READ_POLL));
+        if Instant::now() >= next {
+            target::check_master(&plane.target, timeout);
+            next = Instant::now() + CHECK_MASTER_EVERY;
+        }
+    }
+}
+
 /// The follow thread: subscribe, receive, build once, hand to the event loops.
 fn follow(plane: &Plane) {
     if let RedisTarget::Url(url) = &plane.target
@@ -363,6 +391,7 @@ fn follow(plane: &Plane) {
             continue;
         }
         // With Sentinels, every (re)connect asks them for the current master.
+        let generation = target::MASTER.generation();
         let mut conn =
             match target::connect(&plane.target, config.connect_timeout, config.connect_timeout) {
                 Ok(conn) => conn,
@@ -392,7 +421,8 @@ fn follow(plane: &Plane) {
         if plane.health.set(None) {
             crate::info!("cluster: receiving ticks");
         }
-        while !plane.stop.load(Ordering::Relaxed) {
+        // Leaves the subscription to resubscribe on the master the Sentinels name now.
+        while !plane.stop.load(Ordering::Relaxed) && generation == target::MASTER.generation() {
             let msg = match pubsub.get_message() {
                 Ok(msg) => msg,
                 Err(e) if e.is_timeout() => continue,
