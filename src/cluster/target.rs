@@ -4,11 +4,13 @@
 //! Every connection the cluster opens (the lease, the tick subscription, the pool the
 //! workers and the revocation feed share) is made by [`connect`]. For a URL that is a
 //! plain connect. For Sentinels it is, each time:
-//! 1. ask the Sentinels in order for `SENTINEL get-master-addr-by-name NAME`; the first
-//!    that answers names the master (a Sentinel that is down costs one connect timeout);
-//! 2. connect to that address and ask `ROLE`: a master that came back as a replica, or a
-//!    Sentinel that has not heard of the failover yet, is refused with `READONLY`, so
-//!    the caller backs off and asks again instead of writing to a replica;
+//! 1. ask the Sentinels in order for `SENTINEL get-master-addr-by-name NAME` (a Sentinel
+//!    that is down costs one connect timeout);
+//! 2. connect to the address named and ask `ROLE`: one that is not a master (a master
+//!    that came back as a replica, named by a Sentinel that has not heard of the
+//!    failover yet) is passed over for the next Sentinel's answer; when none is a
+//!    master the result is `READONLY`, so the caller backs off and asks again instead of
+//!    writing to a replica;
 //! 3. note the address in [`MASTER`]: the log, `/healthz` and
 //!    `ticker_redis_failovers_total` say which master this node uses and when it changed.
 //!
