@@ -294,6 +294,17 @@ fn nodes_follow_a_sentinel_failover_and_keep_seq_tokens_and_logins() {
     }
     let r = nodes[0].post("/auth/token", &key_body(&nodes[0].demo_key));
     assert_eq!(r.status, 200, "a login writes to the new master: {}", r.text());
+    // `keys` finds the new master through the Sentinels too; the nodes see its key.
+    let list = sentinels.iter().map(Sentinel::addr).collect::<Vec<_>>().join(",");
+    let out = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
+        .args(["keys", "create", "--user", "bob", "--redis-sentinels", &list])
+        .env_remove("TICKER_REDIS")
+        .env_remove("TICKER_DB")
+        .output()
+        .expect("run the CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bob = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(nodes[1].post("/auth/token", &key_body(&bob)).status, 200);
     for (n, before) in nodes.iter().zip(failovers) {
         assert_eq!(healthz_master(n), Some(second.clone()), "the old master did not capture it");
         assert_eq!(n.metric("ticker_redis_failovers_total"), before);
