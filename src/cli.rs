@@ -123,7 +123,7 @@ OPTIONS (the server's: same variables and defaults):
 
 /// The server's options that the `keys` subcommand shares (same flags, variables and
 /// defaults, from the one option table).
-const SHARED_OPTIONS: &[&str] = &["db", "redis"];
+const SHARED_OPTIONS: &[&str] = &["db", "redis", "redis-sentinels", "redis-master"];
 
 /// Bounds for the CLI's Redis calls: longer than a server's, since a person waits, not
 /// a request.
@@ -208,26 +208,27 @@ pub fn run_keys_with(
 ) -> Result<(), CliError> {
     let (config, args) =
         config::parse_subset(args, env, SHARED_OPTIONS).map_err(CliError::Config)?;
+    config::check_redis(&config).map_err(CliError::Config)?;
     let command = parse_command(&args)?;
-    let db = config.db_path;
+    let (db, target) = (config.db_path.clone(), config.redis_target());
     if command == KeysCommand::Help {
         write!(out, "{}", keys_usage())?;
         return Ok(());
     }
     if command == KeysCommand::Import {
-        let url = config
-            .redis
-            .ok_or_else(|| CliError::Usage("import needs --redis URL (the cluster)".into()))?;
+        let target = target.ok_or_else(|| {
+            CliError::Usage("import needs --redis URL or --redis-sentinels (the cluster)".into())
+        })?;
         #[cfg(feature = "cluster")]
-        return import(&db, &redis_store(&url)?, out);
+        return import(&db, &redis_store(&target)?, out);
         #[cfg(not(feature = "cluster"))]
-        return Err(no_cluster(&url));
+        return Err(no_cluster(&target));
     }
-    let store = match config.redis {
+    let store = match target {
         #[cfg(feature = "cluster")]
-        Some(url) => Store::Redis(Box::new(redis_store(&url)?)),
+        Some(target) => Store::Redis(Box::new(redis_store(&target)?)),
         #[cfg(not(feature = "cluster"))]
-        Some(url) => return Err(no_cluster(&url)),
+        Some(target) => return Err(no_cluster(&target)),
         None => Store::Sqlite(open_sqlite(&db, &command)?),
     };
     match command {
@@ -346,13 +347,17 @@ fn open_existing(db: &Path, access: Access) -> Result<rusqlite::Connection, CliE
 }
 
 #[cfg(not(feature = "cluster"))]
-fn no_cluster(_url: &str) -> CliError {
-    CliError::Usage(format!("--redis: {}", config::not_built_in("cluster")))
+fn no_cluster(target: &config::RedisTarget) -> CliError {
+    let flag = match target {
+        config::RedisTarget::Url(_) => "--redis",
+        config::RedisTarget::Sentinels { .. } => "--redis-sentinels",
+    };
+    CliError::Usage(format!("{flag}: {}", config::not_built_in("cluster")))
 }
 
 #[cfg(feature = "cluster")]
-fn redis_store(url: &str) -> Result<RedisKeyStore, CliError> {
-    let pool = LinkPool::with_config(url, 1, cli_link()).map_err(CliError::Redis)?;
+fn redis_store(target: &config::RedisTarget) -> Result<RedisKeyStore, CliError> {
+    let pool = LinkPool::to_target(target, 1, cli_link()).map_err(CliError::Redis)?;
     Ok(RedisKeyStore::new(Arc::new(pool), DEFAULT_PREFIX))
 }
 

@@ -94,7 +94,12 @@ pub struct Config {
     pub log_level: Level,
     pub log_format: Format,
     /// Cluster mode: the Redis every node shares (`None`: one node, SQLite + memory).
+    /// Its URL; [`Config::redis_target`] is where the cluster looks it up.
     pub redis: Option<String>,
+    /// Cluster mode through Redis Sentinel: the Sentinels' `host:port`s (empty: none).
+    pub redis_sentinels: Vec<String>,
+    /// The master name the Sentinels monitor.
+    pub redis_master: String,
     /// TLS: the PEM certificate chain (leaf first) and private key; both or neither.
     /// With them the port speaks only TLS; SIGHUP reads both files again.
     pub tls_cert: Option<PathBuf>,
@@ -175,6 +180,8 @@ impl Default for Config {
             log_format: Format::Text,
             token_key: None,
             redis: None,
+            redis_sentinels: Vec::new(),
+            redis_master: DEFAULT_MASTER.to_owned(),
             tls_cert: None,
             tls_key: None,
             tls_threads: 1,
@@ -707,6 +714,39 @@ pub const OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        flag: "redis-sentinels",
+        env: "TICKER_REDIS_SENTINELS",
+        group: Group::Cluster,
+        default: NO_SENTINELS,
+        help: "cluster mode through Redis Sentinel, instead of --redis: HOST:PORT,... of the \
+               Sentinels; every connection asks them for the current master, so the \
+               cluster follows a failover",
+        apply: |c, v| {
+            c.redis_sentinels = match v {
+                NO_SENTINELS | "" => Vec::new(),
+                list => parse_sentinels(list)?,
+            };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        flag: "redis-master",
+        env: "TICKER_REDIS_MASTER",
+        group: Group::Cluster,
+        default: DEFAULT_MASTER,
+        help: "with --redis-sentinels: the name of the master they monitor",
+        apply: |c, v| {
+            if v.is_empty() || v.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+                return Err(ValueError::Expected {
+                    what: "a master name (no spaces)".into(),
+                    got: v.to_owned(),
+                });
+            }
+            c.redis_master = v.to_owned();
+            Ok(())
+        },
+    },
+    OptionSpec {
         flag: "tls-cert",
         env: "TICKER_TLS_CERT",
         group: Group::Tls,
@@ -849,6 +889,73 @@ pub const ENV_ONLY: &[OptionSpec] = &[OptionSpec {
 /// Marker default of `--redis`: no cluster.
 const NO_REDIS: &str = "none (one node)";
 
+/// Marker default of `--redis-sentinels`: no Sentinels.
+const NO_SENTINELS: &str = "none";
+
+/// Default of `--redis-master`: the name Redis's own sentinel.conf uses.
+pub const DEFAULT_MASTER: &str = "mymaster";
+
+/// Where a cluster node finds its Redis: a fixed URL, or the master a set of Sentinels
+/// names at the moment of each connection (the cluster resolves it in
+/// `cluster::target`, so a failover is followed on the next reconnect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `--redis URL`.
+    Url(String),
+    /// `--redis-sentinels HOST:PORT,...` and `--redis-master NAME`.
+    Sentinels { sentinels: Vec<String>, master: String },
+}
+
+impl Config {
+    /// The cluster's Redis, `None` for one node. [`parse_args`] and [`check_redis`]
+    /// refuse a configuration that names both a URL and Sentinels.
+    pub fn redis_target(&self) -> Option<RedisTarget> {
+        match (&self.redis, self.redis_sentinels.is_empty()) {
+            (Some(url), _) => Some(RedisTarget::Url(url.clone())),
+            (None, false) => Some(RedisTarget::Sentinels {
+                sentinels: self.redis_sentinels.clone(),
+                master: self.redis_master.clone(),
+            }),
+            (None, true) => None,
+        }
+    }
+
+    /// Whether this node is one of a cluster's (`--redis` or `--redis-sentinels`).
+    pub fn clustered(&self) -> bool {
+        self.redis.is_some() || !self.redis_sentinels.is_empty()
+    }
+}
+
+/// `--redis` and `--redis-sentinels` are two ways to name one Redis: give one.
+pub fn check_redis(config: &Config) -> Result<(), ConfigError> {
+    if config.redis.is_some() && !config.redis_sentinels.is_empty() {
+        return Err(ConfigError(
+            "--redis and --redis-sentinels name the cluster's Redis two ways: give one".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `HOST:PORT,...`: every entry needs a host and a port (a Sentinel has no default port
+/// worth guessing: 26379 is only a convention).
+fn parse_sentinels(list: &str) -> Result<Vec<String>, ValueError> {
+    let refused = || ValueError::Expected {
+        what: "HOST:PORT,... (e.g. 10.0.0.1:26379,10.0.0.2:26379)".into(),
+        got: list.to_owned(),
+    };
+    list.split(',')
+        .map(str::trim)
+        .map(|entry| {
+            let (host, port) = entry.rsplit_once(':').ok_or_else(refused)?;
+            let host_ok = !host.is_empty() && !host.contains(['/', '@', ' ']);
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 && host_ok => Ok(entry.to_owned()),
+                _ => Err(refused()),
+            }
+        })
+        .collect()
+}
+
 /// Marker default of `--tokens-per-key`: [`derived_tokens_per_key`].
 const PER_KEY_AUTO: &str = "auto";
 
@@ -944,6 +1051,7 @@ where
             "--tls-cert and --tls-key go together: give both or neither".into(),
         ));
     }
+    check_redis(&config)?;
     check_token_bounds(&config)?;
     if config.source == SourceKind::Sim
         && (config.source_url.is_some() || config.source_ca.is_some())
@@ -961,7 +1069,7 @@ where
 /// cluster keeps its tokens in Redis, which `--token-capacity` does not bound.
 fn check_token_bounds(config: &Config) -> Result<(), ConfigError> {
     let (per_key, capacity) = (config.per_key_bound(), config.token_capacity);
-    if config.redis.is_none() && per_key > capacity / 2 {
+    if !config.clustered() && per_key > capacity / 2 {
         return Err(ConfigError(format!(
             "--tokens-per-key {per_key} is more than half of --token-capacity {capacity}: \
              one API key could fill the token table and lock every other key out (503). \
@@ -979,6 +1087,12 @@ fn check_built_in(config: &Config) -> Result<(), ConfigError> {
     let wanted = [
         ("--tls-cert/--tls-key", "tls", config.tls_cert.is_some(), cfg!(feature = "tls")),
         ("--redis", "cluster", config.redis.is_some(), cfg!(feature = "cluster")),
+        (
+            "--redis-sentinels",
+            "cluster",
+            !config.redis_sentinels.is_empty(),
+            cfg!(feature = "cluster"),
+        ),
         ("--source", "exchanges", config.source != SourceKind::Sim, cfg!(feature = "exchanges")),
     ];
     match wanted.iter().find(|(_, _, asked, built)| *asked && !*built) {
@@ -1223,6 +1337,38 @@ mod tests {
         }
         let err = parse(&["--redis", "http://:hunter2@cache"], &[]).unwrap_err();
         assert!(err.0.contains(r#""http://:***@cache""#), "{err}");
+    }
+
+    #[test]
+    #[cfg(feature = "cluster")]
+    fn sentinels_name_the_cluster_with_a_master_name_and_exclude_a_url() {
+        let c = parse(&["--redis-sentinels", "10.0.0.1:26379, [::1]:26380"], &[]).unwrap();
+        assert!(c.clustered());
+        let sentinels = vec!["10.0.0.1:26379".to_owned(), "[::1]:26380".to_owned()];
+        let master = DEFAULT_MASTER.to_owned();
+        let want = RedisTarget::Sentinels { sentinels: sentinels.clone(), master };
+        assert_eq!(c.redis_target(), Some(want));
+        let env = [("TICKER_REDIS_SENTINELS", "10.0.0.1:26379,[::1]:26380")];
+        let c = parse(&["--redis-master", "prices"], &env).unwrap();
+        let want = RedisTarget::Sentinels { sentinels, master: "prices".into() };
+        assert_eq!(c.redis_target(), Some(want));
+
+        let both = ["--redis", "redis://127.0.0.1/", "--redis-sentinels", "127.0.0.1:26379"];
+        let err = parse(&both, &[]).unwrap_err();
+        assert!(err.0.contains("--redis and --redis-sentinels"), "{err}");
+        for bad in ["127.0.0.1", "127.0.0.1:0", ":26379", "a:1,", "redis://h:1"] {
+            let err = parse(&["--redis-sentinels", bad], &[]).unwrap_err();
+            assert!(err.0.starts_with("--redis-sentinels"), "{bad}: {err}");
+        }
+        assert!(parse(&["--redis-master", ""], &env).is_err());
+        assert_eq!(parse(&[], &[]).unwrap().redis_target(), None);
+    }
+
+    #[test]
+    #[cfg(not(feature = "cluster"))]
+    fn a_build_without_the_cluster_refuses_sentinels() {
+        let err = parse(&["--redis-sentinels", "127.0.0.1:26379"], &[]).unwrap_err();
+        assert!(err.0.starts_with("--redis-sentinels"), "{err}");
     }
 
     #[test]

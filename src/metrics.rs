@@ -511,6 +511,16 @@ impl Metrics {
                 self.redis_errors[i].load(Relaxed)
             );
         }
+        #[cfg(feature = "cluster")]
+        let failovers = crate::cluster::target::MASTER.failovers();
+        #[cfg(not(feature = "cluster"))]
+        let failovers = 0;
+        counter(
+            &mut out,
+            "ticker_redis_failovers_total",
+            "Changes of Redis master this node has seen (cluster mode behind Redis Sentinel).",
+            failovers,
+        );
         self.render_source(&mut out);
         out
     }

@@ -151,6 +151,20 @@ fn a_host_name_or_a_bare_port_as_addr_exits_2_with_the_two_usual_addresses() {
 }
 
 /// The lines of `text` wider than 100 columns.
+#[test]
+fn redis_and_redis_sentinels_together_exit_2_for_the_server_and_for_keys() {
+    let dir = empty_folder();
+    let both = ["--redis", "redis://127.0.0.1:1/", "--redis-sentinels", "127.0.0.1:1"];
+    let server = [&["--addr", "127.0.0.1:0"][..], &both].concat();
+    let keys = [&["keys", "list"][..], &both].concat();
+    for args in [server, keys] {
+        let r = run_in(dir.path(), &args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.err);
+        assert!(r.err.contains("--redis and --redis-sentinels"), "{args:?}: {}", r.err);
+    }
+    assert_eq!(entries(dir.path()), Vec::<String>::new(), "nothing opened");
+}
+
 fn too_wide(text: &str) -> Vec<&str> {
     text.lines().filter(|l| l.chars().count() > 100).collect()
 }

@@ -22,13 +22,24 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Arguments beyond the defaults, kept for restarts (`--replicaof HOST PORT`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server, or returns `None` (after saying SKIPPED) if there is no
     /// `redis-server`. Panics if one is installed but does not start.
     pub fn start() -> Option<RedisServer> {
-        let Some(binary) = find_binary() else {
+        RedisServer::start_with(Vec::new())
+    }
+
+    /// A replica of the server on `master_port` (on 127.0.0.1).
+    pub fn start_replica_of(master_port: u16) -> Option<RedisServer> {
+        RedisServer::start_with(replica_args(master_port))
+    }
+
+    fn start_with(extra: Vec<String>) -> Option<RedisServer> {
+        let Some(binary) = find_binary("redis-server") else {
             missing_tool(
                 "TICKER_REQUIRE_REDIS",
                 "redis-server is not installed (apt-get install redis-server)",
@@ -36,7 +47,7 @@ impl RedisServer {
             return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut server = RedisServer { binary, child: None, port: 0, dir };
+        let mut server = RedisServer { binary, child: None, port: 0, dir, extra };
         // A port free when we look may be taken before redis binds it; redis then exits
         // and we try another.
         let mut errors = Vec::new();
@@ -100,6 +111,13 @@ impl RedisServer {
         }
     }
 
+    /// Kills the server if it runs, then starts it again on the same port, empty, as a
+    /// replica of the server on `master_port` (a failed master coming back).
+    pub fn restart_as_replica_of(&mut self, master_port: u16) {
+        self.extra = replica_args(master_port);
+        self.restart();
+    }
+
     /// Runs redis-server on `self.port` until it answers PING, or says why not.
     fn spawn(&self) -> Result<Child, String> {
         let log = self.dir.path().join("redis.log");
@@ -108,6 +126,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             // DEBUG SLEEP makes a slow Redis for the tests (from loopback only).
             .args(["--enable-debug-command", "local"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -139,27 +158,32 @@ impl Drop for RedisServer {
     }
 }
 
-fn find_binary() -> Option<PathBuf> {
+fn replica_args(master_port: u16) -> Vec<String> {
+    vec!["--replicaof".into(), "127.0.0.1".into(), master_port.to_string()]
+}
+
+/// `name` (`redis-server`, `redis-sentinel`) on the PATH or in Debian's folders.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("redis-server"))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
 }
 
-fn answers_ping(port: u16) -> bool {
+pub fn answers_ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut reply = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
 
-fn tail(log: &Path) -> String {
+pub fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(5)..].join("\n")

@@ -33,6 +33,7 @@ fn without_tls_the_certificate_flags_are_refused() {
 #[cfg(not(feature = "cluster"))]
 fn without_the_cluster_redis_is_refused() {
     refused(&["--redis", "redis://127.0.0.1:6379/"], "cluster");
+    refused(&["--redis-sentinels", "127.0.0.1:26379"], "cluster");
 }
 
 #[test]

@@ -20,6 +20,8 @@ mod migration;
 mod ops;
 #[cfg(feature = "cluster")]
 mod redis_server;
+#[cfg(feature = "cluster")]
+mod sentinel;
 mod small_build;
 // The fake exchange serves wss with the TLS tests' CA.
 #[cfg(all(feature = "exchanges", feature = "tls"))]

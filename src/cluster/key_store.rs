@@ -276,7 +276,7 @@ impl RedisKeyStore {
     /// Runs `f` on a pooled connection, with Redis errors as [`DbError`]s.
     fn call<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, DbError> {
         self.pool.with_conn(f).map_err(db_error)
     }
@@ -421,7 +421,7 @@ impl KeyStore for RedisKeyStore {
             self.append
                 .key(&self.keys.revlog)
                 .key(&self.keys.revlog_base)
-                .arg(entry)
+                .arg(&entry)
                 .arg(self.revlog_max)
                 .invoke(c)
         })?;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, ConnectionLike, ErrorKind, RedisError, RedisResult, ServerErrorKind};
 
+use super::target::{self, RedisTarget};
 use crate::backoff::seed as jitter_seed;
 pub use crate::backoff::{Backoff, BackoffPolicy};
 
@@ -96,6 +97,19 @@ impl LinkError {
     }
 }
 
+impl LinkError {
+    /// What a connection that died while idle reports on its next use: a closed socket,
+    /// or `READONLY` from a master demoted since. Redis ran nothing in the second case,
+    /// and almost never in the first.
+    fn may_be_a_stale_connection(&self) -> bool {
+        match self {
+            LinkError::Unreachable(_) => true,
+            LinkError::Protocol(err) => err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly),
+            LinkError::Url(_) | LinkError::Timeout(_) | LinkError::Backoff { .. } => false,
+        }
+    }
+}
+
 impl fmt::Display for LinkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -124,15 +138,18 @@ impl std::error::Error for LinkError {
 /// A lazily connected, self-healing synchronous Redis connection. One per thread: it is
 /// `Send` but calls block, so share it by moving it, not by locking it.
 pub struct RedisLink {
-    client: redis::Client,
+    /// Resolved again on every connect: with Sentinels, a reconnect finds a new master.
+    target: RedisTarget,
     config: LinkConfig,
     conn: Option<Connection>,
+    /// [`target::MASTER`]'s generation when `conn` was made (Sentinels only).
+    generation: u64,
     backoff: Backoff,
 }
 
 impl fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Not the client: its connection info holds the password.
+        // Not the target: a URL may hold the password.
         f.debug_struct("RedisLink")
             .field("config", &self.config)
             .field("connected", &self.conn.is_some())
@@ -149,24 +166,61 @@ impl RedisLink {
     }
 
     pub fn with_config(url: &str, config: LinkConfig) -> Result<RedisLink, LinkError> {
-        let client = redis::Client::open(url).map_err(LinkError::Url)?;
+        RedisLink::to_target(RedisTarget::Url(url.to_owned()), config)
+    }
+
+    /// A link to `target`'s master: for Sentinels, resolved anew on every connect.
+    pub fn to_target(target: RedisTarget, config: LinkConfig) -> Result<RedisLink, LinkError> {
+        if let RedisTarget::Url(url) = &target {
+            redis::Client::open(url.as_str()).map_err(LinkError::Url)?;
+        }
         let backoff = Backoff::new(config.backoff, jitter_seed());
-        Ok(RedisLink { client, config, conn: None, backoff })
+        Ok(RedisLink { target, config, conn: None, generation: 0, backoff })
     }
 
     /// Runs `f` on the connection, connecting first if needed (unless the backoff says
     /// not yet). A timeout or I/O error from `f` drops the connection and starts the
     /// backoff; an error reply from Redis leaves the connection in place.
+    ///
+    /// A connection kept from an earlier call may have died since, with its Redis (a
+    /// restart, a failover: the master is gone or was demoted). When `f` fails on such
+    /// a connection with a closed socket or `READONLY`, it runs once more at once on a
+    /// fresh connection (with Sentinels, to the master they name now), so a failover
+    /// costs a caller a reconnect, not an error. `f` may thus run twice; a timeout is
+    /// never retried (the command may still be running). Every caller's commands are
+    /// safe to repeat: reads, `SET`s, the lease scripts (a repeated publish carries the
+    /// same `seq`, which followers drop), a revocation appended twice; a failed login may
+    /// count twice.
     pub fn with_conn<T>(
         &mut self,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        mut f: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, LinkError> {
+        let reused = self.conn.is_some();
+        match self.attempt(&mut f, true) {
+            Err(err) if reused && err.may_be_a_stale_connection() => self.attempt(&mut f, false),
+            result => result,
+        }
+    }
+
+    fn attempt<T>(
+        &mut self,
+        f: &mut impl FnMut(&mut Connection) -> RedisResult<T>,
+        obey_backoff: bool,
+    ) -> Result<T, LinkError> {
+        // The Sentinels named another master since this connection was made.
+        if self.generation != target::MASTER.generation()
+            && matches!(self.target, RedisTarget::Sentinels { .. })
+        {
+            self.conn = None;
+        }
         // Taken out while in use: if `f` panics, a connection in an unknown state is dropped.
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => {
-                let now = Instant::now();
-                self.backoff.check(now).map_err(|retry_in| LinkError::Backoff { retry_in })?;
+                if obey_backoff {
+                    let now = Instant::now();
+                    self.backoff.check(now).map_err(|retry_in| LinkError::Backoff { retry_in })?;
+                }
                 match self.connect() {
                     Ok(conn) => conn,
                     Err(err) => {
@@ -213,16 +267,10 @@ impl RedisLink {
         &self.config
     }
 
-    fn connect(&self) -> Result<Connection, LinkError> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(self.config.connect_timeout)
-            .map_err(LinkError::classify)?;
-        // The crate clears its handshake timeouts; every command must be bounded too.
-        let io = Some(self.config.io_timeout);
-        conn.set_read_timeout(io).map_err(LinkError::classify)?;
-        conn.set_write_timeout(io).map_err(LinkError::classify)?;
-        Ok(conn)
+    fn connect(&mut self) -> Result<Connection, LinkError> {
+        self.generation = target::MASTER.generation();
+        target::connect(&self.target, self.config.connect_timeout, self.config.io_timeout)
+            .map_err(LinkError::classify)
     }
 }
 
@@ -252,6 +300,35 @@ mod tests {
             LinkError::Backoff { retry_in } => assert!(retry_in <= 60 * MS, "{retry_in:?}"),
             other => panic!("expected backoff, got {other}"),
         }
+    }
+
+    #[test]
+    fn a_connection_that_died_while_idle_costs_a_reconnect_not_an_error() {
+        let Some(server) = TestRedis::start() else { return };
+        let mut link = RedisLink::new(&server.url()).unwrap();
+        let me: i64 = link.with_conn(|c| redis::cmd("CLIENT").arg("ID").query(c)).unwrap();
+        // Redis closes our idle connection (as a restart or a failover would).
+        let killed: i64 =
+            redis::cmd("CLIENT").arg("KILL").arg("ID").arg(me).query(&mut server.conn()).unwrap();
+        assert_eq!(killed, 1);
+        let mut runs = 0;
+        let id: i64 = link
+            .with_conn(|c| {
+                runs += 1;
+                redis::cmd("CLIENT").arg("ID").query(c)
+            })
+            .unwrap();
+        assert_ne!(id, me, "a fresh connection");
+        assert_eq!(runs, 2, "once on the dead connection, once on the fresh one");
+        // A fresh connection that fails is not retried: that is Redis being down.
+        let mut down = RedisLink::new("redis://127.0.0.1:1/").unwrap();
+        let mut runs = 0;
+        let err = down.with_conn(|c| {
+            runs += 1;
+            redis::cmd("PING").query::<String>(c)
+        });
+        assert_eq!(err.unwrap_err().kind_label(), "unreachable");
+        assert_eq!(runs, 0, "never connected, so never ran");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   paced by a jittered backoff, with timeouts on every call (no async runtime, ever).
 //! - [`lease`]: [`lease::Lease`], leader election with a fencing token; the only way to
 //!   publish a tick is through it, and a node that lost the lease cannot publish.
+//! - [`target`]: where a connection goes, a fixed URL or the master the Redis Sentinels
+//!   name at that moment ([`target::connect`]); every link resolves it on reconnect.
 //! - [`wire`]: [`wire::TickData`], a tick as data on the Redis channel (not a WebSocket
 //!   frame), and [`wire::last_tick`] for a new leader to continue `seq` and prices.
 //!
@@ -44,6 +46,7 @@ pub mod lease;
 pub mod limiter;
 pub mod link;
 pub mod pool;
+pub mod target;
 pub mod ticks;
 pub mod token_store;
 pub mod wire;

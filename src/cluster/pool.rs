@@ -16,6 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use redis::{Connection, ErrorKind, RedisResult, ServerErrorKind};
 
 use super::link::{LinkConfig, LinkError, RedisLink};
+use super::target::RedisTarget;
 use crate::auth::keys::{DbError, DbErrorKind};
 use crate::auth::token::TokenError;
 
@@ -35,8 +36,17 @@ impl LinkPool {
     }
 
     pub fn with_config(url: &str, size: usize, config: LinkConfig) -> Result<LinkPool, LinkError> {
+        LinkPool::to_target(&RedisTarget::Url(url.to_owned()), size, config)
+    }
+
+    /// `size` links to `target`'s master, each resolving it on its own reconnects.
+    pub fn to_target(
+        target: &RedisTarget,
+        size: usize,
+        config: LinkConfig,
+    ) -> Result<LinkPool, LinkError> {
         let links = (0..size.max(1))
-            .map(|_| RedisLink::with_config(url, config).map(Mutex::new))
+            .map(|_| RedisLink::to_target(target.clone(), config).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LinkPool { links, next: AtomicUsize::new(0) })
     }
@@ -46,11 +56,12 @@ impl LinkPool {
         self.links.len()
     }
 
-    /// Runs `f` on an idle link's connection (see [`RedisLink::with_conn`]), waiting
+    /// Runs `f` on an idle link's connection (see [`RedisLink::with_conn`]: `f` runs
+    /// a second time on a fresh connection when the link's kept one had died), waiting
     /// for one only when every link is busy.
     pub fn with_conn<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+        f: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, LinkError> {
         self.take().with_conn(f)
     }

@@ -1,7 +1,8 @@
 //! The cluster's tick plane: one leader ticks for every node, every node fans out.
 //!
-//! Two threads per node, each with its own Redis connection; the event loops never
-//! touch Redis:
+//! Two threads per node, each with its own Redis connection (a third behind Redis
+//! Sentinel, **sentinel**, asks the Sentinels every second whether the master moved:
+//! [`target::check_master`]); the event loops never touch Redis:
 //! - **lead** contends for the [`Lease`] every [`CONTEND_EVERY`], renews it every
 //!   [`RENEW_EVERY`] while it holds it, and while it leads advances the prices on
 //!   absolute deadlines and publishes each tick as data ([`TickData`]) through the
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::Keys;
 use super::lease::{Lease, LeaseState, unique_node_id};
 use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
+use super::target::{self, RedisTarget};
 use super::wire::{self, LastTick, TickData};
 use crate::metrics::Metrics;
 use crate::source::{PriceSource, SourceHealth};
@@ -42,6 +44,8 @@ const RENEW_EVERY: Duration = Duration::from_millis(500);
 const CONTEND_EVERY: Duration = Duration::from_millis(250);
 /// How long a blocked read on the tick channel waits before checking for shutdown.
 const READ_POLL: Duration = Duration::from_millis(250);
+/// How often a node behind Sentinels asks them whether the master moved.
+const CHECK_MASTER_EVERY: Duration = Duration::from_secs(1);
 /// Reconnects back off to at most this, so ticks resume within a few seconds of Redis
 /// coming back.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -92,7 +96,7 @@ impl Health {
 
 /// What both threads share.
 struct Plane {
-    url: String,
+    target: RedisTarget,
     keys: Keys,
     prefix: String,
     interval: Duration,
@@ -118,7 +122,7 @@ impl ClusterTicker {
     /// node leads. `health` is kept up to date for `/healthz`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
-        url: &str,
+        target: RedisTarget,
         prefix: &str,
         source: PriceSource,
         interval: Duration,
@@ -128,7 +132,7 @@ impl ClusterTicker {
         sets: Arc<SetRegistry>,
     ) -> std::io::Result<ClusterTicker> {
         let plane = Arc::new(Plane {
-            url: url.to_owned(),
+            target,
             keys: Keys::new(prefix),
             prefix: prefix.to_owned(),
             interval,
@@ -143,6 +147,15 @@ impl ClusterTicker {
         plane.health.set(Some(JOINING));
         let node_id = unique_node_id(&hostname());
         crate::info!("cluster node", node_id = node_id);
+        let mut threads = Vec::new();
+        if matches!(plane.target, RedisTarget::Sentinels { .. }) {
+            let plane = plane.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name("cluster-sentinel".into())
+                    .spawn(move || watch_master(&plane))?,
+            );
+        }
         let follow = {
             let plane = plane.clone();
             thread::Builder::new().name("cluster-follow".into()).spawn(move || follow(&plane))?
@@ -153,7 +166,8 @@ impl ClusterTicker {
                 .name("cluster-lead".into())
                 .spawn(move || lead(&plane, node_id, source))?
         };
-        Ok(ClusterTicker { plane, threads: vec![follow, lead] })
+        threads.extend([follow, lead]);
+        Ok(ClusterTicker { plane, threads })
     }
 
     /// Stops both threads (a leader gives its lease up so another node need not wait
@@ -189,7 +203,7 @@ enum Role {
 
 /// The lead thread: contend, renew, and tick while leading.
 fn lead(plane: &Plane, node_id: String, mut source: PriceSource) {
-    let mut link = match RedisLink::with_config(&plane.url, link_config()) {
+    let mut link = match RedisLink::to_target(plane.target.clone(), link_config()) {
         Ok(link) => link,
         Err(e) => {
             crate::error!("cluster: bad Redis URL; this node will never tick", error = e);
@@ -341,16 +355,30 @@ fn note_redis_error(metrics: &Metrics, e: &LinkError, failing: &mut bool, what: 
     }
 }
 
+/// The Sentinel thread (`--redis-sentinels` only): asks the Sentinels every
+/// [`CHECK_MASTER_EVERY`] whether the master moved, so a switchover is followed within
+/// about that, not when Sentinel gets round to demoting the old master.
+fn watch_master(plane: &Plane) {
+    let timeout = link_config().connect_timeout;
+    let mut next = Instant::now() + CHECK_MASTER_EVERY;
+    while !plane.stop.load(Ordering::Relaxed) {
+        thread::sleep(next.saturating_duration_since(Instant::now()).min(READ_POLL));
+        if Instant::now() >= next {
+            target::check_master(&plane.target, timeout);
+            next = Instant::now() + CHECK_MASTER_EVERY;
+        }
+    }
+}
+
 /// The follow thread: subscribe, receive, build once, hand to the event loops.
 fn follow(plane: &Plane) {
-    let client = match redis::Client::open(plane.url.as_str()) {
-        Ok(client) => client,
-        Err(e) => {
-            plane.health.set(Some(REDIS_URL_REFUSED));
-            crate::error!("cluster: bad Redis URL; this node gets no ticks", error = e);
-            return;
-        }
-    };
+    if let RedisTarget::Url(url) = &plane.target
+        && let Err(e) = redis::Client::open(url.as_str())
+    {
+        plane.health.set(Some(REDIS_URL_REFUSED));
+        crate::error!("cluster: bad Redis URL; this node gets no ticks", error = e);
+        return;
+    }
     let config = link_config();
     let mut backoff = Backoff::new(config.backoff, u64::from(std::process::id()));
     let mut last_seq: Option<u64> = None;
@@ -362,15 +390,22 @@ fn follow(plane: &Plane) {
             thread::sleep(wait.min(READ_POLL));
             continue;
         }
-        let mut conn = match connect(&client, config.connect_timeout) {
-            Ok(conn) => conn,
-            Err(e) => {
-                backoff.on_failure(Instant::now());
-                mark_down(plane, &e);
-                plane.metrics.redis_error(if e.is_timeout() { "timeout" } else { "unreachable" });
-                continue;
-            }
-        };
+        // With Sentinels, every (re)connect asks them for the current master.
+        let generation = target::MASTER.generation();
+        let mut conn =
+            match target::connect(&plane.target, config.connect_timeout, config.connect_timeout) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    backoff.on_failure(Instant::now());
+                    mark_down(plane, &e);
+                    plane.metrics.redis_error(if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "unreachable"
+                    });
+                    continue;
+                }
+            };
         // The subscription lives as long as `pubsub` (dropping it unsubscribes).
         let mut pubsub = conn.as_pubsub();
         let subscribed = pubsub
@@ -386,7 +421,8 @@ fn follow(plane: &Plane) {
         if plane.health.set(None) {
             crate::info!("cluster: receiving ticks");
         }
-        while !plane.stop.load(Ordering::Relaxed) {
+        // Leaves the subscription to resubscribe on the master the Sentinels name now.
+        while !plane.stop.load(Ordering::Relaxed) && generation == target::MASTER.generation() {
             let msg = match pubsub.get_message() {
                 Ok(msg) => msg,
                 Err(e) if e.is_timeout() => continue,
@@ -429,14 +465,6 @@ fn follow(plane: &Plane) {
             *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);
         }
     }
-}
-
-/// A connection whose every read and write is bounded (the subscribe reply included).
-fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(timeout)?;
-    conn.set_write_timeout(Some(timeout))?;
-    conn.set_read_timeout(Some(timeout))?;
-    Ok(conn)
 }
 
 /// Reports the node cut off: `/healthz` says only [`REDIS_UNREACHABLE`] (Redis's own

@@ -151,7 +151,7 @@ impl RedisTokenStore {
 
     fn call<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, TokenError> {
         self.pool.with_conn(f).map_err(token_error)
     }
@@ -170,7 +170,7 @@ impl TokenStore for RedisTokenStore {
             self.insert
                 .key(self.keys.token(&hash))
                 .key(self.keys.key_tokens(api_key))
-                .arg(json)
+                .arg(&json)
                 .arg(ttl)
                 .arg(&hash)
                 .arg(self.per_key)

@@ -127,27 +127,47 @@ pub fn is_api_path(path: &str) -> bool {
 ///   the prices are marked stale on the page and in every tick.
 /// - 200 `{"status":"ok","source":"sim"|"live"|"partial"}` otherwise (`partial` adds
 ///   `stale_symbols`: how many prices are stale).
-pub fn health_response(unhealthy: Option<&str>, source: SourceHealth, clustered: bool) -> Response {
+///
+/// A node that finds its Redis through Sentinels adds `redis_master` ([`MasterInfo`]) to
+/// each of these, once it has connected to a master.
+pub fn health_response(
+    unhealthy: Option<&str>,
+    source: SourceHealth,
+    clustered: bool,
+    master: Option<MasterInfo<'_>>,
+) -> Response {
     use serde_json::json;
     let label = source.label();
-    if let Some(reason) = unhealthy {
-        return Response::json(503, &json!({ "status": "unavailable", "reason": reason }));
-    }
-    match source {
-        SourceHealth::Down if clustered => {
-            Response::json(200, &json!({ "status": "degraded", "source": label }))
+    let (status, mut body) = match (unhealthy, source) {
+        (Some(reason), _) => (503, json!({ "status": "unavailable", "reason": reason })),
+        (None, SourceHealth::Down) if clustered => {
+            (200, json!({ "status": "degraded", "source": label }))
         }
-        SourceHealth::Down => Response::json(
+        (None, SourceHealth::Down) => (
             503,
-            &json!({ "status": "unavailable", "reason": "price source down", "source": label }),
+            json!({ "status": "unavailable", "reason": "price source down", "source": label }),
         ),
-        SourceHealth::Partial { stale, .. } => {
-            Response::json(200, &json!({ "status": "ok", "source": label, "stale_symbols": stale }))
+        (None, SourceHealth::Partial { stale, .. }) => {
+            (200, json!({ "status": "ok", "source": label, "stale_symbols": stale }))
         }
-        SourceHealth::Simulated | SourceHealth::Live => {
-            Response::json(200, &json!({ "status": "ok", "source": label }))
+        (None, SourceHealth::Simulated | SourceHealth::Live) => {
+            (200, json!({ "status": "ok", "source": label }))
         }
+    };
+    if let (Some(m), Some(body)) = (master, body.as_object_mut()) {
+        let value = json!({ "addr": m.addr, "since": m.since_unix, "failovers": m.failovers });
+        body.insert("redis_master".into(), value);
     }
+    Response::json(status, &body)
+}
+
+/// The Redis master a cluster node behind Sentinels uses, for `/healthz`: its address,
+/// since when (Unix seconds), and how many changes of master this node has seen.
+#[derive(Debug, Clone, Copy)]
+pub struct MasterInfo<'a> {
+    pub addr: &'a str,
+    pub since_unix: u64,
+    pub failovers: u64,
 }
 
 /// The answer to `/metrics`: the Prometheus text exposition format 0.0.4.
@@ -172,7 +192,7 @@ mod tests {
     use super::*;
 
     fn health(unhealthy: Option<&str>, source: SourceHealth, clustered: bool) -> (u16, String) {
-        let r = health_response(unhealthy, source, clustered);
+        let r = health_response(unhealthy, source, clustered, None);
         (r.status, String::from_utf8(r.body).unwrap())
     }
 

@@ -290,7 +290,14 @@ fn handle_request<S: Socket>(
         Route::Health => {
             let unhealthy = shared.unhealthy_reason();
             let source = shared.source_health();
-            let r = routes::health_response(unhealthy.as_deref(), source, shared.clustered());
+            let master = shared.redis_master();
+            let master = master.as_ref().map(|(addr, since_unix, failovers)| routes::MasterInfo {
+                addr,
+                since_unix: *since_unix,
+                failovers: *failovers,
+            });
+            let r =
+                routes::health_response(unhealthy.as_deref(), source, shared.clustered(), master);
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::Metrics { head_only } => {

@@ -130,6 +130,18 @@ impl Shared {
         }
     }
 
+    /// With `--redis-sentinels`: the master this node's connections use (`host:port`),
+    /// since when (Unix seconds), and the changes of master it has seen.
+    pub fn redis_master(&self) -> Option<(String, u64, u64)> {
+        #[cfg(feature = "cluster")]
+        if self.cluster_health.is_some() {
+            let m = crate::cluster::target::MASTER.current()?;
+            let since = m.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            return Some((m.addr, since, m.failovers));
+        }
+        None
+    }
+
     /// Whether this node is one of a cluster's (`--redis`).
     pub fn clustered(&self) -> bool {
         #[cfg(feature = "cluster")]

@@ -115,7 +115,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             log_demo_key(&config, &prepared.0);
             Some(prepared.1)
         }
-        Err(e) if config.redis.is_some() => {
+        Err(e) if config.clustered() => {
             crate::warn!("cluster: key store unreachable; joining when it answers", error = e);
             None
         }
@@ -178,7 +178,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         config.public_dir.clone()
     });
     #[cfg(feature = "cluster")]
-    let cluster_health = config.redis.as_ref().map(|_| Arc::new(Health::default()));
+    let cluster_health = config.clustered().then(|| Arc::new(Health::default()));
     let ticker_bell = Arc::new(Doorbell::default());
     let symbols = Arc::new(SymbolTable::new(config.symbols.iter().map(|s| s.name.clone())));
     let symbol_sets = SetRegistry::new(config.max_symbol_sets);
@@ -220,7 +220,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         #[cfg(not(feature = "exchanges"))]
         SourceKind::Exchange(_) => return Err(StartError::NotBuiltIn("exchanges")),
     };
-    let ticks = match &config.redis {
+    let ticks = match config.redis_target() {
         None => TickSource::Local(Ticker::start(
             {
                 // One node consumes its upstream from the start; a cluster node only
@@ -237,8 +237,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         #[cfg(not(feature = "cluster"))]
         Some(_) => return Err(StartError::NotBuiltIn("cluster")),
         #[cfg(feature = "cluster")]
-        Some(url) => TickSource::Cluster(ClusterTicker::start(
-            url,
+        Some(target) => TickSource::Cluster(ClusterTicker::start(
+            target,
             cluster::DEFAULT_PREFIX,
             source,
             config.tick_interval,
@@ -384,7 +384,7 @@ fn release_startup_memory() {
 
 /// The demo key line: the one exception to "never log a key", so a new user can copy it.
 fn log_demo_key(config: &Config, demo: &DemoKey) {
-    let store = match &config.redis {
+    let store = match config.redis_target() {
         Some(_) => "redis".to_owned(),
         None => config.db_path.display().to_string(),
     };
@@ -441,7 +441,7 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
         }
     };
     let (ttl, failures) = (config.token_ttl, config.login_failures_per_minute);
-    let Some(url) = &config.redis else {
+    let Some(target) = config.redis_target() else {
         // The configuration refused a per-key bound above half the capacity.
         let store = MemoryTokenStore::new(config.token_capacity, config.per_key_bound());
         return Ok(Auth::new(
@@ -454,18 +454,18 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
     };
     #[cfg(not(feature = "cluster"))]
     {
-        let _ = url;
+        let _ = target;
         Err(StartError::NotBuiltIn("cluster"))
     }
     #[cfg(feature = "cluster")]
-    cluster_auth(config, url, key, metrics)
+    cluster_auth(config, &target, key, metrics)
 }
 
 /// A cluster node's auth flow: keys, tokens and the login limit in the shared Redis.
 #[cfg(feature = "cluster")]
 fn cluster_auth(
     config: &Config,
-    url: &str,
+    target: &cluster::target::RedisTarget,
     key: TokenKey,
     metrics: Arc<Metrics>,
 ) -> Result<Auth, StartError> {
@@ -476,7 +476,10 @@ fn cluster_auth(
         );
     }
     // One connection per worker (they run every blocking call) and one for the watcher.
-    let pool = Arc::new(LinkPool::new(url, config.workers + 1).map_err(StartError::Redis)?);
+    let pool = Arc::new(
+        LinkPool::to_target(target, config.workers + 1, cluster::link::LinkConfig::default())
+            .map_err(StartError::Redis)?,
+    );
     let prefix = cluster::DEFAULT_PREFIX;
     Ok(Auth::new(
         Tokens::new(
