@@ -118,13 +118,8 @@ impl Drop for Sentinel {
 }
 
 /// Waits until `check` holds, polling; panics after the hang guard.
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < HANG_GUARD, "{what}: not within {HANG_GUARD:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    started.elapsed()
+fn wait_until(what: &str, check: impl FnMut() -> bool) -> Duration {
+    wait_for(what, HANG_GUARD, check)
 }
 
 /// A tick's seq and `ts_us`; other messages are skipped.

@@ -455,6 +455,17 @@ pub fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
     (head[0] & 0x0F, payload)
 }
 
+/// Polls `check` every 20 ms until it holds; returns how long that took, or panics
+/// after `guard` (a hang guard, not a performance assertion).
+pub fn wait_for(what: &str, guard: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < guard, "{what}: not within {guard:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
 /// Resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

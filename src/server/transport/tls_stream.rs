@@ -686,24 +686,30 @@ mod tests {
         });
         let mut server = accept(&tls, &listener);
         server.set_send_buffer(4096);
+        read_hello(&mut server);
+        (server, go, client)
+    }
+
+    /// Runs the server side of the handshake (the pool's steps done here) until the
+    /// client's first plaintext, which must be `hello`.
+    fn read_hello(server: &mut Transport) {
         let mut buf = [0u8; 64];
         loop {
             match server.read(&mut buf) {
                 Ok(n) => {
                     assert_eq!(&buf[..n], b"hello");
-                    break;
+                    return;
                 }
                 // Interrupted: records but no plaintext yet; call again, as the loop does.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == WouldBlock => {
-                    if !run_due_step(&mut server) {
+                    if !run_due_step(server) {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
                 Err(e) => panic!("handshake: {e}"),
             }
         }
-        (server, go, client)
     }
 
     /// Does the handshake pool's work for a due step, here; `false` if none was due.
@@ -878,21 +884,8 @@ mod tests {
                 wait.recv().unwrap();
             });
             let mut server = accept(&tls, &listener);
+            read_hello(&mut server);
             let mut buf = [0u8; 64];
-            loop {
-                match server.read(&mut buf) {
-                    Ok(n) => {
-                        assert_eq!(&buf[..n], b"hello");
-                        break;
-                    }
-                    Err(e) if e.kind() == WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-                        if !run_due_step(&mut server) {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                    }
-                    Err(e) => panic!("handshake: {e}"),
-                }
-            }
             server.start_session();
             go.send(()).unwrap();
             let got = loop {
