@@ -18,6 +18,7 @@ use tungstenite::Message;
 
 use crate::redis_server::{RedisServer, answers_ping, find_binary, free_port, tail};
 use crate::util::*;
+use tungstenite::client::IntoClientRequest;
 
 /// Bound on every wait for something that must happen (not a performance target).
 const HANG_GUARD: Duration = Duration::from_secs(40);
@@ -115,6 +116,45 @@ impl Drop for Sentinel {
             );
         }
     }
+}
+
+/// A login on `node` right after a failover: it may be refused 503 (`token store
+/// unavailable`) while the node's connections move to the new master (seen about once
+/// in four runs, a client retries); it must then succeed, and nothing else may come.
+fn login_after_failover(node: &TestServer) {
+    let mut refused = 0;
+    wait_until("a login after the failover", || {
+        let r = node.post("/auth/token", &key_body(&node.demo_key));
+        match r.status {
+            200 => true,
+            503 => {
+                assert_eq!(r.error(), "token store unavailable");
+                refused += 1;
+                false
+            }
+            other => panic!("login after the failover: {other} {}", r.text()),
+        }
+    });
+    eprintln!("sentinel: login after the failover refused {refused} time(s) first");
+}
+
+/// An upgrade with a token from before the failover: like a login it may get 503 while
+/// the node's connections move; then it must open (a 401 would mean the token was lost).
+fn upgrade_after_failover(node: &TestServer, token: &str) -> Ws {
+    let mut opened = None;
+    wait_until("an upgrade after the failover", || {
+        let mut req = node.ws_url().into_client_request().expect("a request");
+        req.headers_mut().insert("Authorization", format!("Bearer {token}").parse().unwrap());
+        match node.ws_request(req) {
+            Ok(ws) => {
+                opened = Some(ws);
+                true
+            }
+            Err(tungstenite::Error::Http(r)) if r.status() == 503 => false,
+            Err(e) => panic!("upgrade after the failover: {e}"),
+        }
+    });
+    opened.expect("opened")
 }
 
 /// Waits until `check` holds, polling; panics after the hang guard.
@@ -262,11 +302,10 @@ fn nodes_follow_a_sentinel_failover_and_keep_seq_tokens_and_logins() {
 
     // The token from before opens a session on either node; a new login works.
     for n in &nodes {
-        let mut ws = n.ws(&token);
+        let mut ws = upgrade_after_failover(n, &token);
         assert_eq!(next_of_type(&mut ws, "welcome")["user_id"], "user:demo");
     }
-    let r = nodes[1].post("/auth/token", &key_body(&nodes[1].demo_key));
-    assert_eq!(r.status, 200, "{}", r.text());
+    login_after_failover(&nodes[1]);
 
     // The old master comes back as a replica of the new one. Every node's connections
     // are cut once more (as a network blip would): each reconnect must land on the new
@@ -287,8 +326,7 @@ fn nodes_follow_a_sentinel_failover_and_keep_seq_tokens_and_logins() {
             *last = tick;
         }
     }
-    let r = nodes[0].post("/auth/token", &key_body(&nodes[0].demo_key));
-    assert_eq!(r.status, 200, "a login writes to the new master: {}", r.text());
+    login_after_failover(&nodes[0]);
     // `keys` finds the new master through the Sentinels too; the nodes see its key.
     let list = sentinels.iter().map(Sentinel::addr).collect::<Vec<_>>().join(",");
     let out = Command::new(env!("CARGO_BIN_EXE_crypto-ticker"))
