@@ -190,6 +190,15 @@ fn healthz_master(node: &TestServer) -> Option<String> {
 
 /// A master, its replica, three Sentinels watching them, and two nodes that found the
 /// master through the Sentinels. Fields drop in order: the nodes stop first.
+/// The Sentinel tests run one at a time: each starts seven processes that find each
+/// other through announcements, and two such setups at once on two cores (with the
+/// rest of the suite) made discovery slow enough to trip the hang guard once. Taken
+/// first in each test, so it is released after every process is stopped.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 struct Setup {
     nodes: Vec<TestServer>,
     master: RedisServer,
@@ -254,6 +263,7 @@ fn tick_from(ws: &mut Ws, seq: u64) -> (u64, u64) {
 
 #[test]
 fn nodes_follow_a_sentinel_failover_and_keep_seq_tokens_and_logins() {
+    let _one_at_a_time = one_at_a_time();
     let Some(setup) = Setup::start() else { return };
     let Setup { nodes, mut master, replica, sentinels } = setup;
 
@@ -349,6 +359,7 @@ fn nodes_follow_a_sentinel_failover_and_keep_seq_tokens_and_logins() {
 
 #[test]
 fn a_switchover_demotes_a_live_master_and_no_node_stays_on_it() {
+    let _one_at_a_time = one_at_a_time();
     let Some(setup) = Setup::start() else { return };
     let Setup { nodes, master, replica, sentinels } = setup;
     let token = nodes[0].token();
