@@ -456,7 +456,8 @@ pub fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
 }
 
 /// Polls `check` every 20 ms until it holds; returns how long that took, or panics
-/// after `guard` (a hang guard, not a performance assertion).
+/// after `guard` (a hang guard, not a performance assertion). The cluster's tests use it.
+#[cfg(feature = "cluster")]
 pub fn wait_for(what: &str, guard: Duration, mut check: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !check() {
