@@ -100,6 +100,9 @@ pub(crate) struct Shard {
     /// with their serials: served at the end of the next turn, which polls without
     /// waiting while any are listed.
     revisit: Vec<(usize, u64)>,
+    /// Last turn's `revisit`, being served; kept between turns so a flood that lists a
+    /// connection every turn costs no allocation per turn.
+    due: Vec<(usize, u64)>,
     /// TLS: this shard's share of the handshake pool.
     #[cfg(feature = "tls")]
     handshakes: Option<Handshakes>,
@@ -171,6 +174,7 @@ impl Shard {
             dead: Vec::new(),
             behind: false,
             revisit: Vec::new(),
+            due: Vec::new(),
             #[cfg(feature = "tls")]
             handshakes,
         })
@@ -201,7 +205,7 @@ impl Shard {
             }
             let now = Instant::now();
             // Last turn's leftovers wait until everything else of this turn is done.
-            let mut due = std::mem::take(&mut self.revisit);
+            std::mem::swap(&mut self.revisit, &mut self.due);
             // Ticks first: they are what latency is measured on.
             self.drain_ticks(now);
             let mut listener_ready = false;
@@ -226,7 +230,7 @@ impl Shard {
                 self.sweep(now);
                 next_sweep = now + SWEEP_EVERY;
             }
-            self.serve_revisits(&mut due, now);
+            self.serve_revisits(now);
             if let Some(deadline) = self.shutdown_deadline
                 && (self.conns.is_empty() || now >= deadline)
             {
@@ -352,7 +356,13 @@ impl Shard {
 
     /// Gives the connections that ran out of budget last turn their next turn's worth.
     /// A connection listed twice, or served by an event in the meantime, is served once.
-    fn serve_revisits(&mut self, due: &mut Vec<(usize, u64)>, now: Instant) {
+    fn serve_revisits(&mut self, now: Instant) {
+        if self.due.is_empty() {
+            return;
+        }
+        // Taken for the loop (serving may list connections in `revisit` again), then put
+        // back empty with its capacity.
+        let mut due = std::mem::take(&mut self.due);
         due.sort_unstable();
         due.dedup();
         for (key, serial) in due.drain(..) {
@@ -363,6 +373,7 @@ impl Shard {
             let verdict = handle::on_readable(conn, ConnKey(key), &mut self.ctx, now);
             self.after_input(key, verdict);
         }
+        self.due = due;
     }
 
     /// TLS: a connection whose handshake has new input sends the step to the pool, or,
