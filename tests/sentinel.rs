@@ -119,8 +119,8 @@ impl Drop for Sentinel {
 }
 
 /// A login on `node` right after a failover: it may be refused 503 (`token store
-/// unavailable`) while the node's connections move to the new master (seen about once
-/// in four runs, a client retries); it must then succeed, and nothing else may come.
+/// unavailable`) in the second before the node hears of the new master (a client
+/// retries); it must then succeed, and nothing else may come.
 fn login_after_failover(node: &TestServer) {
     let mut refused = 0;
     wait_until("a login after the failover", || {

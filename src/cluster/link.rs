@@ -207,11 +207,17 @@ impl RedisLink {
         f: &mut impl FnMut(&mut Connection) -> RedisResult<T>,
         obey_backoff: bool,
     ) -> Result<T, LinkError> {
-        // The Sentinels named another master since this connection was made.
+        // The Sentinels named another master since this connection was made: drop the
+        // connection, and the backoff too. That backoff was earned against the old
+        // master while it was down (the revocation feed polls through the same links all
+        // through a failover); keeping it would refuse logins with 503 for up to its
+        // 2 s cap after the new master is already serving.
         if self.generation != target::MASTER.generation()
             && matches!(self.target, RedisTarget::Sentinels { .. })
         {
             self.conn = None;
+            self.generation = target::MASTER.generation();
+            self.backoff.on_success();
         }
         // Taken out while in use: if `f` panics, a connection in an unknown state is dropped.
         let mut conn = match self.conn.take() {
@@ -329,6 +335,23 @@ mod tests {
         });
         assert_eq!(err.unwrap_err().kind_label(), "unreachable");
         assert_eq!(runs, 0, "never connected, so never ran");
+    }
+
+    #[test]
+    fn a_new_master_ends_the_backoff_earned_against_the_old_one() {
+        let target = RedisTarget::Sentinels {
+            sentinels: vec!["127.0.0.1:1".into()],
+            master: "mymaster".into(),
+        };
+        let mut link = RedisLink::to_target(target, LinkConfig::default()).unwrap();
+        let ping = |link: &mut RedisLink| link.with_conn(|c| redis::cmd("PING").query::<String>(c));
+        assert_eq!(ping(&mut link).unwrap_err().kind_label(), "unreachable");
+        assert_eq!(ping(&mut link).unwrap_err().kind_label(), "backoff");
+        // The Sentinels name another master: the next call tries it at once instead of
+        // waiting out the backoff (nothing listens here, so it fails to connect again).
+        target::MASTER.note_new_generation_for_tests();
+        assert_eq!(ping(&mut link).unwrap_err().kind_label(), "unreachable");
+        assert_eq!(ping(&mut link).unwrap_err().kind_label(), "backoff");
     }
 
     #[test]

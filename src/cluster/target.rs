@@ -57,13 +57,7 @@ pub fn check_master(target: &RedisTarget, timeout: Duration) -> bool {
     let RedisTarget::Sentinels { sentinels, master } = target else { return false };
     let Some(current) = MASTER.current() else { return false };
     match find_master(sentinels, master, timeout, timeout) {
-        Ok((_, addr)) if addr != current.addr => {
-            // Generation first: once `/healthz` names the new master, no link will use
-            // a connection to the old one again.
-            MASTER.generation.fetch_add(1, Ordering::Relaxed);
-            MASTER.note(&addr, SystemTime::now());
-            true
-        }
+        Ok((_, addr)) if addr != current.addr => MASTER.note(&addr, SystemTime::now()),
         _ => false,
     }
 }
@@ -187,12 +181,18 @@ impl MasterWatch {
     }
 
     /// Records a verified connection to `addr`; logs the first master and every change.
-    /// Returns whether the master changed (the first one is not a change).
+    /// A change moves [`MasterWatch::generation`] on, whoever saw it first (the watch
+    /// thread, or a link that reconnected by itself), so every other link drops its
+    /// connection to the old master and the backoff it earned there. Returns whether
+    /// the master changed (the first one is not a change).
     pub fn note(&self, addr: &str, now: SystemTime) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &mut *state {
             Some(m) if m.addr == addr => false,
             Some(m) => {
+                // Generation first: once `/healthz` names the new master, no link will
+                // use a connection to the old one again.
+                self.generation.fetch_add(1, Ordering::Relaxed);
                 crate::warn!("cluster: Redis master changed", from = m.addr, to = addr);
                 *m = Master { addr: addr.to_owned(), since: now, failovers: m.failovers + 1 };
                 true
@@ -203,6 +203,14 @@ impl MasterWatch {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl MasterWatch {
+    /// What a change of master does to the links, without a Sentinel.
+    pub fn note_new_generation_for_tests(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -226,7 +234,9 @@ mod tests {
         assert!(!watch.note("10.0.0.1:6379", t0));
         assert!(!watch.note("10.0.0.1:6379", t0 + 5 * MS));
         assert_eq!(watch.failovers(), 0);
+        assert_eq!(watch.generation(), 0, "the first master and reconnects to it are no change");
         assert!(watch.note("10.0.0.2:6379", t0 + 9 * MS));
+        assert_eq!(watch.generation(), 1, "every link drops its connection to the old one");
         let m = watch.current().unwrap();
         assert_eq!((m.addr.as_str(), m.since, m.failovers), ("10.0.0.2:6379", t0 + 9 * MS, 1));
     }
