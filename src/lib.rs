@@ -35,6 +35,9 @@ pub mod backoff;
 pub mod cli;
 #[cfg(feature = "cluster")]
 pub mod cluster;
+#[cfg(not(feature = "cluster"))]
+#[path = "cluster/absent.rs"]
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;
