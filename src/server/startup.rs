@@ -106,6 +106,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let local_addr = listener.local_addr()?;
     let backlog = listen::effective_backlog(config.backlog);
 
+    // The event loops' channels, what they share, then the threads that feed them.
     let (jobs, job_queue) = workers::job_queue(JOB_QUEUE);
     let mut handshake_pool = HandshakePool::new(&config, tls.is_some());
     let Loops { ends, controls, mailboxes, tick_subscribers } =
@@ -113,6 +114,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let health = node.as_ref().map(Node::health);
     let shared = build_shared(&config, auth.clone(), metrics, jobs, health, tls, controls);
     workers::start("worker", config.workers, job_queue, mailboxes)?;
+    // Each shard's share of the handshake pool: `ShardParts` has the field only with TLS.
     #[cfg(feature = "tls")]
     let mut handshakes = handshake_pool.start()?.into_iter();
     let ticks = start_ticks(&config, node, tick_subscribers, &shared)?;

@@ -1,8 +1,8 @@
 //! TLS's share of start-up, and the one place start-up meets the `tls` feature: the
-//! certificate ([`load`]), the handshake pool with each shard's share of it
-//! ([`HandshakePool`]), and SIGHUP's reload ([`reload`]).
+//! certificate (`load`), the handshake pool with each shard's share of it
+//! (`HandshakePool`), and SIGHUP's reload (`reload`).
 //!
-//! A build without `tls` gets stand-ins under the same names: [`load`] answers `None`
+//! A build without `tls` gets stand-ins under the same names: `load` answers `None`
 //! ("not built"; start-up says so), the pool has no threads, and [`Tls`] and
 //! [`TlsError`] are types with no values.
 
