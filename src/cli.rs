@@ -2,10 +2,12 @@
 //!
 //! Without `--redis`, that is the SQLite database at `--db` (also while the server runs:
 //! SQLite WAL and a busy timeout). With `--redis URL` (or `TICKER_REDIS`), it is the
-//! cluster's Redis ([`RedisKeyStore`]). Either way a running server closes the sessions
-//! of a revoked key within a second, and the output is the same. `keys import` moves a
-//! single node's SQLite store into the cluster (`cluster::key_store`). A build without
-//! the `cluster` feature refuses `--redis`.
+//! cluster's Redis ([`crate::cluster::admin_keys`]). Either way the commands go through
+//! the [`KeyAdmin`] seam, a running server closes the sessions of a revoked key within
+//! a second, and the output is the same. `keys import` moves a single node's SQLite
+//! store into the cluster (`cluster::key_store`). A build without the `cluster` feature
+//! refuses `--redis` (the tests of each build's cluster side are beside the cluster's
+//! seam, `cluster/node.rs` and `cluster/absent.rs`).
 //!
 //! What each command may create, so that a mistyped `--db` creates nothing:
 //! - `create` makes a missing database and its folder, private, as the server's first
@@ -18,15 +20,10 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-// The cluster's key store (`--redis`, `keys import`).
-#[cfg(feature = "cluster")]
-use {
-    crate::cluster::link::{LinkConfig, LinkError},
-    crate::cluster::{DEFAULT_PREFIX, key_store::RedisKeyStore, pool::LinkPool},
-    std::{sync::Arc, time::Duration},
-};
 
-use crate::auth::keys::{self, Access, ApiKeyId, DbError, KeyInfo};
+use crate::auth::key_store::{KeyAdmin, SqliteKeyStore};
+use crate::auth::keys::{self, Access, ApiKeyId, DbError};
+use crate::cluster::{self, AdminKeys, LinkError};
 use crate::config::{self, ConfigError};
 
 #[derive(Debug)]
@@ -44,7 +41,6 @@ pub enum CliError {
     NoLiveKey(ApiKeyId),
     Db(DbError),
     /// The `--redis` URL cannot be used.
-    #[cfg(feature = "cluster")]
     Redis(LinkError),
     /// Writing the output failed (a closed pipe).
     Output(std::io::Error),
@@ -71,7 +67,6 @@ impl fmt::Display for CliError {
             ),
             CliError::NoLiveKey(id) => write!(f, "no live key with id {id} (see `keys list`)"),
             CliError::Db(e) => write!(f, "{e}"),
-            #[cfg(feature = "cluster")]
             CliError::Redis(e) => write!(f, "{e}"),
             CliError::Output(e) => write!(f, "cannot write the output: {e}"),
         }
@@ -125,17 +120,6 @@ OPTIONS (the server's: same variables and defaults):
 /// defaults, from the one option table).
 const SHARED_OPTIONS: &[&str] = &["db", "redis", "redis-sentinels", "redis-master"];
 
-/// Bounds for the CLI's Redis calls: longer than a server's, since a person waits, not
-/// a request.
-#[cfg(feature = "cluster")]
-fn cli_link() -> LinkConfig {
-    LinkConfig {
-        connect_timeout: Duration::from_secs(2),
-        io_timeout: Duration::from_secs(5),
-        ..LinkConfig::default()
-    }
-}
-
 /// One `keys` command, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KeysCommand {
@@ -145,47 +129,6 @@ enum KeysCommand {
     Revoke(ApiKeyId),
     RevokeUser(String),
     Import,
-}
-
-/// Where the keys are.
-enum Store {
-    Sqlite(rusqlite::Connection),
-    #[cfg(feature = "cluster")]
-    Redis(Box<RedisKeyStore>),
-}
-
-impl Store {
-    fn create_key(&self, user: &str, role: &str) -> Result<(ApiKeyId, String), DbError> {
-        match self {
-            Store::Sqlite(conn) => keys::create_key(conn, user, role),
-            #[cfg(feature = "cluster")]
-            Store::Redis(store) => store.create_key(user, role),
-        }
-    }
-
-    fn list_keys(&self) -> Result<Vec<KeyInfo>, DbError> {
-        match self {
-            Store::Sqlite(conn) => keys::list_keys(conn),
-            #[cfg(feature = "cluster")]
-            Store::Redis(store) => store.list_keys(),
-        }
-    }
-
-    fn revoke_key(&self, id: ApiKeyId) -> Result<bool, DbError> {
-        match self {
-            Store::Sqlite(conn) => keys::revoke_key(conn, id),
-            #[cfg(feature = "cluster")]
-            Store::Redis(store) => store.revoke_key(id),
-        }
-    }
-
-    fn revoke_user(&self, user: &str) -> Result<usize, DbError> {
-        match self {
-            Store::Sqlite(conn) => keys::revoke_user(conn, user),
-            #[cfg(feature = "cluster")]
-            Store::Redis(store) => store.revoke_user(user),
-        }
-    }
 }
 
 /// Runs `keys <args>` with the process's environment, stdout and stderr.
@@ -219,18 +162,22 @@ pub fn run_keys_with(
         let target = target.ok_or_else(|| {
             CliError::Usage("import needs --redis URL or --redis-sentinels (the cluster)".into())
         })?;
-        #[cfg(feature = "cluster")]
-        return import(&db, &redis_store(&target)?, out);
-        #[cfg(not(feature = "cluster"))]
-        return Err(no_cluster(&target));
+        return import(&db, &cluster_keys(&target)?, out);
     }
-    let store = match target {
-        #[cfg(feature = "cluster")]
-        Some(target) => Store::Redis(Box::new(redis_store(&target)?)),
-        #[cfg(not(feature = "cluster"))]
-        Some(target) => return Err(no_cluster(&target)),
-        None => Store::Sqlite(open_sqlite(&db, &command)?),
+    let store: Box<dyn KeyAdmin> = match target {
+        Some(target) => cluster_keys(&target)?.into_store(),
+        None => Box::new(SqliteKeyStore::with_connection(db.clone(), open_sqlite(&db, &command)?)),
     };
+    run_command(command, store.as_ref(), out, note)
+}
+
+/// One command of `keys`, on the store it names.
+fn run_command(
+    command: KeysCommand,
+    store: &dyn KeyAdmin,
+    out: &mut dyn Write,
+    note: &mut dyn Write,
+) -> Result<(), CliError> {
     match command {
         KeysCommand::Create { user, role } => {
             let (id, key) = store.create_key(&user, &role)?;
@@ -346,29 +293,26 @@ fn open_existing(db: &Path, access: Access) -> Result<rusqlite::Connection, CliE
     Ok(keys::open_existing(db, access)?)
 }
 
-#[cfg(not(feature = "cluster"))]
-fn no_cluster(target: &config::RedisTarget) -> CliError {
-    let flag = match target {
-        config::RedisTarget::Url(_) => "--redis",
-        config::RedisTarget::Sentinels { .. } => "--redis-sentinels",
+/// The cluster's keys at `target`, or the refusal of a build without the cluster
+/// (before any database is opened).
+fn cluster_keys(target: &config::RedisTarget) -> Result<AdminKeys, CliError> {
+    let Some(keys) = cluster::admin_keys(target) else {
+        let flag = match target {
+            config::RedisTarget::Url(_) => "--redis",
+            config::RedisTarget::Sentinels { .. } => "--redis-sentinels",
+        };
+        return Err(CliError::Usage(format!("{flag}: {}", config::not_built_in("cluster"))));
     };
-    CliError::Usage(format!("{flag}: {}", config::not_built_in("cluster")))
-}
-
-#[cfg(feature = "cluster")]
-fn redis_store(target: &config::RedisTarget) -> Result<RedisKeyStore, CliError> {
-    let pool = LinkPool::to_target(target, 1, cli_link()).map_err(CliError::Redis)?;
-    Ok(RedisKeyStore::new(Arc::new(pool), DEFAULT_PREFIX))
+    keys.map_err(CliError::Redis)
 }
 
 /// `keys import`: the SQLite store at `db` (which must exist: an import never creates
 /// an empty one, nor a demo key) into the cluster.
-#[cfg(feature = "cluster")]
-fn import(db: &Path, store: &RedisKeyStore, out: &mut dyn Write) -> Result<(), CliError> {
+fn import(db: &Path, store: &AdminKeys, out: &mut dyn Write) -> Result<(), CliError> {
     let conn = open_existing(db, Access::ReadWrite)?;
     // Upgrades a seed database in place, as a start or `keys revoke` would.
     keys::upgrade_schema(&conn, &keys::demo_key_file(db))?;
-    let summary = store.import_from_sqlite(&conn, &keys::demo_key_file(db))?;
+    let summary = store.import_sqlite(&conn, &keys::demo_key_file(db))?;
     write!(out, "{summary}")?;
     Ok(())
 }
@@ -379,55 +323,18 @@ fn date(unix: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    #[cfg(feature = "cluster")]
-    use crate::auth::keys::DbErrorKind;
 
     /// Runs `keys <args>` with no environment; returns (stdout, stderr) or the error.
     /// (The tests against a real Redis are in `cluster::key_store::cli_tests`, beside the
-    /// Redis fixture.)
-    fn run(args: &[&str]) -> Result<(String, String), CliError> {
+    /// Redis fixture; those of the cluster's side in each build beside its seam,
+    /// `cluster/node.rs` and `cluster/absent.rs`.)
+    pub(crate) fn run(args: &[&str]) -> Result<(String, String), CliError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (mut out, mut note) = (Vec::new(), Vec::new());
         run_keys_with(&args, |_| None, &mut out, &mut note)?;
         Ok((String::from_utf8(out).unwrap(), String::from_utf8(note).unwrap()))
-    }
-
-    #[test]
-    #[cfg(feature = "cluster")]
-    fn import_needs_the_cluster_and_an_existing_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("missing.db");
-        let db_arg = db.to_str().unwrap();
-        assert!(matches!(run(&["import", "--db", db_arg]), Err(CliError::Usage(_))));
-        let err = run(&["import", "--db", db_arg, "--redis", "redis://127.0.0.1:1/"]);
-        assert!(matches!(err, Err(CliError::NoDatabase(ref p)) if *p == db), "{err:?}");
-        assert!(!db.exists(), "an import never creates a database");
-        assert!(matches!(run(&["list", "--redis", "http://x"]), Err(CliError::Config(_))));
-    }
-
-    #[test]
-    #[cfg(feature = "cluster")]
-    fn an_unreachable_cluster_is_a_clear_error() {
-        let err = run(&["list", "--redis", "redis://127.0.0.1:1/"]).unwrap_err();
-        assert!(matches!(err, CliError::Db(ref e) if e.kind == DbErrorKind::Unreachable), "{err}");
-    }
-
-    #[test]
-    #[cfg(not(feature = "cluster"))]
-    fn a_build_without_the_cluster_refuses_redis_and_touches_no_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("auth.db");
-        let db_arg = db.to_str().unwrap();
-        for args in [
-            &["list", "--db", db_arg, "--redis", "redis://127.0.0.1:1/"][..],
-            &["import", "--db", db_arg, "--redis", "redis://127.0.0.1:1/"][..],
-        ] {
-            let err = run(args).unwrap_err();
-            assert!(matches!(err, CliError::Usage(ref e) if e.contains("no `cluster`")), "{err}");
-        }
-        assert!(!db.exists(), "refused before any database is opened");
     }
 
     #[test]

@@ -16,15 +16,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    #[cfg(not(feature = "exchanges"))]
-    if args.first().map(String::as_str) == Some("source-check") {
-        eprintln!("crypto-ticker source-check: {}", config::not_built_in("exchanges"));
-        return ExitCode::from(2);
-    }
-    #[cfg(feature = "exchanges")]
     if args.first().map(String::as_str) == Some("source-check") {
         crypto_ticker::log::init(crypto_ticker::log::Level::Info, crypto_ticker::log::Format::Text);
-        return match crypto_ticker::source::check::run(&args[1..]) {
+        // A build without the exchanges refuses here, whatever the arguments.
+        return match crypto_ticker::source::exchanges::check(&args[1..]) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {

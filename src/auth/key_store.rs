@@ -3,6 +3,8 @@
 //! One node keeps keys in SQLite ([`SqliteKeyStore`], over [`super::keys`]); a cluster
 //! implements [`KeyStore`] a second time on a shared engine. Every method may block, so
 //! only worker threads, the revocation watcher and start-up call them.
+//!
+//! [`KeyAdmin`] is the `keys` CLI's side of the same stores: create, list, revoke.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::keys::{self, ApiKeyId, ApiKeyRecord, DbError, DbErrorKind, DemoKey};
+use super::keys::{self, ApiKeyId, ApiKeyRecord, DbError, DbErrorKind, DemoKey, KeyInfo};
 use super::token::TokenId;
 
 /// How long a lookup waits on a locked database before answering 500.
@@ -43,6 +45,19 @@ pub trait KeyStore: Send + Sync {
     }
 }
 
+/// What the `keys` CLI does with a store; the server never does it (keys are made and
+/// revoked by a person, not by a request).
+pub trait KeyAdmin {
+    /// A new key for `user_id` with `role`: its id and its plaintext (shown once).
+    fn create_key(&self, user_id: &str, role: &str) -> Result<(ApiKeyId, String), DbError>;
+    /// Every key, live or revoked, by id.
+    fn list_keys(&self) -> Result<Vec<KeyInfo>, DbError>;
+    /// Revokes one key; `false` when no live key has this id.
+    fn revoke_key(&self, id: ApiKeyId) -> Result<bool, DbError>;
+    /// Revokes every live key of a user; how many.
+    fn revoke_user(&self, user_id: &str) -> Result<usize, DbError>;
+}
+
 /// The single-node store: the SQLite file at `path`. Connections are pooled so workers
 /// look keys up in parallel; each is reopened when the file goes away or is replaced,
 /// so the server recovers by itself once the database is back.
@@ -54,6 +69,17 @@ pub struct SqliteKeyStore {
 impl SqliteKeyStore {
     pub fn new(path: PathBuf) -> SqliteKeyStore {
         SqliteKeyStore { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// The store at `path`, starting from a connection its caller opened there (the
+    /// `keys` CLI opens it as each command may: read-only for `list`, after its checks).
+    pub fn with_connection(path: PathBuf, conn: Connection) -> SqliteKeyStore {
+        let store = SqliteKeyStore::new(path);
+        // Pooled under the file's inode, so `with_conn` takes this connection first.
+        if let Ok(meta) = std::fs::metadata(&store.path) {
+            store.idle.lock().unwrap_or_else(PoisonError::into_inner).push((conn, meta.ino()));
+        }
+        store
     }
 
     pub fn path(&self) -> &Path {
@@ -106,6 +132,24 @@ impl KeyStore for SqliteKeyStore {
     fn revoked_since(&self, cursor: i64) -> Result<(Vec<Revocation>, i64), DbError> {
         let (ids, next) = self.with_conn(|conn| keys::revoked_since(conn, cursor))?;
         Ok((ids.into_iter().map(Revocation::ApiKey).collect(), next))
+    }
+}
+
+impl KeyAdmin for SqliteKeyStore {
+    fn create_key(&self, user_id: &str, role: &str) -> Result<(ApiKeyId, String), DbError> {
+        self.with_conn(|conn| keys::create_key(conn, user_id, role))
+    }
+
+    fn list_keys(&self) -> Result<Vec<KeyInfo>, DbError> {
+        self.with_conn(keys::list_keys)
+    }
+
+    fn revoke_key(&self, id: ApiKeyId) -> Result<bool, DbError> {
+        self.with_conn(|conn| keys::revoke_key(conn, id))
+    }
+
+    fn revoke_user(&self, user_id: &str) -> Result<usize, DbError> {
+        self.with_conn(|conn| keys::revoke_user(conn, user_id))
     }
 }
 

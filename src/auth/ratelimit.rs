@@ -55,6 +55,9 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
 
+/// The window of the failed-login limit: `--login-failures-per-minute` counts per minute.
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
 const MAX_TRACKED: usize = 100_000;
 
 /// The limiter seam: one node counts in memory ([`LoginLimiter`]); a cluster counts in a

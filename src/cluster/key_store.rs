@@ -31,7 +31,7 @@ use redis::{Script, Value};
 
 use super::Keys;
 use super::pool::{LinkPool, db_error};
-use crate::auth::key_store::{KeyStore, Revocation};
+use crate::auth::key_store::{KeyAdmin, KeyStore, Revocation};
 use crate::auth::keys::{
     self, ApiKeyId, ApiKeyRecord, DEMO_USER, DbError, DbErrorKind, DemoKey, KeyInfo,
 };
@@ -295,6 +295,25 @@ impl RedisKeyStore {
             }
         }
         Ok(())
+    }
+}
+
+/// The `keys` CLI's operations: the methods above, through the seam it shares with SQLite.
+impl KeyAdmin for RedisKeyStore {
+    fn create_key(&self, user_id: &str, role: &str) -> Result<(ApiKeyId, String), DbError> {
+        RedisKeyStore::create_key(self, user_id, role)
+    }
+
+    fn list_keys(&self) -> Result<Vec<KeyInfo>, DbError> {
+        RedisKeyStore::list_keys(self)
+    }
+
+    fn revoke_key(&self, id: ApiKeyId) -> Result<bool, DbError> {
+        RedisKeyStore::revoke_key(self, id)
+    }
+
+    fn revoke_user(&self, user_id: &str) -> Result<usize, DbError> {
+        RedisKeyStore::revoke_user(self, user_id)
     }
 }
 

@@ -2,6 +2,10 @@
 //! fans the leader's ticks out to its own subscribers, so the frames for one `seq` are
 //! byte-identical on every node.
 //!
+//! The way in from outside: [`node`] ([`join`] for start-up, [`admin_keys`] for the
+//! `keys` CLI), re-exported here. A build without the `cluster` feature mounts
+//! `absent.rs` as this module instead: the same names, answering "not built".
+//!
 //! The building blocks, each in its own file:
 //! - [`link`]: [`link::RedisLink`], one synchronous connection that reconnects by itself,
 //!   paced by a jittered backoff, with timeouts on every call (no async runtime, ever).
@@ -45,6 +49,7 @@ pub mod key_store;
 pub mod lease;
 pub mod limiter;
 pub mod link;
+pub mod node;
 pub mod pool;
 pub mod target;
 pub mod ticks;
@@ -53,6 +58,10 @@ pub mod wire;
 
 #[cfg(test)]
 mod test_redis;
+
+pub use link::LinkError;
+pub use node::{AdminKeys, ClusterParts, Node, admin_keys, current_master, join};
+pub use ticks::{ClusterTicker, Health};
 
 /// The prefix every key and channel gets unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "ticker:";

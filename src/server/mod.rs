@@ -1,5 +1,7 @@
 //! The server: the event loops ("shards"), the per-connection state machine, the
-//! fan-out hot path, and start-up. Only this module touches sockets and mio.
+//! fan-out hot path, and start-up. Only this module touches mio, the listening socket
+//! and the clients' connections (the only other sockets are outgoing ones: an
+//! exchange's stream in `source::upstream`, the Redis connections in `cluster::target`).
 //!
 //! ```text
 //!  ticker thread ──Tick(Arc<[u8]>)──► shard 0..n (mio Poll + Slab<Conn>) ◄──► sockets
@@ -11,7 +13,10 @@
 //!  signal thread, revocation watcher ──Control──► every shard
 //! ```
 //!
-//! - [`startup`]: builds all of the above from a [`Config`] and waits for the end.
+//! - [`startup`]: builds all of the above from a [`Config`] and waits for the end;
+//!   `listen` makes the listening socket (by hand, with `libc`, for its backlog) and
+//!   raises the descriptor limit; [`tls_start`] is TLS's share of start-up (certificate,
+//!   handshake pool, reload), with stand-ins in a build without TLS.
 //! - `shard`: one event loop; its module doc states the loop's rules.
 //! - `conn` (+ `outbox`): one connection and every transition of its state machine.
 //! - `handle`: what a connection does with the bytes it reads (HTTP, upgrade, frames).
@@ -29,6 +34,7 @@ pub mod fanout;
 mod handle;
 #[cfg(feature = "tls")]
 mod handshakes;
+mod listen;
 mod outbox;
 #[cfg(feature = "tls")]
 pub mod records;
@@ -37,6 +43,7 @@ mod shard;
 mod startup;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod tls_start;
 mod transport;
 
 use std::path::PathBuf;
@@ -48,8 +55,6 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 pub use session_limits::{SessionCap, SessionLimits, SessionPermit};
 pub use startup::{StartError, run};
-#[cfg(feature = "tls")]
-pub use tls::TlsError;
 
 use crate::auth::Auth;
 use crate::auth::keys::ApiKeyId;
@@ -89,8 +94,7 @@ pub struct Shared {
     pub public_root: Arc<PathBuf>,
     pub jobs: JobSender<Reply>,
     /// Cluster mode: whether this node is connected to the cluster (for `/healthz`).
-    #[cfg(feature = "cluster")]
-    pub cluster_health: Option<Arc<crate::cluster::ticks::Health>>,
+    pub cluster_health: Option<Arc<crate::cluster::Health>>,
     /// Wakes the ticker, which sleeps while no session is open.
     pub ticker_bell: Arc<crate::ticker::Doorbell>,
     /// The configured symbols, for `?symbols=` and `subscribe` messages.
@@ -102,8 +106,7 @@ pub struct Shared {
     /// `--max-sessions-per-key` / `--max-sessions-per-ip`; `None` when neither is set.
     pub session_limits: Option<Arc<SessionLimits>>,
     /// With `--tls-cert`/`--tls-key`: every connection speaks TLS.
-    #[cfg(feature = "tls")]
-    pub tls: Option<Arc<tls::Tls>>,
+    pub tls: Option<Arc<tls_start::Tls>>,
     shutting_down: AtomicBool,
     controls: Vec<(Sender<Control>, Arc<Waker>)>,
 }
@@ -111,16 +114,12 @@ pub struct Shared {
 impl Shared {
     /// Why `/healthz` should answer 503, if it should.
     pub fn unhealthy_reason(&self) -> Option<String> {
-        #[cfg(feature = "cluster")]
-        return self.cluster_health.as_ref().and_then(|h| h.unhealthy_reason());
-        #[cfg(not(feature = "cluster"))]
-        None
+        self.cluster_health.as_ref().and_then(|h| h.unhealthy_reason())
     }
 
     /// The price source's state for `/healthz`: a cluster node reports the leader's (as
     /// its newest tick says), a single node its own upstream's book.
     pub fn source_health(&self) -> crate::source::SourceHealth {
-        #[cfg(feature = "cluster")]
         if let Some(health) = &self.cluster_health {
             return health.source();
         }
@@ -133,29 +132,17 @@ impl Shared {
     /// With `--redis-sentinels`: the master this node's connections use (`host:port`),
     /// since when (Unix seconds), and the changes of master it has seen.
     pub fn redis_master(&self) -> Option<(String, u64, u64)> {
-        #[cfg(feature = "cluster")]
-        if self.cluster_health.is_some() {
-            let m = crate::cluster::target::MASTER.current()?;
-            let since = m.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            return Some((m.addr, since, m.failovers));
-        }
-        None
+        self.cluster_health.as_ref().and_then(|_| crate::cluster::current_master())
     }
 
     /// Whether this node is one of a cluster's (`--redis`).
     pub fn clustered(&self) -> bool {
-        #[cfg(feature = "cluster")]
-        return self.cluster_health.is_some();
-        #[cfg(not(feature = "cluster"))]
-        false
+        self.cluster_health.is_some()
     }
 
     /// Whether this port speaks TLS (`--tls-cert`/`--tls-key`).
     pub fn speaks_tls(&self) -> bool {
-        #[cfg(feature = "tls")]
-        return self.tls.is_some();
-        #[cfg(not(feature = "tls"))]
-        false
+        self.tls.is_some()
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -14,12 +14,16 @@
 //!   staleness from the time each price arrived.
 //!
 //! Neither the event loops nor the ticker ever touch the upstream socket.
+//!
+//! Start-up and `source-check` come in through [`exchanges`], which a build without the
+//! `exchanges` feature answers with "not built".
 
 pub mod binance;
 mod book;
 #[cfg(feature = "exchanges")]
 pub mod check;
 pub mod coinbase;
+pub mod exchanges;
 pub mod kraken;
 pub mod time;
 #[cfg(feature = "exchanges")]

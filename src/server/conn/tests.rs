@@ -112,7 +112,6 @@ fn ctx_with(change: impl FnOnce(&mut Config)) -> LoopCtx {
         metrics,
         public_root: Arc::new(PathBuf::from("/nonexistent")),
         jobs,
-        #[cfg(feature = "cluster")]
         cluster_health: None,
         ticker_bell: Default::default(),
         symbols: Arc::new(crate::symbols::SymbolTable::new(["BTC-USD".to_string()])),
@@ -120,7 +119,6 @@ fn ctx_with(change: impl FnOnce(&mut Config)) -> LoopCtx {
         open_conns: AtomicUsize::new(0),
         max_connections: 16,
         session_limits,
-        #[cfg(feature = "tls")]
         tls: None,
         shutting_down: AtomicBool::new(false),
         controls: Vec::new(),
