@@ -348,11 +348,7 @@ fn open_existing(db: &Path, access: Access) -> Result<rusqlite::Connection, CliE
 
 #[cfg(not(feature = "cluster"))]
 fn no_cluster(target: &config::RedisTarget) -> CliError {
-    let flag = match target {
-        config::RedisTarget::Url(_) => "--redis",
-        config::RedisTarget::Sentinels { .. } => "--redis-sentinels",
-    };
-    CliError::Usage(format!("{flag}: {}", config::not_built_in("cluster")))
+    CliError::Usage(config::features::no_cluster(target))
 }
 
 #[cfg(feature = "cluster")]

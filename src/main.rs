@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     }
     #[cfg(not(feature = "exchanges"))]
     if args.first().map(String::as_str) == Some("source-check") {
-        eprintln!("crypto-ticker source-check: {}", config::not_built_in("exchanges"));
+        eprintln!("crypto-ticker source-check: {}", config::Part::Exchanges.missing());
         return ExitCode::from(2);
     }
     #[cfg(feature = "exchanges")]

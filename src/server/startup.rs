@@ -68,7 +68,7 @@ pub enum StartError {
     #[cfg(feature = "exchanges")]
     Source(crate::source::upstream::ConnectError),
     /// The configuration asks for a part this build was compiled without (the feature).
-    NotBuiltIn(&'static str),
+    NotBuiltIn(crate::config::Part),
     Io(std::io::Error),
 }
 
@@ -84,9 +84,7 @@ impl std::fmt::Display for StartError {
             StartError::Tls(e) => write!(f, "--tls-cert/--tls-key: {e}"),
             #[cfg(feature = "exchanges")]
             StartError::Source(e) => write!(f, "--source: {e}"),
-            StartError::NotBuiltIn(feature) => {
-                write!(f, "{}", crate::config::not_built_in(feature))
-            }
+            StartError::NotBuiltIn(part) => write!(f, "{}", part.missing()),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -124,7 +122,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     #[cfg(not(feature = "tls"))]
     if config.tls_cert.is_some() {
-        return Err(StartError::NotBuiltIn("tls"));
+        return Err(StartError::NotBuiltIn(crate::config::Part::Tls));
     }
     #[cfg(feature = "tls")]
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -218,7 +216,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
                 .map_err(StartError::Source)?,
         ),
         #[cfg(not(feature = "exchanges"))]
-        SourceKind::Exchange(_) => return Err(StartError::NotBuiltIn("exchanges")),
+        SourceKind::Exchange(_) => {
+            return Err(StartError::NotBuiltIn(crate::config::Part::Exchanges));
+        }
     };
     let ticks = match config.redis_target() {
         None => TickSource::Local(Ticker::start(
@@ -235,7 +235,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             symbol_sets.clone(),
         )?),
         #[cfg(not(feature = "cluster"))]
-        Some(_) => return Err(StartError::NotBuiltIn("cluster")),
+        Some(_) => return Err(StartError::NotBuiltIn(crate::config::Part::Cluster)),
         #[cfg(feature = "cluster")]
         Some(target) => TickSource::Cluster(ClusterTicker::start(
             target,
@@ -455,7 +455,7 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<Auth, StartError
     #[cfg(not(feature = "cluster"))]
     {
         let _ = target;
-        Err(StartError::NotBuiltIn("cluster"))
+        Err(StartError::NotBuiltIn(crate::config::Part::Cluster))
     }
     #[cfg(feature = "cluster")]
     cluster_auth(config, &target, key, metrics)
