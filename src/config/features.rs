@@ -50,19 +50,30 @@ impl Part {
     }
 }
 
-/// Which options ask for which part, as a message names them: the option, its part,
-/// and whether a configuration asks for it.
-const NEEDS: [(&str, Part, fn(&Config) -> bool); 4] = [
-    ("--tls-cert/--tls-key", Part::Tls, |c| c.tls_cert.is_some()),
-    ("--redis", Part::Cluster, |c| c.redis.is_some()),
-    ("--redis-sentinels", Part::Cluster, |c| !c.redis_sentinels.is_empty()),
-    ("--source", Part::Exchanges, |c| c.source != SourceKind::Sim),
+/// An option that needs a part, as a message names it, and whether a configuration
+/// asks for it.
+struct Need {
+    option: &'static str,
+    part: Part,
+    asked: fn(&Config) -> bool,
+}
+
+/// Which options need which part, in the order a refusal names them.
+const NEEDS: [Need; 4] = [
+    Need { option: "--tls-cert/--tls-key", part: Part::Tls, asked: |c| c.tls_cert.is_some() },
+    Need { option: "--redis", part: Part::Cluster, asked: |c| c.redis.is_some() },
+    Need {
+        option: "--redis-sentinels",
+        part: Part::Cluster,
+        asked: |c| !c.redis_sentinels.is_empty(),
+    },
+    Need { option: "--source", part: Part::Exchanges, asked: |c| c.source != SourceKind::Sim },
 ];
 
 /// Refuses the options of a part this binary was built without, naming the first.
 pub fn check_built_in(config: &Config) -> Result<(), ConfigError> {
-    match NEEDS.iter().find(|(_, part, asks)| asks(config) && !part.is_built_in()) {
-        Some((option, part, _)) => Err(ConfigError(refusal(option, *part))),
+    match NEEDS.iter().find(|need| (need.asked)(config) && !need.part.is_built_in()) {
+        Some(need) => Err(ConfigError(refusal(need.option, need.part))),
         None => Ok(()),
     }
 }

@@ -271,3 +271,74 @@ fn help_lists_every_option_and_its_variable() {
         assert!(help.contains(opt.env));
     }
 }
+
+#[test]
+fn every_field_starts_at_the_value_its_row_gives_its_default() {
+    let start = Config::default();
+    let mut again = start.clone();
+    for opt in OPTIONS.iter().chain(ENV_ONLY) {
+        (opt.apply)(&mut again, &opt.default_value()).expect("a default is accepted");
+    }
+    assert_eq!(format!("{again:?}"), format!("{start:?}"));
+    assert_eq!(start.backlog, system_somaxconn(), "no placeholder survives");
+    assert_eq!(start.control_rate, 10);
+    assert_eq!(start.http_limits().max_headers, 100);
+}
+
+#[test]
+fn a_subset_reads_values_the_way_the_server_does_and_keeps_what_is_not_its_own() {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let err = parse_subset(&args(&["list", "--db"]), |_| None, &["db"]).unwrap_err();
+    assert_eq!(err.0, "--db needs a value");
+    assert_eq!(err, parse(&["--db"], &[]).unwrap_err());
+    let err = parse_subset(&args(&["--db="]), |_| None, &["db"]).unwrap_err();
+    assert!(err.0.starts_with("--db"), "{err}");
+    let env = |k: &str| (k == "TICKER_DB").then(String::new);
+    assert!(parse_subset(&[], env, &["db"]).unwrap_err().0.starts_with("TICKER_DB"));
+    let theirs = args(&["--help", "-h", "--token-key", "k", "--", "--tick=5s", "x"]);
+    let (c, rest) = parse_subset(&theirs, |_| None, &["db"]).unwrap();
+    assert_eq!(rest, theirs);
+    assert_eq!(c.tick_interval, Duration::from_millis(10), "not a row of this subset");
+}
+
+#[test]
+fn the_server_refuses_what_is_not_an_option_in_the_words_it_always_used() {
+    let err = |args: &[&str]| parse(args, &[]).unwrap_err().0;
+    assert_eq!(err(&["serve"]), r#"unexpected argument "serve" (see --help)"#);
+    assert_eq!(err(&["--nope=1"]), "unknown option --nope (see --help)");
+    assert_eq!(err(&["--"]), "unknown option -- (see --help)");
+    assert_eq!(
+        err(&["--token-key=0123456789abcdef"]),
+        "--token-key is not accepted on the command line; set TICKER_TOKEN_KEY instead"
+    );
+    assert!(matches!(
+        parse_args(&["--tick".into(), "5s".into(), "-V".into()], |_| None),
+        Ok(Command::Version)
+    ));
+    assert!(err(&["--tick", "5", "--help"]).starts_with("--tick"), "in the order given");
+}
+
+#[test]
+fn a_missing_part_is_refused_in_one_sentence_naming_the_option_and_the_feature() {
+    let sentence = "this build has no `cluster` (built with --no-default-features); \
+                    `cargo build --release` builds every part";
+    assert_eq!(Part::Cluster.missing(), sentence);
+    assert_eq!(not_built_in("cluster"), sentence);
+    assert_eq!(refusal("--redis", Part::Cluster), format!("--redis: {sentence}"));
+    let sentinels = RedisTarget::Sentinels { sentinels: vec!["h:1".into()], master: "m".into() };
+    assert_eq!(features::no_cluster(&sentinels), format!("--redis-sentinels: {sentence}"));
+    let features: Vec<&str> = Part::ALL.iter().map(|p| p.feature()).collect();
+    assert_eq!(features, ["tls", "cluster", "exchanges"]);
+    let built: Vec<&str> =
+        Part::ALL.iter().filter(|p| p.is_built_in()).map(|p| p.feature()).collect();
+    let listed = if built.is_empty() { "no optional parts".to_owned() } else { built.join(", ") };
+    assert_eq!(built_in_parts(), listed);
+    assert_eq!(check_built_in(&Config::default()), Ok(()));
+}
+
+#[test]
+#[cfg(not(feature = "tls"))]
+fn a_build_without_tls_refuses_a_certificate() {
+    let err = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"], &[]).unwrap_err();
+    assert_eq!(err.0, refusal("--tls-cert/--tls-key", Part::Tls));
+}

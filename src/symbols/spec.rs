@@ -61,3 +61,41 @@ fn parse_symbol_items<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<Sy
     }
     Ok(symbols)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_keep_their_order_and_their_start_prices() {
+        let symbols = parse_symbols(" BTC-USD:42000 , eth.x_1:0.5").unwrap();
+        let want = [("BTC-USD", 42000.0), ("eth.x_1", 0.5)];
+        let got: Vec<(&str, f64)> =
+            symbols.iter().map(|s| (s.name.as_str(), s.start_price)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_symbols_file_skips_comments_and_blank_lines() {
+        let text = "# prices\nBTC-USD:42000\n\n  # more\nSOL-USD:95\n";
+        let names: Vec<String> =
+            parse_symbol_lines(text).unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["BTC-USD", "SOL-USD"]);
+    }
+
+    #[test]
+    fn every_refusal_says_what_was_wrong() {
+        let err = |v: &str| parse_symbols(v).unwrap_err();
+        assert!(err("BTC").starts_with("expected SYMBOL:PRICE"));
+        assert!(err("B TC:1").starts_with("a symbol name is 1 to 32"));
+        assert!(err(&format!("{}:1", "X".repeat(33))).starts_with("a symbol name"));
+        assert!(err("BTC:abc").starts_with("the price is not a number"));
+        for price in ["0", "-1", "inf", "NaN", "1e13"] {
+            assert!(err(&format!("BTC:{price}")).starts_with("a price must be"), "{price}");
+        }
+        assert_eq!(err("A:1,A:2"), "symbol A listed twice");
+        assert_eq!(err(" , "), "no symbols given (SYMBOL:PRICE,...)");
+        let many: Vec<String> = (0..=MAX_SYMBOLS).map(|i| format!("S{i}:1")).collect();
+        assert_eq!(err(&many.join(",")), format!("more than {MAX_SYMBOLS} symbols"));
+    }
+}
