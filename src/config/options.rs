@@ -383,7 +383,9 @@ options! {
         flag: "source", env: "TICKER_SOURCE", group: Prices, default: "sim",
         help: "where prices come from: sim (the random walk), coinbase, binance or kraken \
                (the exchange's public WebSocket stream)",
-        parse: |v| SourceKind::parse(v).ok_or_else(|| expected("sim, coinbase, binance or kraken", v)),
+        parse: |v| {
+            SourceKind::parse(v).ok_or_else(|| expected("sim, coinbase, binance or kraken", v))
+        },
     }
     /// The exchange's endpoint (`None`: its public one).
     field source_url: Option<String> {
@@ -403,12 +405,9 @@ options! {
         flag: "source-timeout", env: "TICKER_SOURCE_TIMEOUT", group: Prices, default: "auto",
         help: "treat an upstream silent this long as dead and reconnect (auto: 5s for \
                coinbase and kraken, which send heartbeats every second; 30s for binance)",
-        parse: |v| keyword_or_duration(
-            v,
-            "auto",
-            Duration::from_millis(200),
-            Duration::from_secs(3600),
-        ),
+        parse: |v| {
+            keyword_or_duration(v, "auto", Duration::from_millis(200), Duration::from_secs(3600))
+        },
     }
     /// A symbol without an update for this long is marked stale.
     field stale_after: Duration {
