@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crypto_ticker::auth::token::{Actor, ApiKeyId, TokenKey, Tokens};
-use crypto_ticker::config::parse_symbols;
 use crypto_ticker::control::{self, ClientMessage};
 use crypto_ticker::http::request::{Limits, parse_request};
+use crypto_ticker::symbols::parse_symbols;
 use crypto_ticker::symbols::sets::SetRegistry as Registry;
 use crypto_ticker::symbols::sets::{ActiveCache, ActiveSets, SetRegistry};
 use crypto_ticker::symbols::{Change, SymbolTable, choose};

@@ -297,11 +297,7 @@ fn open_existing(db: &Path, access: Access) -> Result<rusqlite::Connection, CliE
 /// (before any database is opened).
 fn cluster_keys(target: &config::RedisTarget) -> Result<AdminKeys, CliError> {
     let Some(keys) = cluster::admin_keys(target) else {
-        let flag = match target {
-            config::RedisTarget::Url(_) => "--redis",
-            config::RedisTarget::Sentinels { .. } => "--redis-sentinels",
-        };
-        return Err(CliError::Usage(format!("{flag}: {}", config::not_built_in("cluster"))));
+        return Err(CliError::Usage(config::features::no_cluster(target)));
     };
     keys.map_err(CliError::Redis)
 }

@@ -57,7 +57,7 @@ pub enum HttpError {
     /// The connection limit is reached.
     ServerBusy,
     /// `--max-sessions-per-key` or `--max-sessions-per-ip` is reached.
-    TooManySessions(crate::server::SessionCap),
+    TooManySessions(crate::server::session_limits::SessionCap),
     /// `?symbols=` on an upgrade that cannot be served: unknown names, too many, none,
     /// or one distinct set too many (503). The body adds `"symbols": [..]`.
     Symbols(crate::control::SubscriptionError),
@@ -116,10 +116,10 @@ impl HttpError {
             HttpError::DatabaseUnavailable => "database unavailable",
             HttpError::TokenStoreUnavailable => "token store unavailable",
             HttpError::ServerBusy => "server busy",
-            HttpError::TooManySessions(crate::server::SessionCap::PerKey) => {
+            HttpError::TooManySessions(crate::server::session_limits::SessionCap::PerKey) => {
                 "too many sessions for this API key"
             }
-            HttpError::TooManySessions(crate::server::SessionCap::PerIp) => {
+            HttpError::TooManySessions(crate::server::session_limits::SessionCap::PerIp) => {
                 "too many sessions from this address"
             }
             HttpError::Symbols(e) => e.message(),

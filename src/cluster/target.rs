@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use redis::{Connection, ErrorKind, RedisError, RedisResult, ServerErrorKind, Value};
 
-pub use crate::config::RedisTarget;
+pub use crate::config::redis::RedisTarget;
 
 /// Opens a connection to the target's current master, each read and write bounded by
 /// `io_timeout` (the connect, and each Sentinel question, by `connect_timeout`).

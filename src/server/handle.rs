@@ -179,7 +179,7 @@ fn read_and_process<S: Socket>(
 /// are over [`HTTP_OUTPUT_CAP`]. What it sends meanwhile stays in the kernel.
 pub(crate) fn must_hold<S: Socket>(conn: &Conn<S>, shared: &Shared) -> bool {
     let State::Http { phase, .. } = &conn.state else { return false };
-    let limits = shared.config.http_limits;
+    let limits = shared.config.http_limits();
     // Room for one whole request (head + body) plus one read's worth of the next.
     let cap = limits.max_head + limits.max_body + 4096;
     match phase {
@@ -232,7 +232,7 @@ fn process_http<S: Socket>(
     now: Instant,
     budget: &mut TurnBudget,
 ) {
-    let limits = ctx.shared.config.http_limits;
+    let limits = ctx.shared.config.http_limits();
     while let State::Http { phase: HttpPhase::Reading, .. } = conn.state {
         if conn.inbuf.is_empty() || must_hold(conn, &ctx.shared) {
             break;

@@ -38,7 +38,7 @@ mod listen;
 mod outbox;
 #[cfg(feature = "tls")]
 pub mod records;
-mod session_limits;
+pub(crate) mod session_limits;
 mod shard;
 mod startup;
 #[cfg(feature = "tls")]

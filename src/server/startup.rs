@@ -65,7 +65,7 @@ pub enum StartError {
     Tls(TlsError),
     Source(ConnectError),
     /// The configuration asks for a part this build was compiled without (the feature).
-    NotBuiltIn(&'static str),
+    NotBuiltIn(crate::config::Part),
     Io(std::io::Error),
 }
 
@@ -78,9 +78,7 @@ impl std::fmt::Display for StartError {
             StartError::Redis(e) => write!(f, "--redis: {e}"),
             StartError::Tls(e) => write!(f, "--tls-cert/--tls-key: {e}"),
             StartError::Source(e) => write!(f, "--source: {e}"),
-            StartError::NotBuiltIn(feature) => {
-                write!(f, "{}", crate::config::not_built_in(feature))
-            }
+            StartError::NotBuiltIn(part) => write!(f, "{}", part.missing()),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -169,7 +167,7 @@ fn build_auth(config: &Config, metrics: Arc<Metrics>) -> Result<(Auth, Option<No
         return Ok((auth, None));
     };
     let parts = cluster::join(config, target, key, metrics)
-        .ok_or(StartError::NotBuiltIn("cluster"))?
+        .ok_or(StartError::NotBuiltIn(crate::config::Part::Cluster))?
         .map_err(StartError::Redis)?;
     Ok((parts.auth, Some(parts.node)))
 }
@@ -197,7 +195,7 @@ fn load_tls(config: &Config) -> Result<Option<Arc<Tls>>, StartError> {
     let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
         return Ok(None);
     };
-    let tls = tls_start::load(cert, key).ok_or(StartError::NotBuiltIn("tls"))?;
+    let tls = tls_start::load(cert, key).ok_or(StartError::NotBuiltIn(crate::config::Part::Tls))?;
     Ok(Some(Arc::new(tls.map_err(StartError::Tls)?)))
 }
 
@@ -295,7 +293,7 @@ fn build_source(config: &Config, metrics: Arc<Metrics>) -> Result<PriceSource, S
     match config.source {
         SourceKind::Sim => Ok(PriceSource::Sim(model)),
         SourceKind::Exchange(exchange) => exchanges::upstream(config, exchange, metrics)
-            .ok_or(StartError::NotBuiltIn("exchanges"))?
+            .ok_or(StartError::NotBuiltIn(crate::config::Part::Exchanges))?
             .map_err(StartError::Source),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Exchange, PriceUpdate};
-use crate::config::SymbolSpec;
+use crate::symbols::spec::SymbolSpec;
 use crate::ticker::prices::{Quote, SourceStamp, round2};
 
 /// The newest price of one symbol.

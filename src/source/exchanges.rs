@@ -69,6 +69,6 @@ mod stand_in {
 
     /// `source-check` in a build without the exchanges: refused, whatever the arguments.
     pub fn check(_args: &[String]) -> Result<bool, String> {
-        Err(crate::config::not_built_in("exchanges"))
+        Err(crate::config::Part::Exchanges.missing())
     }
 }

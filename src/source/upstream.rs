@@ -33,8 +33,8 @@ use tungstenite::{Connector, Message, WebSocket};
 
 use super::{Book, Event, Offer, PriceUpdate, UpstreamConfig};
 use crate::backoff::{self, Backoff, BackoffPolicy};
-use crate::config::SymbolSpec;
 use crate::metrics::Metrics;
+use crate::symbols::spec::SymbolSpec;
 use crate::ticker::prices::Quote;
 
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;

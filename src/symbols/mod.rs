@@ -4,6 +4,7 @@
 //!   order (the order of `--symbols` / `--symbols-file`).
 //! - [`SymbolSet`]: a set of symbols as a bitset over those indices, so two sessions
 //!   that chose the same symbols in any order hold equal sets.
+//! - [`spec`]: the symbols and start prices as configured (`SYMBOL:PRICE`), parsed.
 //! - [`sets`]: interning of the sets in use, so the ticker builds one frame per distinct
 //!   set per tick and every subscriber of that set is sent the same bytes.
 //!
@@ -11,12 +12,14 @@
 //! `subscribe` message ([`crate::control`]).
 
 pub mod sets;
+pub mod spec;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::control::SubscriptionError;
 use sets::{SetLease, SetRegistry};
+pub use spec::{SymbolSpec, parse_symbol_lines, parse_symbols};
 
 /// Index of a symbol in the configured order.
 pub type SymbolIndex = u16;

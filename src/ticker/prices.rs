@@ -5,7 +5,7 @@
 //! SplitMix64, for reproducible tests). It only drives a simulation, so it need not be
 //! cryptographic itself; the seed is.
 
-use crate::config::SymbolSpec;
+use crate::symbols::spec::SymbolSpec;
 
 /// xoshiro256++ (Blackman & Vigna, public domain algorithm).
 #[derive(Debug, Clone)]
