@@ -38,10 +38,6 @@ impl TickSchedule {
         TickSchedule { interval, deadline: start }
     }
 
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// The next tick's deadline.
     pub fn deadline(&self) -> Instant {
         self.deadline
