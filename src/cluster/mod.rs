@@ -11,6 +11,8 @@
 //!   paced by a jittered backoff, with timeouts on every call (no async runtime, ever).
 //! - [`lease`]: [`lease::Lease`], leader election with a fencing token; the only way to
 //!   publish a tick is through it, and a node that lost the lease cannot publish.
+//! - [`leadership`]: [`leadership::Leadership`], the lead thread's decisions (contend,
+//!   renew, publish, step down) as functions of `now` and Redis's replies, without I/O.
 //! - [`target`]: where a connection goes, a fixed URL or the master the Redis Sentinels
 //!   name at that moment ([`target::connect`]); every link resolves it on reconnect.
 //! - [`wire`]: [`wire::TickData`], a tick as data on the Redis channel (not a WebSocket
@@ -46,6 +48,7 @@
 //!   not as a stale leader, or it would ignore the new leader forever.
 
 pub mod key_store;
+pub mod leadership;
 pub mod lease;
 pub mod limiter;
 pub mod link;

@@ -8,7 +8,8 @@
 //!   absolute deadlines and publishes each tick as data ([`TickData`]) through the
 //!   fenced publish script. A new leader continues from the newest tick it knows (the
 //!   one in Redis or the last one this node received, whichever is newer): `seq` + 1
-//!   and the same prices, never the start prices again.
+//!   and the same prices, never the start prices again. [`Leadership`] decides what to
+//!   do when, without Redis or a clock; the thread reads the clock and does the I/O.
 //! - **follow** subscribes to the tick channel, drops anything not newer than what it
 //!   has (duplicates after a lost reply, stale ticks), builds the frame with the same
 //!   code as a single node ([`crate::ticker::Tick::build`]) once per tick, and hands
@@ -18,6 +19,9 @@
 //! Redis down: publishing fails, so ticks pause; the leader steps down when its lease
 //! runs out unrenewed; both threads reconnect on a jittered backoff and log once per
 //! change of state; `/healthz` reports the follower's connection.
+//!
+//! [`CONTEND_EVERY`]: super::leadership::CONTEND_EVERY
+//! [`RENEW_EVERY`]: super::leadership::RENEW_EVERY
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,7 +29,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Keys;
-use super::lease::{Lease, LeaseState, unique_node_id};
+use super::leadership::{
+    AfterPublish, DueTick, LEASE_TTL, LeaderStep, Leadership, LeaseChange, Published, newest_tick,
+};
+use super::lease::{Lease, unique_node_id};
 use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
 use super::target::{self, RedisTarget};
 use super::wire::{self, LastTick, TickData};
@@ -35,13 +42,6 @@ use crate::symbols::sets::{ActiveCache, SetRegistry};
 use crate::ticker::prices::Quote;
 use crate::ticker::{self, Subscriber, Tick};
 
-/// How long a leader keeps the lease without renewing: a killed leader is replaced
-/// within this plus [`CONTEND_EVERY`].
-const LEASE_TTL: Duration = Duration::from_millis(2000);
-/// Renewals per lease lifetime: four, so three may fail before the lease runs out.
-const RENEW_EVERY: Duration = Duration::from_millis(500);
-/// How often a follower tries to take the lease.
-const CONTEND_EVERY: Duration = Duration::from_millis(250);
 /// How long a blocked read on the tick channel waits before checking for shutdown.
 const READ_POLL: Duration = Duration::from_millis(250);
 /// How often a node behind Sentinels asks them whether the master moved.
@@ -187,163 +187,175 @@ fn link_config() -> LinkConfig {
     }
 }
 
-/// This node's role in the tick plane.
-enum Role {
-    Follower,
-    Leader {
-        fence: u64,
-        /// Past this without a renewal, stop publishing (Redis may have expired us).
-        until: Instant,
-        next_seq: u64,
-        next_deadline: Instant,
-        /// The first tick of a cluster that never ticked: the start prices, unstepped.
-        first: bool,
-    },
-}
-
-/// The lead thread: contend, renew, and tick while leading.
-fn lead(plane: &Plane, node_id: String, mut source: PriceSource) {
-    let mut link = match RedisLink::to_target(plane.target.clone(), link_config()) {
+/// The lead thread: contend, renew, and tick while leading. [`Leadership`] decides;
+/// this loop only reads the clock and does the I/O.
+fn lead(plane: &Plane, node_id: String, source: PriceSource) {
+    let link = match RedisLink::to_target(plane.target.clone(), link_config()) {
         Ok(link) => link,
         Err(e) => {
             crate::error!("cluster: bad Redis URL; this node will never tick", error = e);
             return;
         }
     };
-    let lease = Lease::new(&plane.prefix, node_id, LEASE_TTL);
-    let metrics = &plane.metrics;
-    let mut role = Role::Follower;
-    let mut next_lease_at = Instant::now();
-    let mut payload = Vec::with_capacity(512);
-    let mut failing = false;
+    let mut lead_thread = LeadThread {
+        plane,
+        link,
+        lease: Lease::new(&plane.prefix, node_id, LEASE_TTL),
+        source,
+        leadership: Leadership::new(plane.interval, Instant::now()),
+        payload: Vec::with_capacity(512),
+        failing: false,
+    };
     while !plane.stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= next_lease_at {
-            next_lease_at = now + CONTEND_EVERY;
-            match link.with_conn(|c| lease.try_acquire_or_renew(c, now)) {
-                Ok(LeaseState::Leader { fence, until }) => {
-                    next_lease_at = now + RENEW_EVERY;
-                    match &mut role {
-                        Role::Leader { fence: held, until: held_until, .. } if *held == fence => {
-                            *held_until = until;
-                        }
-                        _ => role = take_lead(plane, &mut link, &mut source, fence, until, now),
-                    }
-                    failing = false;
+        if let Some(wake) = lead_thread.act(Instant::now()) {
+            thread::sleep(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+    lead_thread.shut_down();
+}
+
+/// The lead thread's state: the decisions' ([`Leadership`]) and the I/O's.
+struct LeadThread<'a> {
+    plane: &'a Plane,
+    link: RedisLink,
+    lease: Lease,
+    /// The prices; an exchange's stream is consumed only while this node leads.
+    source: PriceSource,
+    leadership: Leadership,
+    /// The encoded tick, reused.
+    payload: Vec<u8>,
+    /// Whether Redis is failing (one log line per run of errors).
+    failing: bool,
+}
+
+impl LeadThread<'_> {
+    /// Does what is due at `now`; returns when to look again, or `None` to look again at
+    /// once (after stepping down).
+    fn act(&mut self, now: Instant) -> Option<Instant> {
+        loop {
+            match self.leadership.decide(now) {
+                LeaderStep::AcquireOrRenew => self.acquire_or_renew(now),
+                LeaderStep::StepDown => {
+                    crate::warn!("cluster: lease not renewed in time; stepping down");
+                    self.step_down();
+                    return None;
                 }
-                Ok(LeaseState::Follower { leader }) => {
-                    if matches!(role, Role::Leader { .. }) {
-                        crate::warn!(
-                            "cluster: lease lost; following",
-                            leader = format!("{leader:?}")
-                        );
-                        step_down(metrics, &mut role, &mut source);
-                    }
-                    failing = false;
+                LeaderStep::Publish(due) => {
+                    return match self.publish(due) {
+                        AfterPublish::Leading { .. } => Some(self.leadership.wake_at()),
+                        AfterPublish::SteppedDown => None,
+                    };
                 }
-                Err(e) => note_redis_error(metrics, &e, &mut failing, "cluster: lease"),
+                LeaderStep::Wait(wake) => return Some(wake),
             }
         }
-        if let Role::Leader { fence, until, next_seq, next_deadline, first } = &mut role {
-            if now >= *until {
-                crate::warn!("cluster: lease not renewed in time; stepping down");
-                step_down(metrics, &mut role, &mut source);
-                continue;
+    }
+
+    fn acquire_or_renew(&mut self, now: Instant) {
+        let reply = match self.link.with_conn(|c| self.lease.try_acquire_or_renew(c, now)) {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.leadership.on_lease_error(now);
+                note_redis_error(&self.plane.metrics, &e, &mut self.failing, "cluster: lease");
+                return;
             }
-            if now >= *next_deadline {
-                let quotes = source.next_quotes(*first);
-                *first = false;
-                let data = TickData {
-                    seq: *next_seq,
-                    ts_us: ticker::unix_micros(SystemTime::now()),
-                    fence: *fence,
-                    prices: quotes.iter().map(|q| (q.symbol.clone(), q.price)).collect(),
-                    sources: quotes.iter().filter_map(|q| q.source).collect(),
-                };
-                payload.clear();
-                data.encode(&mut payload);
-                let fence = *fence;
-                match link.with_conn(|c| lease.publish_tick(c, fence, &plane.keys.ticks, &payload))
-                {
-                    Ok(true) => {
-                        *next_seq += 1;
-                        metrics.ticks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(false) => {
-                        crate::warn!("cluster: publish refused (lease gone); following");
-                        step_down(metrics, &mut role, &mut source);
-                        continue;
-                    }
-                    // The outcome is unknown: the same seq goes out again next time and
-                    // followers drop it if it did arrive.
-                    Err(e) => note_redis_error(metrics, &e, &mut failing, "cluster: publish"),
-                }
-                *next_deadline += plane.interval;
-                let late = Instant::now().saturating_duration_since(*next_deadline);
-                if late >= plane.interval {
-                    let missed = (late.as_nanos() / plane.interval.as_nanos()) as u32;
-                    metrics.tick_overruns.fetch_add(u64::from(missed), Ordering::Relaxed);
-                    *next_deadline += plane.interval * missed;
-                }
-            }
-        }
-        let wake = match &role {
-            Role::Leader { next_deadline, .. } => (*next_deadline).min(next_lease_at),
-            Role::Follower => next_lease_at,
         };
-        thread::sleep(wake.saturating_duration_since(Instant::now()));
-    }
-    if let Role::Leader { fence, .. } = role {
-        let _ = link.with_conn(|c| lease.release(c, fence));
-        metrics.cluster_leader.store(0, Ordering::Relaxed);
-    }
-    source.deactivate();
-}
-
-/// Becoming leader: continue from the newest tick known, in Redis or seen here.
-fn take_lead(
-    plane: &Plane,
-    link: &mut RedisLink,
-    source: &mut PriceSource,
-    fence: u64,
-    until: Instant,
-    now: Instant,
-) -> Role {
-    let stored = match link.with_conn(|c| wire::last_tick(c, &plane.prefix)) {
-        Ok(LastTick::Found(t)) => Some(t),
-        Ok(LastTick::Missing) => None,
-        Ok(LastTick::Corrupt(e)) => {
-            crate::warn!("cluster: stored last tick unreadable; ignoring it", error = e);
-            None
+        self.failing = false;
+        match self.leadership.on_lease(now, reply) {
+            LeaseChange::Renewed | LeaseChange::Following => {}
+            LeaseChange::Acquired { fence, until } => self.take_lead(now, fence, until),
+            LeaseChange::Lost { leader } => {
+                crate::warn!("cluster: lease lost; following", leader = format!("{leader:?}"));
+                self.step_down();
+            }
         }
-        Err(_) => None,
-    };
-    let seen = plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
-    let newest = match (stored, seen) {
-        (Some(a), Some(b)) => Some(if a.seq >= b.seq { a } else { b }),
-        (a, b) => a.or(b),
-    };
-    let (next_seq, first) = match &newest {
-        Some(t) => {
-            source.restore(&t.prices);
-            (t.seq + 1, false)
-        }
-        None => (0, true),
-    };
-    // Only the leader consumes an exchange's stream.
-    if let Err(e) = source.activate() {
-        crate::error!("cluster: cannot start the upstream price thread", error = e);
     }
-    plane.metrics.lease_acquisitions.fetch_add(1, Ordering::Relaxed);
-    plane.metrics.cluster_leader.store(1, Ordering::Relaxed);
-    crate::info!("cluster: leading the ticker", fence = fence, next_seq = next_seq);
-    Role::Leader { fence, until, next_seq, next_deadline: now, first }
-}
 
-fn step_down(metrics: &Metrics, role: &mut Role, source: &mut PriceSource) {
-    *role = Role::Follower;
-    source.deactivate();
-    metrics.cluster_leader.store(0, Ordering::Relaxed);
+    /// Becoming leader: continue from the newest tick known, in Redis or seen here.
+    fn take_lead(&mut self, now: Instant, fence: u64, until: Instant) {
+        let plane = self.plane;
+        let stored = match self.link.with_conn(|c| wire::last_tick(c, &plane.prefix)) {
+            Ok(LastTick::Found(t)) => Some(t),
+            Ok(LastTick::Missing) => None,
+            Ok(LastTick::Corrupt(e)) => {
+                crate::warn!("cluster: stored last tick unreadable; ignoring it", error = e);
+                None
+            }
+            Err(_) => None,
+        };
+        let seen = plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let newest = newest_tick(stored, seen);
+        if let Some(t) = &newest {
+            self.source.restore(&t.prices);
+        }
+        // Only the leader consumes an exchange's stream.
+        if let Err(e) = self.source.activate() {
+            crate::error!("cluster: cannot start the upstream price thread", error = e);
+        }
+        plane.metrics.lease_acquisitions.fetch_add(1, Ordering::Relaxed);
+        plane.metrics.cluster_leader.store(1, Ordering::Relaxed);
+        let next_seq = self.leadership.begin_term(now, fence, until, newest.map(|t| t.seq));
+        crate::info!("cluster: leading the ticker", fence = fence, next_seq = next_seq);
+    }
+
+    /// Publishes the due tick through the fenced script and applies the outcome.
+    fn publish(&mut self, due: DueTick) -> AfterPublish {
+        let metrics = &self.plane.metrics;
+        let quotes = self.source.next_quotes(due.first);
+        let data = TickData {
+            seq: due.seq,
+            ts_us: ticker::unix_micros(SystemTime::now()),
+            fence: due.fence,
+            prices: quotes.iter().map(|q| (q.symbol.clone(), q.price)).collect(),
+            sources: quotes.iter().filter_map(|q| q.source).collect(),
+        };
+        self.payload.clear();
+        data.encode(&mut self.payload);
+        let channel = &self.plane.keys.ticks;
+        let outcome = match self
+            .link
+            .with_conn(|c| self.lease.publish_tick(c, due.fence, channel, &self.payload))
+        {
+            Ok(true) => {
+                metrics.ticks.fetch_add(1, Ordering::Relaxed);
+                Published::Sent
+            }
+            Ok(false) => Published::Refused,
+            // The outcome is unknown: the same seq goes out again next time and followers
+            // drop it if it did arrive.
+            Err(e) => {
+                note_redis_error(metrics, &e, &mut self.failing, "cluster: publish");
+                Published::Unknown
+            }
+        };
+        let after = self.leadership.on_publish(outcome, Instant::now());
+        match after {
+            AfterPublish::Leading { missed } if missed > 0 => {
+                metrics.tick_overruns.fetch_add(u64::from(missed), Ordering::Relaxed);
+            }
+            AfterPublish::Leading { .. } => {}
+            AfterPublish::SteppedDown => {
+                crate::warn!("cluster: publish refused (lease gone); following");
+                self.step_down();
+            }
+        }
+        after
+    }
+
+    fn step_down(&mut self) {
+        self.leadership.step_down();
+        self.source.deactivate();
+        self.plane.metrics.cluster_leader.store(0, Ordering::Relaxed);
+    }
+
+    /// On shutdown a leader gives its lease up, so another node need not wait out the ttl.
+    fn shut_down(mut self) {
+        if let Some(fence) = self.leadership.fence() {
+            let _ = self.link.with_conn(|c| self.lease.release(c, fence));
+            self.plane.metrics.cluster_leader.store(0, Ordering::Relaxed);
+        }
+        self.source.deactivate();
+    }
 }
 
 /// Counts a Redis error; logs only the first of a run (one line per change of state).

@@ -2,9 +2,10 @@
 //! WebSocket frame exactly once; every subscriber is then sent the same bytes.
 //!
 //! Rules:
-//! - Deadlines are `start + n * interval`, so the rate never drifts. A tick that starts
-//!   after its successor's deadline counts the deadlines it missed in
-//!   `ticker_tick_overruns_total` and goes on from the next deadline ahead (seq stays
+//! - Deadlines are `start + n * interval` ([`schedule::TickSchedule`], shared with the
+//!   cluster leader), so the rate never drifts. A tick that ends a whole interval or more
+//!   past its successor's deadline counts the deadlines it missed in
+//!   `ticker_tick_overruns_total` and goes on from the newest one past (seq stays
 //!   contiguous: seq counts ticks sent).
 //! - The frame (header + JSON) lives in one `Arc<[u8]>`; publishing clones the `Arc`
 //!   once per event loop, never per subscriber.
@@ -18,6 +19,7 @@
 
 pub mod frames;
 pub mod prices;
+pub mod schedule;
 
 pub use frames::Tick;
 
@@ -31,6 +33,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::metrics::Metrics;
 use crate::source::PriceSource;
 use crate::symbols::sets::{ActiveCache, SetRegistry};
+use schedule::{Next, TickSchedule};
 
 /// Where ticks go: one channel and one waker per event loop.
 pub struct Subscriber {
@@ -160,19 +163,18 @@ fn supervise(state: Arc<Mutex<TickerState>>, ctx: Arc<Context>) {
 fn run(state: &Mutex<TickerState>, ctx: &Context) {
     let (interval, metrics) = (ctx.interval, &ctx.metrics);
     let mut active = ActiveCache::default();
-    let mut next_deadline = Instant::now();
+    let mut schedule = TickSchedule::new(interval, Instant::now());
     crate::info!("ticker started", interval_ms = interval.as_secs_f64() * 1000.0);
     while !ctx.stop.load(Ordering::Relaxed) {
         let started = state.lock().unwrap_or_else(PoisonError::into_inner).started;
         if started && metrics.ws_sessions_open.load(Ordering::Relaxed) <= 0 {
             // Nobody listens: build nothing, wake for the next session (or to stop).
             ctx.bell.wait(IDLE_NAP);
-            next_deadline = Instant::now();
+            schedule.restart(Instant::now());
             continue;
         }
-        let now = Instant::now();
-        if now < next_deadline {
-            thread::sleep(next_deadline - now);
+        if let Next::Wait(wait) = schedule.next(Instant::now()) {
+            thread::sleep(wait);
             continue;
         }
         let tick = {
@@ -193,13 +195,10 @@ fn run(state: &Mutex<TickerState>, ctx: &Context) {
         metrics.ticks.fetch_add(1, Ordering::Relaxed);
         publish(&tick, &ctx.subscribers);
 
-        next_deadline += interval;
-        let late = Instant::now().saturating_duration_since(next_deadline);
-        if late >= interval {
-            // Skip the deadlines already past, counting each one.
-            let missed = (late.as_nanos() / interval.as_nanos()) as u32;
+        // Skip the deadlines already past, counting each one.
+        let missed = schedule.ticked(Instant::now());
+        if missed > 0 {
             metrics.tick_overruns.fetch_add(u64::from(missed), Ordering::Relaxed);
-            next_deadline += interval * missed;
         }
     }
 }
