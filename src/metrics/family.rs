@@ -267,9 +267,9 @@ pub trait UpstreamState: Send + Sync {
 
 /// The upstream, once registered (prices from an exchange); shared by its gauges.
 #[derive(Default)]
-pub struct Upstream(OnceLock<Arc<dyn UpstreamState>>);
+pub struct UpstreamSlot(OnceLock<Arc<dyn UpstreamState>>);
 
-impl Upstream {
+impl UpstreamSlot {
     pub fn get(&self) -> Option<&Arc<dyn UpstreamState>> {
         self.0.get()
     }
@@ -280,15 +280,19 @@ impl Upstream {
     }
 }
 
-impl fmt::Debug for Upstream {
+impl fmt::Debug for UpstreamSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.get().is_some() { "Upstream(registered)" } else { "Upstream(none)" })
+        f.write_str(if self.0.get().is_some() {
+            "UpstreamSlot(registered)"
+        } else {
+            "UpstreamSlot(none)"
+        })
     }
 }
 
 /// `1` while the upstream is connected; rendered only with an upstream.
 #[derive(Debug, Default)]
-pub struct UpstreamUp(pub Upstream);
+pub struct UpstreamUp(pub UpstreamSlot);
 
 impl Family for UpstreamUp {
     const KIND: Kind = Kind::Gauge;
@@ -307,14 +311,14 @@ impl Samples for UpstreamUp {
 
 /// The age of each symbol's newest upstream price; rendered only with an upstream.
 #[derive(Debug, Default)]
-pub struct PriceAges(pub Upstream);
+pub struct UpstreamPriceAges(pub UpstreamSlot);
 
-impl Family for PriceAges {
+impl Family for UpstreamPriceAges {
     const KIND: Kind = Kind::Gauge;
     const LABEL: Option<LabelDef> = Some(LabelDef { name: "symbol", values: None });
 }
 
-impl Samples for PriceAges {
+impl Samples for UpstreamPriceAges {
     fn shown(&self) -> bool {
         self.0.get().is_some()
     }

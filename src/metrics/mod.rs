@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use family::{
     Bounds, Counter, Family, Gauge, Histogram, Kind, LabelDef, Labelled, MetricDef, OwnedCounter,
-    PriceAges, Samples, Upstream, UpstreamState, UpstreamUp,
+    Samples, UpstreamPriceAges, UpstreamSlot, UpstreamState, UpstreamUp,
 };
 pub use labels::{
     AuthOutcome, Label, RedisErrorKind, SessionLimit, SourceMessageKind, WsAuthOutcome,

@@ -4,8 +4,8 @@
 //! `tests/docs.rs` holds the two together both ways.
 
 use super::family::{
-    Bounds, Counter, Family, Gauge, Histogram, Labelled, MetricDef, OwnedCounter, PriceAges,
-    Samples, UpstreamUp,
+    Bounds, Counter, Family, Gauge, Histogram, Labelled, MetricDef, OwnedCounter, Samples,
+    UpstreamPriceAges, UpstreamUp,
 };
 use super::labels::{AuthOutcome, RedisErrorKind, SessionLimit, SourceMessageKind, WsAuthOutcome};
 use crate::auth::keys::DbErrorKind;
@@ -130,7 +130,7 @@ metric_table! {
         "Changes of Redis master this node has seen (cluster mode behind Redis Sentinel).";
     pub(super) source_up: UpstreamUp = "ticker_source_up",
         "1 while the upstream price stream is connected (on a cluster node: only the leader connects).";
-    pub(super) source_price_ages: PriceAges = "ticker_source_price_age_seconds",
+    pub(super) source_price_ages: UpstreamPriceAges = "ticker_source_price_age_seconds",
         "Time since the newest upstream price of each symbol arrived (+Inf: none yet).";
     pub(super) source_messages: Labelled<SourceMessageKind> = "ticker_source_messages_total",
         "Upstream messages by kind (malformed and unknown ones are skipped).";

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::auth::keys::ApiKeyId;
-use crate::metrics::{Label, SessionLimit};
+use crate::metrics::SessionLimit;
 
 /// Which cap refused a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +30,6 @@ impl SessionCap {
             SessionCap::PerKey => SessionLimit::PerKey,
             SessionCap::PerIp => SessionLimit::PerIp,
         }
-    }
-
-    /// The metric label's text.
-    pub fn label(self) -> &'static str {
-        self.limit().value()
     }
 }
 
