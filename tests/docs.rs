@@ -1,12 +1,15 @@
 //! The manual against the code: every relative link in `README.md` and `docs/*.md` leads
 //! to a file (and every `#anchor` into a Markdown page to one of its headings), every
-//! metric a running server renders on `/metrics` is in the metrics reference, and every
+//! metric a running server renders on `/metrics` is in the metrics reference, the
+//! reference and the metric table (`src/metrics/table.rs`) agree row for row, and every
 //! option `crypto-ticker --help` lists is in the option reference. Each check has a test
 //! of its own that feeds it a broken page, so a check that passes vacuously fails.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crypto_ticker::metrics::{MetricDef, TABLE};
 
 use crate::util::{TestServer, repo_path};
 
@@ -316,6 +319,117 @@ fn the_metrics_check_catches_a_metric_left_out() {
     let full = metrics_reference();
     let cut = full.replace("`ticker_symbol_sets`", "`ticker_symbol_set_count`");
     assert_eq!(missing_from(&cut, &["ticker_symbol_sets".to_owned()]), ["ticker_symbol_sets"]);
+}
+
+/// A row of the metrics reference: `| `NAME{LABEL}` | TYPE | MEANING |`.
+#[derive(Debug)]
+struct ReferenceRow<'r> {
+    name: &'r str,
+    label: Option<&'r str>,
+    kind: &'r str,
+    meaning: String,
+}
+
+fn reference_rows(reference: &str) -> Vec<ReferenceRow<'_>> {
+    reference
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.strip_prefix('|')?.split('|').map(str::trim).collect();
+            let metric = cells.first()?.strip_prefix('`')?.strip_suffix('`')?;
+            let (name, label) = match metric.split_once('{') {
+                Some((name, label)) => (name, Some(label.strip_suffix('}')?)),
+                None => (metric, None),
+            };
+            // The meaning may hold a `|` of its own; the last cell is the empty one after
+            // the closing `|`.
+            let meaning = cells.get(2..cells.len().saturating_sub(1))?.join("|");
+            Some(ReferenceRow { name, label, kind: cells.get(1)?, meaning })
+        })
+        .collect()
+}
+
+/// Where the reference and the metric table disagree: a metric of the table without a
+/// row, or whose row has another type or label or lacks one of the label's values; a
+/// row for a metric the table does not have; a metric with two rows.
+fn table_mismatches(reference: &str, table: &[MetricDef]) -> Vec<String> {
+    let rows = reference_rows(reference);
+    let mut mismatches = Vec::new();
+    for def in table {
+        let mut documented = rows.iter().filter(|r| r.name == def.name);
+        let Some(row) = documented.next() else {
+            mismatches.push(format!("{}: no row", def.name));
+            continue;
+        };
+        if documented.next().is_some() {
+            mismatches.push(format!("{}: two rows", def.name));
+        }
+        if row.kind != def.kind.as_str() {
+            mismatches.push(format!(
+                "{}: type {} in the table, {}",
+                def.name,
+                def.kind.as_str(),
+                row.kind
+            ));
+        }
+        if row.label != def.label.map(|l| l.name) {
+            let label = def.label.map(|l| l.name);
+            mismatches.push(format!("{}: label {label:?} in the table, {:?}", def.name, row.label));
+        }
+        if let Some(values) = def.label.and_then(|l| l.values) {
+            let values: Vec<String> = values().into_iter().map(str::to_owned).collect();
+            for value in missing_from(&row.meaning, &values) {
+                mismatches.push(format!("{}: label value {value} not named", def.name));
+            }
+        }
+    }
+    for row in &rows {
+        if !table.iter().any(|def| def.name == row.name) {
+            mismatches.push(format!("{}: documented, not in the table", row.name));
+        }
+    }
+    mismatches
+}
+
+#[test]
+fn the_metrics_reference_and_the_metric_table_agree_both_ways() {
+    let reference = metrics_reference();
+    assert!(reference_rows(&reference).len() > 30, "is the row parser blind?");
+    let mismatches = table_mismatches(&reference, TABLE);
+    assert!(
+        mismatches.is_empty(),
+        "{OPERATIONS} (\"## Metrics\") and src/metrics/table.rs disagree:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn the_table_check_catches_a_missing_row_a_wrong_type_a_value_left_out_and_a_stray_row() {
+    let full = metrics_reference();
+    assert_eq!(table_mismatches(&full, TABLE), Vec::<String>::new());
+    let mut lines: Vec<String> = full
+        .lines()
+        .filter(|l| !l.starts_with("| `ticker_symbol_sets`"))
+        .map(|l| match l {
+            l if l.starts_with("| `ticker_ticks_total`") => l.replace("| counter |", "| gauge |"),
+            l if l.starts_with("| `ticker_sessions_refused_total{limit}`") => {
+                l.replace("`per_ip`", "`per_address`")
+            }
+            l if l.starts_with("| `ticker_ws_auth_total{outcome}`") => {
+                l.replace("{outcome}", "{result}")
+            }
+            l => l.to_owned(),
+        })
+        .collect();
+    lines.push("| `ticker_imaginary_total` | counter | nothing |".to_owned());
+    let mismatches = table_mismatches(&lines.join("\n"), TABLE);
+    let expected = [
+        "ticker_ticks_total: type counter in the table, gauge",
+        "ticker_sessions_refused_total: label value per_ip not named",
+        "ticker_ws_auth_total: label Some(\"outcome\") in the table, Some(\"result\")",
+        "ticker_symbol_sets: no row",
+        "ticker_imaginary_total: documented, not in the table",
+    ];
+    assert_eq!(mismatches, expected);
 }
 
 #[test]

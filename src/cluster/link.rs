@@ -21,6 +21,7 @@ use redis::{Connection, ConnectionLike, ErrorKind, RedisError, RedisResult, Serv
 use super::target::{self, RedisTarget};
 use crate::backoff::seed as jitter_seed;
 pub use crate::backoff::{Backoff, BackoffPolicy};
+use crate::metrics::{Label, RedisErrorKind};
 
 /// Timeouts and reconnect pacing of a [`RedisLink`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,15 +61,20 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// Its kind, as the metrics count it.
+    pub fn kind(&self) -> RedisErrorKind {
+        match self {
+            LinkError::Url(_) => RedisErrorKind::Url,
+            LinkError::Unreachable(_) => RedisErrorKind::Unreachable,
+            LinkError::Timeout(_) => RedisErrorKind::Timeout,
+            LinkError::Backoff { .. } => RedisErrorKind::Backoff,
+            LinkError::Protocol(_) => RedisErrorKind::Protocol,
+        }
+    }
+
     /// A short stable label for metrics and logs.
     pub fn kind_label(&self) -> &'static str {
-        match self {
-            LinkError::Url(_) => "url",
-            LinkError::Unreachable(_) => "unreachable",
-            LinkError::Timeout(_) => "timeout",
-            LinkError::Backoff { .. } => "backoff",
-            LinkError::Protocol(_) => "protocol",
-        }
+        self.kind().value()
     }
 
     /// Sorts an error from the redis crate; `Url` is only produced by [`RedisLink::new`].

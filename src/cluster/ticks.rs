@@ -36,7 +36,7 @@ use super::lease::{Lease, unique_node_id};
 use super::link::{Backoff, BackoffPolicy, LinkConfig, LinkError, RedisLink};
 use super::target::{self, RedisTarget};
 use super::wire::{self, LastTick, TickData};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RedisErrorKind};
 use crate::source::{PriceSource, SourceHealth};
 use crate::symbols::sets::{ActiveCache, SetRegistry};
 use crate::ticker::prices::Quote;
@@ -143,6 +143,7 @@ impl ClusterTicker {
             stop: AtomicBool::new(false),
             last_seen: Mutex::new(None),
         });
+        plane.metrics.redis_failovers.read_from(|| target::MASTER.failovers());
         // Unhealthy until the channel is subscribed: ticks cannot arrive before.
         plane.health.set(Some(JOINING));
         let node_id = unique_node_id(&hostname());
@@ -360,7 +361,7 @@ impl LeadThread<'_> {
 
 /// Counts a Redis error; logs only the first of a run (one line per change of state).
 fn note_redis_error(metrics: &Metrics, e: &LinkError, failing: &mut bool, what: &str) {
-    metrics.redis_error(e.kind_label());
+    metrics.redis_error(e.kind());
     if !*failing && !matches!(e, LinkError::Backoff { .. }) {
         crate::warn!(what, error = e);
         *failing = true;
@@ -411,9 +412,9 @@ fn follow(plane: &Plane) {
                     backoff.on_failure(Instant::now());
                     mark_down(plane, &e);
                     plane.metrics.redis_error(if e.is_timeout() {
-                        "timeout"
+                        RedisErrorKind::Timeout
                     } else {
-                        "unreachable"
+                        RedisErrorKind::Unreachable
                     });
                     continue;
                 }
@@ -426,7 +427,11 @@ fn follow(plane: &Plane) {
         if let Err(e) = subscribed {
             backoff.on_failure(Instant::now());
             mark_down(plane, &e);
-            plane.metrics.redis_error(if e.is_timeout() { "timeout" } else { "unreachable" });
+            plane.metrics.redis_error(if e.is_timeout() {
+                RedisErrorKind::Timeout
+            } else {
+                RedisErrorKind::Unreachable
+            });
             continue;
         }
         backoff.on_success();
@@ -441,14 +446,14 @@ fn follow(plane: &Plane) {
                 Err(e) => {
                     backoff.on_failure(Instant::now());
                     mark_down(plane, &e);
-                    plane.metrics.redis_error("unreachable");
+                    plane.metrics.redis_error(RedisErrorKind::Unreachable);
                     break;
                 }
             };
             let data = match TickData::decode(msg.get_payload_bytes()) {
                 Ok(data) => data,
                 Err(e) => {
-                    plane.metrics.redis_error("protocol");
+                    plane.metrics.redis_error(RedisErrorKind::Protocol);
                     crate::debug!("cluster: unreadable tick skipped", error = e);
                     continue;
                 }

@@ -15,7 +15,7 @@ use crossbeam_channel::TrySendError;
 use super::conn::{
     Conn, HttpPhase, Input, MAX_QUEUED, Session, Socket, State, TimerAction, UpgradeAsk, Verdict,
 };
-use super::{Reply, SessionCap, Shared};
+use super::{Reply, Shared};
 use crate::auth::token::VerifiedToken;
 use crate::control::{self, ClientMessage, RateBudget};
 use crate::error::{CloseCode, HttpError};
@@ -301,10 +301,9 @@ fn handle_request<S: Socket>(
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::Metrics { head_only } => {
-            let mut text = shared.metrics.render();
-            let (name, help) = ("ticker_symbol_sets", "Distinct symbol sets subscribed now.");
-            crate::metrics::Metrics::render_gauge(&mut text, name, help, shared.symbol_sets.len());
-            let r = routes::metrics_response(text, head_only);
+            let sets = i64::try_from(shared.symbol_sets.len()).unwrap_or(i64::MAX);
+            shared.metrics.symbol_sets.store(sets, Relaxed);
+            let r = routes::metrics_response(shared.metrics.render(), head_only);
             send_response(conn, ctx, r, keep_alive, origin.as_deref(), now);
         }
         Route::IssueToken { api_key } => {
@@ -519,11 +518,7 @@ fn finish_upgrade<S: Socket>(
         Some(limits) => match limits.admit(verified.api_key_id, ask.client) {
             Ok(permit) => Some(permit),
             Err(cap) => {
-                let counter = match cap {
-                    SessionCap::PerKey => &shared.metrics.sessions_refused_per_key,
-                    SessionCap::PerIp => &shared.metrics.sessions_refused_per_ip,
-                };
-                counter.fetch_add(1, Relaxed);
+                shared.metrics.sessions_refused.inc(cap.limit());
                 let e = HttpError::TooManySessions(cap);
                 return send_error(conn, ctx, &e, keep_alive, origin, now);
             }

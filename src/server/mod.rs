@@ -123,8 +123,12 @@ impl Shared {
         if let Some(health) = &self.cluster_health {
             return health.source();
         }
-        match self.metrics.source_book() {
-            Some(book) => book.health(std::time::Instant::now(), self.config.stale_after),
+        match self.metrics.upstream() {
+            Some(upstream) => {
+                let now = std::time::Instant::now();
+                let (stale, of) = upstream.stale_symbols(now, self.config.stale_after);
+                crate::source::SourceHealth::from_counts(stale, of)
+            }
             None => crate::source::SourceHealth::Simulated,
         }
     }

@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::auth::keys::ApiKeyId;
+use crate::metrics::SessionLimit;
 
 /// Which cap refused a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,10 +25,10 @@ pub enum SessionCap {
 
 impl SessionCap {
     /// The metric label.
-    pub fn label(self) -> &'static str {
+    pub fn limit(self) -> SessionLimit {
         match self {
-            SessionCap::PerKey => "per_key",
-            SessionCap::PerIp => "per_ip",
+            SessionCap::PerKey => SessionLimit::PerKey,
+            SessionCap::PerIp => SessionLimit::PerIp,
         }
     }
 }

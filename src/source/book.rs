@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{Exchange, PriceUpdate};
+use crate::metrics::UpstreamState;
 use crate::symbols::spec::SymbolSpec;
 use crate::ticker::prices::{Quote, SourceStamp, round2};
 
@@ -186,20 +187,6 @@ impl Book {
         }
     }
 
-    /// The state `/healthz` reports: stale by the same rule as [`Book::snapshot_into`].
-    pub fn health(&self, now: Instant, stale_after: Duration) -> super::SourceHealth {
-        let connected = self.is_connected();
-        let stale = self
-            .slots
-            .iter()
-            .filter(|s| {
-                let l = *s.latest.lock().unwrap_or_else(PoisonError::into_inner);
-                s.is_stale(&l, connected, now, stale_after)
-            })
-            .count();
-        super::SourceHealth::from_counts(stale, self.slots.len())
-    }
-
     /// Per symbol: ours, seconds since its newest price arrived (`None`: never), updates
     /// taken, last clock skew in ms (arrival minus exchange time).
     pub fn stats(&self, now: Instant) -> Vec<SymbolStats> {
@@ -219,6 +206,33 @@ impl Book {
                 }
             })
             .collect()
+    }
+}
+
+/// What `/metrics` and `/healthz` read of the upstream.
+impl UpstreamState for Book {
+    fn is_connected(&self) -> bool {
+        Book::is_connected(self)
+    }
+
+    fn each_price_age(&self, now: Instant, each: &mut dyn FnMut(&str, Option<Duration>)) {
+        for s in self.stats(now) {
+            each(&s.symbol, s.age);
+        }
+    }
+
+    /// For `/healthz`: stale by the same rule as [`Book::snapshot_into`].
+    fn stale_symbols(&self, now: Instant, stale_after: Duration) -> (usize, usize) {
+        let connected = self.is_connected();
+        let stale = self
+            .slots
+            .iter()
+            .filter(|s| {
+                let l = *s.latest.lock().unwrap_or_else(PoisonError::into_inner);
+                s.is_stale(&l, connected, now, stale_after)
+            })
+            .count();
+        (stale, self.slots.len())
     }
 }
 

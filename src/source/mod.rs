@@ -34,6 +34,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::metrics::{Label, SourceMessageKind};
 use crate::ticker::prices::{PriceModel, Quote};
 
 pub use book::{Book, Offer, SymbolStats};
@@ -193,11 +194,16 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    pub fn kind_label(&self) -> &'static str {
+    /// Its kind, as the metrics count it.
+    pub fn message_kind(&self) -> SourceMessageKind {
         match self {
-            SourceError::Malformed(_) => "malformed",
-            SourceError::Unknown(_) => "unknown",
+            SourceError::Malformed(_) => SourceMessageKind::Malformed,
+            SourceError::Unknown(_) => SourceMessageKind::Unknown,
         }
+    }
+
+    pub fn kind_label(&self) -> &'static str {
+        self.message_kind().value()
     }
 
     pub(crate) fn malformed(e: impl fmt::Display) -> SourceError {

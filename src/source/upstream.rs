@@ -33,7 +33,7 @@ use tungstenite::{Connector, Message, WebSocket};
 
 use super::{Book, Event, Offer, PriceUpdate, UpstreamConfig};
 use crate::backoff::{self, Backoff, BackoffPolicy};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceMessageKind};
 use crate::symbols::spec::SymbolSpec;
 use crate::ticker::prices::Quote;
 
@@ -144,7 +144,7 @@ impl Upstream {
                 symbol = symbol
             );
         }
-        metrics.set_source_book(book.clone());
+        metrics.set_upstream(book.clone());
         Ok(Upstream { config, book, metrics, tls, thread: None, quotes: Vec::new() })
     }
 
@@ -458,10 +458,10 @@ pub(crate) fn handle_message(
                 offer(u, book, metrics, now);
             }
         }
-        Ok(Event::Heartbeat) => metrics.source_message("heartbeat"),
-        Ok(Event::Control) => metrics.source_message("control"),
+        Ok(Event::Heartbeat) => metrics.source_message(SourceMessageKind::Heartbeat),
+        Ok(Event::Control) => metrics.source_message(SourceMessageKind::Control),
         Ok(Event::Rejected { symbol, reason }) => {
-            metrics.source_message("rejected");
+            metrics.source_message(SourceMessageKind::Rejected);
             let slot = symbol.as_deref().and_then(|s| book.slot_of(s));
             match slot {
                 Some(slot) => {
@@ -484,7 +484,7 @@ pub(crate) fn handle_message(
             }
         }
         Err(e) => {
-            metrics.source_message(e.kind_label());
+            metrics.source_message(e.message_kind());
             crate::debug!("source: message skipped", source = exchange, error = e);
         }
     }
@@ -494,12 +494,12 @@ pub(crate) fn handle_message(
 fn offer(u: &PriceUpdate<'_>, book: &Book, metrics: &Metrics, now: Instant) {
     let Some(slot) = book.slot_of(&u.symbol) else {
         // A symbol we did not ask for.
-        metrics.source_message("unknown");
+        metrics.source_message(SourceMessageKind::Unknown);
         return;
     };
     match book.offer(slot, u, now, unix_ms(SystemTime::now())) {
-        Offer::Taken => metrics.source_message("price"),
-        Offer::OutOfOrder => metrics.source_message("out_of_order"),
+        Offer::Taken => metrics.source_message(SourceMessageKind::Price),
+        Offer::OutOfOrder => metrics.source_message(SourceMessageKind::OutOfOrder),
     }
 }
 

@@ -578,7 +578,7 @@ fn the_per_key_session_cap_answers_503_until_a_session_ends() {
     let out = String::from_utf8_lossy(&second.socket.output).into_owned();
     assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
     assert!(out.ends_with(r#"{"error":"too many sessions for this API key"}"#), "{out}");
-    assert_eq!(m.sessions_refused_per_key.load(Relaxed), 1);
+    assert_eq!(m.sessions_refused.get(crate::metrics::SessionLimit::PerKey), 1);
     assert!(!second.is_subscriber());
 
     // The first session's close gives its slot back.
