@@ -16,8 +16,8 @@
 //! - `conn` (+ `outbox`): one connection and every transition of its state machine.
 //! - `handle`: what a connection does with the bytes it reads (HTTP, upgrade, frames).
 //! - [`fanout`]: the hot path, one shared frame to every subscriber.
-//! - [`tls`] (+ `transport`): certificates and their reload; plain TCP or TLS per
-//!   connection, the same byte stream to everything above.
+//! - `transport`: plain TCP or TLS per connection, the same byte stream to everything
+//!   above (certificates and the record layer are in `crate::tls`).
 //! - `handshakes`: the TLS handshake pool; its module doc states the rules (the loops
 //!   never run handshake crypto, a bounded number of steps in flight, what a flood costs).
 //!
@@ -30,26 +30,22 @@ mod handle;
 #[cfg(feature = "tls")]
 mod handshakes;
 mod outbox;
-#[cfg(feature = "tls")]
-pub mod records;
 mod session_limits;
 mod shard;
 mod startup;
-#[cfg(feature = "tls")]
-pub mod tls;
 mod transport;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+#[cfg(feature = "tls")]
+pub use crate::tls::TlsError;
 pub use conn::Outbox;
 use crossbeam_channel::Sender;
 use mio::Waker;
 pub use session_limits::{SessionCap, SessionLimits, SessionPermit};
 pub use startup::{StartError, run};
-#[cfg(feature = "tls")]
-pub use tls::TlsError;
 
 use crate::auth::Auth;
 use crate::auth::keys::ApiKeyId;
@@ -103,7 +99,7 @@ pub struct Shared {
     pub session_limits: Option<Arc<SessionLimits>>,
     /// With `--tls-cert`/`--tls-key`: every connection speaks TLS.
     #[cfg(feature = "tls")]
-    pub tls: Option<Arc<tls::Tls>>,
+    pub tls: Option<Arc<crate::tls::Tls>>,
     shutting_down: AtomicBool,
     controls: Vec<(Sender<Control>, Arc<Waker>)>,
 }

@@ -129,7 +129,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     #[cfg(feature = "tls")]
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            Some(Arc::new(super::tls::Tls::load(cert, key).map_err(StartError::Tls)?))
+            Some(Arc::new(crate::tls::Tls::load(cert, key).map_err(StartError::Tls)?))
         }
         _ => None,
     };

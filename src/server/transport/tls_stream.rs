@@ -1,5 +1,5 @@
 //! [`TlsStream`]: a connection's TLS over TCP, rustls for the handshake and HTTP, then
-//! this server's record layer (`records.rs`) once it is a WebSocket session.
+//! this server's record layer (`crate::tls::records`) once it is a WebSocket session.
 //!
 //! TLS write rules, which keep conflation and bounded memory as they are in plain TCP:
 //! - `write` first pushes out ciphertext still pending from an earlier write; if some
@@ -39,7 +39,7 @@ use std::ops::Range;
 use mio::net::TcpStream;
 use rustls::{ServerConnection, SupportedCipherSuite};
 
-use crate::server::records::{self, Records};
+use crate::tls::records::{self, Records};
 
 /// Cap on what rustls buffers per connection, plaintext waiting for the handshake plus
 /// ciphertext waiting for the socket: a TLS record's worth (16 KiB) and its overhead.
@@ -629,8 +629,8 @@ mod tests {
 
     use super::*;
     use crate::server::conn::Socket;
-    use crate::server::tls::Tls;
     use crate::server::transport::Transport;
+    use crate::tls::Tls;
 
     /// The server's TLS side for a fresh self-signed certificate, a client configuration
     /// that trusts it, and a loopback listener.
