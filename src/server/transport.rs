@@ -3,20 +3,69 @@
 //! rest of the server, so the state machine, the outbox and the fan-out do not know
 //! which one they write to. The one thing only the shard sees: a TLS connection's
 //! handshake steps, which it sends to the handshake pool (`handshakes.rs`).
+//!
+//! [`Socket`] is what a connection needs of any of them (and of the in-memory socket of
+//! `conn`'s unit tests): `conn` imports it from here, and nothing here imports `conn`.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::conn::Socket;
-
 #[cfg(feature = "tls")]
 mod tls_stream;
 #[cfg(feature = "tls")]
 pub(crate) use tls_stream::{HandshakeStep, TlsStream};
+
+/// What a connection needs of its socket: bytes both ways, a half-close, and a cap on
+/// the kernel's send buffer.
+pub(crate) trait Socket: Read + Write {
+    fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Best effort: on failure the kernel default stays.
+    fn set_send_buffer(&self, bytes: usize);
+    /// Sends bytes the socket layer itself still holds (TLS records encrypted by an
+    /// earlier write); `Ok(true)` once none are left, `Ok(false)` while the socket is
+    /// full. A plain socket holds none.
+    fn send_pending(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+    /// The connection became a WebSocket session (TLS hands its records over to the
+    /// server's own record layer).
+    fn start_session(&mut self) {}
+    /// A TLS session whose sending key is close to its confidentiality limit: the session
+    /// should end in order (a close frame the client reconnects on) before it must end
+    /// abruptly.
+    fn key_nearly_used_up(&self) -> bool {
+        false
+    }
+}
+
+impl Socket for TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    /// `SO_SNDBUF` (the kernel doubles the value).
+    fn set_send_buffer(&self, bytes: usize) {
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: setsockopt on a socket this connection owns, with a valid int option.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            crate::debug!("SO_SNDBUF not set", error = io::Error::last_os_error());
+        }
+    }
+}
 
 /// A connection's transport.
 pub(crate) enum Transport {

@@ -628,7 +628,7 @@ mod tests {
     use rustls::pki_types::ServerName;
 
     use super::*;
-    use crate::server::conn::Socket;
+    use crate::server::transport::Socket;
     use crate::server::transport::Transport;
     use crate::tls::Tls;
 
