@@ -27,7 +27,6 @@
 mod conn;
 pub mod fanout;
 mod handle;
-#[cfg(feature = "tls")]
 mod handshakes;
 mod outbox;
 mod session_limits;

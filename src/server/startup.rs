@@ -19,7 +19,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, unbounded};
 use mio::{Poll, Waker};
 
-use super::{Control, SessionLimits, Shared, shard};
+use super::{Control, SessionLimits, Shared, handshakes, shard};
 use crate::auth::Auth;
 use crate::auth::key_store::{Revocation, SqliteKeyStore};
 use crate::auth::keys::DbError;
@@ -152,8 +152,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut mailboxes = Vec::new();
     let mut tick_subscribers = Vec::new();
     let mut receivers = Vec::new();
-    #[cfg(feature = "tls")]
-    let mut handshake_pool = HandshakePool::new(&config, tls.is_some());
+    let mut handshake_pool = handshakes::Pool::new(&config);
     for _ in 0..config.io_threads {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), shard::WAKER)?);
@@ -162,7 +161,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let (ctl_tx, ctl_rx) = unbounded();
         controls.push((ctl_tx, waker.clone()));
         mailboxes.push(Mailbox { completions: done_tx, waker: waker.clone() });
-        #[cfg(feature = "tls")]
         handshake_pool.add_shard(&waker);
         tick_subscribers.push(ticker::Subscriber { ticks: tick_tx, waker });
         receivers.push((tick_rx, done_rx, ctl_rx));
@@ -202,7 +200,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
         controls,
     });
     workers::start("worker", config.workers, job_rx, mailboxes)?;
-    #[cfg(feature = "tls")]
     let mut shard_handshakes = handshake_pool.start()?.into_iter();
 
     let rng = match config.seed {
@@ -283,7 +280,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
             ticks,
             completions,
             controls,
-            #[cfg(feature = "tls")]
             handshakes: shard_handshakes.next().flatten(),
         })?;
         handles.push(thread::Builder::new().name(format!("io-{id}")).spawn(move || shard.run())?);
@@ -321,54 +317,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     crate::info!("stopped");
     result
-}
-
-/// The handshake pool (`handshakes.rs`), with TLS only: one completion channel per shard,
-/// each woken through its shard's waker.
-#[cfg(feature = "tls")]
-struct HandshakePool {
-    threads: usize,
-    shards: usize,
-    on: bool,
-    mailboxes: Vec<Mailbox<super::handshakes::Stepped>>,
-    receivers: Vec<crossbeam_channel::Receiver<workers::Completion<super::handshakes::Stepped>>>,
-}
-
-#[cfg(feature = "tls")]
-impl HandshakePool {
-    fn new(config: &Config, on: bool) -> HandshakePool {
-        HandshakePool {
-            threads: config.tls_threads,
-            shards: config.io_threads,
-            on,
-            mailboxes: Vec::new(),
-            receivers: Vec::new(),
-        }
-    }
-
-    fn add_shard(&mut self, waker: &Arc<Waker>) {
-        if self.on {
-            let (done_tx, done_rx) = unbounded();
-            self.mailboxes.push(Mailbox { completions: done_tx, waker: waker.clone() });
-            self.receivers.push(done_rx);
-        }
-    }
-
-    /// Starts the threads (at a lower priority); returns each shard's share (none
-    /// without TLS).
-    fn start(self) -> std::io::Result<Vec<Option<super::handshakes::Handshakes>>> {
-        use super::handshakes::{self, Handshakes};
-        if !self.on {
-            return Ok((0..self.shards).map(|_| None).collect());
-        }
-        let slots = handshakes::slots_per_shard(self.threads, self.shards);
-        let capacity = handshakes::queue_capacity(self.threads, self.shards);
-        let (jobs, queue) = workers::job_queue(capacity);
-        let (threads, mailboxes) = (self.threads, self.mailboxes);
-        workers::start_with("tls", threads, queue, mailboxes, handshakes::lower_priority)?;
-        let shares = self.receivers.into_iter().enumerate();
-        Ok(shares.map(|(id, done)| Some(Handshakes::new(id, jobs.clone(), done, slots))).collect())
-    }
 }
 
 /// Hands the heap that start-up freed (the key store's first migration, the certificate

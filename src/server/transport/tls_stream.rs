@@ -37,6 +37,7 @@ use std::net::{Shutdown, SocketAddr};
 use mio::net::TcpStream;
 use rustls::{ServerConnection, SupportedCipherSuite};
 
+use crate::server::Shared;
 use crate::tls::records::{self, Records};
 
 mod session;
@@ -51,6 +52,28 @@ const TLS_BUFFER_LIMIT: usize = 18 * 1024;
 /// largest size rustls reads. More is read only once `unfed` holds no whole record, so
 /// `unfed` stays below two such records.
 const READ_MAX: usize = records::MAX_RECORD;
+
+/// How a `Transport` holds a TLS stream: boxed, so that a plain connection's
+/// transport is not as large as a TLS one.
+pub(crate) type TlsBox = Box<TlsStream>;
+
+/// The TLS stream of a connection just accepted on a port that speaks TLS; the socket
+/// back if its session could not be created (logged).
+pub(super) fn accept(
+    socket: TcpStream,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<TlsBox, TcpStream> {
+    // Called only when the port speaks TLS (`Shared::speaks_tls`).
+    let Some(tls) = &shared.tls else { return Err(socket) };
+    match tls.accept() {
+        Ok(session) => Ok(Box::new(TlsStream::new(socket, session, peer))),
+        Err(e) => {
+            crate::warn!("TLS session not created", error = e);
+            Err(socket)
+        }
+    }
+}
 
 /// A server-side TLS session over a TCP socket.
 pub(crate) struct TlsStream {
