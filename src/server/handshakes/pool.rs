@@ -89,9 +89,10 @@ impl Handshakes {
             self.park(key, serial, under_way);
             return Offer::Parked;
         }
-        match tls.take_step().is_some_and(|step| self.start(key, serial, step)) {
-            true => Offer::Sent,
-            false => Offer::Refused,
+        if tls.take_step().is_some_and(|step| self.start(key, serial, step)) {
+            Offer::Sent
+        } else {
+            Offer::Refused
         }
     }
 
@@ -272,5 +273,65 @@ mod tests {
         assert_eq!(hs.next_parked(), Some((ConnKey(2), 20)));
         assert_eq!(hs.next_parked(), None);
         assert!(!hs.anyone_parked());
+    }
+
+    /// A TLS connection whose ClientHello was read has a step due: with a free slot it
+    /// goes to the pool, without one it waits in the queue (and the shard then accepts
+    /// nothing). A plain connection has nothing to offer.
+    #[test]
+    fn a_due_step_goes_to_the_pool_if_a_slot_is_free_and_waits_if_not() {
+        use std::io::{Read, Write};
+        use std::time::Duration;
+
+        use crate::server::transport::tls_stream::tests::{accept, fixture};
+
+        let (tls, client_config, listener) = fixture();
+        let addr = listener.local_addr().unwrap();
+        let (jobs, _queue) = crate::workers::job_queue(8);
+        let (_done_tx, done) = crossbeam_channel::unbounded();
+        let mut hs = Handshakes::new(0, jobs, done, 1);
+        let (mut servers, mut clients, mut offers) = (Vec::new(), Vec::new(), Vec::new());
+        for serial in 1..=2u64 {
+            let config = client_config.clone();
+            // A client that sends its ClientHello, then waits for the server to close.
+            clients.push(std::thread::spawn(move || {
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+                let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                while conn.wants_write() {
+                    conn.write_tls(&mut tcp).unwrap();
+                }
+                tcp.flush().unwrap();
+                let _ = tcp.read(&mut [0u8; 1]);
+            }));
+            let mut server = accept(&tls, &listener);
+            let offer = loop {
+                match server.read(&mut [0u8; 64]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        match hs.offer(ConnKey(serial as usize), serial, &mut server) {
+                            Offer::Nothing => std::thread::sleep(Duration::from_millis(1)),
+                            offer => break offer,
+                        }
+                    }
+                    other => panic!("before the ClientHello's step: {other:?}"),
+                }
+            };
+            offers.push(offer);
+            servers.push(server);
+        }
+        assert_eq!(offers, [Offer::Sent, Offer::Parked]);
+        assert!(hs.anyone_parked(), "the second step waits for the first one's slot");
+
+        let peer = std::net::TcpStream::connect(addr).unwrap();
+        let (tcp, _) = listener.accept().unwrap();
+        let mut plain = Transport::Plain(mio::net::TcpStream::from_std(tcp));
+        assert_eq!(hs.offer(ConnKey(3), 3, &mut plain), Offer::Nothing);
+
+        drop((servers, plain, peer));
+        for client in clients {
+            client.join().unwrap();
+        }
     }
 }

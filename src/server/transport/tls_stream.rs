@@ -474,4 +474,4 @@ impl TlsStream {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

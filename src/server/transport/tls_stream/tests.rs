@@ -16,7 +16,7 @@ use crate::tls::Tls;
 
 /// The server's TLS side for a fresh self-signed certificate, a client configuration
 /// that trusts it, and a loopback listener.
-fn fixture() -> (Tls, Arc<rustls::ClientConfig>, std::net::TcpListener) {
+pub(crate) fn fixture() -> (Tls, Arc<rustls::ClientConfig>, std::net::TcpListener) {
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
     let cert = params.self_signed(&key).unwrap();
@@ -39,7 +39,7 @@ fn fixture() -> (Tls, Arc<rustls::ClientConfig>, std::net::TcpListener) {
 }
 
 /// The server side of the listener's next connection, before its handshake.
-fn accept(tls: &Tls, listener: &std::net::TcpListener) -> Transport {
+pub(crate) fn accept(tls: &Tls, listener: &std::net::TcpListener) -> Transport {
     let (tcp, peer) = listener.accept().unwrap();
     tcp.set_nonblocking(true).unwrap();
     let tcp = TcpStream::from_std(tcp);
