@@ -10,7 +10,7 @@
 //! Without the `tls` feature, `TlsStream` is a stand-in with no values
 //! (`transport/no_tls.rs`): [`Transport::Tls`] cannot be built, its arms below compile
 //! to nothing, and a plain connection's transport is its socket and no more (no tag, no
-//! branch, no indirection), as it is when the feature is on and the port plain.
+//! branch, no indirection; the test at the end checks its size).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
