@@ -12,7 +12,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crypto_ticker::server::Outbox;
 use crypto_ticker::server::fanout::offer;
 #[cfg(feature = "tls")]
-use crypto_ticker::server::records::{APPLICATION_DATA, Records};
+use crypto_ticker::tls::records::{APPLICATION_DATA, Records};
 
 /// A socket with room for everything: counts bytes, copies nothing.
 struct Open(usize);
@@ -72,7 +72,7 @@ fn fanout(c: &mut Criterion) {
 /// What TLS adds per subscriber per tick, apart from the syscall: one 260-byte frame
 /// sealed into a record (AES-128-GCM, TLS 1.3, as negotiated with a rustls client) and
 /// handed to a socket that takes everything. `own_record_layer` is what the server runs
-/// for an upgraded session (`server::records`, one scratch buffer); `rustls_buffered` is
+/// for an upgraded session (`tls::records`, one scratch buffer); `rustls_buffered` is
 /// rustls' buffered connection, which the server used before and still uses for HTTP.
 /// The plaintext twin is the `Open` write above.
 #[cfg(feature = "tls")]

@@ -417,8 +417,8 @@ pub fn tls_records(data: &[u8]) {
     use rustls::{ConnectionTrafficSecrets, ExtractedSecrets, ProtocolVersion};
 
     use crate::parse::Status;
-    use crate::server::records::{APPLICATION_DATA, MAX_FRAGMENT, MAX_RECORD, Records};
-    use crate::server::records::{feedable, frame};
+    use crate::tls::records::{APPLICATION_DATA, MAX_FRAGMENT, MAX_RECORD, Records};
+    use crate::tls::records::{feedable, frame};
 
     let Some((&pick, wire)) = data.split_first() else { return };
     let fed = feedable(wire, MAX_RECORD);

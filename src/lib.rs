@@ -8,6 +8,8 @@
 //! - [`http`]: pure HTTP/1.1 parsing (over byte slices), responses, routing, CORS and
 //!   static files.
 //! - [`ws`]: pure RFC 6455 framing: frame headers, the incremental decoder, the handshake.
+//! - `tls` (feature `tls`): the TLS record layer of upgraded sessions (pure, like `ws`)
+//!   and the certificate handling (loading, checking, reloading; the rustls configuration).
 //! - [`auth`]: the whole auth flow: API keys → HMAC tokens → authorized upgrades, with
 //!   the key-store and token-store seams (SQLite and in-memory on one node).
 //! - [`source`]: where prices come from: the random walk or an exchange's stream
@@ -66,5 +68,7 @@ pub mod server;
 pub mod source;
 pub mod symbols;
 pub mod ticker;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod workers;
 pub mod ws;

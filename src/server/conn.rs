@@ -13,18 +13,14 @@
 //!  any ──socket error / EOF──► dropped (release: sessions −1 if it was a session)
 //! ```
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-
 pub(crate) use super::outbox::MAX_QUEUED;
 pub use super::outbox::Outbox;
-use super::transport::Transport;
+use super::transport::{Socket, Transport};
 use crate::auth::keys::ApiKeyId;
 use crate::auth::token::{Actor, TokenId};
 use crate::config::Config;
@@ -39,53 +35,6 @@ use crate::ws::frame::{self, OpCode};
 /// How long a closing HTTP connection may take to flush and see the peer's FIN
 /// (WebSocket sessions use `--close-linger`).
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-/// What a connection needs of its socket: bytes both ways, a half-close, and a cap on
-/// the kernel's send buffer.
-pub(crate) trait Socket: Read + Write {
-    fn shutdown_write(&mut self) -> io::Result<()>;
-    /// Best effort: on failure the kernel default stays.
-    fn set_send_buffer(&self, bytes: usize);
-    /// Sends bytes the socket layer itself still holds (TLS records encrypted by an
-    /// earlier write); `Ok(true)` once none are left, `Ok(false)` while the socket is
-    /// full. A plain socket holds none.
-    fn send_pending(&mut self) -> io::Result<bool> {
-        Ok(true)
-    }
-    /// The connection became a WebSocket session (TLS hands its records over to the
-    /// server's own record layer).
-    fn start_session(&mut self) {}
-    /// A TLS session whose sending key is close to its confidentiality limit: the session
-    /// should end in order (a close frame the client reconnects on) before it must end
-    /// abruptly.
-    fn key_nearly_used_up(&self) -> bool {
-        false
-    }
-}
-
-impl Socket for TcpStream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    /// `SO_SNDBUF` (the kernel doubles the value).
-    fn set_send_buffer(&self, bytes: usize) {
-        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: setsockopt on a socket this connection owns, with a valid int option.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            crate::debug!("SO_SNDBUF not set", error = io::Error::last_os_error());
-        }
-    }
-}
 
 /// Whether the connection stays open after an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

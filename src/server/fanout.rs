@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::conn::{Conn, Outbox, Socket};
+use super::conn::{Conn, Outbox};
+use super::transport::Socket;
 use crate::symbols::sets::{SetId, SetLease};
 use crate::ticker::Tick;
 

@@ -13,8 +13,9 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::TrySendError;
 
 use super::conn::{
-    Conn, HttpPhase, Input, MAX_QUEUED, Session, Socket, State, TimerAction, UpgradeAsk, Verdict,
+    Conn, HttpPhase, Input, MAX_QUEUED, Session, State, TimerAction, UpgradeAsk, Verdict,
 };
+use super::transport::Socket;
 use super::{Reply, Shared};
 use crate::auth::token::VerifiedToken;
 use crate::control::{self, ClientMessage, RateBudget};

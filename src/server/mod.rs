@@ -21,8 +21,8 @@
 //! - `conn` (+ `outbox`): one connection and every transition of its state machine.
 //! - `handle`: what a connection does with the bytes it reads (HTTP, upgrade, frames).
 //! - [`fanout`]: the hot path, one shared frame to every subscriber.
-//! - [`tls`] (+ `transport`): certificates and their reload; plain TCP or TLS per
-//!   connection, the same byte stream to everything above.
+//! - `transport`: plain TCP or TLS per connection, the same byte stream to everything
+//!   above (certificates and the record layer are in `crate::tls`).
 //! - `handshakes`: the TLS handshake pool; its module doc states the rules (the loops
 //!   never run handshake crypto, a bounded number of steps in flight, what a flood costs).
 //!
@@ -32,17 +32,12 @@
 mod conn;
 pub mod fanout;
 mod handle;
-#[cfg(feature = "tls")]
 mod handshakes;
 mod listen;
 mod outbox;
-#[cfg(feature = "tls")]
-pub mod records;
 pub(crate) mod session_limits;
 mod shard;
 mod startup;
-#[cfg(feature = "tls")]
-pub mod tls;
 pub mod tls_start;
 mod transport;
 
@@ -55,6 +50,7 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 pub use session_limits::{SessionCap, SessionLimits, SessionPermit};
 pub use startup::{StartError, run};
+pub use tls_start::TlsError;
 
 use crate::auth::Auth;
 use crate::auth::keys::ApiKeyId;

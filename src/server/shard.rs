@@ -44,11 +44,8 @@ use slab::Slab;
 use super::conn::{Conn, HttpPhase, Input, Session, State, Verdict};
 use super::fanout::{Current, fan_out};
 use super::handle::{self, LoopCtx};
-#[cfg(feature = "tls")]
-use super::handshakes::Handshakes;
+use super::handshakes::{Handshakes, Offer};
 use super::transport::Transport;
-#[cfg(feature = "tls")]
-use super::transport::{HandshakeStep, TlsStream};
 use super::{Control, Reply, Shared};
 use crate::error::CloseCode;
 use crate::ticker::Tick;
@@ -103,8 +100,8 @@ pub(crate) struct Shard {
     /// Last turn's `revisit`, being served; kept between turns so a flood that lists a
     /// connection every turn costs no allocation per turn.
     due: Vec<(usize, u64)>,
-    /// TLS: this shard's share of the handshake pool.
-    #[cfg(feature = "tls")]
+    /// TLS: this shard's share of the handshake pool (always `None` on a plain port,
+    /// and in a build without TLS, where the type has no values).
     handshakes: Option<Handshakes>,
 }
 
@@ -121,7 +118,6 @@ enum Accepting {
     PausedUntil(Instant),
     /// TLS handshake steps wait for a slot of the handshake pool: new connections wait
     /// in the backlog until none does, then the next batch is taken.
-    #[cfg(feature = "tls")]
     Throttled,
 }
 
@@ -134,23 +130,13 @@ pub(crate) struct ShardParts {
     pub(crate) ticks: Receiver<Tick>,
     pub(crate) completions: Receiver<Completion<Reply>>,
     pub(crate) controls: Receiver<Control>,
-    #[cfg(feature = "tls")]
     pub(crate) handshakes: Option<Handshakes>,
 }
 
 impl Shard {
     pub(crate) fn new(parts: ShardParts) -> io::Result<Shard> {
-        let ShardParts {
-            id,
-            poll,
-            mut listener,
-            shared,
-            ticks,
-            completions,
-            controls,
-            #[cfg(feature = "tls")]
-            handshakes,
-        } = parts;
+        let ShardParts { id, poll, mut listener, shared, ticks, completions, controls, handshakes } =
+            parts;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Shard {
             poll,
@@ -175,7 +161,6 @@ impl Shard {
             behind: false,
             revisit: Vec::new(),
             due: Vec::new(),
-            #[cfg(feature = "tls")]
             handshakes,
         })
     }
@@ -194,7 +179,6 @@ impl Shard {
                 // connection, a tick, a control message all wake the poll).
                 Accepting::Drained if self.conns.is_empty() => None,
                 Accepting::Drained => Some(next_sweep.saturating_duration_since(now)),
-                #[cfg(feature = "tls")]
                 Accepting::Throttled => Some(next_sweep.saturating_duration_since(now)),
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -222,7 +206,6 @@ impl Shard {
                 }
             }
             self.drain_completions(now);
-            #[cfg(feature = "tls")]
             self.drain_handshakes(now);
             self.drain_controls(now);
             self.accept_batch(listener_ready, now);
@@ -246,7 +229,6 @@ impl Shard {
             Accepting::Drained if !listener_ready => return,
             Accepting::PausedUntil(t) if now < t => return,
             // The backlog is looked at again once no handshake waits (`drain_handshakes`).
-            #[cfg(feature = "tls")]
             Accepting::Throttled => return,
             _ => {}
         }
@@ -304,19 +286,12 @@ impl Shard {
         }
         // TLS: the session starts here; its handshake runs in the reads that follow, so
         // one that never finishes is closed by the head timeout like a stalled request.
-        #[cfg(not(feature = "tls"))]
-        let transport = Transport::Plain(socket);
-        #[cfg(feature = "tls")]
-        let transport = match &shared.tls {
-            None => Transport::Plain(socket),
-            Some(tls) => match tls.accept() {
-                Ok(session) => Transport::Tls(Box::new(TlsStream::new(socket, session, peer))),
-                Err(e) => {
-                    crate::warn!("TLS session not created", error = e);
-                    let _ = self.poll.registry().deregister(&mut socket);
-                    return;
-                }
-            },
+        let transport = match Transport::accepted(socket, shared, peer) {
+            Ok(transport) => transport,
+            Err(mut socket) => {
+                let _ = self.poll.registry().deregister(&mut socket);
+                return;
+            }
         };
         self.next_serial += 1;
         entry.insert(Conn::new(transport, self.next_serial, peer, now));
@@ -345,7 +320,6 @@ impl Shard {
         if verdict == Verdict::Close {
             return self.close(key);
         }
-        #[cfg(feature = "tls")]
         self.start_handshake_step(key);
         if let Some(conn) = self.conns.get(key)
             && conn.input == Input::OverBudget
@@ -379,39 +353,28 @@ impl Shard {
     /// TLS: a connection whose handshake has new input sends the step to the pool, or,
     /// without a free slot, waits in the queue (and accepting pauses). Does nothing for
     /// any other connection.
-    #[cfg(feature = "tls")]
     fn start_handshake_step(&mut self, key: usize) {
         let Some(hs) = &mut self.handshakes else { return };
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let Transport::Tls(tls) = &mut conn.socket else { return };
-        let HandshakeStep::Due { under_way } = tls.handshake_step() else { return };
-        if !hs.may_start(under_way) {
-            tls.park();
-            hs.park(ConnKey(key), conn.serial, under_way);
-            self.accepting = Accepting::Throttled;
-            self.ctx.shared.metrics.tls_handshake_waits.fetch_add(1, Relaxed);
-            return;
-        }
-        let started = tls.take_step().is_some_and(|step| hs.start(ConnKey(key), conn.serial, step));
-        if !started {
-            self.close(key);
+        match hs.offer(ConnKey(key), conn.serial, &mut conn.socket) {
+            Offer::Nothing | Offer::Sent => {}
+            Offer::Parked => {
+                self.accepting = Accepting::Throttled;
+                self.ctx.shared.metrics.tls_handshake_waits.fetch_add(1, Relaxed);
+            }
+            Offer::Refused => self.close(key),
         }
     }
 
     /// TLS: steps back from the pool (each frees a slot) resume their connections; then
     /// the free slots go to the parked steps in order, and once none waits, accepting
     /// resumes.
-    #[cfg(feature = "tls")]
     fn drain_handshakes(&mut self, now: Instant) {
-        while let Some(done) = self.handshakes.as_mut().and_then(Handshakes::finished) {
-            let key = done.reply.conn;
+        while let Some((key, stepped)) =
+            self.handshakes.as_mut().and_then(|hs| hs.next_finished(&mut self.conns))
+        {
             let Some(conn) = self.conns.get_mut(key.0) else { continue };
-            // The slot may hold a newer connection than the one whose step this is.
-            if conn.serial != done.reply.serial {
-                continue;
-            }
-            let Transport::Tls(tls) = &mut conn.socket else { continue };
-            let verdict = match tls.step_done(done.value.conn, done.value.result) {
+            let verdict = match stepped {
                 // Plaintext behind the handshake's last records, and what waited in the
                 // kernel meanwhile (no readiness event will report it again).
                 Ok(()) => handle::on_readable(conn, key, &mut self.ctx, now),
@@ -420,17 +383,7 @@ impl Shard {
             self.after_input(key.0, verdict);
         }
         let Some(hs) = &mut self.handshakes else { return };
-        while let Some((key, serial)) = hs.next_parked() {
-            let Some(conn) = self.conns.get_mut(key.0) else { continue };
-            let Transport::Tls(tls) = &mut conn.socket else { continue };
-            if conn.serial != serial || tls.handshake_step() != HandshakeStep::Parked {
-                continue;
-            }
-            let started = tls.take_step().is_some_and(|step| hs.start(key, serial, step));
-            if !started {
-                self.dead.push(key.0);
-            }
-        }
+        hs.start_parked(&mut self.conns, &mut self.dead);
         if !hs.anyone_parked() && self.accepting == Accepting::Throttled {
             // Connections may have arrived meanwhile; the next turn accepts them.
             self.accepting = Accepting::Backlogged;

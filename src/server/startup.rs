@@ -26,7 +26,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use mio::{Poll, Waker};
 
-use super::tls_start::{self, HandshakePool, Tls, TlsError};
+use super::handshakes::Pool as HandshakePool;
+use super::tls_start::{self, Tls, TlsError};
 use super::{Control, Reply, SessionLimits, Shared, listen, shard};
 use crate::auth::Auth;
 use crate::auth::key_store::{Revocation, SqliteKeyStore};
@@ -106,14 +107,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     // The event loops' channels, what they share, then the threads that feed them.
     let (jobs, job_queue) = workers::job_queue(JOB_QUEUE);
-    let mut handshake_pool = HandshakePool::new(&config, tls.is_some());
+    let mut handshake_pool = HandshakePool::new(&config);
     let Loops { ends, controls, mailboxes, tick_subscribers } =
         Loops::new(&config, &mut handshake_pool)?;
     let health = node.as_ref().map(Node::health);
     let shared = build_shared(&config, auth.clone(), metrics, jobs, health, tls, controls);
     workers::start("worker", config.workers, job_queue, mailboxes)?;
-    // Each shard's share of the handshake pool: `ShardParts` has the field only with TLS.
-    #[cfg(feature = "tls")]
+    // Each shard's share of the handshake pool (none without TLS).
     let mut handshakes = handshake_pool.start()?.into_iter();
     let ticks = start_ticks(&config, node, tick_subscribers, &shared)?;
     spawn_signal_thread(shared.clone())?;
@@ -127,7 +127,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ticks: ends.ticks,
         completions: ends.completions,
         controls: ends.controls,
-        #[cfg(feature = "tls")]
         handshakes: handshakes.next().flatten(),
     })?;
     drop(listener);

@@ -1,5 +1,5 @@
 //! [`TlsStream`]: a connection's TLS over TCP, rustls for the handshake and HTTP, then
-//! this server's record layer (`records.rs`) once it is a WebSocket session.
+//! this server's record layer (`crate::tls::records`) once it is a WebSocket session.
 //!
 //! TLS write rules, which keep conflation and bounded memory as they are in plain TCP:
 //! - `write` first pushes out ciphertext still pending from an earlier write; if some
@@ -31,29 +31,49 @@
 //! - A TLS error (plain HTTP, garbage, an old protocol version) is an `InvalidData`
 //!   read error once its alert is sent: the caller closes that connection.
 
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::ops::Range;
 
 use mio::net::TcpStream;
 use rustls::{ServerConnection, SupportedCipherSuite};
 
-use crate::server::records::{self, Records};
+use crate::server::Shared;
+use crate::tls::records::{self, Records};
+
+mod session;
+use session::Session;
 
 /// Cap on what rustls buffers per connection, plaintext waiting for the handshake plus
 /// ciphertext waiting for the socket: a TLS record's worth (16 KiB) and its overhead.
 /// Larger writes (an HTTP answer) are taken in pieces by the outbox's partial writes.
 const TLS_BUFFER_LIMIT: usize = 18 * 1024;
 
-/// Records in a row without plaintext a session may send before it is closed as a
-/// flood: OpenSSL's bound (`MAX_EMPTY_RECORDS`). Each is a decryption for nothing.
-const MAX_EMPTY_RECORDS: u32 = 32;
-
 /// Ciphertext taken from TCP at once while rustls runs the records: one record of the
 /// largest size rustls reads. More is read only once `unfed` holds no whole record, so
 /// `unfed` stays below two such records.
 const READ_MAX: usize = records::MAX_RECORD;
+
+/// How a `Transport` holds a TLS stream: boxed, so that a plain connection's
+/// transport is not as large as a TLS one.
+pub(crate) type TlsBox = Box<TlsStream>;
+
+/// The TLS stream of a connection just accepted on a port that speaks TLS; the socket
+/// back if its session could not be created (logged).
+pub(super) fn accept(
+    socket: TcpStream,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> Result<TlsBox, TcpStream> {
+    // Called only when the port speaks TLS (`Shared::speaks_tls`).
+    let Some(tls) = &shared.tls else { return Err(socket) };
+    match tls.accept() {
+        Ok(session) => Ok(Box::new(TlsStream::new(socket, session, peer))),
+        Err(e) => {
+            crate::warn!("TLS session not created", error = e);
+            Err(socket)
+        }
+    }
+}
 
 /// A server-side TLS session over a TCP socket.
 pub(crate) struct TlsStream {
@@ -106,37 +126,6 @@ pub(crate) enum HandshakeStep {
     /// Waiting in the shard's queue.
     Parked,
 }
-
-/// An upgraded session's record layer and its few buffers, empty (unallocated) most of
-/// the time: a tick is sealed into the event loop's scratch buffer and written at once.
-struct Session {
-    records: Records,
-    /// Ciphertext the socket did not take; `pending_from` is where the rest starts.
-    pending: Vec<u8>,
-    pending_from: usize,
-    /// Bytes received; `plain` is the opened record's unread plaintext inside it, and
-    /// `record_end` where the opened records end (what follows is not opened yet).
-    /// Opened records are dropped from the front only before the next TCP read, so a
-    /// buffer of many small records costs one move, not one per record.
-    rx: Vec<u8>,
-    plain: Range<usize>,
-    record_end: usize,
-    /// Records opened in a row that carried no plaintext (see [`MAX_EMPTY_RECORDS`]).
-    empty_run: u32,
-    /// The peer sent `close_notify`: reads return EOF.
-    peer_closed: bool,
-}
-
-thread_local! {
-    /// The event loop's buffer for sealing: one per io-thread, warm in cache, instead of
-    /// a buffer per connection.
-    static SEAL_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Records left on a session's sending key below which it is closed in order (1001,
-/// "TLS key limit"): the periodic sweep sees it within a quarter second, 25 ticks, and a
-/// few pongs and replies may come on top; the client reconnects with fresh keys.
-const KEY_LIMIT_MARGIN: u64 = 1_000;
 
 impl TlsStream {
     pub(crate) fn new(tcp: TcpStream, mut tls: ServerConnection, peer: SocketAddr) -> TlsStream {
@@ -204,17 +193,7 @@ impl TlsStream {
             });
         match taken {
             Ok(records) => {
-                self.mode = Mode::Records(Session {
-                    records,
-                    pending: Vec::new(),
-                    pending_from: 0,
-                    // The leftover plaintext reads as an opened record ending at its end.
-                    record_end: plain.end,
-                    plain,
-                    rx,
-                    empty_run: 0,
-                    peer_closed,
-                });
+                self.mode = Mode::Records(Session::new(records, rx, plain, peer_closed));
                 Ok(())
             }
             Err(e) => {
@@ -343,130 +322,6 @@ impl Write for SendOne<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl Session {
-    /// Seals up to one record of `buf` and sends it; what the socket does not take
-    /// waits in `pending` (one record at most: nothing is sealed while some waits).
-    fn write(&mut self, tcp: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
-        if !self.send_pending(tcp)? {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(records::MAX_FRAGMENT);
-        self.send_record(tcp, records::APPLICATION_DATA, &buf[..n])?;
-        Ok(n)
-    }
-
-    fn send_record(
-        &mut self,
-        tcp: &mut TcpStream,
-        content_type: u8,
-        plain: &[u8],
-    ) -> io::Result<()> {
-        SEAL_SCRATCH.with(|scratch| {
-            let mut out = scratch.borrow_mut();
-            out.clear();
-            self.records
-                .seal(content_type, plain, &mut out)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let sent = loop {
-                match tcp.write(&out) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            };
-            if sent < out.len() {
-                self.pending.extend_from_slice(&out[sent..]);
-            }
-            Ok(())
-        })
-    }
-
-    fn send_pending(&mut self, tcp: &mut TcpStream) -> io::Result<bool> {
-        while self.pending_from < self.pending.len() {
-            match tcp.write(&self.pending[self.pending_from..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.pending_from += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if self.pending_from > 0 {
-            self.pending = Vec::new();
-            self.pending_from = 0;
-        }
-        Ok(true)
-    }
-
-    /// Plaintext of the peer's application-data records; `Ok(0)` at `close_notify` or
-    /// TCP EOF; an error for anything a session may not receive.
-    fn read(&mut self, tcp: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if !self.plain.is_empty() {
-                let n = self.plain.len().min(buf.len());
-                buf[..n].copy_from_slice(&self.rx[self.plain.start..self.plain.start + n]);
-                self.plain.start += n;
-                return Ok(n);
-            }
-            if self.peer_closed {
-                return Ok(0);
-            }
-            let opened = self
-                .records
-                .open(&mut self.rx[self.record_end..])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if let Some(opened) = opened {
-                let at = self.record_end;
-                self.record_end = at + opened.consumed;
-                let plain = at + opened.plain.start..at + opened.plain.end;
-                if opened.content_type == records::ALERT {
-                    records::alert(&self.rx[plain])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    self.peer_closed = true;
-                    return Ok(0);
-                }
-                // Empty records are allowed, but each costs a decryption and yields
-                // nothing: a run of them is a flood (OpenSSL's rule and bound).
-                self.empty_run = if plain.is_empty() { self.empty_run + 1 } else { 0 };
-                if self.empty_run > MAX_EMPTY_RECORDS {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "too many empty records",
-                    ));
-                }
-                self.plain = plain;
-                continue;
-            }
-            // The opened records go, in one move, before more ciphertext comes in.
-            self.rx.drain(..self.record_end);
-            self.record_end = 0;
-            // Need more bytes: the caller's buffer (the loop's read buffer) takes them
-            // first, and only what they hold is kept; drained, an idle session holds none.
-            match tcp.read(buf) {
-                Ok(0) => return Ok(0),
-                Ok(n) => self.rx.extend_from_slice(&buf[..n]),
-                Err(e) => {
-                    if self.rx.is_empty() {
-                        self.rx = Vec::new();
-                    }
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// `close_notify`, then what is pending, best effort.
-    fn close_notify(&mut self, tcp: &mut TcpStream) {
-        if self.send_pending(tcp).unwrap_or(false) {
-            let _ = self.send_record(tcp, records::ALERT, &records::CLOSE_NOTIFY);
-        }
     }
 }
 
@@ -612,299 +467,11 @@ impl TlsStream {
     /// The sending key is close to its confidentiality limit: time to close in order.
     pub(crate) fn key_nearly_used_up(&self) -> bool {
         match &self.mode {
-            Mode::Records(session) => session.records.records_left() < KEY_LIMIT_MARGIN,
+            Mode::Records(session) => session.key_nearly_used_up(),
             _ => false,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::ErrorKind::WouldBlock;
-    use std::sync::Arc;
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use rustls::pki_types::ServerName;
-
-    use super::*;
-    use crate::server::conn::Socket;
-    use crate::server::tls::Tls;
-    use crate::server::transport::Transport;
-
-    /// The server's TLS side for a fresh self-signed certificate, a client configuration
-    /// that trusts it, and a loopback listener.
-    fn fixture() -> (Tls, Arc<rustls::ClientConfig>, std::net::TcpListener) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        let tls = Tls::load(&cert_path, &key_path).unwrap();
-
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let client_config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        (tls, Arc::new(client_config), listener)
-    }
-
-    /// The server side of the listener's next connection, before its handshake.
-    fn accept(tls: &Tls, listener: &std::net::TcpListener) -> Transport {
-        let (tcp, peer) = listener.accept().unwrap();
-        tcp.set_nonblocking(true).unwrap();
-        let tcp = TcpStream::from_std(tcp);
-        Transport::Tls(Box::new(TlsStream::new(tcp, tls.accept().unwrap(), peer)))
-    }
-
-    /// A server-side TLS transport on loopback with a tiny send buffer, its handshake
-    /// done, and a blocking rustls client in a thread that reads nothing until told to,
-    /// then reads to EOF and returns the plaintext byte count.
-    fn pair() -> (Transport, mpsc::Sender<()>, std::thread::JoinHandle<usize>) {
-        let (tls, client_config, listener) = fixture();
-        let addr = listener.local_addr().unwrap();
-        let (go, wait) = mpsc::channel();
-        let client = std::thread::spawn(move || {
-            let name = ServerName::try_from("localhost").unwrap();
-            let conn = rustls::ClientConnection::new(client_config, name).unwrap();
-            let tcp = std::net::TcpStream::connect(addr).unwrap();
-            tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            let mut stream = rustls::StreamOwned::new(conn, tcp);
-            stream.write_all(b"hello").unwrap();
-            wait.recv().unwrap();
-            let mut sink = Vec::new();
-            // The server ends with close_notify, so this is a clean EOF.
-            stream.read_to_end(&mut sink).unwrap();
-            sink.len()
-        });
-        let mut server = accept(&tls, &listener);
-        server.set_send_buffer(4096);
-        read_hello(&mut server);
-        (server, go, client)
-    }
-
-    /// Runs the server side of the handshake (the pool's steps done here) until the
-    /// client's first plaintext, which must be `hello`.
-    fn read_hello(server: &mut Transport) {
-        let mut buf = [0u8; 64];
-        loop {
-            match server.read(&mut buf) {
-                Ok(n) => {
-                    assert_eq!(&buf[..n], b"hello");
-                    return;
-                }
-                // Interrupted: records but no plaintext yet; call again, as the loop does.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == WouldBlock => {
-                    if !run_due_step(server) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                Err(e) => panic!("handshake: {e}"),
-            }
-        }
-    }
-
-    /// Does the handshake pool's work for a due step, here; `false` if none was due.
-    fn run_due_step(server: &mut Transport) -> bool {
-        let Transport::Tls(tls) = server else { return false };
-        let Some(mut step) = tls.take_step() else { return false };
-        let result = step.process_new_packets().map(drop);
-        tls.step_done(step, result).expect("the step");
-        true
-    }
-
-    /// Writes far more than the socket buffers hold: the transport must refuse, not
-    /// queue; then the reader drains, what was accepted (the last write's records
-    /// included) goes out through `send_pending`, then close_notify and FIN, and the
-    /// client reads every accepted byte to a clean EOF.
-    fn refuses_when_full_and_loses_nothing(session: bool) {
-        let (mut server, go, client) = pair();
-        if session {
-            server.start_session();
-            assert!(
-                matches!(&server, Transport::Tls(tls) if matches!(tls.mode, Mode::Records(_))),
-                "the records were handed over"
-            );
-        }
-        let chunk = [b'x'; 1000];
-        let mut accepted = 0;
-        let mut refused = 0;
-        for _ in 0..10_000 {
-            match server.write(&chunk) {
-                Ok(n) => {
-                    assert!(n <= chunk.len());
-                    accepted += n;
-                }
-                Err(e) if e.kind() == WouldBlock => refused += 1,
-                Err(e) => panic!("write: {e}"),
-            }
-        }
-        assert!(refused > 9_000, "writes were buffered: {accepted} bytes accepted");
-        assert!(accepted < 10_000 * chunk.len());
-        go.send(()).unwrap();
-        loop {
-            match server.send_pending() {
-                Ok(true) => break,
-                Ok(false) => std::thread::sleep(Duration::from_millis(1)),
-                Err(e) => panic!("send_pending: {e}"),
-            }
-        }
-        server.shutdown_write().unwrap();
-        assert_eq!(client.join().unwrap(), accepted, "every accepted byte arrived");
-    }
-
-    #[test]
-    fn a_full_socket_refuses_plaintext_instead_of_buffering_it_and_loses_nothing() {
-        refuses_when_full_and_loses_nothing(false);
-    }
-
-    #[test]
-    fn after_the_hand_over_a_full_socket_still_refuses_and_loses_nothing() {
-        refuses_when_full_and_loses_nothing(true);
-    }
-
-    /// The client's Finished, the upgrade request, a first frame and the beginning of a
-    /// second one come in one TCP write: the handshake step decrypts the request and the
-    /// first frame, the connection reads only the request before its session starts, and
-    /// the second frame's record is still arriving. After the hand-over the record layer
-    /// reads the frame rustls had decrypted, then the second one, whole.
-    #[test]
-    fn the_hand_over_keeps_what_rustls_decrypted_and_the_record_still_arriving() {
-        let (tls, client_config, listener) = fixture();
-        let addr = listener.local_addr().unwrap();
-        let (go, wait) = mpsc::channel::<()>();
-        let client = std::thread::spawn(move || {
-            let name = ServerName::try_from("localhost").unwrap();
-            let mut conn = rustls::ClientConnection::new(client_config, name).unwrap();
-            let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-            tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-            // By hand, not `complete_io`: the client's Finished stays queued and leaves
-            // with the records below.
-            while conn.is_handshaking() {
-                while conn.wants_write() {
-                    conn.write_tls(&mut tcp).unwrap();
-                }
-                conn.read_tls(&mut tcp).unwrap();
-                conn.process_new_packets().unwrap();
-            }
-            for message in [&b"UPGRADE"[..], b"FRAME-ONE", b"FRAME-TWO"] {
-                conn.writer().write_all(message).unwrap();
-            }
-            let mut wire = Vec::new();
-            while conn.wants_write() {
-                conn.write_tls(&mut wire).unwrap();
-            }
-            let cut = wire.len() - 10;
-            tcp.write_all(&wire[..cut]).unwrap();
-            wait.recv().unwrap();
-            tcp.write_all(&wire[cut..]).unwrap();
-            // Open until the server has read everything.
-            wait.recv().unwrap();
-        });
-        let mut server = accept(&tls, &listener);
-        let mut buf = [0u8; 4096];
-        let mut steps = 0;
-        while steps < 2 {
-            match server.read(&mut buf) {
-                Ok(n) => panic!("{n} bytes of plaintext during the handshake"),
-                // Interrupted: records but no plaintext yet; call again, as the loop does.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == WouldBlock => {
-                    if run_due_step(&mut server) {
-                        steps += 1;
-                    } else {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                Err(e) => panic!("handshake: {e}"),
-            }
-        }
-        let mut request = [0u8; 7];
-        assert_eq!(server.read(&mut request).unwrap(), 7);
-        assert_eq!(&request, b"UPGRADE");
-        let Transport::Tls(stream) = &server else { panic!("not TLS") };
-        assert!(!stream.unfed.is_empty(), "the last record is still arriving");
-        server.start_session();
-        let Transport::Tls(stream) = &server else { panic!("not TLS") };
-        assert!(matches!(stream.mode, Mode::Records(_)), "the records were handed over");
-        let n = server.read(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"FRAME-ONE", "what rustls had decrypted");
-        assert_eq!(server.read(&mut buf).unwrap_err().kind(), WouldBlock);
-        go.send(()).unwrap();
-        let n = loop {
-            match server.read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == WouldBlock => std::thread::sleep(Duration::from_millis(1)),
-                Err(e) => panic!("after the hand-over: {e}"),
-            }
-        };
-        assert_eq!(&buf[..n], b"FRAME-TWO", "the record that was still arriving");
-        go.send(()).unwrap();
-        client.join().unwrap();
-    }
-
-    /// After the hand-over, a peer's run of empty application-data records: up to
-    /// [`MAX_EMPTY_RECORDS`] of them, then data, reads as the data; one more is refused
-    /// as a flood (each is a decryption that yields nothing).
-    #[test]
-    fn a_long_run_of_empty_records_is_refused_and_a_short_one_is_read_through() {
-        for (empties, refused) in [(MAX_EMPTY_RECORDS, false), (MAX_EMPTY_RECORDS + 1, true)] {
-            let (tls, client_config, listener) = fixture();
-            let mut client_config = (*client_config).clone();
-            client_config.enable_secret_extraction = true;
-            let addr = listener.local_addr().unwrap();
-            let (go, wait) = mpsc::channel::<()>();
-            let client = std::thread::spawn(move || {
-                let name = ServerName::try_from("localhost").unwrap();
-                let conn = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
-                let tcp = std::net::TcpStream::connect(addr).unwrap();
-                let mut stream = rustls::StreamOwned::new(conn, tcp);
-                stream.write_all(b"hello").unwrap();
-                stream.flush().unwrap();
-                wait.recv().unwrap();
-                let (conn, mut tcp) = stream.into_parts();
-                let version = conn.protocol_version().unwrap();
-                #[allow(deprecated)]
-                let secrets = conn.dangerous_extract_secrets().unwrap();
-                let mut records = Records::new(version, u64::MAX, secrets).unwrap();
-                let mut wire = Vec::new();
-                for _ in 0..empties {
-                    records.seal(records::APPLICATION_DATA, b"", &mut wire).unwrap();
-                }
-                records.seal(records::APPLICATION_DATA, b"x", &mut wire).unwrap();
-                tcp.write_all(&wire).unwrap();
-                wait.recv().unwrap();
-            });
-            let mut server = accept(&tls, &listener);
-            read_hello(&mut server);
-            let mut buf = [0u8; 64];
-            server.start_session();
-            go.send(()).unwrap();
-            let got = loop {
-                match server.read(&mut buf) {
-                    // Interrupted: records but no plaintext yet; call again, as the loop does.
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(1))
-                    }
-                    other => break other,
-                }
-            };
-            match (got, refused) {
-                (Ok(n), false) => assert_eq!(&buf[..n], b"x", "{empties} empty records"),
-                (Err(e), true) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}"),
-                (other, _) => panic!("{empties} empty records: {other:?}"),
-            }
-            go.send(()).unwrap();
-            client.join().unwrap();
-        }
-    }
-}
+pub(crate) mod tests;

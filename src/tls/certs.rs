@@ -7,7 +7,7 @@
 //! checked against the certificate) before it swaps it in, so a bad file leaves the old
 //! certificate in place. Live sessions keep the keys they negotiated: a reload never
 //! touches them. Handshakes, the resolver's lookup among them, run on the handshake pool
-//! (`handshakes.rs`), never on an event loop.
+//! (`server/handshakes.rs`), never on an event loop.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
