@@ -478,7 +478,8 @@ fn follow(plane: &Plane) {
             }));
             let sets = plane.sets.active(&mut active);
             let tick = Tick::build(data.seq, data.ts_us, &quotes, sets);
-            ticker::publish(&tick, &plane.subscribers);
+            let pushed_out = ticker::publish(&tick, &plane.subscribers);
+            plane.metrics.superseded_ticks.fetch_add(pushed_out, Ordering::Relaxed);
             *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);
         }
     }

@@ -233,7 +233,8 @@ impl Loops {
             loops.controls.push((ctl_tx, waker.clone()));
             loops.mailboxes.push(Mailbox { completions: done_tx, waker: waker.clone() });
             handshake_pool.add_shard(&waker);
-            loops.tick_subscribers.push(ticker::Subscriber { ticks: tick_tx, waker });
+            let oldest = ticks.clone();
+            loops.tick_subscribers.push(ticker::Subscriber { ticks: tick_tx, oldest, waker });
             loops.ends.push(LoopEnds { poll, ticks, completions, controls });
         }
         Ok(loops)

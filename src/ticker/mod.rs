@@ -28,7 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::metrics::Metrics;
 use crate::source::PriceSource;
@@ -38,6 +38,9 @@ use schedule::{Next, TickSchedule};
 /// Where ticks go: one channel and one waker per event loop.
 pub struct Subscriber {
     pub ticks: Sender<Tick>,
+    /// The loop's end of the same queue: when the queue is full the ticker takes the
+    /// oldest tick out, so a loop that fell behind finds the newest one.
+    pub oldest: Receiver<Tick>,
     pub waker: Arc<mio::Waker>,
 }
 
@@ -193,7 +196,8 @@ fn run(state: &Mutex<TickerState>, ctx: &Context) {
             Tick::build(seq, ts_us, quotes, ctx.sets.active(&mut active))
         };
         metrics.ticks.fetch_add(1, Ordering::Relaxed);
-        publish(&tick, &ctx.subscribers);
+        let pushed_out = publish(&tick, &ctx.subscribers);
+        metrics.superseded_ticks.fetch_add(pushed_out, Ordering::Relaxed);
 
         // Skip the deadlines already past, counting each one.
         let missed = schedule.ticked(Instant::now());
@@ -203,20 +207,34 @@ fn run(state: &Mutex<TickerState>, ctx: &Context) {
     }
 }
 
-/// Hands a tick to every event loop and wakes it; never blocks (a full queue means
-/// that loop is behind and conflates anyway).
-pub(crate) fn publish(tick: &Tick, subscribers: &[Subscriber]) {
-    for s in subscribers {
-        match s.ticks.try_send(tick.clone()) {
-            // A full queue means that loop is behind; it keeps only the newest tick
-            // anyway, so this one is conflated there.
-            Ok(()) | Err(TrySendError::Full(_)) => {}
-            Err(TrySendError::Disconnected(_)) => continue,
+/// Hands a tick to every event loop and wakes it; never blocks. Returns how many queued
+/// ticks it pushed out of full queues (superseded: see below).
+pub(crate) fn publish(tick: &Tick, subscribers: &[Subscriber]) -> u64 {
+    let mut pushed_out = 0;
+    'loops: for s in subscribers {
+        // A full queue means that loop is more than a queue of ticks behind. It keeps
+        // only the newest tick anyway, so the oldest queued one makes room for this one
+        // (and counts as superseded); dropping this one instead would leave the loop
+        // serving an old tick and its subscribers a gap nothing counted. Only this
+        // thread sends, so one tick taken out always makes room: two tries at most.
+        let mut offer = tick.clone();
+        for _ in 0..2 {
+            match s.ticks.try_send(offer) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    if s.oldest.try_recv().is_ok() {
+                        pushed_out += 1;
+                    }
+                    offer = back;
+                }
+                Err(TrySendError::Disconnected(_)) => continue 'loops,
+            }
         }
         if let Err(e) = s.waker.wake() {
             crate::warn!("cannot wake event loop", error = e);
         }
     }
+    pushed_out
 }
 
 /// Microseconds since the Unix epoch (0 for a clock before it).
@@ -237,3 +255,27 @@ fn fault_hook(seq: u64) {
 
 #[cfg(not(debug_assertions))]
 fn fault_hook(_seq: u64) {}
+
+#[cfg(test)]
+mod tests {
+    use crossbeam_channel::bounded;
+
+    use super::*;
+    use crate::symbols::sets::ActiveSets;
+
+    #[test]
+    fn a_loop_behind_by_a_full_queue_finds_the_newest_tick_and_the_rest_counted() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (ticks, queue) = bounded(2);
+        let loops = [Subscriber { ticks, oldest: queue.clone(), waker }];
+        let tick = |seq| Tick::build(seq, 0, &[], &ActiveSets::default());
+        assert_eq!(publish(&tick(1), &loops), 0);
+        assert_eq!(publish(&tick(2), &loops), 0);
+        // The loop has not run: the oldest queued tick makes room for each new one.
+        assert_eq!(publish(&tick(3), &loops), 1);
+        assert_eq!(publish(&tick(4), &loops), 1);
+        let queued: Vec<u64> = queue.try_iter().map(|t| t.seq).collect();
+        assert_eq!(queued, [3, 4], "the newest ticks, in order; 1 and 2 counted as superseded");
+    }
+}
