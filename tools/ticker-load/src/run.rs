@@ -37,8 +37,9 @@ impl fmt::Display for RunError {
     }
 }
 
-/// One second of the run, all threads together.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One second of the run, all threads together; an entry of the `--json` file's
+/// `timeline`, as it is.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Second {
     /// Seconds since the start of the run.
     pub(crate) t: u64,
