@@ -473,4 +473,65 @@ mod tests {
         v["connections"]["opened"] = json!("3");
         assert_eq!(from_json(&v).unwrap_err(), "connections.opened missing or not a whole number");
     }
+
+    /// Files written by ticker-load before the JSON was derived with serde (a run with
+    /// `--subscribe` sets, `--churn` and `--server-pid`; one with `--subscribe-random`):
+    /// read, and written again, they are what they were.
+    #[test]
+    fn files_of_the_hand_written_writer_read_back_and_write_out_the_same() {
+        for text in [
+            include_str!("../tests/data/run-sets-churn-server.json"),
+            include_str!("../tests/data/run-random.json"),
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let s = from_json(&v).unwrap();
+            assert!(s.hists.tick.count() > 0 && !s.timeline.is_empty());
+            // Equal to the file as parsed (serde_json's float parsing may move a last
+            // digit of the text, on the way in only).
+            assert_eq!(to_json(&s), v);
+        }
+    }
+
+    #[test]
+    fn a_refused_field_is_named_by_its_path_and_what_it_must_be() {
+        let broken = |edit: fn(&mut Value)| {
+            let mut v = to_json(&full());
+            edit(&mut v);
+            from_json(&v).unwrap_err()
+        };
+        let mut v = to_json(&full());
+        v["steady"]["from_a_newer_version"] = json!(1);
+        assert!(from_json(&v).is_ok(), "a field it does not know is ignored");
+        assert_eq!(
+            broken(|v| {
+                v["steady"].as_object_mut().unwrap().remove("ticks");
+            }),
+            "steady.ticks missing or not a whole number"
+        );
+        assert_eq!(
+            broken(|v| v["storm"]["ramp_per_sec"] = json!("fast")),
+            "storm.ramp_per_sec missing or not a number"
+        );
+        assert_eq!(
+            broken(|v| v["timeline"][0]["open"] = json!(-1)),
+            "timeline[0].open missing or not a whole number"
+        );
+        assert_eq!(
+            broken(|v| v["churn"]["failed_by"]["refused"] = json!(1.5)),
+            "churn.failed_by.refused missing or not a whole number"
+        );
+        for not_an_object in [json!([1, 0.5, 0.1]), json!("x"), Value::Null] {
+            let mut v = to_json(&full());
+            v["load_tool"] = not_an_object;
+            assert_eq!(from_json(&v).unwrap_err(), "load_tool missing or not an object");
+        }
+        // Left out, an optional figure is none and a field with a default is its default.
+        let mut v = to_json(&full());
+        for field in ["server", "churn", "warnings", "interrupted", "timeline", "params"] {
+            v.as_object_mut().unwrap().remove(field);
+        }
+        let s = from_json(&v).unwrap();
+        assert_eq!((s.server, s.churn, s.timeline.len(), s.interrupted), (None, None, 0, false));
+        assert_eq!(s.params, [("urls".to_string(), String::new())]);
+    }
 }

@@ -152,7 +152,11 @@ impl<'de> Deserializer<'de> for At<'de> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        let Value::Object(map) = self.value else { return self.deserialize_any(visitor) };
+        // Only an object: serde would also take a struct from a list of its values.
+        let Value::Object(map) = self.value else {
+            let found = de::Unexpected::Other("no object");
+            return Err(<Error as de::Error>::invalid_type(found, &visitor).at(&self.path));
+        };
         let fields = Fields { at: &self, map, names: fields.iter(), next: None };
         visitor.visit_map(fields).map_err(|e| e.at(&self.path))
     }

@@ -1,5 +1,6 @@
 //! The `--json` file, field for field: these types serialize to exactly the file's
-//! objects (the names are the file's; serde_json sorts the keys).
+//! objects (the names are the file's; `to_json` goes through a `Value`, whose map sorts
+//! the keys, as serde_json does without its `preserve_order` feature).
 //!
 //! Figures derived from others (totals, percentiles, the fairness spread, `saturated`)
 //! are written for the file's readers and skipped when it is read back
