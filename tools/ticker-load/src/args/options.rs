@@ -17,6 +17,8 @@ pub(crate) fn help() -> String {
 }
 
 /// What the run's flags collect, checked together by [`super::parse`] once all are read.
+/// It starts empty (numbers at zero): reading applies the table's default of every flag
+/// not given.
 #[derive(Debug, Default)]
 pub(super) struct Draft {
     pub(super) urls: Vec<String>,
@@ -44,7 +46,8 @@ pub(super) struct Draft {
     pub(super) quiet: bool,
 }
 
-pub(super) const DEFAULT_URL: &str = "http://127.0.0.1:8081";
+/// A crypto-ticker on this host, on its default port.
+const DEFAULT_URL: &str = "http://127.0.0.1:8081";
 
 pub(super) static RUN: &[Group<Draft>] = &[
     Group {
