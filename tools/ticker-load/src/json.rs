@@ -5,375 +5,331 @@
 //! in base64, as in HdrHistogram log files — under `histograms`, and each second's
 //! under `timeline[i].latency`. Any HdrHistogram library reads them; `merge` adds them
 //! up, so a merged percentile is exact to the histograms' 3 significant digits.
+//!
+//! [`schema`] is the file, field for field; this module turns a [`Summary`] into it and
+//! back. [`located`] reads it with errors that name the field.
+
+mod located;
+mod schema;
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use crate::run::{SATURATED, Second};
-use crate::stats::{Latency, Percentiles};
+use crate::run::SATURATED;
+use crate::stats::{Hists, Latency};
 use crate::summary::{Churn, ServerFigures, SetFigures, Storm, Subscriptions, Summary};
+use schema::{
+    ChurnFile, ConnectionsFile, ErrorsFile, FairnessFile, LoadToolFile, RunFile, ServerFile,
+    SetFile, SteadyFile, StormFile, SubscriptionFile,
+};
 
 /// The value of `histograms.format`.
 pub(crate) const FORMAT: &str = "HdrHistogram V2 compressed, base64";
 
 pub(crate) fn to_json(s: &Summary) -> Value {
-    let map = |items: &BTreeMap<String, u64>| {
-        Value::Object(items.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
-    };
-    let mut histograms = Map::new();
-    histograms.insert("format".into(), json!(FORMAT));
-    for (name, h) in s.hists.named() {
-        histograms.insert(name.into(), json!(h.encode()));
-    }
-    let fairness = s.fairness().map(|f| {
-        json!({
-            "connections": f.connections,
-            "best_us": f.best,
-            "median_us": f.median,
-            "worst_us": f.worst,
-            "spread_us": f.spread(),
-            "min_ticks": crate::fairness::MIN_SAMPLES,
-        })
-    });
-    let churn = s.churn.as_ref().map(|c| {
-        json!({
-            "rate_per_sec": c.per_sec,
-            "closes": c.closes,
-            "closed_clean": c.closed_clean,
-            "close_timeouts": c.close_timeouts,
-            "reconnects": c.reconnects,
-            "reconnected": c.reconnected,
-            "failed": c.failed_total(),
-            "failed_by": map(&c.failed),
-            "unfinished": c.unfinished,
-            "skipped": c.skipped,
-            "reconnect_us": percentiles_json(&s.hists.reconnect.summary()),
-            "token_us": percentiles_json(&s.hists.token.summary()),
-        })
-    });
-    let subscription = match &s.subscription {
-        None => json!({ "mode": "all" }),
-        Some(sub) => json!({
-            "mode": sub.mode,
-            "distinct_sets": sub.distinct_sets,
-            "subscribed": sub.subscribed,
-            "k": sub.k,
-            "seed": sub.seed,
-            "symbols": sub.symbols,
-            "refused": sub.refused_total(),
-            "refused_by": map(&sub.refused),
-            "sets": sub.sets.iter().map(|set| json!({
-                "symbols": set.symbols,
-                "connections": set.connections,
-                "ticks": set.ticks,
-                "missed": set.missed,
-                "delivered_percent": set.delivered_percent(),
-            })).collect::<Vec<_>>(),
-        }),
-    };
-    json!({
-        "tool": "ticker-load",
-        "version": env!("CARGO_PKG_VERSION"),
-        "params": params_json(s),
-        "connections": {
-            "requested": s.connections,
-            "attempted": s.attempted,
-            "opened": s.opened,
-            "failed": s.failed_total(),
-            "failed_by": map(&s.failed),
-            "dropped": s.dropped_total(),
-            "dropped_by": map(&s.dropped),
-            "closed_clean": s.closed_clean,
-        },
-        "errors": {
-            "failed": s.failed_total(),
-            "dropped": s.dropped_total(),
-            "churn_failed": s.churn.as_ref().map_or(0, Churn::failed_total),
-            "subscribe_refused": s.subscribe_refused(),
-            "total": s.errors(),
-        },
-        "ramp_seconds": s.ramp_seconds,
-        "storm": {
-            "ramp_per_sec": s.storm.ramp_per_sec,
-            "planned_seconds": s.planned_ramp(),
-            "first_connect_seconds": s.storm.first_connect,
-            "last_open_seconds": s.storm.last_open,
-            "live_after_seconds": s.live_after(),
-            "all_live_seconds": s.all_live_after(),
-            "live": s.opened,
-            "requested": s.connections,
-            "handshake_us": percentiles_json(&s.hists.handshake.summary()),
-        },
-        "handshake_us": percentiles_json(&s.hists.handshake.summary()),
-        "steady": {
-            "seconds": s.steady_seconds,
-            "messages": s.steady_messages,
-            "messages_per_sec": s.messages_per_sec,
-            "ticks": s.ticks,
-            "missed": s.missed,
-            "repeats": s.repeats,
-            "out_of_order": s.backwards,
-            "delivered_percent": s.delivered_percent(),
-        },
-        "window_seconds": s.window.map(|(a, b)| [a, b]),
-        "tick_latency_us": percentiles_json(&s.hists.tick.summary()),
-        "fairness": fairness,
-        "churn": churn,
-        "subscription": subscription,
-        "messages_total": s.messages_total,
-        "bytes_total": s.bytes_total,
-        "server": s.server.map(|v| json!({
-            "pid": v.pid,
-            "cpu_seconds": v.cpu_seconds,
-            "cpu_cores": v.cpu_cores,
-            "cpu_s_per_million_frames": v.cpu_s_per_million_frames,
-            "cpu_us_per_frame": v.cpu_s_per_million_frames,
-            "rss_baseline_bytes": v.rss_baseline,
-            "rss_window_start_bytes": v.rss_start,
-            "rss_window_end_bytes": v.rss_end,
-            "rss_bytes_per_connection": v.rss_per_connection,
-        })),
-        "load_tool": {
-            "threads": s.threads,
-            "cpu_cores": s.tool_cores,
-            "busiest_thread_core_share": s.tool_thread_core_max,
-            "saturated": s.tool_thread_core_max >= SATURATED,
-        },
-        "interrupted": s.interrupted,
-        "warnings": s.warnings,
-        "histograms": histograms,
-        "timeline": s.timeline.iter().map(|t| json!({
-            "t": t.t, "open": t.open, "messages": t.messages, "p50_us": t.p50_us,
-            "p99_us": t.p99_us, "latency": t.latency,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-/// `params` with `urls` as a list, and `url` kept as the first URL for readers of
-/// files from before `--url` could repeat.
-fn params_json(s: &Summary) -> Value {
-    let mut params: Map<String, Value> = s
-        .params
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "url" | "urls"))
-        .map(|(k, v)| (k.replace(' ', "_"), json!(v)))
-        .collect();
-    params.insert("url".into(), json!(s.urls.first()));
-    params.insert("urls".into(), json!(s.urls));
-    Value::Object(params)
-}
-
-fn percentiles_json(p: &Percentiles) -> Value {
-    json!({ "count": p.count, "p50": p.p50, "p90": p.p90, "p99": p.p99, "p99.9": p.p999, "max": p.max })
+    // Only maps with string keys and finite-or-null numbers: serializing cannot fail.
+    serde_json::to_value(RunFile::from(s)).unwrap_or(Value::Null)
 }
 
 /// Reads a summary back from [`to_json`]'s form. The histograms are required: without
 /// them (a file from an older ticker-load) percentiles could only be averaged.
 pub(crate) fn from_json(v: &Value) -> Result<Summary, String> {
-    let r = Reader(v);
-    let hist_map = v.get("histograms").and_then(Value::as_object).ok_or(
-        "no \"histograms\" (saved by an older ticker-load?): percentiles cannot be merged exactly",
-    )?;
-    let mut hists = crate::stats::Hists::default();
-    for (name, h) in hists.named_mut() {
-        *h = match hist_map.get(name) {
-            Some(Value::String(text)) => {
-                Latency::decode(text).map_err(|e| format!("{name}: {e}"))?
-            }
-            _ => return Err(format!("histograms.{name} missing")),
-        };
+    if !v.get("histograms").is_some_and(Value::is_object) {
+        return Err("no \"histograms\" (saved by an older ticker-load?): percentiles cannot be \
+                    merged exactly"
+            .into());
     }
-    let urls: Vec<String> = match v.pointer("/params/urls").and_then(Value::as_array) {
-        Some(urls) => urls.iter().filter_map(Value::as_str).map(String::from).collect(),
-        None => {
-            v.pointer("/params/url").and_then(Value::as_str).map(String::from).into_iter().collect()
+    located::from_value::<RunFile>(v)?.into_summary()
+}
+
+impl From<&Summary> for RunFile {
+    fn from(s: &Summary) -> RunFile {
+        let mut histograms: BTreeMap<String, Option<String>> =
+            s.hists.named().into_iter().map(|(name, h)| (name.to_string(), h.encode())).collect();
+        histograms.insert("format".into(), Some(FORMAT.into()));
+        RunFile {
+            tool: "ticker-load".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            params: params(s),
+            connections: ConnectionsFile {
+                requested: s.connections,
+                attempted: s.attempted,
+                opened: s.opened,
+                failed: s.failed_total(),
+                failed_by: s.failed.clone(),
+                dropped: s.dropped_total(),
+                dropped_by: s.dropped.clone(),
+                closed_clean: s.closed_clean,
+            },
+            errors: ErrorsFile {
+                failed: s.failed_total(),
+                dropped: s.dropped_total(),
+                churn_failed: s.churn.as_ref().map_or(0, Churn::failed_total),
+                subscribe_refused: s.subscribe_refused(),
+                total: s.errors(),
+            },
+            ramp_seconds: s.ramp_seconds,
+            storm: StormFile {
+                ramp_per_sec: s.storm.ramp_per_sec,
+                planned_seconds: s.planned_ramp(),
+                first_connect_seconds: s.storm.first_connect,
+                last_open_seconds: s.storm.last_open,
+                live_after_seconds: s.live_after(),
+                all_live_seconds: s.all_live_after(),
+                live: s.opened,
+                requested: s.connections,
+                handshake_us: s.hists.handshake.summary(),
+            },
+            handshake_us: s.hists.handshake.summary(),
+            steady: SteadyFile {
+                seconds: s.steady_seconds,
+                messages: s.steady_messages,
+                messages_per_sec: s.messages_per_sec,
+                ticks: s.ticks,
+                missed: s.missed,
+                repeats: s.repeats,
+                out_of_order: s.backwards,
+                delivered_percent: s.delivered_percent(),
+            },
+            window_seconds: s.window,
+            tick_latency_us: s.hists.tick.summary(),
+            fairness: s.fairness().map(|f| FairnessFile {
+                connections: f.connections,
+                best_us: f.best,
+                median_us: f.median,
+                worst_us: f.worst,
+                spread_us: f.spread(),
+                min_ticks: crate::fairness::MIN_SAMPLES,
+            }),
+            churn: s.churn.as_ref().map(|c| churn_file(c, &s.hists)),
+            subscription: s.subscription.as_ref().map(subscription_file),
+            messages_total: s.messages_total,
+            bytes_total: s.bytes_total,
+            server: s.server.map(server_file),
+            load_tool: LoadToolFile {
+                threads: s.threads,
+                cpu_cores: s.tool_cores,
+                busiest_thread_core_share: s.tool_thread_core_max,
+                saturated: s.tool_thread_core_max >= SATURATED,
+            },
+            interrupted: s.interrupted,
+            warnings: s.warnings.clone(),
+            histograms,
+            timeline: s.timeline.clone(),
         }
+    }
+}
+
+/// `params` with `urls` as a list, and `url` kept as the first URL for readers of
+/// files from before `--url` could repeat.
+fn params(s: &Summary) -> BTreeMap<String, Value> {
+    let mut params: BTreeMap<String, Value> = s
+        .params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "url" | "urls"))
+        .map(|(k, v)| (k.replace(' ', "_"), Value::from(v.as_str())))
+        .collect();
+    params.insert("url".into(), s.urls.first().map_or(Value::Null, |u| Value::from(u.as_str())));
+    params.insert("urls".into(), Value::from(s.urls.clone()));
+    params
+}
+
+fn churn_file(c: &Churn, hists: &Hists) -> ChurnFile {
+    ChurnFile {
+        rate_per_sec: c.per_sec,
+        closes: c.closes,
+        closed_clean: c.closed_clean,
+        close_timeouts: c.close_timeouts,
+        reconnects: c.reconnects,
+        reconnected: c.reconnected,
+        failed: c.failed_total(),
+        failed_by: c.failed.clone(),
+        unfinished: c.unfinished,
+        skipped: c.skipped,
+        reconnect_us: hists.reconnect.summary(),
+        token_us: hists.token.summary(),
+    }
+}
+
+fn subscription_file(sub: &Subscriptions) -> SubscriptionFile {
+    SubscriptionFile {
+        mode: Some(sub.mode.clone()),
+        distinct_sets: sub.distinct_sets,
+        subscribed: sub.subscribed,
+        k: sub.k,
+        seed: sub.seed,
+        symbols: sub.symbols,
+        refused: sub.refused_total(),
+        refused_by: sub.refused.clone(),
+        sets: sub
+            .sets
+            .iter()
+            .map(|set| SetFile {
+                symbols: set.symbols.clone(),
+                connections: set.connections,
+                ticks: set.ticks,
+                missed: set.missed,
+                delivered_percent: set.delivered_percent(),
+            })
+            .collect(),
+    }
+}
+
+fn server_file(v: ServerFigures) -> ServerFile {
+    ServerFile {
+        pid: v.pid,
+        cpu_seconds: v.cpu_seconds,
+        cpu_cores: v.cpu_cores,
+        cpu_s_per_million_frames: v.cpu_s_per_million_frames,
+        cpu_us_per_frame: v.cpu_s_per_million_frames,
+        rss_baseline_bytes: v.rss_baseline,
+        rss_window_start_bytes: v.rss_start,
+        rss_window_end_bytes: v.rss_end,
+        rss_bytes_per_connection: v.rss_per_connection,
+    }
+}
+
+impl RunFile {
+    /// The summary the file was written from. Derived figures (totals, percentiles,
+    /// the fairness spread) are not read: they come again from the counts and the
+    /// histograms.
+    fn into_summary(self) -> Result<Summary, String> {
+        let hists = hists(&self.histograms)?;
+        let (params, urls) = params_and_urls(self.params);
+        let c = self.connections;
+        Ok(Summary {
+            params,
+            urls,
+            connections: c.requested,
+            attempted: c.attempted,
+            opened: c.opened,
+            failed: c.failed_by,
+            dropped: c.dropped_by,
+            closed_clean: c.closed_clean,
+            ramp_seconds: self.ramp_seconds,
+            storm: Storm {
+                ramp_per_sec: self.storm.ramp_per_sec,
+                first_connect: self.storm.first_connect_seconds,
+                last_open: self.storm.last_open_seconds,
+            },
+            steady_seconds: self.steady.seconds,
+            messages_total: self.messages_total,
+            bytes_total: self.bytes_total,
+            steady_messages: self.steady.messages,
+            messages_per_sec: self.steady.messages_per_sec,
+            ticks: self.steady.ticks,
+            missed: self.steady.missed,
+            repeats: self.steady.repeats,
+            backwards: self.steady.out_of_order,
+            churn: self.churn.map(ChurnFile::into_churn),
+            subscription: self.subscription.and_then(SubscriptionFile::into_subscriptions),
+            hists,
+            server: self.server.map(ServerFile::into_figures),
+            tool_cores: self.load_tool.cpu_cores,
+            tool_thread_core_max: self.load_tool.busiest_thread_core_share,
+            threads: self.load_tool.threads,
+            interrupted: self.interrupted,
+            warnings: self.warnings,
+            timeline: self.timeline,
+            window: self.window_seconds,
+        })
+    }
+}
+
+fn hists(encoded: &BTreeMap<String, Option<String>>) -> Result<Hists, String> {
+    let mut hists = Hists::default();
+    for (name, h) in hists.named_mut() {
+        let Some(Some(text)) = encoded.get(name) else {
+            return Err(format!("histograms.{name} missing"));
+        };
+        *h = Latency::decode(text).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(hists)
+}
+
+/// The summary's parameters, the URLs first, and the URLs: from `urls`, or from `url`
+/// in files from before `--url` could repeat.
+fn params_and_urls(mut file: BTreeMap<String, Value>) -> (Vec<(String, String)>, Vec<String>) {
+    let urls: Vec<String> = match (file.remove("urls"), file.remove("url")) {
+        (Some(Value::Array(urls)), _) => {
+            urls.iter().filter_map(Value::as_str).map(String::from).collect()
+        }
+        (_, Some(Value::String(url))) => vec![url],
+        _ => Vec::new(),
     };
     let mut params =
         vec![(if urls.len() == 1 { "url" } else { "urls" }.to_string(), urls.join(" "))];
-    if let Some(map) = v.get("params").and_then(Value::as_object) {
-        for (k, val) in map.iter().filter(|(k, _)| !matches!(k.as_str(), "url" | "urls")) {
-            let text = val.as_str().map_or_else(|| val.to_string(), String::from);
-            params.push((k.replace('_', " "), text));
-        }
+    for (k, val) in file {
+        let text = val.as_str().map_or_else(|| val.to_string(), String::from);
+        params.push((k.replace('_', " "), text));
     }
-    let churn = match v.get("churn") {
-        Some(c) if c.is_object() => {
-            let c = Reader(c);
-            Some(Churn {
-                per_sec: c.f("/rate_per_sec")?,
-                closes: c.u("/closes")?,
-                closed_clean: c.u("/closed_clean")?,
-                close_timeouts: c.u("/close_timeouts")?,
-                reconnects: c.u("/reconnects")?,
-                reconnected: c.u("/reconnected")?,
-                failed: c.counts("/failed_by")?,
-                unfinished: c.u("/unfinished")?,
-                skipped: c.u("/skipped")?,
-            })
-        }
-        _ => None,
-    };
-    let subscription = match v.get("subscription") {
-        Some(sub) if sub.get("mode").and_then(Value::as_str).is_some_and(|m| m != "all") => {
-            Some(subscription(sub)?)
-        }
-        _ => None,
-    };
-    let server = match v.get("server") {
-        Some(s) if s.is_object() => {
-            let s = Reader(s);
-            Some(ServerFigures {
-                pid: u32::try_from(s.u("/pid")?).map_err(|_| "server.pid: not a pid")?,
-                cpu_seconds: s.f("/cpu_seconds")?,
-                cpu_cores: s.f("/cpu_cores")?,
-                cpu_s_per_million_frames: s.opt_f("/cpu_s_per_million_frames"),
-                rss_baseline: s.u("/rss_baseline_bytes")?,
-                rss_start: s.u("/rss_window_start_bytes")?,
-                rss_end: s.u("/rss_window_end_bytes")?,
-                rss_per_connection: s.opt_f("/rss_bytes_per_connection"),
-            })
-        }
-        _ => None,
-    };
-    let timeline = match v.get("timeline").and_then(Value::as_array) {
-        Some(seconds) => seconds.iter().map(second).collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
-    let window = match v.get("window_seconds").and_then(Value::as_array).map(Vec::as_slice) {
-        Some([a, b]) => a.as_f64().zip(b.as_f64()),
-        _ => None,
-    };
-    Ok(Summary {
-        params,
-        urls,
-        connections: r.u("/connections/requested")?,
-        attempted: r.u("/connections/attempted")?,
-        opened: r.u("/connections/opened")?,
-        failed: r.counts("/connections/failed_by")?,
-        dropped: r.counts("/connections/dropped_by")?,
-        closed_clean: r.u("/connections/closed_clean")?,
-        ramp_seconds: r.f("/ramp_seconds")?,
-        storm: Storm {
-            ramp_per_sec: r.f("/storm/ramp_per_sec")?,
-            first_connect: r.opt_f("/storm/first_connect_seconds"),
-            last_open: r.opt_f("/storm/last_open_seconds"),
-        },
-        steady_seconds: r.f("/steady/seconds")?,
-        messages_total: r.u("/messages_total")?,
-        bytes_total: r.u("/bytes_total")?,
-        steady_messages: r.u("/steady/messages")?,
-        messages_per_sec: r.f("/steady/messages_per_sec")?,
-        ticks: r.u("/steady/ticks")?,
-        missed: r.u("/steady/missed")?,
-        repeats: r.u("/steady/repeats")?,
-        backwards: r.u("/steady/out_of_order")?,
-        churn,
-        subscription,
-        hists,
-        server,
-        tool_cores: r.f("/load_tool/cpu_cores")?,
-        tool_thread_core_max: r.f("/load_tool/busiest_thread_core_share")?,
-        threads: r.u("/load_tool/threads")?,
-        interrupted: v.get("interrupted").and_then(Value::as_bool).unwrap_or(false),
-        warnings: v
-            .get("warnings")
-            .and_then(Value::as_array)
-            .map(|w| w.iter().filter_map(Value::as_str).map(String::from).collect())
-            .unwrap_or_default(),
-        timeline,
-        window,
-    })
+    (params, urls)
 }
 
-fn subscription(v: &Value) -> Result<Subscriptions, String> {
-    let r = Reader(v);
-    let sets = match v.get("sets").and_then(Value::as_array) {
-        Some(sets) => sets
-            .iter()
-            .map(|set| {
-                let r = Reader(set);
-                Ok(SetFigures {
-                    symbols: set
-                        .get("symbols")
-                        .and_then(Value::as_array)
-                        .ok_or_else(|| missing("/subscription/sets/symbols", "a list"))?
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(String::from)
-                        .collect(),
-                    connections: r.u("/connections")?,
-                    ticks: r.u("/ticks")?,
-                    missed: r.u("/missed")?,
+impl ChurnFile {
+    fn into_churn(self) -> Churn {
+        Churn {
+            per_sec: self.rate_per_sec,
+            closes: self.closes,
+            closed_clean: self.closed_clean,
+            close_timeouts: self.close_timeouts,
+            reconnects: self.reconnects,
+            reconnected: self.reconnected,
+            failed: self.failed_by,
+            unfinished: self.unfinished,
+            skipped: self.skipped,
+        }
+    }
+}
+
+impl SubscriptionFile {
+    /// `None` for `"mode": "all"` (every symbol), or no mode.
+    fn into_subscriptions(self) -> Option<Subscriptions> {
+        let mode = self.mode.filter(|m| m != "all")?;
+        Some(Subscriptions {
+            mode,
+            k: self.k,
+            seed: self.seed,
+            symbols: self.symbols,
+            subscribed: self.subscribed,
+            distinct_sets: self.distinct_sets,
+            refused: self.refused_by,
+            sets: self
+                .sets
+                .into_iter()
+                .map(|set| SetFigures {
+                    symbols: set.symbols,
+                    connections: set.connections,
+                    ticks: set.ticks,
+                    missed: set.missed,
                 })
-            })
-            .collect::<Result<_, String>>()?,
-        None => Vec::new(),
-    };
-    Ok(Subscriptions {
-        mode: v.get("mode").and_then(Value::as_str).unwrap_or("sets").to_string(),
-        k: v.get("k").and_then(Value::as_u64),
-        seed: v.get("seed").and_then(Value::as_u64),
-        symbols: v.get("symbols").and_then(Value::as_u64),
-        subscribed: r.u("/subscribed")?,
-        distinct_sets: r.u("/distinct_sets")?,
-        refused: r.counts("/refused_by")?,
-        sets,
-    })
-}
-
-fn second(v: &Value) -> Result<Second, String> {
-    let r = Reader(v);
-    let latency = match v.get("latency") {
-        Some(Value::String(text)) => Some(text.clone()),
-        _ => None,
-    };
-    Ok(Second {
-        t: r.u("/t")?,
-        open: r.u("/open")?,
-        messages: r.u("/messages")?,
-        p50_us: v.get("p50_us").and_then(Value::as_u64),
-        p99_us: v.get("p99_us").and_then(Value::as_u64),
-        latency,
-    })
-}
-
-/// Field access by JSON pointer, with errors that name the field.
-struct Reader<'a>(&'a Value);
-
-impl Reader<'_> {
-    fn u(&self, ptr: &str) -> Result<u64, String> {
-        self.0.pointer(ptr).and_then(Value::as_u64).ok_or_else(|| missing(ptr, "a whole number"))
-    }
-
-    fn f(&self, ptr: &str) -> Result<f64, String> {
-        self.opt_f(ptr).ok_or_else(|| missing(ptr, "a number"))
-    }
-
-    fn opt_f(&self, ptr: &str) -> Option<f64> {
-        self.0.pointer(ptr).and_then(Value::as_f64)
-    }
-
-    fn counts(&self, ptr: &str) -> Result<BTreeMap<String, u64>, String> {
-        let map = self
-            .0
-            .pointer(ptr)
-            .and_then(Value::as_object)
-            .ok_or_else(|| missing(ptr, "an object"))?;
-        map.iter()
-            .map(|(k, v)| Ok((k.clone(), v.as_u64().ok_or_else(|| missing(ptr, "counts"))?)))
-            .collect()
+                .collect(),
+        })
     }
 }
 
-fn missing(ptr: &str, what: &str) -> String {
-    format!("{} missing or not {what}", ptr.trim_start_matches('/').replace('/', "."))
+impl ServerFile {
+    fn into_figures(self) -> ServerFigures {
+        ServerFigures {
+            pid: self.pid,
+            cpu_seconds: self.cpu_seconds,
+            cpu_cores: self.cpu_cores,
+            cpu_s_per_million_frames: self.cpu_s_per_million_frames,
+            rss_baseline: self.rss_baseline_bytes,
+            rss_start: self.rss_window_start_bytes,
+            rss_end: self.rss_window_end_bytes,
+            rss_per_connection: self.rss_bytes_per_connection,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::run::Second;
     use crate::summary::tests::empty;
 
     /// A summary with every part filled in.
@@ -516,5 +472,66 @@ mod tests {
         let mut v = to_json(&full());
         v["connections"]["opened"] = json!("3");
         assert_eq!(from_json(&v).unwrap_err(), "connections.opened missing or not a whole number");
+    }
+
+    /// Files written by ticker-load before the JSON was derived with serde (a run with
+    /// `--subscribe` sets, `--churn` and `--server-pid`; one with `--subscribe-random`):
+    /// read, and written again, they are what they were.
+    #[test]
+    fn files_of_the_hand_written_writer_read_back_and_write_out_the_same() {
+        for text in [
+            include_str!("../tests/data/run-sets-churn-server.json"),
+            include_str!("../tests/data/run-random.json"),
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let s = from_json(&v).unwrap();
+            assert!(s.hists.tick.count() > 0 && !s.timeline.is_empty());
+            // Equal to the file as parsed (serde_json's float parsing may move a last
+            // digit of the text, on the way in only).
+            assert_eq!(to_json(&s), v);
+        }
+    }
+
+    #[test]
+    fn a_refused_field_is_named_by_its_path_and_what_it_must_be() {
+        let broken = |edit: fn(&mut Value)| {
+            let mut v = to_json(&full());
+            edit(&mut v);
+            from_json(&v).unwrap_err()
+        };
+        let mut v = to_json(&full());
+        v["steady"]["from_a_newer_version"] = json!(1);
+        assert!(from_json(&v).is_ok(), "a field it does not know is ignored");
+        assert_eq!(
+            broken(|v| {
+                v["steady"].as_object_mut().unwrap().remove("ticks");
+            }),
+            "steady.ticks missing or not a whole number"
+        );
+        assert_eq!(
+            broken(|v| v["storm"]["ramp_per_sec"] = json!("fast")),
+            "storm.ramp_per_sec missing or not a number"
+        );
+        assert_eq!(
+            broken(|v| v["timeline"][0]["open"] = json!(-1)),
+            "timeline[0].open missing or not a whole number"
+        );
+        assert_eq!(
+            broken(|v| v["churn"]["failed_by"]["refused"] = json!(1.5)),
+            "churn.failed_by.refused missing or not a whole number"
+        );
+        for not_an_object in [json!([1, 0.5, 0.1]), json!("x"), Value::Null] {
+            let mut v = to_json(&full());
+            v["load_tool"] = not_an_object;
+            assert_eq!(from_json(&v).unwrap_err(), "load_tool missing or not an object");
+        }
+        // Left out, an optional figure is none and a field with a default is its default.
+        let mut v = to_json(&full());
+        for field in ["server", "churn", "warnings", "interrupted", "timeline", "params"] {
+            v.as_object_mut().unwrap().remove(field);
+        }
+        let s = from_json(&v).unwrap();
+        assert_eq!((s.server, s.churn, s.timeline.len(), s.interrupted), (None, None, 0, false));
+        assert_eq!(s.params, [("urls".to_string(), String::new())]);
     }
 }

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
             };
         }
         Ok(Command::Help) => {
-            print!("{}", args::HELP);
+            print!("{}", args::help());
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {

@@ -107,21 +107,43 @@ fn nines_x(percentile: f64, max: f64) -> f64 {
     if tail <= 0.0 { max } else { (1.0 / tail).log10().clamp(0.0, max) }
 }
 
+/// A chart's plotting area: its size and the data ranges it maps onto it.
+struct Plot {
+    pw: f64,
+    ph: f64,
+    x_max: f64,
+    y_max: f64,
+    y_step: f64,
+}
+
+impl Plot {
+    fn new(c: &Chart<'_>) -> Plot {
+        let x_max = match c.x {
+            XAxis::Time { max } => max.max(1.0),
+            XAxis::Share => 100.0,
+            XAxis::Nines { nines } => f64::from(nines),
+        };
+        let y_data_max =
+            c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
+        // 5 % headroom keeps a flat line off the frame and clear of the legend.
+        let y_step = nice_step(y_data_max);
+        let y_max = ((y_data_max * 1.05 / y_step).ceil() * y_step).max(y_step);
+        Plot { pw: W - LEFT - RIGHT, ph: H - TOP - BOTTOM, x_max, y_max, y_step }
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        LEFT + x / self.x_max * self.pw
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        TOP + self.ph - y / self.y_max * self.ph
+    }
+}
+
 /// One chart as an SVG group at (`dx`, `dy`).
 fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let x_max = match c.x {
-        XAxis::Time { max } => max.max(1.0),
-        XAxis::Share => 100.0,
-        XAxis::Nines { nines } => f64::from(nines),
-    };
-    let y_data_max = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0, f64::max);
-    // 5 % headroom keeps a flat line off the frame and clear of the legend.
-    let y_step = nice_step(y_data_max);
-    let y_max = ((y_data_max * 1.05 / y_step).ceil() * y_step).max(y_step);
-    let px = |x: f64| LEFT + x / x_max * pw;
-    let py = |y: f64| TOP + ph - y / y_max * ph;
-
+    let p = Plot::new(c);
+    let (pw, ph) = (p.pw, p.ph);
     let mut g = String::new();
     let _ = write!(
         g,
@@ -134,7 +156,7 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
         esc(c.title)
     );
     if let Some((a, b)) = c.band {
-        let (a, b) = (px(a.clamp(0.0, x_max)), px(b.clamp(0.0, x_max)));
+        let (a, b) = (p.px(a.clamp(0.0, p.x_max)), p.px(b.clamp(0.0, p.x_max)));
         let _ = write!(
             g,
             r##"<rect x="{a:.1}" y="{TOP}" width="{:.1}" height="{ph}" fill="#dcfce7"/><text x="{:.1}" y="{:.1}" fill="#15803d">steady window</text>"##,
@@ -143,22 +165,72 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
             TOP + 12.0
         );
     }
-    // Horizontal grid and y ticks.
+    y_grid(&mut g, &p);
+    x_grid(&mut g, &p, &c.x);
+    let x_label = match c.x {
+        XAxis::Time { .. } => "seconds since start",
+        XAxis::Share => "connections, sorted by their median",
+        XAxis::Nines { .. } => "percentile (log scale of 1 / (1 - p))",
+    };
+    let _ = write!(
+        g,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#334155">{x_label}</text><text transform="translate(16,{:.1}) rotate(-90)" text-anchor="middle" fill="#334155">{}</text>"##,
+        LEFT + pw / 2.0,
+        H - 8.0,
+        TOP + ph / 2.0,
+        esc(c.y_label)
+    );
+    let _ = write!(
+        g,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#cbd5e1"/>"##
+    );
+    lines_and_legend(&mut g, &p, &c.series);
+    if c.series.iter().all(|s| s.points.is_empty()) {
+        let _ = write!(
+            g,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#64748b">no data</text>"##,
+            LEFT + pw / 2.0,
+            TOP + ph / 2.0
+        );
+    }
+    g.push_str("</g>");
+    g
+}
+
+/// Horizontal grid lines and the y ticks.
+fn y_grid(g: &mut String, p: &Plot) {
     let mut y = 0.0;
-    while y <= y_max + y_step / 2.0 {
-        let yy = py(y);
+    while y <= p.y_max + p.y_step / 2.0 {
+        let yy = p.py(y);
         let _ = write!(
             g,
             r##"<line x1="{LEFT}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#e2e8f0"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#475569">{}</text>"##,
-            LEFT + pw,
+            LEFT + p.pw,
             LEFT - 6.0,
             yy + 4.0,
             fmt_tick(y)
         );
-        y += y_step;
+        y += p.y_step;
     }
-    // X ticks.
-    let x_ticks: Vec<(f64, String)> = match c.x {
+}
+
+/// Vertical grid lines and the x ticks, labelled as the axis counts.
+fn x_grid(g: &mut String, p: &Plot, x: &XAxis) {
+    for (x, label) in x_ticks(x, p.x_max) {
+        let xx = p.px(x);
+        let _ = write!(
+            g,
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{:.1}" stroke="#f1f5f9"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle" fill="#475569">{}</text>"##,
+            TOP + p.ph,
+            TOP + p.ph + 15.0,
+            esc(&label)
+        );
+    }
+}
+
+/// (x, label) of each tick on the x axis.
+fn x_ticks(x: &XAxis, x_max: f64) -> Vec<(f64, String)> {
+    match *x {
         XAxis::Time { .. } => {
             let step = nice_step(x_max);
             (0..)
@@ -178,47 +250,24 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
                 (f64::from(n), label)
             })
             .collect(),
-    };
-    for (x, label) in x_ticks {
-        let xx = px(x);
-        let _ = write!(
-            g,
-            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{:.1}" stroke="#f1f5f9"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle" fill="#475569">{}</text>"##,
-            TOP + ph,
-            TOP + ph + 15.0,
-            esc(&label)
-        );
     }
-    let x_label = match c.x {
-        XAxis::Time { .. } => "seconds since start",
-        XAxis::Share => "connections, sorted by their median",
-        XAxis::Nines { .. } => "percentile (log scale of 1 / (1 - p))",
-    };
-    let _ = write!(
-        g,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#334155">{x_label}</text><text transform="translate(16,{:.1}) rotate(-90)" text-anchor="middle" fill="#334155">{}</text>"##,
-        LEFT + pw / 2.0,
-        H - 8.0,
-        TOP + ph / 2.0,
-        esc(c.y_label)
-    );
-    let _ = write!(
-        g,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#cbd5e1"/>"##
-    );
-    for (i, s) in c.series.iter().enumerate() {
+}
+
+/// Each series as a line, and its entry in the legend (top right).
+fn lines_and_legend(g: &mut String, p: &Plot, series: &[Series<'_>]) {
+    for (i, s) in series.iter().enumerate() {
         if s.points.is_empty() {
             continue;
         }
         let pts: Vec<String> =
-            s.points.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
+            s.points.iter().map(|(x, y)| format!("{:.1},{:.1}", p.px(*x), p.py(*y))).collect();
         let _ = write!(
             g,
             r#"<polyline fill="none" stroke="{}" stroke-width="1.8" stroke-linejoin="round" points="{}"/>"#,
             s.color,
             pts.join(" ")
         );
-        let lx = LEFT + pw - 120.0;
+        let lx = LEFT + p.pw - 120.0;
         let ly = TOP + 14.0 + 14.0 * i as f64;
         let _ = write!(
             g,
@@ -231,16 +280,6 @@ fn chart(c: &Chart<'_>, dx: f64, dy: f64) -> String {
             esc(s.name)
         );
     }
-    if c.series.iter().all(|s| s.points.is_empty()) {
-        let _ = write!(
-            g,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#64748b">no data</text>"##,
-            LEFT + pw / 2.0,
-            TOP + ph / 2.0
-        );
-    }
-    g.push_str("</g>");
-    g
 }
 
 fn charts<'a>(d: &'a ReportData<'a>) -> Vec<Chart<'a>> {

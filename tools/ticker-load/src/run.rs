@@ -37,8 +37,9 @@ impl fmt::Display for RunError {
     }
 }
 
-/// One second of the run, all threads together.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One second of the run, all threads together; an entry of the `--json` file's
+/// `timeline`, as it is.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Second {
     /// Seconds since the start of the run.
     pub(crate) t: u64,
@@ -96,36 +97,7 @@ pub(crate) struct RunOutput {
 
 /// Runs the load described by `args`, printing the live line to stderr unless quiet.
 pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
-    let mut warnings = Vec::new();
-    match system::raise_nofile_limit() {
-        Ok(limit) if (args.connections as u64) + 64 > limit => warnings.push(format!(
-            "open-files limit is {limit}, below {} connections: raise `ulimit -n`",
-            args.connections
-        )),
-        Ok(_) => {}
-        Err(e) => warnings.push(format!("cannot read the open-files limit: {e}")),
-    }
-
-    if args.targets.len() > args.connections {
-        warnings.push(format!(
-            "{} URLs but {} connections: the last {} URLs get none",
-            args.targets.len(),
-            args.connections,
-            args.targets.len() - args.connections
-        ));
-    }
-
-    if let Subscription::Sets(sets) = &args.subscription
-        && sets.len() > args.connections
-    {
-        warnings.push(format!(
-            "{} --subscribe sets but {} connections: the last {} sets get none",
-            sets.len(),
-            args.connections,
-            sets.len() - args.connections
-        ));
-    }
-
+    let mut warnings = setup_warnings(args);
     let endpoints =
         endpoint::prepare(&args.targets, &args.auth, args.token_in_query, args.ca.as_deref())
             .map_err(RunError::Endpoint)?;
@@ -161,50 +133,14 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         }
         drop(tx);
         let watched = watch(args, &plan, &shared, &rx, server_baseline);
-        let mut result = ThreadResult::default();
-        let mut per_thread_core = Vec::new();
-        for handle in handles {
-            // An engine thread only panics on a bug; report it rather than hide it.
-            let r = handle
-                .join()
-                .map_err(|_| RunError::Thread(io::Error::other("engine thread panicked")))?;
-            let r = r.map_err(RunError::Thread)?;
-            let wall = r.steady_wall.as_secs_f64();
-            per_thread_core.push(if wall > 0.0 { r.steady_cpu.as_secs_f64() / wall } else { 0.0 });
-            result.add(&r);
-        }
+        let (result, per_thread_core) = join_engines(handles)?;
         Ok::<_, RunError>((watched, result, per_thread_core))
     });
     let (mut watched, result, per_thread_core) = outcome?;
     // Samples sent after the coordinator stopped listening (each thread's last one).
     watched.timeline.add_late(rx.try_iter());
 
-    let mut warnings_after = warnings;
-    for (i, share) in per_thread_core.iter().enumerate() {
-        if *share >= SATURATED {
-            warnings_after.push(format!(
-                "load thread {i} used {:.0}% of a core in the steady window: the generator is near \
-                 saturation and its latency figures overstate the server's; add --threads (below \
-                 the number of cores) or another machine",
-                share * 100.0
-            ));
-        }
-    }
-    if result.counters.steady_future_ts > 0 {
-        warnings_after.push(format!(
-            "{} messages carried a ts_us later than their receive time: the clocks of the two hosts disagree",
-            result.counters.steady_future_ts
-        ));
-    }
-    if let Subscription::Random { k, .. } = args.subscription {
-        let seen = result.counters.subscribe.symbols_seen;
-        if seen > 0 && k as u64 > seen {
-            warnings_after.push(format!(
-                "--subscribe-random {k} but the ticker messages list {seen} symbols: every \
-                 connection subscribed to all {seen}"
-            ));
-        }
-    }
+    warnings.extend(result_warnings(args, &result, &per_thread_core));
     let since_t0 = |t: Instant| t.saturating_duration_since(shared.t0).as_secs_f64();
     Ok(RunOutput {
         first_connect: result.first_connect.map(since_t0),
@@ -217,8 +153,95 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         server: watched.server,
         tool_cpu: watched.tool_cpu,
         interrupted: watched.interrupted,
-        warnings: warnings_after,
+        warnings,
     })
+}
+
+/// Raises the open-files limit, and warns of what will leave connections, URLs or
+/// `--subscribe` sets short before the run starts.
+fn setup_warnings(args: &Args) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match system::raise_nofile_limit() {
+        Ok(limit) if (args.connections as u64) + 64 > limit => warnings.push(format!(
+            "open-files limit is {limit}, below {} connections: raise `ulimit -n`",
+            args.connections
+        )),
+        Ok(_) => {}
+        Err(e) => warnings.push(format!("cannot read the open-files limit: {e}")),
+    }
+
+    if args.targets.len() > args.connections {
+        warnings.push(format!(
+            "{} URLs but {} connections: the last {} URLs get none",
+            args.targets.len(),
+            args.connections,
+            args.targets.len() - args.connections
+        ));
+    }
+
+    if let Subscription::Sets(sets) = &args.subscription
+        && sets.len() > args.connections
+    {
+        warnings.push(format!(
+            "{} --subscribe sets but {} connections: the last {} sets get none",
+            sets.len(),
+            args.connections,
+            sets.len() - args.connections
+        ));
+    }
+    warnings
+}
+
+/// Waits for every engine thread: their results added up, and each one's share of a
+/// core in the steady window.
+fn join_engines(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, io::Result<ThreadResult>>>,
+) -> Result<(ThreadResult, Vec<f64>), RunError> {
+    let mut result = ThreadResult::default();
+    let mut per_thread_core = Vec::new();
+    for handle in handles {
+        // An engine thread only panics on a bug; report it rather than hide it.
+        let r = handle
+            .join()
+            .map_err(|_| RunError::Thread(io::Error::other("engine thread panicked")))?;
+        let r = r.map_err(RunError::Thread)?;
+        let wall = r.steady_wall.as_secs_f64();
+        per_thread_core.push(if wall > 0.0 { r.steady_cpu.as_secs_f64() / wall } else { 0.0 });
+        result.add(&r);
+    }
+    Ok((result, per_thread_core))
+}
+
+/// What the results say about the measurement itself: a saturated load thread, clocks
+/// that disagree, a `--subscribe-random` K above the symbols there are.
+fn result_warnings(args: &Args, result: &ThreadResult, per_thread_core: &[f64]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, share) in per_thread_core.iter().enumerate() {
+        if *share >= SATURATED {
+            warnings.push(format!(
+                "load thread {i} used {:.0}% of a core in the steady window: the generator is near \
+                 saturation and its latency figures overstate the server's; add --threads (below \
+                 the number of cores) or another machine",
+                share * 100.0
+            ));
+        }
+    }
+    if result.counters.steady_future_ts > 0 {
+        warnings.push(format!(
+            "{} messages carried a ts_us later than their receive time: the clocks of the two hosts disagree",
+            result.counters.steady_future_ts
+        ));
+    }
+    if let Subscription::Random { k, .. } = args.subscription {
+        let seen = result.counters.subscribe.symbols_seen;
+        if seen > 0 && k as u64 > seen {
+            warnings.push(format!(
+                "--subscribe-random {k} but the ticker messages list {seen} symbols: every \
+                 connection subscribed to all {seen}"
+            ));
+        }
+    }
+    warnings
 }
 
 /// Per-second samples gathered from the threads.

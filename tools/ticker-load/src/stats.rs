@@ -116,13 +116,15 @@ impl Latency {
     }
 }
 
-/// The percentiles every latency is reported with, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The percentiles every latency is reported with, in microseconds; serialized as in
+/// the `--json` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub(crate) struct Percentiles {
     pub(crate) count: u64,
     pub(crate) p50: Option<u64>,
     pub(crate) p90: Option<u64>,
     pub(crate) p99: Option<u64>,
+    #[serde(rename = "p99.9")]
     pub(crate) p999: Option<u64>,
     pub(crate) max: Option<u64>,
 }

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::args::{Args, Auth};
-use crate::run::{RunOutput, Second};
-use crate::stats::{ChurnCounters, Hists, Latency, Reason, SubscribeCounters};
+use crate::run::{RunOutput, Second, ServerUsage};
+use crate::stats::{ChurnCounters, Counters, Hists, Latency, Reason, SubscribeCounters};
 use crate::subscribe::Subscription;
 
 /// Everything reported about a run, in final units.
@@ -230,70 +230,84 @@ impl Fairness {
     }
 }
 
+impl ServerFigures {
+    /// `--server-pid`'s readings around the steady window of `steady_seconds`, per
+    /// frame the connections got (`c`) and per connection opened.
+    fn new(s: &ServerUsage, steady_seconds: f64, c: &Counters) -> ServerFigures {
+        let cpu_seconds = s.end.cpu.saturating_sub(s.start.cpu).as_secs_f64();
+        ServerFigures {
+            pid: s.pid,
+            cpu_seconds,
+            cpu_cores: if steady_seconds > 0.0 { cpu_seconds / steady_seconds } else { 0.0 },
+            cpu_s_per_million_frames: (c.steady_messages > 0)
+                .then(|| cpu_seconds * 1e6 / c.steady_messages as f64),
+            rss_baseline: s.baseline.rss_bytes,
+            rss_start: s.start.rss_bytes,
+            rss_end: s.end.rss_bytes,
+            rss_per_connection: (c.opened > 0).then(|| {
+                (s.start.rss_bytes as f64 - s.baseline.rss_bytes as f64) / c.opened as f64
+            }),
+        }
+    }
+}
+
+/// The run's parameters as the table's first line shows them, the URLs first; and the
+/// URLs.
+fn params(args: &Args) -> (Vec<(String, String)>, Vec<String>) {
+    let auth = match &args.auth {
+        Auth::ApiKey(_) => "api key",
+        Auth::Token(_) if args.token_in_query => "token (query)",
+        Auth::Token(_) => "token",
+        Auth::None => "none",
+    };
+    let urls: Vec<String> = args.targets.iter().map(|t| t.ws_url()).collect();
+    let url_key = if urls.len() == 1 { "url" } else { "urls" };
+    let mut params = vec![
+        (url_key, urls.join(" ")),
+        ("auth", auth.to_string()),
+        ("connections", args.connections.to_string()),
+        ("ramp", format!("{}/s", args.ramp_per_sec)),
+        ("warmup", duration(args.warmup)),
+        ("duration", duration(args.duration)),
+        ("threads", args.threads.to_string()),
+    ];
+    if let Some(rate) = args.churn_per_sec {
+        params.push(("churn", format!("{rate}/s")));
+    }
+    if !args.bind.is_empty() {
+        let bind: Vec<String> = args.bind.iter().map(ToString::to_string).collect();
+        params.push(("bind", bind.join(",")));
+    }
+    if let Some(ca) = &args.ca {
+        params.push(("ca", ca.display().to_string()));
+    }
+    match &args.subscription {
+        Subscription::All => {}
+        Subscription::Sets(sets) => {
+            let sets: Vec<String> = sets.iter().map(|s| s.text()).collect();
+            params.push(("subscribe", sets.join(" ")));
+        }
+        Subscription::Random { k, seed } => {
+            params.push(("subscribe random", k.to_string()));
+            params.push(("seed", seed.to_string()));
+        }
+    }
+    if let Some(pid) = args.server_pid {
+        params.push(("server pid", pid.to_string()));
+    }
+    (params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), urls)
+}
+
 impl Summary {
+    /// The figures of a run made under `args`, from what it measured (`out`).
     pub(crate) fn new(args: &Args, out: &RunOutput) -> Summary {
         let c = &out.result.counters;
         let steady_seconds = out.window.map_or(0.0, |(a, b)| (b - a).max(0.0));
         let per_sec = |n: u64| if steady_seconds > 0.0 { n as f64 / steady_seconds } else { 0.0 };
-        let server = out.server.map(|s| {
-            let cpu_seconds = s.end.cpu.saturating_sub(s.start.cpu).as_secs_f64();
-            ServerFigures {
-                pid: s.pid,
-                cpu_seconds,
-                cpu_cores: if steady_seconds > 0.0 { cpu_seconds / steady_seconds } else { 0.0 },
-                cpu_s_per_million_frames: (c.steady_messages > 0)
-                    .then(|| cpu_seconds * 1e6 / c.steady_messages as f64),
-                rss_baseline: s.baseline.rss_bytes,
-                rss_start: s.start.rss_bytes,
-                rss_end: s.end.rss_bytes,
-                rss_per_connection: (c.opened > 0).then(|| {
-                    (s.start.rss_bytes as f64 - s.baseline.rss_bytes as f64) / c.opened as f64
-                }),
-            }
-        });
-        let auth = match &args.auth {
-            Auth::ApiKey(_) => "api key",
-            Auth::Token(_) if args.token_in_query => "token (query)",
-            Auth::Token(_) => "token",
-            Auth::None => "none",
-        };
-        let urls: Vec<String> = args.targets.iter().map(|t| t.ws_url()).collect();
-        let url_key = if urls.len() == 1 { "url" } else { "urls" };
-        let mut params = vec![
-            (url_key, urls.join(" ")),
-            ("auth", auth.to_string()),
-            ("connections", args.connections.to_string()),
-            ("ramp", format!("{}/s", args.ramp_per_sec)),
-            ("warmup", duration(args.warmup)),
-            ("duration", duration(args.duration)),
-            ("threads", args.threads.to_string()),
-        ];
-        if let Some(rate) = args.churn_per_sec {
-            params.push(("churn", format!("{rate}/s")));
-        }
-        if !args.bind.is_empty() {
-            let bind: Vec<String> = args.bind.iter().map(ToString::to_string).collect();
-            params.push(("bind", bind.join(",")));
-        }
-        if let Some(ca) = &args.ca {
-            params.push(("ca", ca.display().to_string()));
-        }
-        match &args.subscription {
-            Subscription::All => {}
-            Subscription::Sets(sets) => {
-                let sets: Vec<String> = sets.iter().map(|s| s.text()).collect();
-                params.push(("subscribe", sets.join(" ")));
-            }
-            Subscription::Random { k, seed } => {
-                params.push(("subscribe random", k.to_string()));
-                params.push(("seed", seed.to_string()));
-            }
-        }
-        if let Some(pid) = args.server_pid {
-            params.push(("server pid", pid.to_string()));
-        }
+        let server = out.server.map(|s| ServerFigures::new(&s, steady_seconds, c));
+        let (params, urls) = params(args);
         Summary {
-            params: params.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            params,
             urls,
             connections: args.connections as u64,
             attempted: c.attempted,

@@ -2,7 +2,11 @@
 //! `POST /auth/token`, stream from `--path`) or a `ws://` or `wss://` stream, as a
 //! [`Target`]. The `s` schemes are TLS, port 443 by default (80 for the others).
 
-use super::{ArgError, invalid};
+use super::ArgError;
+use super::values::invalid;
+
+/// The WebSocket path of `http(s)://` URLs without `--path`: crypto-ticker's stream.
+pub(super) const DEFAULT_WS_PATH: &str = "/ws/ticker";
 
 /// Where to connect: host and port, and the WebSocket path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +63,7 @@ pub(crate) fn parse_url(url: &str, path: Option<&str>) -> Result<Target, ArgErro
                     "with http(s):// names the server only: give the WebSocket path with --path",
                 ));
             }
-            let p = path.unwrap_or("/ws/ticker");
+            let p = path.unwrap_or(DEFAULT_WS_PATH);
             if !p.starts_with('/') {
                 return Err(invalid("--path", p, "must start with /"));
             }
