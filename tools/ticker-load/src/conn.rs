@@ -38,6 +38,7 @@ use crate::fairness::ConnLatency;
 use crate::frame::{self, OpCode, Status};
 use crate::handshake;
 use crate::meter::Meter;
+pub(crate) use crate::outcome::{End, Origin};
 use crate::receiver::{Event, Receiver, SeqTracker};
 use crate::scan::{Fields, Kind};
 use crate::stats::Reason;
@@ -83,27 +84,6 @@ pub(crate) enum Closer {
     EndOfRun,
     /// `--churn`: it is reopened at once; its close is neither a drop nor a failure.
     Churn,
-}
-
-/// Why a connection was opened: to ramp up, or to replace a churned one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    Ramp,
-    Churn,
-}
-
-/// How a connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    /// Never opened.
-    Failed(Reason),
-    /// Opened, then ended before the tool closed it.
-    Dropped(Reason),
-    /// The close handshake the tool started at the end of the run completed (or the
-    /// server then closed TCP).
-    Closed,
-    /// The same, for a close the tool started to churn the connection.
-    Churned,
 }
 
 /// Where a churn reconnect goes once it has its token.

@@ -35,6 +35,7 @@ mod handshake;
 mod json;
 mod merge;
 mod meter;
+mod outcome;
 mod receiver;
 mod report;
 mod run;

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::conn::{End, Origin};
 use crate::fairness::ConnLatency;
+use crate::outcome::{End, Origin};
 use crate::receiver::{SeqStep, SeqTracker};
 use crate::scan::{Fields, Kind};
 use crate::stats::{Counters, Hists, Latency, Reason, Sample};
