@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use conn::Outbox;
 use crossbeam_channel::Sender;
 use mio::Waker;
-pub use session_limits::{SessionCap, SessionLimits, SessionPermit};
+pub use session_limits::{SessionLimits, SessionPermit};
 pub use startup::{StartError, run};
 #[cfg(feature = "tls")]
 pub use tls::TlsError;

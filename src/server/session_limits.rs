@@ -14,23 +14,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::auth::keys::ApiKeyId;
-
-/// Which cap refused a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionCap {
-    PerKey,
-    PerIp,
-}
-
-impl SessionCap {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            SessionCap::PerKey => "per_key",
-            SessionCap::PerIp => "per_ip",
-        }
-    }
-}
+use crate::error::SessionCap;
 
 /// The caps and the open sessions they count.
 #[derive(Debug)]
