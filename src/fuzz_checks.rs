@@ -11,9 +11,9 @@
 use std::path::Component;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::auth::keys::ApiKeyId;
+use crate::auth::ids::{Actor, ApiKeyId};
 use crate::auth::request::parse_token_request;
-use crate::auth::token::{Actor, TokenKey, Tokens, parse_token};
+use crate::auth::token::{TokenKey, Tokens, parse_token};
 use crate::error::{HttpError, ProtocolError};
 use crate::http::cors::AllowedOrigins;
 use crate::http::request::{Limits, parse_request};

@@ -52,8 +52,8 @@ pub use startup::{StartError, run};
 pub use tls::TlsError;
 
 use crate::auth::Auth;
-use crate::auth::keys::ApiKeyId;
-use crate::auth::token::{TokenId, VerifiedToken};
+use crate::auth::ids::{ApiKeyId, TokenId};
+use crate::auth::token::VerifiedToken;
 use crate::config::Config;
 use crate::error::HttpError;
 use crate::http::response::Response;

@@ -13,7 +13,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::auth::keys::ApiKeyId;
+use crate::auth::ids::ApiKeyId;
 use crate::error::SessionCap;
 
 /// The caps and the open sessions they count.

@@ -137,7 +137,7 @@ fn ctx_with(change: impl FnOnce(&mut Config)) -> LoopCtx {
 
 fn token(ctx: &LoopCtx) -> String {
     let actor = Actor { id: "user:t".into(), user_id: "t".into(), role: "user".into() };
-    let now = crate::auth::token::unix_now();
+    let now = crate::auth::ids::unix_now();
     ctx.shared.auth.tokens.issue(actor, ApiKeyId(7), String::new(), now).unwrap().token
 }
 
