@@ -7,7 +7,8 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use crypto_ticker::auth::token::{Actor, ApiKeyId, TokenKey, Tokens};
+use crypto_ticker::auth::ids::{Actor, ApiKeyId};
+use crypto_ticker::auth::token::{TokenKey, Tokens};
 use crypto_ticker::control::{self, ClientMessage};
 use crypto_ticker::http::request::{Limits, parse_request};
 use crypto_ticker::symbols::parse_symbols;

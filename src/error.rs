@@ -57,7 +57,7 @@ pub enum HttpError {
     /// The connection limit is reached.
     ServerBusy,
     /// `--max-sessions-per-key` or `--max-sessions-per-ip` is reached.
-    TooManySessions(crate::server::session_limits::SessionCap),
+    TooManySessions(SessionCap),
     /// `?symbols=` on an upgrade that cannot be served: unknown names, too many, none,
     /// or one distinct set too many (503). The body adds `"symbols": [..]`.
     Symbols(crate::control::SubscriptionError),
@@ -116,12 +116,8 @@ impl HttpError {
             HttpError::DatabaseUnavailable => "database unavailable",
             HttpError::TokenStoreUnavailable => "token store unavailable",
             HttpError::ServerBusy => "server busy",
-            HttpError::TooManySessions(crate::server::session_limits::SessionCap::PerKey) => {
-                "too many sessions for this API key"
-            }
-            HttpError::TooManySessions(crate::server::session_limits::SessionCap::PerIp) => {
-                "too many sessions from this address"
-            }
+            HttpError::TooManySessions(SessionCap::PerKey) => "too many sessions for this API key",
+            HttpError::TooManySessions(SessionCap::PerIp) => "too many sessions from this address",
             HttpError::Symbols(e) => e.message(),
             HttpError::Internal => "internal error",
         }
@@ -152,7 +148,25 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// WebSocket close codes used by the server (RFC 6455 section 7.4.1).
+/// Which cap refused a session (`--max-sessions-per-key` or `--max-sessions-per-ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionCap {
+    PerKey,
+    PerIp,
+}
+
+impl SessionCap {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SessionCap::PerKey => "per_key",
+            SessionCap::PerIp => "per_ip",
+        }
+    }
+}
+
+/// WebSocket close codes (RFC 6455 section 7.4.1): the ones the server sends by name,
+/// and any other a peer may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCode {
     Normal,
@@ -163,7 +177,7 @@ pub enum CloseCode {
     PolicyViolation,
     MessageTooBig,
     InternalError,
-    /// Any other code a peer may send.
+    /// Any other code (never one of the codes named above: see [`CloseCode::from_u16`]).
     Other(u16),
 }
 
@@ -199,6 +213,11 @@ impl CloseCode {
     /// Whether a peer may send this code in a close frame (RFC 6455 section 7.4).
     pub fn is_allowed_on_wire(code: u16) -> bool {
         matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+
+    /// The code a peer sent, if a peer may send it ([`CloseCode::is_allowed_on_wire`]).
+    pub fn from_wire(code: u16) -> Option<CloseCode> {
+        CloseCode::is_allowed_on_wire(code).then(|| CloseCode::from_u16(code))
     }
 }
 
@@ -272,3 +291,21 @@ impl fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_code_from_the_wire_keeps_its_number_and_a_forbidden_one_is_refused() {
+        for code in 0..=u16::MAX {
+            match CloseCode::from_wire(code) {
+                Some(c) => assert_eq!(c.as_u16(), code),
+                None => assert!(!CloseCode::is_allowed_on_wire(code), "{code}"),
+            }
+        }
+        assert_eq!(CloseCode::from_wire(1008), Some(CloseCode::PolicyViolation));
+        assert_eq!(CloseCode::from_wire(4000), Some(CloseCode::Other(4000)));
+        assert_eq!(CloseCode::from_wire(1005), None);
+    }
+}

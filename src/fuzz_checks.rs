@@ -11,9 +11,9 @@
 use std::path::Component;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::auth::keys::ApiKeyId;
+use crate::auth::ids::{Actor, ApiKeyId};
 use crate::auth::request::parse_token_request;
-use crate::auth::token::{Actor, TokenKey, Tokens, parse_token};
+use crate::auth::token::{TokenKey, Tokens, parse_token};
 use crate::error::{HttpError, ProtocolError};
 use crate::http::cors::AllowedOrigins;
 use crate::http::request::{Limits, parse_request};
@@ -117,7 +117,7 @@ pub fn ws_decoder(data: &[u8]) {
     for message in &messages {
         match message {
             Message::Ping(p) | Message::Pong(p) => assert!(p.len() <= MAX_CONTROL_PAYLOAD),
-            Message::Close(Some((_, reason))) => assert!(reason.len() <= MAX_CONTROL_PAYLOAD - 2),
+            Message::Close(Some(f)) => assert!(f.reason.len() <= MAX_CONTROL_PAYLOAD - 2),
             Message::Close(None) => {}
             Message::Text(t) => assert!(t.len() <= FUZZ_MAX_MESSAGE),
             Message::Binary(b) => assert!(b.len() <= FUZZ_MAX_MESSAGE),
@@ -166,9 +166,9 @@ fn round_trip(message: &Message, seed: u8) {
         Message::Ping(p) => (OpCode::Ping, p.clone()),
         Message::Pong(p) => (OpCode::Pong, p.clone()),
         Message::Close(None) => (OpCode::Close, Vec::new()),
-        Message::Close(Some((code, reason))) => {
-            let mut p = code.to_be_bytes().to_vec();
-            p.extend_from_slice(reason.as_bytes());
+        Message::Close(Some(f)) => {
+            let mut p = f.code.as_u16().to_be_bytes().to_vec();
+            p.extend_from_slice(f.reason.as_bytes());
             (OpCode::Close, p)
         }
     };

@@ -14,8 +14,10 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, SendError, Sender, TrySendError};
 
-/// A connection's key in its event loop's slab, as it travels with a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A connection's key in its event loop's slab (the index of its slot), in the loop and
+/// as it travels with a job. Costs what a `usize` costs: the fan-out passes it around.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
 pub struct ConnKey(pub usize);
 
 /// Identifies the connection a reply belongs to.

@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 
 /// The permission bits of group and others.
 const OTHERS: u32 = 0o077;
+/// The demo key's file, beside the database.
+const DEMO_KEY_FILE: &str = "demo-api-key";
 
 /// What a folder or file's mode calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +75,13 @@ pub fn check(kind: Kind, mode: u32, owner: u32, me: u32) -> Check {
 pub fn is_database_file(name: &str, db_name: &str) -> bool {
     let sqlite = ["", "-wal", "-shm", "-journal"];
     sqlite.iter().any(|suffix| name.strip_prefix(db_name) == Some(suffix))
-        || name == "demo-api-key"
-        || name == "demo-api-key.tmp"
+        || name == DEMO_KEY_FILE
+        || name.strip_prefix(DEMO_KEY_FILE) == Some(".tmp")
+}
+
+/// `demo-api-key` in the database's folder: the demo key in clear, 0600 like the rest.
+pub fn demo_key_file(db: &Path) -> PathBuf {
+    db.parent().unwrap_or(Path::new(".")).join(DEMO_KEY_FILE)
 }
 
 /// Creates the database's folder (0700) and file (0600) if missing, and tightens or
@@ -113,7 +120,7 @@ pub fn tighten(db: &Path) {
         });
         apply(&dir, Kind::Folder { only_database }, me);
     }
-    let mut files = vec![db.to_path_buf(), super::keys::demo_key_file(db)];
+    let mut files = vec![db.to_path_buf(), demo_key_file(db)];
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);

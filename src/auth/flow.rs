@@ -20,10 +20,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ids::{Actor, unix_now};
 use super::key_store::KeyStore;
 use super::keys::{DbError, DbErrorKind, DemoKey};
 use super::ratelimit::{FailureLimiter, LookupGate, LookupPermit};
-use super::token::{Actor, TokenError, Tokens, VerifiedToken, unix_now};
+use super::token::{Tokens, VerifiedToken};
+use super::token_store::TokenError;
 use crate::error::HttpError;
 use crate::http::response::Response;
 use crate::metrics::{AuthOutcome, Metrics, WsAuthOutcome};

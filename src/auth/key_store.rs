@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::keys::{self, ApiKeyId, ApiKeyRecord, DbError, DbErrorKind, DemoKey, KeyInfo};
-use super::token::TokenId;
+use super::db_files::demo_key_file;
+use super::ids::{ApiKeyId, TokenId};
+use super::keys::{self, ApiKeyRecord, DbError, DbErrorKind, DemoKey, KeyInfo};
 
 /// How long a lookup waits on a locked database before answering 500.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -118,7 +119,7 @@ impl SqliteKeyStore {
 impl KeyStore for SqliteKeyStore {
     fn prepare(&self) -> Result<DemoKey, DbError> {
         let conn = keys::open(&self.path)?;
-        keys::migrate(&conn, &keys::demo_key_file(&self.path))
+        keys::migrate(&conn, &demo_key_file(&self.path))
     }
 
     fn lookup(&self, api_key: &str) -> Result<Option<ApiKeyRecord>, DbError> {

@@ -20,11 +20,16 @@
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sha2::{Digest, Sha256};
+
+// The queries below take and return key ids, and need the demo key's file: both are
+// named here too for the callers of these queries (the CLI).
+pub use super::db_files::demo_key_file;
+pub use super::ids::ApiKeyId;
 
 /// Schema version kept in `PRAGMA user_version`: 0 is the seed's, 2 adds hashing,
 /// prefixes and revocation.
@@ -33,17 +38,6 @@ const KEY_LEN: usize = 32;
 const PREFIX_LEN: usize = 6;
 const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 pub const DEMO_USER: &str = "demo";
-
-/// An API key's row id. A newtype so it cannot be confused with other integers on the
-/// channels between the watcher, the workers and the event loops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ApiKeyId(pub i64);
-
-impl fmt::Display for ApiKeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
 
 /// What went wrong with the database, by the cause an operator acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,11 +136,6 @@ pub struct KeyInfo {
     pub prefix: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
-}
-
-/// `demo-api-key` in the database's folder.
-pub fn demo_key_file(db: &Path) -> PathBuf {
-    db.parent().unwrap_or(Path::new(".")).join("demo-api-key")
 }
 
 /// Opens (creating it and its folder if needed) the database, in WAL mode so the CLI
@@ -485,13 +474,14 @@ fn write_demo_file(path: &Path, key: &str) -> Result<(), DbError> {
 }
 
 fn unix_now() -> i64 {
-    i64::try_from(super::token::unix_now()).unwrap_or(i64::MAX)
+    i64::try_from(super::ids::unix_now()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
 
     #[test]
     fn a_key_is_stored_as_the_lowercase_hex_of_its_sha256() {

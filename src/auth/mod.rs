@@ -8,6 +8,8 @@
 //! - [`key_store`] and [`token_store`]: the two seams a cluster implements a second time.
 //!   One node: SQLite keys ([`key_store::SqliteKeyStore`] over [`keys`]) and an in-memory
 //!   token table ([`token_store::MemoryTokenStore`]).
+//! - [`ids`]: the names every other file here shares (API key and token ids, the actor a
+//!   token speaks for) and their clock; it depends on none of them.
 //! - [`db_files`]: the database's folder 0700 and files 0600, whatever the umask.
 //! - [`revocation`]: the thread that follows revocations made by other processes.
 //! - [`ratelimit`]: the limits per client address (failed logins, lookups in flight),
@@ -15,6 +17,7 @@
 
 pub mod db_files;
 pub mod flow;
+pub mod ids;
 pub mod key_store;
 pub mod keys;
 pub mod ratelimit;

@@ -9,8 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::flow::Auth;
+use super::ids::unix_now;
 use super::key_store::Revocation;
-use super::token::unix_now;
 
 /// How often the feed is read: revoked sessions close within this (plus a tick).
 const POLL_EVERY: Duration = Duration::from_millis(250);

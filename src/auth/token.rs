@@ -1,5 +1,5 @@
 //! HMAC-signed tokens (seed: `security.token_store`, `token_length: 32`,
-//! `default_expiration: 1h`) and the in-memory table behind them.
+//! `default_expiration: 1h`), over a table of the issued ones ([`super::token_store`]).
 //!
 //! A token is `base64url(32 random bytes) "." base64url(HMAC-SHA256(key, first part))`,
 //! padded as the seed's runtime does: 44 + 1 + 44 characters. Verification checks the
@@ -8,20 +8,23 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-pub use super::keys::ApiKeyId;
+use super::ids::{Actor, ApiKeyId, TOKEN_ID_BYTES, TokenId};
+// `Tokens` works over a store; one node's is the in-memory one.
 pub use super::token_store::{MemoryTokenStore, TokenStore};
+use super::token_store::{TokenEntry, TokenError};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Length of the random part and of the signature, in bytes.
-const PART_BYTES: usize = 32;
+/// Length of the random part (the token's id) and of the signature (HMAC-SHA256), in
+/// bytes: both are 32.
+const PART_BYTES: usize = TOKEN_ID_BYTES;
 /// Length of one padded base64url part: 4 * ceil(32 / 3).
 const PART_CHARS: usize = 44;
 /// Shortest secret accepted from `TICKER_TOKEN_KEY`.
@@ -46,11 +49,6 @@ pub const USER_POLICY: Policy = Policy {
     effect: "allow",
     groups: &["user"],
 };
-
-/// Seconds since the Unix epoch: the time unit of token expiry and of the key store.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
 
 /// The HMAC key. Its `Debug` never shows the bytes.
 #[derive(Clone)]
@@ -97,56 +95,6 @@ impl TokenKey {
 impl fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TokenKey(..)")
-    }
-}
-
-/// Who a token speaks for (seed: `security.new_actor("user:" .. user_id, {role, user_id})`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub id: String,
-    pub user_id: String,
-    pub role: String,
-}
-
-/// One row of the token table.
-#[derive(Debug, Clone)]
-pub struct TokenEntry {
-    pub actor: Arc<Actor>,
-    pub policies: &'static [&'static str],
-    pub api_key_id: ApiKeyId,
-    pub issued_at: u64,
-    pub expires_at: u64,
-    /// The requester's address (seed: `meta = {ip = req:remote_addr()}`).
-    pub ip: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    Malformed,
-    BadSignature,
-    Unknown,
-    Expired,
-    /// The store holds its capacity of live tokens.
-    StoreFull,
-    /// The store cannot be reached (a cluster store whose server is down).
-    StoreUnavailable,
-    /// The OS could not give randomness for a new token.
-    NoRandomness,
-}
-
-/// The random part of a token: the table key. `Debug` shows no bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TokenId(pub(crate) [u8; PART_BYTES]);
-
-impl TokenId {
-    pub fn as_bytes(&self) -> &[u8; PART_BYTES] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for TokenId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenId(..)")
     }
 }
 

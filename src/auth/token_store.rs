@@ -1,5 +1,6 @@
 //! The token store seam: which issued tokens are live, and for whom. [`super::token::Tokens`]
-//! signs and checks tokens; a store only remembers them by their random part.
+//! signs and checks tokens; a store only remembers them by their random part, as the
+//! rows ([`TokenEntry`]) defined here, and fails with the [`TokenError`]s of both.
 //!
 //! One node keeps them in [`MemoryTokenStore`]; a cluster implements [`TokenStore`] a
 //! second time on a shared engine. A store whose lookups may wait on the network says so
@@ -7,10 +8,36 @@
 //! instead of the event loop.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use super::keys::ApiKeyId;
-use super::token::{TokenEntry, TokenError, TokenId};
+use super::ids::{Actor, ApiKeyId, TokenId};
+
+/// One row of the token table.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    pub actor: Arc<Actor>,
+    pub policies: &'static [&'static str],
+    pub api_key_id: ApiKeyId,
+    pub issued_at: u64,
+    pub expires_at: u64,
+    /// The requester's address (seed: `meta = {ip = req:remote_addr()}`).
+    pub ip: String,
+}
+
+/// Why a token operation failed: the token itself (the first four), or its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    BadSignature,
+    Unknown,
+    Expired,
+    /// The store holds its capacity of live tokens.
+    StoreFull,
+    /// The store cannot be reached (a cluster store whose server is down).
+    StoreUnavailable,
+    /// The OS could not give randomness for a new token.
+    NoRandomness,
+}
 
 /// Where issued tokens live until they expire or are revoked.
 pub trait TokenStore: Send + Sync {
@@ -207,7 +234,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::auth::token::Actor;
 
     const K1: ApiKeyId = ApiKeyId(1);
     const K2: ApiKeyId = ApiKeyId(2);

@@ -31,11 +31,9 @@ use redis::{Script, Value};
 
 use super::Keys;
 use super::pool::{LinkPool, db_error};
+use crate::auth::ids::{ApiKeyId, TokenId, unix_now};
 use crate::auth::key_store::{KeyAdmin, KeyStore, Revocation};
-use crate::auth::keys::{
-    self, ApiKeyId, ApiKeyRecord, DEMO_USER, DbError, DbErrorKind, DemoKey, KeyInfo,
-};
-use crate::auth::token::{TokenId, unix_now};
+use crate::auth::keys::{self, ApiKeyRecord, DEMO_USER, DbError, DbErrorKind, DemoKey, KeyInfo};
 
 pub use import::{DemoImport, ImportSummary};
 

@@ -125,7 +125,7 @@ impl Keys {
     }
 
     /// `{prefix}keytoks:<id>`: the tokens of one API key.
-    pub fn key_tokens(&self, id: crate::auth::keys::ApiKeyId) -> String {
+    pub fn key_tokens(&self, id: crate::auth::ids::ApiKeyId) -> String {
         format!("{}keytoks:{id}", self.prefix)
     }
 

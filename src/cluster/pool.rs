@@ -18,7 +18,7 @@ use redis::{Connection, ErrorKind, RedisResult, ServerErrorKind};
 use super::link::{LinkConfig, LinkError, RedisLink};
 use super::target::RedisTarget;
 use crate::auth::keys::{DbError, DbErrorKind};
-use crate::auth::token::TokenError;
+use crate::auth::token_store::TokenError;
 
 /// A fixed set of self-healing Redis connections for parallel callers.
 #[derive(Debug)]

@@ -33,9 +33,9 @@ use sha2::{Digest, Sha256};
 
 use super::Keys;
 use super::pool::{LinkPool, token_error};
-use crate::auth::keys::ApiKeyId;
-use crate::auth::token::{Actor, TokenEntry, TokenError, TokenId, USER_POLICY_NAME};
-use crate::auth::token_store::TokenStore;
+use crate::auth::ids::{Actor, ApiKeyId, TokenId};
+use crate::auth::token::USER_POLICY_NAME;
+use crate::auth::token_store::{TokenEntry, TokenError, TokenStore};
 
 /// The policies every token has today; stored names map back to this static list.
 const POLICIES: &[&str] = &[USER_POLICY_NAME];
@@ -311,7 +311,8 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE;
 
     use super::*;
-    use crate::auth::token::{TokenKey, Tokens, unix_now};
+    use crate::auth::ids::unix_now;
+    use crate::auth::token::{TokenKey, Tokens};
     use crate::cluster::test_redis::TestRedis;
 
     fn store(server: &TestRedis) -> RedisTokenStore {

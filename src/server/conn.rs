@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 pub(crate) use super::outbox::MAX_QUEUED;
 pub use super::outbox::Outbox;
 use super::transport::{Socket, Transport};
-use crate::auth::keys::ApiKeyId;
-use crate::auth::token::{Actor, TokenId};
+use crate::auth::ids::{Actor, ApiKeyId, TokenId};
 use crate::config::Config;
 use crate::control::RateBudget;
 use crate::error::CloseCode;
@@ -76,16 +75,34 @@ pub(crate) enum Input {
 pub(crate) enum HttpPhase {
     /// Reading the next request (answers to earlier ones may still be in the outbox).
     Reading,
-    /// A worker is preparing the answer; pipelined requests wait in `inbuf`. For an
-    /// upgrade whose token is checked on a worker, `handshake` holds the result of the
-    /// handshake check (the key and `?symbols=`, or the refusal) until the token's.
+    /// A worker is preparing the answer; pipelined requests wait in `inbuf`.
     Waiting {
         keep_alive: bool,
         origin: Option<String>,
-        /// Boxed: only upgrades checked on a worker have one, and inline it would make
-        /// every connection's state (the fan-out walks them all) 24 bytes larger.
-        handshake: Option<Box<Result<UpgradeAsk, crate::error::HttpError>>>,
+        /// The answer, or an upgrade's token check.
+        awaiting: Awaiting,
     },
+}
+
+/// What a worker is preparing for a connection in [`HttpPhase::Waiting`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Awaiting {
+    /// The whole answer (a token exchange, a static file, a revocation).
+    Answer,
+    /// The token check of an upgrade (the token store's lookups may block). The
+    /// handshake was checked while the request was at hand and is answered only after
+    /// the token: 401 comes before 426 or 400. Boxed: inline it would make every
+    /// connection's state (the fan-out walks them all) larger.
+    Token(Box<HandshakeCheck>),
+}
+
+/// What the checks of an upgrade's handshake found (the token is checked apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HandshakeCheck {
+    /// The handshake is good: the session opens once the token is.
+    Passed(UpgradeAsk),
+    /// The handshake is refused with this answer (if the token is good; else 401).
+    Refused(crate::error::HttpError),
 }
 
 /// An upgrade request that passed the handshake checks.
@@ -118,23 +135,33 @@ pub(crate) struct Session {
     pub(crate) permit: Option<crate::server::SessionPermit>,
 }
 
+/// What the fan-out reads of a session each tick. Kept in the connection's state, not
+/// behind the session's box, so the hot path reads no memory per subscriber beyond the
+/// connection's own.
+pub(crate) struct Feed {
+    /// Which of a tick's frames this session is sent: `None` for every symbol, else the
+    /// interned set it chose (released when the session ends).
+    pub(crate) set: Option<SetLease>,
+    /// The loop's count of the newest tick offered to this session (its snapshot's at
+    /// the upgrade), `None` while the loop had none to offer: a fan-out passes over a
+    /// session that already has its tick, and counts the ticks one skipped as conflated.
+    pub(crate) offered: Option<u64>,
+}
+
 pub(crate) enum State {
     /// `idle_since`: when the last answer was queued (or the connection accepted);
     /// `head_since`: when the first byte of the request being read arrived.
-    Http {
-        phase: HttpPhase,
-        idle_since: Instant,
-        head_since: Option<Instant>,
-        served: u32,
+    Http { phase: HttpPhase, idle_since: Instant, head_since: Option<Instant>, served: u32 },
+    /// An open session.
+    WebSocket {
+        session: Box<Session>,
+        /// What the fan-out reads of the session, inline (see [`Feed`]).
+        feed: Feed,
     },
-    WebSocket(Box<Session>),
     /// Flushing the last bytes (a close frame, a final response); after them the write
     /// side is shut and the peer's FIN awaited, so no unread byte turns our FIN into a
     /// RST that could destroy the answer. The deadline bounds it all.
-    Closing {
-        deadline: Instant,
-        write_shut: bool,
-    },
+    Closing { deadline: Instant, write_shut: bool },
 }
 
 pub(crate) struct Conn<S = Transport> {
@@ -150,13 +177,6 @@ pub(crate) struct Conn<S = Transport> {
     /// Last write progress, or when the outbox last became non-empty: a subscriber whose
     /// outbox stays non-empty past this by the slow-consumer timeout is closed.
     pub(crate) last_progress: Instant,
-    /// Which of a tick's frames this session is sent: `None` for every symbol, else
-    /// the interned set it chose (read by the fan-out; released when the session ends).
-    pub(crate) feed: Option<SetLease>,
-    /// The loop's count of the newest tick offered to this session (its snapshot's at
-    /// the upgrade): a fan-out passes over a session that already has its tick, and
-    /// counts the ticks one skipped as conflated.
-    pub(crate) tick_gen: u64,
 }
 
 impl<S: Socket> Conn<S> {
@@ -176,13 +196,11 @@ impl<S: Socket> Conn<S> {
             out: Outbox::default(),
             last_read: now,
             last_progress: now,
-            feed: None,
-            tick_gen: 0,
         }
     }
 
     pub(crate) fn is_subscriber(&self) -> bool {
-        matches!(self.state, State::WebSocket(_))
+        matches!(self.state, State::WebSocket { .. })
     }
 
     /// Releases `inbuf`'s memory once it is empty and large, keeping idle sessions lean.
@@ -202,8 +220,8 @@ impl<S: Socket> Conn<S> {
         self.out.push(bytes);
     }
 
-    /// HTTP → WebSocket: queues the 101 answer, `welcome` and the newest tick, and
-    /// counts the session.
+    /// HTTP → WebSocket: queues the 101 answer, `welcome` and the newest tick (the one
+    /// `feed.offered` counts), and counts the session.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn open_session(
         &mut self,
@@ -211,7 +229,7 @@ impl<S: Socket> Conn<S> {
         switching_protocols: Vec<u8>,
         welcome: &[u8],
         snapshot: Option<Arc<[u8]>>,
-        feed: Option<SetLease>,
+        feed: Feed,
         now: Instant,
         metrics: &Metrics,
     ) {
@@ -222,9 +240,8 @@ impl<S: Socket> Conn<S> {
         if let Some(snapshot) = snapshot {
             self.out.offer_tick(snapshot);
         }
-        self.feed = feed;
         self.last_read = now;
-        self.state = State::WebSocket(Box::new(session));
+        self.state = State::WebSocket { session: Box::new(session), feed };
         metrics.ws_sessions_open.fetch_add(1, Relaxed);
         metrics.ws_sessions_total.fetch_add(1, Relaxed);
     }
@@ -252,13 +269,13 @@ impl<S: Socket> Conn<S> {
     /// The client closed the session: echo its code and linger (the handshake is done).
     pub(crate) fn echo_close(
         &mut self,
-        code: Option<u16>,
+        code: Option<CloseCode>,
         now: Instant,
         linger: Duration,
         metrics: &Metrics,
     ) {
         let reply = match code {
-            Some(code) => frame::encode_close(CloseCode::from_u16(code), ""),
+            Some(code) => frame::encode_close(code, ""),
             None => frame::encode_frame(OpCode::Close, &[]),
         };
         self.out.clear_pending();
@@ -276,8 +293,8 @@ impl<S: Socket> Conn<S> {
         if self.is_subscriber() {
             metrics.ws_sessions_open.fetch_sub(1, Relaxed);
         }
-        // No more ticks: the set's frame need not be built for this session.
-        self.feed = None;
+        // Replacing the session's state releases its set: no more ticks, so the set's
+        // frame need not be built for this session.
         self.state = State::Closing { deadline, write_shut: false };
     }
 
@@ -356,7 +373,7 @@ impl<S: Socket> Conn<S> {
                 }
             }
             State::Http { phase: HttpPhase::Waiting { .. }, .. } => TimerAction::Idle,
-            State::WebSocket(session) => {
+            State::WebSocket { session, .. } => {
                 // A subscriber that stopped reading, or a client gone silent: one close
                 // path, each with its own code, reason and counter.
                 let close = if !self.out.is_empty()

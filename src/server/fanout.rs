@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::conn::{Conn, Outbox};
+use super::conn::{Conn, Outbox, State};
 use super::transport::Socket;
 use crate::symbols::sets::{SetId, SetLease};
 use crate::ticker::Tick;
+use crate::workers::ConnKey;
 
 /// Totals of one fan-out, added to the metrics once per tick.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +55,8 @@ pub enum Offered {
 pub(crate) const LOOK_FOR_NEWER_EVERY: usize = 64;
 
 /// The tick a fan-out offers, and the loop's count of it: every tick the loop receives
-/// (or skips) advances the count, so a session's `tick_gen` says which it has and how
-/// many it missed.
+/// (or skips) advances the count, so a session's `Feed::offered` says which it has and
+/// how many it missed. Counts start at 1.
 pub(crate) struct Current {
     pub(crate) tick: Tick,
     pub(crate) count: u64,
@@ -86,7 +87,7 @@ pub(crate) fn fan_out<S: Socket>(
     current: &mut Current,
     start: usize,
     now: Instant,
-    dead: &mut Vec<usize>,
+    dead: &mut Vec<ConnKey>,
     take_over_after: Duration,
     mut newer: impl FnMut() -> Newer,
 ) -> FanoutTotals {
@@ -96,8 +97,10 @@ pub(crate) fn fan_out<S: Socket>(
     // in the tick that races a new subscription, never in the steady state).
     let mut late: Vec<(SetId, Arc<[u8]>)> = Vec::new();
     let mut until_look = LOOK_FOR_NEWER_EVERY;
-    let mut visit = |key: usize, conn: &mut Conn<S>, current: &mut Current, late: &mut Vec<_>| {
-        if !conn.is_subscriber() || conn.tick_gen == current.count {
+    let mut visit = |key: ConnKey, conn: &mut Conn<S>, current: &mut Current, late: &mut Vec<_>| {
+        // The feed is inline in the state: matching the state reads nothing more.
+        let State::WebSocket { feed, .. } = &mut conn.state else { return };
+        if feed.offered == Some(current.count) {
             return;
         }
         until_look -= 1;
@@ -112,13 +115,13 @@ pub(crate) fn fan_out<S: Socket>(
             }
         }
         // Ticks between the last one offered and this one never reached this session.
-        let missed = match conn.tick_gen {
-            0 => 0,
-            had => current.count.saturating_sub(had + 1),
+        let missed = match feed.offered {
+            None => 0,
+            Some(had) => current.count.saturating_sub(had + 1),
         };
-        conn.tick_gen = current.count;
+        feed.offered = Some(current.count);
         let tick = &current.tick;
-        let frame = match &conn.feed {
+        let frame = match &feed.set {
             None => &tick.frame,
             Some(lease) => match tick.set_frame(lease.id()) {
                 Some(frame) => frame,
@@ -143,10 +146,10 @@ pub(crate) fn fan_out<S: Socket>(
     // would otherwise start at its first connection most of the time.
     let first = if conns.is_empty() { 0 } else { start % conns.len() };
     for (key, conn) in conns.iter_mut().skip(first) {
-        visit(key, conn, current, &mut late);
+        visit(ConnKey(key), conn, current, &mut late);
     }
     for (key, conn) in conns.iter_mut().take(first) {
-        visit(key, conn, current, &mut late);
+        visit(ConnKey(key), conn, current, &mut late);
     }
     totals
 }

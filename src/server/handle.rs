@@ -1,5 +1,6 @@
 //! What a connection does with the bytes it reads: HTTP requests are routed and answered
-//! (or handed to a worker, or upgraded), WebSocket frames are decoded and answered.
+//! (or handed to a worker, or upgraded) here; an open session's WebSocket frames are
+//! decoded and answered in `ws` (`handle/ws.rs`).
 //!
 //! Functions here take the connection, the loop's context and `now`; they queue bytes in
 //! the connection's outbox and return a [`Verdict`]. Only `shard.rs` polls and closes.
@@ -13,13 +14,14 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::TrySendError;
 
 use super::conn::{
-    Conn, HttpPhase, Input, MAX_QUEUED, Session, State, TimerAction, UpgradeAsk, Verdict,
+    Awaiting, Conn, Feed, HandshakeCheck, HttpPhase, Input, Session, State, TimerAction,
+    UpgradeAsk, Verdict,
 };
 use super::transport::Socket;
 use super::{Reply, Shared};
 use crate::auth::token::VerifiedToken;
-use crate::control::{self, ClientMessage, RateBudget};
-use crate::error::{CloseCode, HttpError};
+use crate::control::RateBudget;
+use crate::error::HttpError;
 use crate::http::request::{Request, parse_request};
 use crate::http::response::Response;
 use crate::http::routes::{self, Route};
@@ -27,19 +29,20 @@ use crate::http::static_files;
 use crate::http::{cors, forwarded};
 use crate::metrics::WsAuthOutcome;
 use crate::parse::Status;
-use crate::symbols::{self, Change, SymbolIndex};
+use crate::symbols::{self, Change};
 use crate::ticker::Tick;
 use crate::workers::{ConnKey, Job, ReplyTo};
-use crate::ws::codec::{Decoder, Message};
-use crate::ws::frame::{self, OpCode};
+use crate::ws::codec::Decoder;
 use crate::ws::handshake;
+
+mod ws;
 
 /// The event loop's state that handlers need, apart from the connection table.
 pub(crate) struct LoopCtx {
     pub(crate) shard: usize,
     pub(crate) shared: Arc<Shared>,
     /// The newest tick, sent to a new subscriber right after `welcome`, and the loop's
-    /// count of it (`Conn::tick_gen`).
+    /// count of it ([`Feed::offered`]; meaningful only while `snapshot` holds a tick).
     pub(crate) snapshot: Option<Tick>,
     pub(crate) snapshot_gen: u64,
     /// When the loop received the snapshot's tick: it is the current prices only while
@@ -217,8 +220,8 @@ pub(crate) fn process<S: Socket>(
     if let State::Http { .. } = conn.state {
         process_http(conn, key, ctx, now, budget);
     }
-    if let State::WebSocket(_) = conn.state {
-        process_ws(conn, ctx, now, budget);
+    if let State::WebSocket { .. } = conn.state {
+        ws::process_frames(conn, ctx, now, budget);
     }
     if let State::Closing { .. } = conn.state {
         conn.inbuf.clear();
@@ -320,12 +323,12 @@ fn handle_request<S: Socket>(
                     Err(e) => Response::error(&e),
                 })
             };
-            submit(conn, key, ctx, Box::new(work), keep_alive, origin, None, now);
+            submit(conn, key, ctx, Box::new(work), keep_alive, origin, Awaiting::Answer, now);
         }
         Route::Static(sreq) => {
             let root = shared.public_root.clone();
             let work = move || Reply::Answer(static_files::serve(&root, &sreq));
-            submit(conn, key, ctx, Box::new(work), keep_alive, origin, None, now);
+            submit(conn, key, ctx, Box::new(work), keep_alive, origin, Awaiting::Answer, now);
         }
         Route::RevokeToken { token } if shared.auth.tokens.lookups_block() => {
             // A cluster's store: the revocation reaches every node's sessions, this
@@ -337,7 +340,7 @@ fn handle_request<S: Socket>(
                     Err(e) => Response::error(&e),
                 })
             };
-            submit(conn, key, ctx, Box::new(work), keep_alive, origin, None, now);
+            submit(conn, key, ctx, Box::new(work), keep_alive, origin, Awaiting::Answer, now);
         }
         Route::RevokeToken { token } => match shared.auth.revoke_own(&token) {
             Ok(verified) => {
@@ -352,8 +355,8 @@ fn handle_request<S: Socket>(
             let handshake = check_upgrade(&req, client_ip(&req, conn, &shared));
             let auth = shared.auth.clone();
             let work = move || Reply::Authorized(auth.authorize_upgrade(Some(&token)));
-            let handshake = Some(Box::new(handshake));
-            submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, handshake, now);
+            let awaiting = Awaiting::Token(Box::new(handshake));
+            submit(conn, key, ctx, Box::new(work), req.keep_alive(), origin, awaiting, now);
         }
         Route::Upgrade { token } => {
             let verified = shared.auth.authorize_upgrade(token.as_deref());
@@ -370,12 +373,15 @@ fn client_ip<S: Socket>(req: &Request<'_>, conn: &Conn<S>, shared: &Shared) -> I
 
 /// The handshake's checks, and the symbols asked for in `?symbols=A,B` (resolved once
 /// the token is accepted, so a refused token learns nothing about them).
-fn check_upgrade(req: &Request<'_>, client: IpAddr) -> Result<UpgradeAsk, HttpError> {
-    let key = handshake::check_upgrade(req)?;
+fn check_upgrade(req: &Request<'_>, client: IpAddr) -> HandshakeCheck {
+    let key = match handshake::check_upgrade(req) {
+        Ok(key) => key,
+        Err(e) => return HandshakeCheck::Refused(e),
+    };
     let symbols = req.query_param("symbols").map(|v| {
         v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
     });
-    Ok(UpgradeAsk { key, symbols, client })
+    HandshakeCheck::Passed(UpgradeAsk { key, symbols, client })
 }
 
 fn revoked_response() -> Response {
@@ -391,14 +397,14 @@ fn submit<S: Socket>(
     work: Box<dyn FnOnce() -> Reply + Send>,
     keep_alive: bool,
     origin: Option<String>,
-    handshake: Option<Box<Result<UpgradeAsk, HttpError>>>,
+    awaiting: Awaiting,
     now: Instant,
 ) {
     let job = Job { work, reply: ReplyTo { shard: ctx.shard, conn: key, serial: conn.serial } };
     match ctx.shared.jobs.try_send(job) {
         Ok(()) => {
             if let State::Http { phase, .. } = &mut conn.state {
-                *phase = HttpPhase::Waiting { keep_alive, origin, handshake };
+                *phase = HttpPhase::Waiting { keep_alive, origin, awaiting };
             }
         }
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -416,25 +422,22 @@ pub(crate) fn on_completion<S: Socket>(
     reply: Reply,
     now: Instant,
 ) -> Verdict {
-    let State::Http { phase: HttpPhase::Waiting { keep_alive, origin, handshake }, .. } =
-        &mut conn.state
+    let State::Http { phase, idle_since, .. } = &mut conn.state else { return Verdict::Open };
+    let HttpPhase::Waiting { keep_alive, origin, awaiting } =
+        std::mem::replace(phase, HttpPhase::Reading)
     else {
         return Verdict::Open;
     };
-    let (keep_alive, origin, handshake) = (*keep_alive, origin.take(), handshake.take());
-    if let State::Http { phase, idle_since, .. } = &mut conn.state {
-        *phase = HttpPhase::Reading;
-        *idle_since = now;
-    }
-    match (reply, handshake) {
-        (Reply::Authorized(verified), Some(handshake)) => {
+    *idle_since = now;
+    match (reply, awaiting) {
+        (Reply::Authorized(verified), Awaiting::Token(handshake)) => {
             finish_upgrade(conn, ctx, verified, *handshake, keep_alive, origin, now);
         }
         (Reply::Answer(response), _) => {
             let keep_alive = keep_alive && !ctx.shared.is_shutting_down();
             send_response(conn, ctx, response, keep_alive, origin.as_deref(), now);
         }
-        (Reply::Authorized(_), None) => {
+        (Reply::Authorized(_), Awaiting::Answer) => {
             // A token check is only ever submitted with its handshake.
             send_error(conn, ctx, &HttpError::Internal, false, origin.as_deref(), now);
         }
@@ -482,7 +485,7 @@ fn finish_upgrade<S: Socket>(
     conn: &mut Conn<S>,
     ctx: &mut LoopCtx,
     verified: Result<VerifiedToken, HttpError>,
-    handshake: Result<UpgradeAsk, HttpError>,
+    handshake: HandshakeCheck,
     keep_alive: bool,
     origin: Option<String>,
     now: Instant,
@@ -494,8 +497,8 @@ fn finish_upgrade<S: Socket>(
         Err(e) => return send_error(conn, ctx, &e, keep_alive, origin, now),
     };
     let ask = match handshake {
-        Ok(ask) => ask,
-        Err(e) => return send_error(conn, ctx, &e, keep_alive, origin, now),
+        HandshakeCheck::Passed(ask) => ask,
+        HandshakeCheck::Refused(e) => return send_error(conn, ctx, &e, keep_alive, origin, now),
     };
     if shared.is_shutting_down() {
         return send_error(conn, ctx, &HttpError::ServerBusy, keep_alive, origin, now);
@@ -534,11 +537,14 @@ fn finish_upgrade<S: Socket>(
     }
     let welcome =
         serde_json::json!({ "type": "welcome", "user_id": verified.actor.id }).to_string();
-    let (chosen, feed) = match subscribed {
+    let (chosen, set) = match subscribed {
         Some(s) => (Some(s.set), s.lease),
         None => (None, None),
     };
-    let snapshot = fresh_snapshot(ctx, now).and_then(|t| t.frame_for_feed(feed.as_ref()));
+    let snapshot = fresh_snapshot(ctx, now).and_then(|t| t.frame_for_feed(set.as_ref()));
+    // The snapshot's tick counts as offered even when it was too old to send: the
+    // fan-out starts from the loop's next one.
+    let feed = Feed { set, offered: ctx.snapshot.as_ref().map(|_| ctx.snapshot_gen) };
     let session = Session {
         decoder: Decoder::new(shared.config.max_message),
         actor: verified.actor,
@@ -551,7 +557,6 @@ fn finish_upgrade<S: Socket>(
     };
     let accept = handshake::switching_protocols(&handshake::accept_key(&ask.key));
     conn.open_session(session, accept, welcome.as_bytes(), snapshot, feed, now, &shared.metrics);
-    conn.tick_gen = ctx.snapshot_gen;
     // Wake the ticker, which builds nothing while nobody listens. Rung on every upgrade
     // (a lock and a notify): watching for "the first" session would miss two loops
     // opening their first ones at once (0 → 2).
@@ -568,119 +573,6 @@ fn fresh_snapshot(ctx: &LoopCtx, now: Instant) -> Option<&Tick> {
     let interval = ctx.shared.config.tick_interval;
     let at = ctx.snapshot_at?;
     ctx.snapshot.as_ref().filter(|_| now.saturating_duration_since(at) <= interval)
-}
-
-fn process_ws<S: Socket>(
-    conn: &mut Conn<S>,
-    ctx: &mut LoopCtx,
-    now: Instant,
-    budget: &mut TurnBudget,
-) {
-    let (metrics, linger) = (&ctx.shared.metrics, ctx.shared.config.close_linger);
-    loop {
-        let State::WebSocket(session) = &mut conn.state else { return };
-        if conn.inbuf.is_empty() {
-            return;
-        }
-        if budget.messages == 0 {
-            conn.input = Input::OverBudget;
-            return;
-        }
-        let message = match session.decoder.decode(&mut conn.inbuf) {
-            Ok(Status::Partial) => return,
-            Ok(Status::Complete { value, consumed }) => {
-                budget.messages -= 1;
-                conn.inbuf.drain(..consumed);
-                session.ping_outstanding = false;
-                // Every frame counts against the session's rate, control frames and
-                // fragments included (a close ends the session anyway).
-                let closing = matches!(value, Some(Message::Close(_)));
-                if !closing && !session.budget.take(now) {
-                    metrics.rate_limit_closes.fetch_add(1, Relaxed);
-                    let reason = "rate limit";
-                    conn.close_session(CloseCode::PolicyViolation, reason, now, linger, metrics);
-                    return;
-                }
-                value
-            }
-            Err(e) => {
-                crate::debug!("protocol error", peer = conn.peer, error = e);
-                metrics.protocol_error_closes.fetch_add(1, Relaxed);
-                conn.close_session(e.close_code(), e.reason(), now, linger, metrics);
-                return;
-            }
-        };
-        let Some(message) = message else { continue };
-        match message {
-            Message::Text(text) => match control::parse(text.as_bytes()) {
-                Ok(ClientMessage::Ping) => {
-                    conn.queue(frame::encode_frame(OpCode::Text, control::PONG), now);
-                }
-                Ok(ClientMessage::Ignored) => {}
-                Ok(ClientMessage::Subscribe(names)) => {
-                    change_subscription(conn, ctx, Change::Subscribe(&names), now);
-                }
-                Ok(ClientMessage::Unsubscribe(names)) => {
-                    change_subscription(conn, ctx, Change::Unsubscribe(&names), now);
-                }
-                Err(e) => {
-                    metrics.subscription_errors.fetch_add(1, Relaxed);
-                    conn.queue(frame::encode_frame(OpCode::Text, &e.to_json()), now);
-                }
-            },
-            Message::Binary(_) | Message::Pong(_) => {}
-            Message::Ping(payload) => conn.queue(frame::encode_frame(OpCode::Pong, &payload), now),
-            Message::Close(code) => {
-                conn.echo_close(code.map(|(code, _)| code), now, linger, metrics);
-                return;
-            }
-        }
-        if conn.out.queued() > MAX_QUEUED {
-            let reason = "too many unread replies";
-            conn.close_session(CloseCode::PolicyViolation, reason, now, linger, metrics);
-            return;
-        }
-    }
-}
-
-/// A `subscribe` or `unsubscribe`: answers `subscriptions` (the whole new set), a
-/// snapshot of the added symbols, and from the next tick on sends the new set's frame;
-/// or answers an error and keeps the old set.
-fn change_subscription<S: Socket>(
-    conn: &mut Conn<S>,
-    ctx: &LoopCtx,
-    change: Change<'_>,
-    now: Instant,
-) {
-    let shared = &ctx.shared;
-    let State::WebSocket(session) = &mut conn.state else { return };
-    let max = shared.config.max_session_symbols;
-    let chosen = session.chosen.as_ref();
-    let (table, sets, current) = (&shared.symbols, &shared.symbol_sets, conn.feed.as_ref());
-    let sub = match symbols::choose(table, sets, max, chosen, current, change) {
-        Ok(sub) => sub,
-        Err(e) => {
-            shared.metrics.subscription_errors.fetch_add(1, Relaxed);
-            return conn.queue(frame::encode_frame(OpCode::Text, &e.to_json()), now);
-        }
-    };
-    session.chosen = Some(sub.set.clone());
-    let answer = control::subscriptions(shared.symbols.names_of(&sub.set));
-    conn.queue(frame::encode_frame(OpCode::Text, &answer), now);
-    if let Some(tick) = &ctx.snapshot {
-        let added: Vec<SymbolIndex> = sub.added.members().collect();
-        if !added.is_empty() {
-            conn.queue(tick.build_for(&added).to_vec(), now);
-        }
-        // A tick still waiting for the socket was made for the old set: the same tick
-        // for the new set replaces it (same seq, so no gap and no stale symbol).
-        if conn.out.latest_tick.is_some() {
-            conn.out.latest_tick = tick.frame_for_feed(sub.lease.as_ref());
-        }
-    }
-    // Releases the old set (its frame stops being built if nobody else holds it).
-    conn.feed = sub.lease;
-    shared.metrics.subscription_changes.fetch_add(1, Relaxed);
 }
 
 /// The periodic check of one connection: the transitions are the connection's own

@@ -48,13 +48,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use conn::Outbox;
 use crossbeam_channel::Sender;
 use mio::Waker;
-pub use session_limits::{SessionCap, SessionLimits, SessionPermit};
+pub use session_limits::{SessionLimits, SessionPermit};
 pub use startup::{StartError, run};
 pub use tls_start::TlsError;
 
 use crate::auth::Auth;
-use crate::auth::keys::ApiKeyId;
-use crate::auth::token::{TokenId, VerifiedToken};
+use crate::auth::ids::{ApiKeyId, TokenId};
+use crate::auth::token::VerifiedToken;
 use crate::config::Config;
 use crate::error::HttpError;
 use crate::http::response::Response;

@@ -13,15 +13,9 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::auth::keys::ApiKeyId;
+use crate::auth::ids::ApiKeyId;
+use crate::error::SessionCap;
 use crate::metrics::SessionLimit;
-
-/// Which cap refused a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionCap {
-    PerKey,
-    PerIp,
-}
 
 impl SessionCap {
     /// The metric label.

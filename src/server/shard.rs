@@ -89,17 +89,17 @@ pub(crate) struct Shard {
     accepting: Accepting,
     shutdown_deadline: Option<Instant>,
     /// Reused buffer of connections found dead during a fan-out.
-    dead: Vec<usize>,
+    dead: Vec<ConnKey>,
     /// A newer tick took over the last fan-out: the sessions it served first lack it,
     /// so the loop polls without waiting and offers it to them on its next turn.
     behind: bool,
     /// Connections whose turn budget ran out with input left ([`Input::OverBudget`]),
     /// with their serials: served at the end of the next turn, which polls without
     /// waiting while any are listed.
-    revisit: Vec<(usize, u64)>,
+    revisit: Vec<(ConnKey, u64)>,
     /// Last turn's `revisit`, being served; kept between turns so a flood that lists a
     /// connection every turn costs no allocation per turn.
-    due: Vec<(usize, u64)>,
+    due: Vec<(ConnKey, u64)>,
     /// TLS: this shard's share of the handshake pool (always `None` on a plain port,
     /// and in a build without TLS, where the type has no values).
     handshakes: Option<Handshakes>,
@@ -198,7 +198,7 @@ impl Shard {
                     LISTENER => listener_ready = true,
                     WAKER => {}
                     Token(key) => self.on_conn_event(
-                        key,
+                        ConnKey(key),
                         event.is_readable() || event.is_read_closed() || event.is_error(),
                         event.is_writable(),
                         now,
@@ -300,8 +300,8 @@ impl Shard {
         shared.metrics.connections_accepted.fetch_add(1, Relaxed);
     }
 
-    fn on_conn_event(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else { return };
+    fn on_conn_event(&mut self, key: ConnKey, readable: bool, writable: bool, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key.0) else { return };
         let mut verdict = Verdict::Open;
         if writable {
             verdict = conn.flush(now, &self.ctx.shared.metrics);
@@ -309,19 +309,19 @@ impl Shard {
         // Reading held for this connection's answers resumes once they have drained.
         let resume = conn.input == Input::Held && !handle::must_hold(conn, &self.ctx.shared);
         if verdict == Verdict::Open && (readable || resume) {
-            verdict = handle::on_readable(conn, ConnKey(key), &mut self.ctx, now);
+            verdict = handle::on_readable(conn, key, &mut self.ctx, now);
         }
         self.after_input(key, verdict);
     }
 
     /// After a connection handled input: closes it, or hands its handshake step to the
     /// pool (TLS), and lists it for the next turn if its budget ran out with input left.
-    fn after_input(&mut self, key: usize, verdict: Verdict) {
+    fn after_input(&mut self, key: ConnKey, verdict: Verdict) {
         if verdict == Verdict::Close {
             return self.close(key);
         }
         self.start_handshake_step(key);
-        if let Some(conn) = self.conns.get(key)
+        if let Some(conn) = self.conns.get(key.0)
             && conn.input == Input::OverBudget
         {
             self.revisit.push((key, conn.serial));
@@ -340,11 +340,11 @@ impl Shard {
         due.sort_unstable();
         due.dedup();
         for (key, serial) in due.drain(..) {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
+            let Some(conn) = self.conns.get_mut(key.0) else { continue };
             if conn.serial != serial || conn.input != Input::OverBudget {
                 continue;
             }
-            let verdict = handle::on_readable(conn, ConnKey(key), &mut self.ctx, now);
+            let verdict = handle::on_readable(conn, key, &mut self.ctx, now);
             self.after_input(key, verdict);
         }
         self.due = due;
@@ -353,10 +353,10 @@ impl Shard {
     /// TLS: a connection whose handshake has new input sends the step to the pool, or,
     /// without a free slot, waits in the queue (and accepting pauses). Does nothing for
     /// any other connection.
-    fn start_handshake_step(&mut self, key: usize) {
+    fn start_handshake_step(&mut self, key: ConnKey) {
         let Some(hs) = &mut self.handshakes else { return };
-        let Some(conn) = self.conns.get_mut(key) else { return };
-        match hs.offer(ConnKey(key), conn.serial, &mut conn.socket) {
+        let Some(conn) = self.conns.get_mut(key.0) else { return };
+        match hs.offer(key, conn.serial, &mut conn.socket) {
             Offer::Nothing | Offer::Sent => {}
             Offer::Parked => {
                 self.accepting = Accepting::Throttled;
@@ -380,7 +380,7 @@ impl Shard {
                 Ok(()) => handle::on_readable(conn, key, &mut self.ctx, now),
                 Err(_) => Verdict::Close,
             };
-            self.after_input(key.0, verdict);
+            self.after_input(key, verdict);
         }
         let Some(hs) = &mut self.handshakes else { return };
         hs.start_parked(&mut self.conns, &mut self.dead);
@@ -447,7 +447,7 @@ impl Shard {
                 continue;
             }
             let verdict = handle::on_completion(conn, key, &mut self.ctx, done.value, now);
-            self.after_input(key.0, verdict);
+            self.after_input(key, verdict);
         }
     }
 
@@ -474,11 +474,11 @@ impl Shard {
         let mut closed = 0u64;
         let (metrics, linger) = (&self.ctx.shared.metrics, self.ctx.shared.config.close_linger);
         for (key, conn) in self.conns.iter_mut() {
-            let hit = matches!(&conn.state, State::WebSocket(s) if selects(s));
+            let hit = matches!(&conn.state, State::WebSocket { session, .. } if selects(session));
             if hit {
                 conn.close_session(CloseCode::PolicyViolation, reason, now, linger, metrics);
                 if conn.flush(now, metrics) == Verdict::Close {
-                    self.dead.push(key);
+                    self.dead.push(ConnKey(key));
                 }
                 closed += 1;
             }
@@ -503,17 +503,17 @@ impl Shard {
         let (metrics, linger) = (&self.ctx.shared.metrics, self.ctx.shared.config.close_linger);
         for (key, conn) in self.conns.iter_mut() {
             match &conn.state {
-                State::WebSocket(_) => {
+                State::WebSocket { .. } => {
                     let reason = "server shutting down";
                     conn.close_session(CloseCode::GoingAway, reason, now, linger, metrics);
                     if conn.flush(now, metrics) == Verdict::Close {
-                        idle.push(key);
+                        idle.push(ConnKey(key));
                     }
                 }
                 State::Http { phase: HttpPhase::Reading, .. }
                     if conn.out.is_empty() && conn.inbuf.is_empty() =>
                 {
-                    idle.push(key)
+                    idle.push(ConnKey(key))
                 }
                 _ => {}
             }
@@ -526,7 +526,7 @@ impl Shard {
     fn sweep(&mut self, now: Instant) {
         for (key, conn) in self.conns.iter_mut() {
             if handle::on_timer(conn, &self.ctx, now) == Verdict::Close {
-                self.dead.push(key);
+                self.dead.push(ConnKey(key));
             }
         }
         while let Some(key) = self.dead.pop() {
@@ -534,11 +534,11 @@ impl Shard {
         }
     }
 
-    fn close(&mut self, key: usize) {
-        if !self.conns.contains(key) {
+    fn close(&mut self, key: ConnKey) {
+        if !self.conns.contains(key.0) {
             return;
         }
-        let mut conn = self.conns.remove(key);
+        let mut conn = self.conns.remove(key.0);
         let _ = self.poll.registry().deregister(&mut conn.socket);
         conn.release(&self.ctx.shared.metrics);
         self.ctx.shared.open_conns.fetch_sub(1, Relaxed);

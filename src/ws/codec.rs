@@ -17,7 +17,14 @@ pub enum Message {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     /// Code and reason, if the frame had a payload.
-    Close(Option<(u16, String)>),
+    Close(Option<CloseFrame>),
+}
+
+/// The payload of a close frame: a code RFC 6455 allows on the wire, and a UTF-8 reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    pub code: CloseCode,
+    pub reason: String,
 }
 
 /// Server-side decoder state: the fragmented message in progress, if any.
@@ -112,17 +119,15 @@ fn finish(opcode: OpCode, data: Vec<u8>) -> Result<Message, ProtocolError> {
     }
 }
 
-fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, ProtocolError> {
+fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, ProtocolError> {
     match payload {
         [] => Ok(None),
         [_] => Err(ProtocolError::InvalidCloseFrame),
         [hi, lo, reason @ ..] => {
-            let code = u16::from_be_bytes([*hi, *lo]);
-            if !CloseCode::is_allowed_on_wire(code) {
-                return Err(ProtocolError::InvalidCloseFrame);
-            }
+            let code = CloseCode::from_wire(u16::from_be_bytes([*hi, *lo]))
+                .ok_or(ProtocolError::InvalidCloseFrame)?;
             let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
-            Ok(Some((code, reason.to_owned())))
+            Ok(Some(CloseFrame { code, reason: reason.to_owned() }))
         }
     }
 }
@@ -243,7 +248,13 @@ mod tests {
         let f = encode_client_frame(true, OpCode::Close, &payload, MASK);
         assert_eq!(
             decode_all(&mut Decoder::new(1024), &f).unwrap(),
-            [Message::Close(Some((1000, "bye".into())))]
+            [Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))]
+        );
+        // A code the server has no name for is kept as sent.
+        let f = encode_client_frame(true, OpCode::Close, &4321u16.to_be_bytes(), MASK);
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &f).unwrap(),
+            [Message::Close(Some(CloseFrame { code: CloseCode::Other(4321), reason: "".into() }))]
         );
         let empty = encode_client_frame(true, OpCode::Close, &[], MASK);
         assert_eq!(decode_all(&mut Decoder::new(1024), &empty).unwrap(), [Message::Close(None)]);

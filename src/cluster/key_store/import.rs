@@ -22,7 +22,8 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::RedisKeyStore;
-use crate::auth::keys::{self, ApiKeyId, DbError, DbErrorKind};
+use crate::auth::ids::ApiKeyId;
+use crate::auth::keys::{self, DbError, DbErrorKind};
 
 /// KEYS: key:<sha>, key-ids, revlog, revlog-base. ARGV: [1] sha, [2] wanted id, [3]
 /// user, [4] role, [5] prefix, [6] created_at, [7] revoked_at or '', [8] keyid prefix,

@@ -135,7 +135,7 @@ fn ctx_with(change: impl FnOnce(&mut Config)) -> LoopCtx {
 
 fn token(ctx: &LoopCtx) -> String {
     let actor = Actor { id: "user:t".into(), user_id: "t".into(), role: "user".into() };
-    let now = crate::auth::token::unix_now();
+    let now = crate::auth::ids::unix_now();
     ctx.shared.auth.tokens.issue(actor, ApiKeyId(7), String::new(), now).unwrap().token
 }
 
@@ -199,8 +199,9 @@ fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
     assert!(out.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{out}");
     assert!(out.contains(r#"{"type":"welcome","user_id":"user:t"}"#), "{out}");
     assert!(c.socket.output.ends_with(b"\x81\x02hi"), "the snapshot follows the welcome");
-    assert_eq!(c.tick_gen, 41, "the fan-out knows it has the snapshot's tick");
-    assert!(matches!(&c.state, State::WebSocket(s) if s.api_key_id == ApiKeyId(7)));
+    let State::WebSocket { session, feed } = &c.state else { panic!("not a session") };
+    assert_eq!(feed.offered, Some(41), "the fan-out knows it has the snapshot's tick");
+    assert_eq!(session.api_key_id, ApiKeyId(7));
     assert_eq!(sessions_open(&ctx), 1);
     assert_eq!(ctx.shared.metrics.ws_sessions_total.load(Relaxed), 1);
 }
@@ -621,4 +622,24 @@ fn after_an_idle_spell_a_new_session_gets_no_old_snapshot_but_the_next_tick() {
     let totals = fan_out(&mut conns, &mut next, 0, later, &mut Vec::new(), hour, || None);
     assert_eq!((totals.frames, totals.conflated), (1, 0));
     assert_eq!(conns[0].socket.output, b"\x81\x03new");
+}
+
+#[test]
+fn a_session_opened_before_the_loops_first_tick_misses_none_of_the_ticks_before_it() {
+    use crate::server::fanout::{Current, fan_out};
+    let mut ctx = ctx();
+    let t0 = Instant::now();
+    let c = session(&mut ctx, t0);
+    assert!(matches!(&c.state, State::WebSocket { feed, .. } if feed.offered.is_none()));
+    let mut conns = slab::Slab::new();
+    conns.insert(c);
+    let (hour, mut dead) = (Duration::from_secs(3600), Vec::new());
+    // The loop's first tick came after two it skipped: none were this session's.
+    let mut first = Current { tick: tick(3, b"\x81\x01a"), count: 3 };
+    let totals = fan_out(&mut conns, &mut first, 0, t0, &mut dead, hour, || None);
+    assert_eq!((totals.frames, totals.conflated), (1, 0));
+    assert_eq!(fan_out(&mut conns, &mut first, 0, t0, &mut dead, hour, || None).frames, 0);
+    let mut later = Current { tick: tick(5, b"\x81\x01b"), count: 5 };
+    let totals = fan_out(&mut conns, &mut later, 0, t0, &mut dead, hour, || None);
+    assert_eq!((totals.frames, totals.conflated), (1, 1), "tick 4 never reached it");
 }

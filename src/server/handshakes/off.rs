@@ -45,7 +45,7 @@ impl Handshakes {
         match *self {}
     }
 
-    pub(crate) fn start_parked(&mut self, _conns: &mut Slab<Conn>, _dead: &mut Vec<usize>) {
+    pub(crate) fn start_parked(&mut self, _conns: &mut Slab<Conn>, _dead: &mut Vec<ConnKey>) {
         match *self {}
     }
 

@@ -65,7 +65,7 @@ pub(crate) struct Handshakes {
     in_flight: usize,
     limit: usize,
     /// Connections whose step waits for a slot, in order: (slab key, serial).
-    parked: VecDeque<(usize, u64)>,
+    parked: VecDeque<(ConnKey, u64)>,
 }
 
 impl Handshakes {
@@ -119,7 +119,7 @@ impl Handshakes {
 
     /// The free slots go to the parked steps, in order; a connection whose step the pool
     /// refused (it is gone) is listed in `dead`, to be closed.
-    pub(crate) fn start_parked(&mut self, conns: &mut Slab<Conn>, dead: &mut Vec<usize>) {
+    pub(crate) fn start_parked(&mut self, conns: &mut Slab<Conn>, dead: &mut Vec<ConnKey>) {
         while let Some((key, serial)) = self.next_parked() {
             let Some(conn) = conns.get_mut(key.0) else { continue };
             let Transport::Tls(tls) = &mut conn.socket else { continue };
@@ -128,7 +128,7 @@ impl Handshakes {
             }
             let started = tls.take_step().is_some_and(|step| self.start(key, serial, step));
             if !started {
-                dead.push(key.0);
+                dead.push(key);
             }
         }
     }
@@ -154,9 +154,9 @@ impl Handshakes {
     /// handshake.
     fn park(&mut self, conn: ConnKey, serial: u64, under_way: bool) {
         if under_way {
-            self.parked.push_front((conn.0, serial));
+            self.parked.push_front((conn, serial));
         } else {
-            self.parked.push_back((conn.0, serial));
+            self.parked.push_back((conn, serial));
         }
     }
 
@@ -173,7 +173,7 @@ impl Handshakes {
         if self.in_flight >= self.limit {
             return None;
         }
-        self.parked.pop_front().map(|(key, serial)| (ConnKey(key), serial))
+        self.parked.pop_front()
     }
 
     /// Whether any connection waits for a slot (the shard then accepts nothing).
