@@ -154,9 +154,23 @@ impl<L: Label> Family for Labelled<L> {
 
 impl<L: Label> Samples for Labelled<L> {
     fn write_samples(&self, name: &str, out: &mut String) {
-        for v in L::ALL {
-            let _ = writeln!(out, "{name}{{{}=\"{}\"}} {}", L::NAME, v.value(), self.get(*v));
-        }
+        // The writing is shared by every label type (one copy in the binary); only
+        // naming a value is per type. `ALL[i].index() == i` (unit-tested).
+        write_labelled(name, L::NAME, L::ALL.len(), |i| L::ALL[i].value(), &self.counts, out);
+    }
+}
+
+#[inline(never)]
+fn write_labelled(
+    name: &str,
+    label: &str,
+    values: usize,
+    value: fn(usize) -> &'static str,
+    counts: &[AtomicU64],
+    out: &mut String,
+) {
+    for (i, count) in counts.iter().enumerate().take(values) {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {}", value(i), count.load(Relaxed));
     }
 }
 
@@ -214,16 +228,29 @@ impl<B: Bounds> Family for Histogram<B> {
 
 impl<B: Bounds> Samples for Histogram<B> {
     fn write_samples(&self, name: &str, out: &mut String) {
-        let mut cumulative = 0;
-        for (i, bound) in B::BOUNDS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
-        let _ = writeln!(out, "{name}_count {count}");
+        // The writing is shared by every histogram (one copy in the binary).
+        write_histogram(name, B::BOUNDS, &self.buckets, &self.count, &self.sum_ns, out);
     }
+}
+
+#[inline(never)]
+fn write_histogram(
+    name: &str,
+    bounds: &[f64],
+    buckets: &[AtomicU64],
+    count: &AtomicU64,
+    sum_ns: &AtomicU64,
+    out: &mut String,
+) {
+    let mut cumulative = 0;
+    for (bound, bucket) in bounds.iter().zip(buckets) {
+        cumulative += bucket.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let count = count.load(Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}", sum_ns.load(Relaxed) as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 /// A counter its owner keeps (the Redis master watch counts failovers), read when
