@@ -152,6 +152,11 @@ cleanup() {
     [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null || true
     stop_group "$load_pid"
     stop_group "$watch_pid"
+    # All at once (a node takes up to its shutdown grace), then whatever is left.
+    for p in "${started[@]}"; do
+        kill -CONT -- "-$p" 2>/dev/null || true
+        kill -TERM -- "-$p" 2>/dev/null || true
+    done
     for p in "${started[@]}"; do stop_group "$p"; done
     rm -rf "$work"
 }
