@@ -17,7 +17,8 @@
 #                 master the Sentinels promoted (it had no persistence: never as a master)
 #   master-pause  SIGSTOP the Redis master for CHAOS_PAUSE, then SIGCONT (longer than
 #                 down-after-milliseconds: the Sentinels fail over while it sleeps)
-#   node-kill     SIGKILL a node that does not lead; restarted after CHAOS_DOWN
+#   node-kill     SIGKILL a node that does not lead, never n0 (so that one process may
+#                 live long enough for its RSS to be judged); restarted after CHAOS_DOWN
 #   leader-kill   SIGKILL the node whose /metrics says ticker_cluster_leader 1; restarted
 #   node-pause    SIGSTOP a node that does not lead for CHAOS_PAUSE, then SIGCONT
 #   leader-pause  SIGSTOP the leader for CHAOS_PAUSE (not in the default list)
@@ -27,7 +28,8 @@
 # segment started, the recovery, and at the cycle's end the fault's report. Segments
 # because ticker-load does not reopen a dropped connection: each cycle starts again with
 # every subscriber. Before each fault the cluster must be healthy (every node 200 on
-# /healthz and ticking, the master with its replica online); the wait counts.
+# /healthz and ticking, the master with its replica online) within 30 s of the window's
+# end, or the run fails.
 #
 # Environment (defaults in brackets):
 #   CHAOS_NODES        nodes                                                 [3]
@@ -63,7 +65,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-case "${1:-}" in -h|--help) sed -n '2,60p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,62p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -le 1 ] || { echo "chaos.sh: one argument at most: DURATION (see --help)" >&2; exit 2; }
 
 to_secs() {
