@@ -68,15 +68,8 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in -h|--help) sed -n '2,62p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -le 1 ] || { echo "chaos.sh: one argument at most: DURATION (see --help)" >&2; exit 2; }
 
-to_secs() {
-    case "$1" in
-        *[!0-9smh]* | "" | [smh]*) return 1 ;;
-        *h) echo $(( ${1%h} * 3600 )) ;;
-        *m) echo $(( ${1%m} * 60 )) ;;
-        *s) echo "${1%s}" ;;
-        *) return 1 ;;
-    esac
-}
+# shellcheck source=tools/server-common.sh
+. tools/server-common.sh
 duration="${1:-30m}"
 total=$(to_secs "$duration") || { echo "chaos.sh: DURATION \`$duration\`: expected e.g. 90s, 30m or 1h" >&2; exit 2; }
 

@@ -1,7 +1,18 @@
-# Shared by tools/bench.sh, storm.sh and soak.sh (sourced, not run): one crypto-ticker
-# server at a time in the background, and a throwaway certificate for TLS runs.
+# Shared by the scripts in tools/ (sourced, not run): one crypto-ticker server at a time
+# in the background, a throwaway certificate for TLS runs, and durations (90s, 30m, 1h).
 #
 # The caller sets `server` to "" before use, and calls `stop_server` on exit.
+
+# to_secs DURATION: 90s, 30m or 1h as seconds; fails on anything else.
+to_secs() {
+    case "$1" in
+        *[!0-9smh]* | "" | [smh]*) return 1 ;;
+        *h) echo $(( ${1%h} * 3600 )) ;;
+        *m) echo $(( ${1%m} * 60 )) ;;
+        *s) echo "${1%s}" ;;
+        *) return 1 ;;
+    esac
+}
 
 # stop_pid PID: TERM, then KILL after 5 s; nothing if PID is empty or gone.
 stop_pid() {

@@ -42,16 +42,8 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 [ $# -le 1 ] || { echo "soak.sh: one argument at most: DURATION (see --help)" >&2; exit 2; }
 
-# 90s, 30m, 1h → seconds.
-to_secs() {
-    case "$1" in
-        *[!0-9smh]* | "" | [smh]*) return 1 ;;
-        *h) echo $(( ${1%h} * 3600 )) ;;
-        *m) echo $(( ${1%m} * 60 )) ;;
-        *s) echo "${1%s}" ;;
-        *) return 1 ;;
-    esac
-}
+# shellcheck source=tools/server-common.sh
+. tools/server-common.sh
 duration="${1:-1h}"
 total=$(to_secs "$duration") || { echo "soak.sh: DURATION \`$duration\`: expected e.g. 90s, 30m or 1h" >&2; exit 2; }
 [ "$total" -ge 60 ] || { echo "soak.sh: DURATION must be at least 60s" >&2; exit 2; }
@@ -79,8 +71,6 @@ fi
 cargo build --release -p crypto-ticker -p ticker-load >&2
 
 mkdir -p "$out"
-# shellcheck source=tools/server-common.sh
-. tools/server-common.sh
 work="$(mktemp -d)"
 server=""
 load=""

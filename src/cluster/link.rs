@@ -79,12 +79,22 @@ impl LinkError {
 
     /// Sorts an error from the redis crate; `Url` is only produced by [`RedisLink::new`].
     fn classify(err: RedisError) -> LinkError {
+        match LinkError::kind_of(&err) {
+            RedisErrorKind::Timeout => LinkError::Timeout(err),
+            RedisErrorKind::Unreachable => LinkError::Unreachable(err),
+            _ => LinkError::Protocol(err),
+        }
+    }
+
+    /// The metric label of an error from the redis crate, sorted as [`LinkError`] sorts
+    /// it (for callers that hold a connection of their own: the tick subscription).
+    pub fn kind_of(err: &RedisError) -> RedisErrorKind {
         if err.is_timeout() {
-            LinkError::Timeout(err)
+            RedisErrorKind::Timeout
         } else if err.is_io_error() || err.is_connection_dropped() {
-            LinkError::Unreachable(err)
+            RedisErrorKind::Unreachable
         } else {
-            LinkError::Protocol(err)
+            RedisErrorKind::Protocol
         }
     }
 

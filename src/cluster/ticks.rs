@@ -409,13 +409,7 @@ fn follow(plane: &Plane) {
             match target::connect(&plane.target, config.connect_timeout, config.connect_timeout) {
                 Ok(conn) => conn,
                 Err(e) => {
-                    backoff.on_failure(Instant::now());
-                    mark_down(plane, &e);
-                    plane.metrics.redis_error(if e.is_timeout() {
-                        RedisErrorKind::Timeout
-                    } else {
-                        RedisErrorKind::Unreachable
-                    });
+                    cut_off(plane, &mut backoff, &e);
                     continue;
                 }
             };
@@ -425,13 +419,7 @@ fn follow(plane: &Plane) {
             .subscribe(&plane.keys.ticks)
             .and_then(|()| pubsub.set_read_timeout(Some(READ_POLL)));
         if let Err(e) = subscribed {
-            backoff.on_failure(Instant::now());
-            mark_down(plane, &e);
-            plane.metrics.redis_error(if e.is_timeout() {
-                RedisErrorKind::Timeout
-            } else {
-                RedisErrorKind::Unreachable
-            });
+            cut_off(plane, &mut backoff, &e);
             continue;
         }
         backoff.on_success();
@@ -444,9 +432,7 @@ fn follow(plane: &Plane) {
                 Ok(msg) => msg,
                 Err(e) if e.is_timeout() => continue,
                 Err(e) => {
-                    backoff.on_failure(Instant::now());
-                    mark_down(plane, &e);
-                    plane.metrics.redis_error(RedisErrorKind::Unreachable);
+                    cut_off(plane, &mut backoff, &e);
                     break;
                 }
             };
@@ -485,10 +471,13 @@ fn follow(plane: &Plane) {
     }
 }
 
-/// Reports the node cut off: `/healthz` says only [`REDIS_UNREACHABLE`] (Redis's own
-/// words can name hosts and users, and a health check is often public); the log line,
-/// one per outage, has the detail.
-fn mark_down(plane: &Plane, detail: &redis::RedisError) {
+/// The tick subscription failed (to connect, to subscribe, or while receiving): counts
+/// the error, backs off, and reports the node cut off. `/healthz` says only
+/// [`REDIS_UNREACHABLE`] (Redis's own words can name hosts and users, and a health check
+/// is often public); the log line, one per outage, has the detail.
+fn cut_off(plane: &Plane, backoff: &mut Backoff, detail: &redis::RedisError) {
+    backoff.on_failure(Instant::now());
+    plane.metrics.redis_error(LinkError::kind_of(detail));
     if plane.health.set(Some(REDIS_UNREACHABLE)) {
         crate::warn!("cluster: cut off; ticks paused", reason = REDIS_UNREACHABLE, error = detail);
     }
