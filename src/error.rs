@@ -244,8 +244,12 @@ pub enum ProtocolError {
     InvalidCloseFrame,
     /// Text message or close reason that is not UTF-8 (section 8.1).
     InvalidUtf8,
-    /// A message over the configured limit (32 KiB).
+    /// A message over the configured limit (32 KiB), before or after inflating.
     MessageTooBig,
+    /// RSV1 on a control or continuation frame (RFC 7692 section 6.1).
+    CompressedControlOrContinuation,
+    /// A compressed message that is not valid DEFLATE (RFC 7692 section 6.2).
+    BadCompressedData,
 }
 
 impl ProtocolError {
@@ -262,7 +266,9 @@ impl ProtocolError {
             | ProtocolError::UnexpectedContinuation
             | ProtocolError::ExpectedContinuation
             | ProtocolError::InvalidLength
-            | ProtocolError::InvalidCloseFrame => CloseCode::ProtocolError,
+            | ProtocolError::InvalidCloseFrame
+            | ProtocolError::CompressedControlOrContinuation => CloseCode::ProtocolError,
+            ProtocolError::BadCompressedData => CloseCode::InvalidPayload,
         }
     }
 
@@ -280,6 +286,8 @@ impl ProtocolError {
             ProtocolError::InvalidCloseFrame => "invalid close frame",
             ProtocolError::InvalidUtf8 => "invalid utf-8",
             ProtocolError::MessageTooBig => "message too big",
+            ProtocolError::CompressedControlOrContinuation => "rsv1 on control or continuation",
+            ProtocolError::BadCompressedData => "bad compressed data",
         }
     }
 }

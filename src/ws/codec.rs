@@ -7,6 +7,7 @@
 
 use crate::error::{CloseCode, ProtocolError};
 use crate::parse::Status;
+use crate::ws::deflate;
 use crate::ws::frame::{OpCode, apply_mask, parse_header};
 
 /// A whole message or control frame from the client.
@@ -31,19 +32,36 @@ pub struct CloseFrame {
 #[derive(Debug)]
 pub struct Decoder {
     max_message: usize,
-    fragments: Option<(OpCode, Vec<u8>)>,
+    /// permessage-deflate was negotiated: RSV1 on a message's first frame means its
+    /// payload is compressed.
+    deflate: bool,
+    fragments: Option<Fragments>,
+}
+
+/// A fragmented message in progress.
+#[derive(Debug)]
+struct Fragments {
+    opcode: OpCode,
+    compressed: bool,
+    data: Vec<u8>,
 }
 
 impl Decoder {
     /// A decoder for client frames (which must be masked), refusing messages over
     /// `max_message` bytes.
     pub fn new(max_message: usize) -> Decoder {
-        Decoder { max_message, fragments: None }
+        Decoder { max_message, deflate: false, fragments: None }
+    }
+
+    /// A decoder for a session that negotiated permessage-deflate. Compressed messages
+    /// are bounded twice by `max_message`: as received, and inflated.
+    pub fn with_deflate(max_message: usize) -> Decoder {
+        Decoder { max_message, deflate: true, fragments: None }
     }
 
     /// Bytes held by a fragmented message in progress.
     pub fn buffered_len(&self) -> usize {
-        self.fragments.as_ref().map_or(0, |(_, b)| b.len())
+        self.fragments.as_ref().map_or(0, |f| f.data.len())
     }
 
     /// Decodes one frame from the start of `buf`. `Complete { value: None }` means a
@@ -54,6 +72,14 @@ impl Decoder {
             Status::Partial => return Ok(Status::Partial),
         };
         let Some(mask) = header.mask else { return Err(ProtocolError::UnmaskedFrameFromClient) };
+        if header.rsv1 {
+            if !self.deflate {
+                return Err(ProtocolError::ReservedBitsSet);
+            }
+            if !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+                return Err(ProtocolError::CompressedControlOrContinuation);
+            }
+        }
         match (header.opcode, &self.fragments) {
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (OpCode::Text | OpCode::Binary, Some(_)) => {
@@ -75,13 +101,14 @@ impl Decoder {
         }
         let payload = &mut buf[header_len..end];
         apply_mask(payload, mask, 0);
-        let message = self.absorb(header.opcode, header.fin, payload)?;
+        let message = self.absorb(header.opcode, header.rsv1, header.fin, payload)?;
         Ok(Status::Complete { value: message, consumed: end })
     }
 
     fn absorb(
         &mut self,
         opcode: OpCode,
+        compressed: bool,
         fin: bool,
         payload: &[u8],
     ) -> Result<Option<Message>, ProtocolError> {
@@ -89,33 +116,42 @@ impl Decoder {
             OpCode::Ping => Ok(Some(Message::Ping(payload.to_vec()))),
             OpCode::Pong => Ok(Some(Message::Pong(payload.to_vec()))),
             OpCode::Close => parse_close(payload).map(|c| Some(Message::Close(c))),
-            OpCode::Text | OpCode::Binary if fin => finish(opcode, payload.to_vec()).map(Some),
+            OpCode::Text | OpCode::Binary if fin => {
+                self.finish(opcode, compressed, payload.to_vec()).map(Some)
+            }
             OpCode::Text | OpCode::Binary => {
-                self.fragments = Some((opcode, payload.to_vec()));
+                self.fragments = Some(Fragments { opcode, compressed, data: payload.to_vec() });
                 Ok(None)
             }
             OpCode::Continuation => {
-                let Some((_, data)) = &mut self.fragments else {
+                let Some(f) = &mut self.fragments else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                data.extend_from_slice(payload);
+                f.data.extend_from_slice(payload);
                 if !fin {
                     return Ok(None);
                 }
-                let Some((first, data)) = self.fragments.take() else {
+                let Some(f) = self.fragments.take() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                finish(first, data).map(Some)
+                self.finish(f.opcode, f.compressed, f.data).map(Some)
             }
         }
     }
-}
 
-fn finish(opcode: OpCode, data: Vec<u8>) -> Result<Message, ProtocolError> {
-    if opcode == OpCode::Text {
-        String::from_utf8(data).map(Message::Text).map_err(|_| ProtocolError::InvalidUtf8)
-    } else {
-        Ok(Message::Binary(data))
+    /// A whole message: inflated if it was compressed, then checked as its type says.
+    fn finish(
+        &self,
+        opcode: OpCode,
+        compressed: bool,
+        data: Vec<u8>,
+    ) -> Result<Message, ProtocolError> {
+        let data = if compressed { deflate::inflate(&data, self.max_message)? } else { data };
+        if opcode == OpCode::Text {
+            String::from_utf8(data).map(Message::Text).map_err(|_| ProtocolError::InvalidUtf8)
+        } else {
+            Ok(Message::Binary(data))
+        }
     }
 }
 
@@ -190,6 +226,75 @@ mod tests {
         bytes.extend(encode_client_frame(true, OpCode::Continuation, "wörld".as_bytes(), MASK));
         let msgs = decode_all(&mut Decoder::new(1024), &bytes).unwrap();
         assert_eq!(msgs, [Message::Ping(b"x".to_vec()), Message::Text("hello wörld".into())]);
+    }
+
+    /// A client frame with RSV1 set around the raw DEFLATE of `text`.
+    fn compressed(fin: bool, opcode: OpCode, body: &[u8]) -> Vec<u8> {
+        let mut f = encode_client_frame(fin, opcode, body, MASK);
+        f[0] |= crate::ws::frame::RSV1;
+        f
+    }
+
+    fn deflated(text: &[u8]) -> Vec<u8> {
+        let frame = crate::ws::deflate::frame_here(OpCode::Text, text).unwrap();
+        frame[2..].to_vec()
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_whole_or_fragmented() {
+        let body = deflated(br#"{"type":"ping"}"#);
+        let mut d = Decoder::with_deflate(1024);
+        let one = compressed(true, OpCode::Text, &body);
+        assert_eq!(decode_all(&mut d, &one).unwrap(), [Message::Text(r#"{"type":"ping"}"#.into())]);
+        // Fragmented: RSV1 on the first frame only, a ping in between.
+        let (a, b) = body.split_at(3);
+        let mut bytes = compressed(false, OpCode::Text, a);
+        bytes.extend(encode_client_frame(true, OpCode::Ping, b"p", MASK));
+        bytes.extend(encode_client_frame(true, OpCode::Continuation, b, MASK));
+        assert_eq!(
+            decode_all(&mut d, &bytes).unwrap(),
+            [Message::Ping(b"p".to_vec()), Message::Text(r#"{"type":"ping"}"#.into())]
+        );
+        // An uncompressed message in a deflate session is taken as it is.
+        let plain = encode_client_frame(true, OpCode::Text, b"hi", MASK);
+        assert_eq!(decode_all(&mut d, &plain).unwrap(), [Message::Text("hi".into())]);
+    }
+
+    #[test]
+    fn rsv1_is_refused_without_deflate_and_on_control_or_continuation_frames() {
+        let body = deflated(b"x");
+        let frame = compressed(true, OpCode::Text, &body);
+        assert_eq!(decode_all(&mut Decoder::new(1024), &frame), Err(ProtocolError::ReservedBitsSet));
+        let ping = compressed(true, OpCode::Ping, b"");
+        assert_eq!(
+            decode_all(&mut Decoder::with_deflate(1024), &ping),
+            Err(ProtocolError::CompressedControlOrContinuation)
+        );
+        let mut bytes = encode_client_frame(false, OpCode::Text, b"a", MASK);
+        bytes.extend(compressed(true, OpCode::Continuation, b"b"));
+        assert_eq!(
+            decode_all(&mut Decoder::with_deflate(1024), &bytes),
+            Err(ProtocolError::CompressedControlOrContinuation)
+        );
+    }
+
+    #[test]
+    fn an_inflate_bomb_is_too_big_and_bad_data_is_invalid_payload() {
+        let bomb = deflated(&vec![b' '; 100 << 10]);
+        assert!(bomb.len() < 126, "{}", bomb.len());
+        let frame = compressed(true, OpCode::Text, &bomb);
+        let err = decode_all(&mut Decoder::with_deflate(32 << 10), &frame).unwrap_err();
+        assert_eq!(err, ProtocolError::MessageTooBig);
+        assert_eq!(err.close_code().as_u16(), 1009);
+        let garbage = compressed(true, OpCode::Text, &[0xFF; 8]);
+        let err = decode_all(&mut Decoder::with_deflate(1024), &garbage).unwrap_err();
+        assert_eq!(err.close_code().as_u16(), 1007);
+        // Inflated text is still checked as UTF-8.
+        let bad = compressed(true, OpCode::Text, &deflated(&[0xC3, 0x28]));
+        assert_eq!(
+            decode_all(&mut Decoder::with_deflate(1024), &bad),
+            Err(ProtocolError::InvalidUtf8)
+        );
     }
 
     #[test]

@@ -52,10 +52,16 @@ impl OpCode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
     pub fin: bool,
+    /// RSV1: the message is compressed (only with permessage-deflate negotiated, and
+    /// only on a message's first frame; the decoder checks both).
+    pub rsv1: bool,
     pub opcode: OpCode,
     pub mask: Option<[u8; 4]>,
     pub payload_len: u64,
 }
+
+/// The first header byte's RSV1 bit: a compressed message (permessage-deflate).
+pub const RSV1: u8 = 0x40;
 
 /// Longest server header: 2 bytes + 64-bit length (servers never mask).
 pub const MAX_HEADER_LEN: usize = 10;
@@ -67,9 +73,11 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 /// masking key included.
 pub fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, ProtocolError> {
     let [b0, b1, ..] = *buf else { return Ok(Status::Partial) };
-    if b0 & 0x70 != 0 {
+    // RSV2 and RSV3 belong to no extension this server negotiates.
+    if b0 & 0x30 != 0 {
         return Err(ProtocolError::ReservedBitsSet);
     }
+    let rsv1 = b0 & RSV1 != 0;
     let fin = b0 & 0x80 != 0;
     let opcode = OpCode::from_u8(b0 & 0x0F)?;
     let masked = b1 & 0x80 != 0;
@@ -105,7 +113,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, ProtocolError> {
     } else {
         None
     };
-    Ok(Status::Complete { value: FrameHeader { fin, opcode, mask, payload_len }, consumed: pos })
+    Ok(Status::Complete { value: FrameHeader { fin, rsv1, opcode, mask, payload_len }, consumed: pos })
 }
 
 /// The header of an unmasked, final server frame, without allocating.
@@ -243,7 +251,8 @@ mod tests {
 
     #[test]
     fn header_rules_map_to_their_errors() {
-        assert_eq!(parse_header(&[0xC1, 0x80]), Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(parse_header(&[0xA1, 0x80]), Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(parse_header(&[0x91, 0x80]), Err(ProtocolError::ReservedBitsSet));
         assert_eq!(parse_header(&[0x83, 0x80]), Err(ProtocolError::UnknownOpcode(3)));
         assert_eq!(parse_header(&[0x09, 0x80]), Err(ProtocolError::FragmentedControlFrame));
         assert_eq!(parse_header(&[0x89, 0xFE, 0, 126]), Err(ProtocolError::ControlFrameTooBig));

@@ -3,5 +3,6 @@
 //! handshake ([`handshake`]).
 
 pub mod codec;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
