@@ -32,6 +32,8 @@ pub enum HttpError {
     UnsupportedWebSocketVersion,
     /// Missing or malformed `Sec-WebSocket-Key`.
     BadWebSocketKey,
+    /// `?delta=` other than `0` or `1`.
+    BadDeltaParameter,
     /// WebSocket `Origin` not in the allowed origins.
     OriginNotAllowed,
     /// Missing, invalid, expired or revoked token on a protected route.
@@ -77,7 +79,9 @@ impl HttpError {
             HttpError::NotFound => 404,
             HttpError::MethodNotAllowed { .. } => 405,
             HttpError::UpgradeRequired => 426,
-            HttpError::UnsupportedWebSocketVersion | HttpError::BadWebSocketKey => 400,
+            HttpError::UnsupportedWebSocketVersion
+            | HttpError::BadWebSocketKey
+            | HttpError::BadDeltaParameter => 400,
             HttpError::OriginNotAllowed => 403,
             HttpError::AuthenticationRequired => 401,
             HttpError::InvalidJson | HttpError::ApiKeyRequired => 400,
@@ -106,6 +110,7 @@ impl HttpError {
             HttpError::UpgradeRequired => "websocket upgrade required",
             HttpError::UnsupportedWebSocketVersion => "unsupported websocket version",
             HttpError::BadWebSocketKey => "invalid Sec-WebSocket-Key",
+            HttpError::BadDeltaParameter => "delta must be 0 or 1",
             HttpError::OriginNotAllowed => "origin not allowed",
             HttpError::AuthenticationRequired => "authentication required",
             HttpError::InvalidJson => "invalid JSON",

@@ -40,7 +40,8 @@ use crate::metrics::{Metrics, RedisErrorKind};
 use crate::source::{PriceSource, SourceHealth};
 use crate::symbols::sets::{ActiveCache, SetRegistry};
 use crate::ticker::prices::Quote;
-use crate::ticker::{self, Subscriber, Tick};
+use crate::ticker::variants::{TickBuilder, Wanted};
+use crate::ticker::{self, Subscriber};
 
 /// How long a blocked read on the tick channel waits before checking for shutdown.
 const READ_POLL: Duration = Duration::from_millis(250);
@@ -396,6 +397,7 @@ fn follow(plane: &Plane) {
     let mut backoff = Backoff::new(config.backoff, u64::from(std::process::id()));
     let mut last_seq: Option<u64> = None;
     let mut active = ActiveCache::default();
+    let mut builder = TickBuilder::new(plane.interval);
     let mut quotes: Vec<Quote> = Vec::new();
     while !plane.stop.load(Ordering::Relaxed) {
         if let Err(wait) = backoff.check(Instant::now()) {
@@ -463,7 +465,10 @@ fn follow(plane: &Plane) {
                 source: data.sources.get(i).copied(),
             }));
             let sets = plane.sets.active(&mut active);
-            let tick = Tick::build(data.seq, data.ts_us, &quotes, sets);
+            let wanted = Wanted::from_sessions(&plane.metrics);
+            let built = builder.build(data.seq, data.ts_us, &quotes, sets, wanted);
+            plane.metrics.deflate_skipped.fetch_add(built.deflate_skipped, Ordering::Relaxed);
+            let tick = built.tick;
             let pushed_out = ticker::publish(&tick, &plane.subscribers);
             plane.metrics.superseded_ticks.fetch_add(pushed_out, Ordering::Relaxed);
             *plane.last_seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(data);

@@ -24,6 +24,7 @@ use crate::http::forwarded::TrustedProxies;
 use crate::log::{Format, Level};
 use crate::source::SourceKind;
 use crate::symbols::spec::{SymbolSpec, parse_symbol_lines, parse_symbols};
+use crate::ws::deflate::Compression;
 
 type Apply = fn(&mut Config, &str) -> Result<(), ValueError>;
 
@@ -328,6 +329,13 @@ options! {
         help: "text (key=value) or json, one line per event on stderr",
         parse: |v| Format::parse(v).ok_or_else(|| expected("text or json", v)),
     }
+    /// Whether sessions that offer permessage-deflate get compressed frames.
+    field compression: Compression {
+        flag: "compression", env: "TICKER_COMPRESSION", group: Server, default: "deflate",
+        help: "deflate: accept permessage-deflate when a client offers it (frames compressed \
+               once per tick for everyone); off: never",
+        parse: |v| Compression::parse(v).ok_or_else(|| expected("off or deflate", v)),
+    }
     /// Cluster mode: the Redis every node shares (`None`: one node, SQLite + memory).
     /// Its URL; [`Config::redis_target`] is where the cluster looks it up.
     field redis: Option<String> {
@@ -387,6 +395,13 @@ options! {
             SourceKind::parse(v).ok_or_else(|| expected("sim, coinbase, binance or kraken", v))
         },
     }
+    /// The chance that a simulated symbol's price moves in a tick.
+    field sim_activity: f64 {
+        flag: "sim-activity", env: "TICKER_SIM_ACTIVITY", group: Prices, default: "1",
+        help: "chance, 0 to 1, that a simulated price moves in a tick (1: every price every \
+               tick; 0.02: like a quiet real feed)",
+        parse: parse_probability,
+    }
     /// The exchange's endpoint (`None`: its public one).
     field source_url: Option<String> {
         flag: "source-url", env: "TICKER_SOURCE_URL", group: Prices, default: EXCHANGE_DEFAULT,
@@ -432,6 +447,15 @@ fn expected(what: &str, got: &str) -> ValueError {
 /// A path option whose default marker (or an empty value) means "not set".
 fn optional_path(v: &str, marker: &str) -> Result<Option<PathBuf>, ValueError> {
     Ok((v != marker && !v.is_empty()).then(|| PathBuf::from(v)))
+}
+
+/// `--sim-activity`: a probability, 0 to 1.
+fn parse_probability(v: &str) -> Result<f64, ValueError> {
+    match v.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        Ok(_) => Err(ValueError::OutOfRange { min: "0".into(), max: "1".into(), got: v.into() }),
+        Err(_) => Err(expected("a number from 0 to 1", v)),
+    }
 }
 
 /// `--seed`: `random`, or a number that makes runs reproducible.

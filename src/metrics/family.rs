@@ -141,6 +141,47 @@ impl<L: Label> fmt::Debug for Labelled<L> {
     }
 }
 
+/// A gauge per value of the label `L` (it never goes below zero: every `dec` follows
+/// an `inc` of the same value).
+pub struct LabelledGauge<L>(Labelled<L>);
+
+impl<L: Label> Default for LabelledGauge<L> {
+    fn default() -> Self {
+        LabelledGauge(Labelled::default())
+    }
+}
+
+impl<L: Label> fmt::Debug for LabelledGauge<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<L: Label> LabelledGauge<L> {
+    pub fn inc(&self, value: L) {
+        self.0.inc(value);
+    }
+
+    pub fn dec(&self, value: L) {
+        self.0.counts[value.index()].fetch_sub(1, Relaxed);
+    }
+
+    pub fn get(&self, value: L) -> u64 {
+        self.0.get(value)
+    }
+}
+
+impl<L: Label> Family for LabelledGauge<L> {
+    const KIND: Kind = Kind::Gauge;
+    const LABEL: Option<LabelDef> = <Labelled<L> as Family>::LABEL;
+}
+
+impl<L: Label> Samples for LabelledGauge<L> {
+    fn write_samples(&self, name: &str, out: &mut String) {
+        self.0.write_samples(name, out);
+    }
+}
+
 /// The values of `L`, for [`LabelDef::values`].
 fn values_of<L: Label>() -> Vec<&'static str> {
     L::ALL.iter().map(|v| v.value()).collect()

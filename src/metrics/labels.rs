@@ -73,6 +73,17 @@ label_enum! {
 }
 
 label_enum! {
+    /// How a session is sent ticks: whole frames or changes only (`?delta=1`), each plain
+    /// or compressed (permessage-deflate).
+    pub enum SessionMode: "mode" {
+        Plain = "plain",
+        Deflate = "deflate",
+        Delta = "delta",
+        DeltaDeflate = "delta_deflate",
+    }
+}
+
+label_enum! {
     /// Which session cap refused an upgrade (`--max-sessions-per-key`, `--max-sessions-per-ip`).
     pub enum SessionLimit: "limit" {
         PerKey = "per_key",

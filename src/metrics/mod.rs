@@ -31,7 +31,7 @@ pub use family::{
     Samples, UpstreamPriceAges, UpstreamSlot, UpstreamState, UpstreamUp,
 };
 pub use labels::{
-    AuthOutcome, Label, RedisErrorKind, SessionLimit, SourceMessageKind, WsAuthOutcome,
+    AuthOutcome, Label, RedisErrorKind, SessionLimit, SessionMode, SourceMessageKind, WsAuthOutcome,
 };
 pub use table::{DelayBuckets, FanoutBuckets, Metrics, TABLE};
 

@@ -4,10 +4,12 @@
 //! `tests/docs.rs` holds the two together both ways.
 
 use super::family::{
-    Bounds, Counter, Family, Gauge, Histogram, Labelled, MetricDef, OwnedCounter, Samples,
-    UpstreamPriceAges, UpstreamUp,
+    Bounds, Counter, Family, Gauge, Histogram, Labelled, LabelledGauge, MetricDef, OwnedCounter,
+    Samples, UpstreamPriceAges, UpstreamUp,
 };
-use super::labels::{AuthOutcome, RedisErrorKind, SessionLimit, SourceMessageKind, WsAuthOutcome};
+use super::labels::{
+    AuthOutcome, RedisErrorKind, SessionLimit, SessionMode, SourceMessageKind, WsAuthOutcome,
+};
 use crate::auth::keys::DbErrorKind;
 
 /// Declares the [`Metrics`] struct (a field per row), [`TABLE`] (a [`MetricDef`] per
@@ -60,6 +62,9 @@ metric_table! {
         "Token exchanges admitted and not yet answered (queued for or on a worker).";
     pub ws_sessions_open: Gauge = "ticker_ws_sessions_open", "Open WebSocket sessions.";
     pub ws_sessions_total: Counter = "ticker_ws_sessions_total", "WebSocket sessions opened.";
+    /// What the ticker reads to build only the kinds of frames someone is sent.
+    pub ws_sessions_by_mode: LabelledGauge<SessionMode> = "ticker_ws_sessions_by_mode",
+        "Open WebSocket sessions by how they are sent ticks (changes only, compressed).";
     pub http_requests: Counter = "ticker_http_requests_total", "HTTP requests answered.";
     pub ticks: Counter = "ticker_ticks_total", "Ticks built by the ticker thread.";
     pub tick_overruns: Counter =
@@ -70,6 +75,12 @@ metric_table! {
         "ticker_frames_sent_total", "Ticker frames fully written to subscribers.";
     pub bytes_sent: Counter =
         "ticker_bytes_sent_total", "Bytes of ticker frames written to subscribers.";
+    /// Per tick and frame, not per subscriber: the ticker's compression budget.
+    pub deflate_skipped: Counter = "ticker_deflate_skipped_total",
+        "Tick frames left uncompressed because the tick's compression budget ran out.";
+    /// Per subscriber: a changes-only session whose chain broke (conflation, a new set).
+    pub delta_resyncs: Counter = "ticker_delta_resyncs_total",
+        "Whole-state messages sent to changes-only sessions after a gap in their chain.";
     pub conflated_frames: Counter = "ticker_conflated_frames_total",
         "Ticks dropped for a subscriber because a newer tick replaced them.";
     /// Ticks a loop never offered because a newer one was already queued (the loop was

@@ -118,7 +118,10 @@ fn a_labelled_metric_renders_one_sample_per_value_of_its_label() {
         }
         labelled += 1;
     }
-    assert_eq!(labelled, 6, "sessions_refused, auth, ws_auth, db, redis and source messages");
+    assert_eq!(
+        labelled, 7,
+        "sessions by mode, sessions_refused, auth, ws_auth, db, redis and source messages"
+    );
 }
 
 /// Every value once, and at the slot its index names.
@@ -137,6 +140,7 @@ fn label_enums_list_each_value_once_at_its_index() {
     assert_label_is_sound::<AuthOutcome>();
     assert_label_is_sound::<WsAuthOutcome>();
     assert_label_is_sound::<SessionLimit>();
+    assert_label_is_sound::<crate::metrics::SessionMode>();
     assert_label_is_sound::<RedisErrorKind>();
     assert_label_is_sound::<SourceMessageKind>();
     assert_label_is_sound::<DbErrorKind>();

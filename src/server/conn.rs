@@ -28,6 +28,7 @@ use crate::error::CloseCode;
 use crate::metrics::Metrics;
 use crate::symbols::SymbolSet;
 use crate::symbols::sets::SetLease;
+use crate::ticker::variants::Encoding;
 use crate::ws::codec::Decoder;
 use crate::ws::frame::{self, OpCode};
 
@@ -114,6 +115,8 @@ pub(crate) struct UpgradeAsk {
     pub(crate) symbols: Option<Vec<String>>,
     /// The client's address, as `--max-sessions-per-ip` counts it.
     pub(crate) client: std::net::IpAddr,
+    /// `?delta=1`, and permessage-deflate if offered and `--compression deflate`.
+    pub(crate) encoding: Encoding,
 }
 
 /// An open WebSocket session.
@@ -146,6 +149,12 @@ pub(crate) struct Feed {
     /// the upgrade), `None` while the loop had none to offer: a fan-out passes over a
     /// session that already has its tick, and counts the ticks one skipped as conflated.
     pub(crate) offered: Option<u64>,
+    /// Changes only and/or compressed, as agreed at the upgrade.
+    pub(crate) encoding: Encoding,
+    /// A changes-only session's last ticker message's `seq` (its chain: the next
+    /// changes message must name it as `prev_seq`, or the session is sent the whole
+    /// state). `None` before its first.
+    pub(crate) last_seq: Option<u64>,
 }
 
 pub(crate) enum State {
@@ -241,6 +250,7 @@ impl<S: Socket> Conn<S> {
             self.out.offer_tick(snapshot);
         }
         self.last_read = now;
+        metrics.ws_sessions_by_mode.inc(feed.encoding.mode());
         self.state = State::WebSocket { session: Box::new(session), feed };
         metrics.ws_sessions_open.fetch_add(1, Relaxed);
         metrics.ws_sessions_total.fetch_add(1, Relaxed);
@@ -290,9 +300,7 @@ impl<S: Socket> Conn<S> {
 
     /// The one place a closing state is built.
     fn enter_closing(&mut self, deadline: Instant, metrics: &Metrics) {
-        if self.is_subscriber() {
-            metrics.ws_sessions_open.fetch_sub(1, Relaxed);
-        }
+        self.leave_session(metrics);
         // Replacing the session's state releases its set: no more ticks, so the set's
         // frame need not be built for this session.
         self.state = State::Closing { deadline, write_shut: false };
@@ -301,8 +309,14 @@ impl<S: Socket> Conn<S> {
     /// The connection leaves the event loop (closed, failed or dropped at a deadline);
     /// taking `self` makes a second release impossible.
     pub(crate) fn release(self, metrics: &Metrics) {
-        if self.is_subscriber() {
+        self.leave_session(metrics);
+    }
+
+    /// The session gauges' side of a session ending (nothing if this is no session).
+    fn leave_session(&self, metrics: &Metrics) {
+        if let State::WebSocket { feed, .. } = &self.state {
             metrics.ws_sessions_open.fetch_sub(1, Relaxed);
+            metrics.ws_sessions_by_mode.dec(feed.encoding.mode());
         }
     }
 

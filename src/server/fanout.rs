@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::conn::{Conn, Outbox, State};
+use super::conn::{Conn, Feed, Outbox, State};
 use super::transport::Socket;
 use crate::symbols::sets::{SetId, SetLease};
 use crate::ticker::Tick;
+use crate::ticker::variants::Pick;
 use crate::workers::ConnKey;
 
 /// Totals of one fan-out, added to the metrics once per tick.
@@ -32,6 +33,8 @@ pub struct FanoutTotals {
     pub conflated: u64,
     /// Newer ticks that took over during this fan-out (see `fan_out`).
     pub takeovers: u64,
+    /// Changes-only sessions sent the whole state after a gap in their chain.
+    pub resyncs: u64,
 }
 
 /// What offering a tick to one subscriber did.
@@ -121,14 +124,28 @@ pub(crate) fn fan_out<S: Socket>(
         };
         feed.offered = Some(current.count);
         let tick = &current.tick;
-        let frame = match &feed.set {
-            None => &tick.frame,
-            Some(lease) => match tick.set_frame(lease.id()) {
+        let owned;
+        let frame = if feed.encoding.is_plain() {
+            match plain_frame(tick, feed.set.as_ref(), late) {
                 Some(frame) => frame,
                 // The empty set: heartbeats only.
-                None if lease.members().is_empty() => return,
-                None => late_frame(late, tick, lease),
-            },
+                None => return,
+            }
+        } else {
+            let replacing = conn.out.latest_tick.is_some();
+            match encoded_pick(tick, feed, replacing, late) {
+                Pick::Nothing => return,
+                Pick::Frame(frame) => frame,
+                Pick::Whole(frame, _) => {
+                    totals.resyncs += 1;
+                    frame
+                }
+                Pick::Built(frame, _) => {
+                    totals.resyncs += 1;
+                    owned = frame;
+                    &owned
+                }
+            }
         };
         totals.conflated += missed;
         match offer(&mut conn.socket, &mut conn.out, &mut conn.last_progress, frame, now) {
@@ -152,6 +169,46 @@ pub(crate) fn fan_out<S: Socket>(
         visit(ConnKey(key), conn, current, &mut late);
     }
     totals
+}
+
+/// The plain frame of a session's feed (`None` for the empty set).
+#[inline]
+fn plain_frame<'a>(
+    tick: &'a Tick,
+    set: Option<&SetLease>,
+    late: &'a mut Vec<(SetId, Arc<[u8]>)>,
+) -> Option<&'a Arc<[u8]>> {
+    match set {
+        None => Some(&tick.frame),
+        Some(lease) => match tick.set_frame(lease.id()) {
+            Some(frame) => Some(frame),
+            None if lease.members().is_empty() => None,
+            None => Some(late_frame(late, tick, lease)),
+        },
+    }
+}
+
+/// A compressed or changes-only session's frame of `tick` (see `Tick::pick`), keeping
+/// its chain: after this, its last message is the one picked. `replacing`: an
+/// undelivered tick waits in its outbox and would be dropped for this one.
+fn encoded_pick<'a>(
+    tick: &'a Tick,
+    feed: &mut Feed,
+    replacing: bool,
+    late: &'a mut Vec<(SetId, Arc<[u8]>)>,
+) -> Pick<'a> {
+    let set = feed.set.as_ref();
+    if !feed.encoding.delta {
+        let Some(plain) = plain_frame(tick, set, late) else { return Pick::Nothing };
+        return tick.pick(feed.encoding, set, feed.last_seq, replacing, plain);
+    }
+    let pick = tick.pick_delta(feed.encoding, set, feed.last_seq, replacing);
+    match &pick {
+        Pick::Nothing => {}
+        Pick::Frame(_) => feed.last_seq = Some(tick.seq),
+        Pick::Whole(_, seq) | Pick::Built(_, seq) => feed.last_seq = Some(*seq),
+    }
+    pick
 }
 
 #[cold]

@@ -31,8 +31,10 @@ use crate::metrics::WsAuthOutcome;
 use crate::parse::Status;
 use crate::symbols::{self, Change};
 use crate::ticker::Tick;
+use crate::ticker::variants::Encoding;
 use crate::workers::{ConnKey, Job, ReplyTo};
 use crate::ws::codec::Decoder;
+use crate::ws::deflate::{self, Compression};
 use crate::ws::handshake;
 
 mod ws;
@@ -352,7 +354,8 @@ fn handle_request<S: Socket>(
         Route::Upgrade { token: Some(token) } if shared.auth.tokens.lookups_block() => {
             // The handshake is checked now (the request is gone when the worker
             // answers) but answered after the token: 401 comes before 426/400.
-            let handshake = check_upgrade(&req, client_ip(&req, conn, &shared));
+            let compression = shared.config.compression;
+            let handshake = check_upgrade(&req, client_ip(&req, conn, &shared), compression);
             let auth = shared.auth.clone();
             let work = move || Reply::Authorized(auth.authorize_upgrade(Some(&token)));
             let awaiting = Awaiting::Token(Box::new(handshake));
@@ -360,7 +363,8 @@ fn handle_request<S: Socket>(
         }
         Route::Upgrade { token } => {
             let verified = shared.auth.authorize_upgrade(token.as_deref());
-            let handshake = check_upgrade(&req, client_ip(&req, conn, &shared));
+            let compression = shared.config.compression;
+            let handshake = check_upgrade(&req, client_ip(&req, conn, &shared), compression);
             finish_upgrade(conn, ctx, verified, handshake, req.keep_alive(), origin, now);
         }
     }
@@ -373,7 +377,7 @@ fn client_ip<S: Socket>(req: &Request<'_>, conn: &Conn<S>, shared: &Shared) -> I
 
 /// The handshake's checks, and the symbols asked for in `?symbols=A,B` (resolved once
 /// the token is accepted, so a refused token learns nothing about them).
-fn check_upgrade(req: &Request<'_>, client: IpAddr) -> HandshakeCheck {
+fn check_upgrade(req: &Request<'_>, client: IpAddr, compression: Compression) -> HandshakeCheck {
     let key = match handshake::check_upgrade(req) {
         Ok(key) => key,
         Err(e) => return HandshakeCheck::Refused(e),
@@ -381,7 +385,17 @@ fn check_upgrade(req: &Request<'_>, client: IpAddr) -> HandshakeCheck {
     let symbols = req.query_param("symbols").map(|v| {
         v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
     });
-    HandshakeCheck::Passed(UpgradeAsk { key, symbols, client })
+    let delta = match req.query_param("delta").as_deref() {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return HandshakeCheck::Refused(HttpError::BadDeltaParameter),
+    };
+    let deflate = match compression {
+        Compression::Off => None,
+        Compression::Deflate => deflate::negotiate(req.header_values("Sec-WebSocket-Extensions")),
+    };
+    let encoding = Encoding { delta, deflate };
+    HandshakeCheck::Passed(UpgradeAsk { key, symbols, client, encoding })
 }
 
 fn revoked_response() -> Response {
@@ -541,12 +555,21 @@ fn finish_upgrade<S: Socket>(
         Some(s) => (Some(s.set), s.lease),
         None => (None, None),
     };
-    let snapshot = fresh_snapshot(ctx, now).and_then(|t| t.frame_for_feed(set.as_ref()));
+    let encoding = ask.encoding;
+    let (snapshot, last_seq) = match fresh_snapshot(ctx, now) {
+        None => (None, None),
+        Some(tick) => tick.snapshot_for(encoding, set.as_ref()),
+    };
     // The snapshot's tick counts as offered even when it was too old to send: the
     // fan-out starts from the loop's next one.
-    let feed = Feed { set, offered: ctx.snapshot.as_ref().map(|_| ctx.snapshot_gen) };
+    let offered = ctx.snapshot.as_ref().map(|_| ctx.snapshot_gen);
+    let feed = Feed { set, offered, encoding, last_seq };
+    let max_message = shared.config.max_message;
     let session = Session {
-        decoder: Decoder::new(shared.config.max_message),
+        decoder: match encoding.deflate {
+            Some(_) => Decoder::with_deflate(max_message),
+            None => Decoder::new(max_message),
+        },
         actor: verified.actor,
         api_key_id: verified.api_key_id,
         token_id: verified.id,
@@ -555,7 +578,9 @@ fn finish_upgrade<S: Socket>(
         budget: RateBudget::new(shared.config.control_rate, now),
         permit,
     };
-    let accept = handshake::switching_protocols(&handshake::accept_key(&ask.key));
+    let extensions = encoding.deflate.map(|agreed| agreed.response());
+    let accept =
+        handshake::switching_protocols(&handshake::accept_key(&ask.key), extensions.as_deref());
     conn.open_session(session, accept, welcome.as_bytes(), snapshot, feed, now, &shared.metrics);
     // Wake the ticker, which builds nothing while nobody listens. Rung on every upgrade
     // (a lock and a notify): watching for "the first" session would miss two loops

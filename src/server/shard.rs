@@ -431,6 +431,9 @@ impl Shard {
         metrics.bytes_sent.fetch_add(totals.bytes, Relaxed);
         metrics.conflated_frames.fetch_add(totals.conflated, Relaxed);
         metrics.fanout_takeovers.fetch_add(totals.takeovers, Relaxed);
+        if totals.resyncs > 0 {
+            metrics.delta_resyncs.fetch_add(totals.resyncs, Relaxed);
+        }
         self.ctx.snapshot = Some(current.tick);
         self.ctx.snapshot_gen = current.count;
         while let Some(key) = self.dead.pop() {

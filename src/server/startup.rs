@@ -289,7 +289,7 @@ fn build_source(config: &Config, metrics: Arc<Metrics>) -> Result<PriceSource, S
         Some(seed) => Rng::from_seed(seed),
         None => Rng::from_os().map_err(|e| StartError::Io(std::io::Error::other(e.to_string())))?,
     };
-    let model = PriceModel::new(&config.symbols, rng);
+    let model = PriceModel::new(&config.symbols, rng).with_activity(config.sim_activity);
     match config.source {
         SourceKind::Sim => Ok(PriceSource::Sim(model)),
         SourceKind::Exchange(exchange) => exchanges::upstream(config, exchange, metrics)

@@ -76,6 +76,18 @@ fn prefix(seq: u64, ts_us: u64) -> Vec<u8> {
     p
 }
 
+/// The prefix of a changes-only session's message: `"delta":true` with `prev_seq`, or
+/// `"delta":false` (the whole state) without.
+pub fn delta_prefix(seq: u64, ts_us: u64, prev_seq: Option<u64>) -> Vec<u8> {
+    let mut p = Vec::with_capacity(96);
+    let _ = write!(p, r#"{{"type":"ticker","seq":{seq},"ts_us":{ts_us},"#);
+    let _ = match prev_seq {
+        Some(prev) => write!(p, r#""delta":true,"prev_seq":{prev},"data":["#),
+        None => write!(p, r#""delta":false,"data":["#),
+    };
+    p
+}
+
 const SUFFIX: &[u8] = b"]}";
 
 /// The frame of `members` (`None`: every symbol) from `entries`, sized exactly once.
@@ -129,23 +141,40 @@ pub struct Tick {
     /// Indexed by set id; `None` for an id that was free when the tick was built.
     pub sets: Arc<[Option<Arc<[u8]>>]>,
     pub entries: Arc<Entries>,
+    /// The frames of compressed and changes-only sessions (`variants.rs`); `None` when
+    /// only plain sessions were open.
+    pub encoded: Option<Arc<super::variants::Encoded>>,
 }
 
 impl Tick {
     /// Builds the tick's frames: every symbol, then each active set.
     pub fn build(seq: u64, ts_us: u64, quotes: &[Quote], active: &ActiveSets) -> Tick {
+        Tick::build_plain(seq, ts_us, quotes, active, true)
+    }
+
+    /// The plain frames: every symbol, then each active set if `sets` (no plain or
+    /// compressed session open: a set's plain frame would go to nobody).
+    pub fn build_plain(
+        seq: u64,
+        ts_us: u64,
+        quotes: &[Quote],
+        active: &ActiveSets,
+        sets: bool,
+    ) -> Tick {
         let entries = Entries::format(quotes, ts_us / 1_000_000);
         let prefix = prefix(seq, ts_us);
         let frame = assemble(&prefix, &entries, None);
-        let mut sets = vec![None; active.slots];
-        for (id, members) in &active.sets {
+        let slots = if sets { active.slots } else { 0 };
+        let mut set_frames = vec![None; slots];
+        for (id, members) in active.sets.iter().filter(|_| sets) {
             // Members index the configured symbols; a set from another configuration
             // (never the case on one node) is skipped rather than trusted.
             if members.iter().all(|&i| usize::from(i) < entries.len()) {
-                sets[*id as usize] = Some(assemble(&prefix, &entries, Some(members)));
+                set_frames[*id as usize] = Some(assemble(&prefix, &entries, Some(members)));
             }
         }
-        Tick { seq, ts_us, frame, sets: Arc::from(sets), entries: Arc::new(entries) }
+        let (sets, entries) = (Arc::from(set_frames), Arc::new(entries));
+        Tick { seq, ts_us, frame, sets, entries, encoded: None }
     }
 
     /// The frame of set `id` if the ticker built it.

@@ -17,11 +17,14 @@
 //!   live outside the thread and survive the restart, and the event loops keep their
 //!   subscribers (they never notice beyond a pause).
 
+pub mod changes;
 pub mod frames;
 pub mod prices;
 pub mod schedule;
+pub mod variants;
 
 pub use frames::Tick;
+use variants::{TickBuilder, Wanted};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -166,6 +169,7 @@ fn supervise(state: Arc<Mutex<TickerState>>, ctx: Arc<Context>) {
 fn run(state: &Mutex<TickerState>, ctx: &Context) {
     let (interval, metrics) = (ctx.interval, &ctx.metrics);
     let mut active = ActiveCache::default();
+    let mut builder = TickBuilder::new(interval);
     let mut schedule = TickSchedule::new(interval, Instant::now());
     crate::info!("ticker started", interval_ms = interval.as_secs_f64() * 1000.0);
     while !ctx.stop.load(Ordering::Relaxed) {
@@ -193,7 +197,10 @@ fn run(state: &Mutex<TickerState>, ctx: &Context) {
             let ts_us = unix_micros(SystemTime::now());
             let seq = st.seq;
             let quotes = st.source.next_quotes(first);
-            Tick::build(seq, ts_us, quotes, ctx.sets.active(&mut active))
+            let wanted = Wanted::from_sessions(metrics);
+            let built = builder.build(seq, ts_us, quotes, ctx.sets.active(&mut active), wanted);
+            metrics.deflate_skipped.fetch_add(built.deflate_skipped, Ordering::Relaxed);
+            built.tick
         };
         metrics.ticks.fetch_add(1, Ordering::Relaxed);
         let pushed_out = publish(&tick, &ctx.subscribers);

@@ -77,6 +77,8 @@ pub struct SourceStamp {
 pub struct PriceModel {
     quotes: Vec<Quote>,
     rng: Rng,
+    /// The chance that a price moves in a tick (`--sim-activity`); 1 is the seed's walk.
+    activity: f64,
 }
 
 impl PriceModel {
@@ -85,12 +87,23 @@ impl PriceModel {
             .iter()
             .map(|s| Quote { symbol: s.name.clone(), price: round2(s.start_price), source: None })
             .collect();
-        PriceModel { quotes, rng }
+        PriceModel { quotes, rng, activity: 1.0 }
+    }
+
+    /// Each price moves in a tick with probability `activity` (a real feed: most
+    /// symbols do not move in a given 10 ms).
+    pub fn with_activity(mut self, activity: f64) -> PriceModel {
+        self.activity = activity.clamp(0.0, 1.0);
+        self
     }
 
     /// Advances every price by one step of the walk.
     pub fn step(&mut self) {
         for q in &mut self.quotes {
+            // At 1 no draw is spent on it: the same seed walks exactly as before.
+            if self.activity < 1.0 && self.rng.next_f64() >= self.activity {
+                continue;
+            }
             let r = self.rng.next_f64();
             let next = round2(q.price * (1.0 + (r - 0.5) * 0.002));
             // Rounding can pin a tiny price at 0.00; keep it positive so it can move again.
@@ -141,6 +154,32 @@ mod tests {
             a.step();
             b.step();
         }
+        assert_eq!(a.quotes(), b.quotes());
+    }
+
+    #[test]
+    fn activity_sets_how_often_a_price_moves() {
+        let many: Vec<SymbolSpec> =
+            (0..100).map(|i| SymbolSpec { name: format!("S{i}"), start_price: 1000.0 }).collect();
+        let moves = |activity: f64| {
+            let mut m = PriceModel::new(&many, Rng::from_seed(3)).with_activity(activity);
+            let mut moved = 0;
+            for _ in 0..100 {
+                let before: Vec<f64> = m.quotes().iter().map(|q| q.price).collect();
+                m.step();
+                moved += m.quotes().iter().zip(before).filter(|(q, b)| q.price != *b).count();
+            }
+            moved
+        };
+        assert_eq!(moves(0.0), 0);
+        // 10,000 chances at 2 %: about 200 (a price can also round back to itself).
+        assert!((100..300).contains(&moves(0.02)), "{}", moves(0.02));
+        assert!(moves(1.0) > 9_000);
+        // Activity 1 is the seed's walk, draw for draw.
+        let mut a = PriceModel::new(&symbols(), Rng::from_seed(7)).with_activity(1.0);
+        let mut b = PriceModel::new(&symbols(), Rng::from_seed(7));
+        a.step();
+        b.step();
         assert_eq!(a.quotes(), b.quotes());
     }
 

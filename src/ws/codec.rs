@@ -264,7 +264,10 @@ mod tests {
     fn rsv1_is_refused_without_deflate_and_on_control_or_continuation_frames() {
         let body = deflated(b"x");
         let frame = compressed(true, OpCode::Text, &body);
-        assert_eq!(decode_all(&mut Decoder::new(1024), &frame), Err(ProtocolError::ReservedBitsSet));
+        assert_eq!(
+            decode_all(&mut Decoder::new(1024), &frame),
+            Err(ProtocolError::ReservedBitsSet)
+        );
         let ping = compressed(true, OpCode::Ping, b"");
         assert_eq!(
             decode_all(&mut Decoder::with_deflate(1024), &ping),

@@ -22,7 +22,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::error::ProtocolError;
 use crate::ws::frame::{self, OpCode};
@@ -38,6 +38,23 @@ pub const LEVEL: u32 = 2;
 
 /// The largest window (2^15 = 32 KiB), what a session without a limit accepts.
 pub const MAX_WINDOW_BITS: u8 = 15;
+
+/// `--compression`: whether offers are accepted at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Off,
+    Deflate,
+}
+
+impl Compression {
+    pub fn parse(v: &str) -> Option<Compression> {
+        match v.to_ascii_lowercase().as_str() {
+            "off" => Some(Compression::Off),
+            "deflate" => Some(Compression::Deflate),
+            _ => None,
+        }
+    }
+}
 
 /// What was agreed with one client: the window its server messages must fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,8 +124,7 @@ fn accept_offer(offer: &str) -> Option<Agreed> {
 
 /// A window size parameter: 8 to 15, digits only, no leading zero (section 7.1.2).
 fn window_bits(v: &str) -> Option<u8> {
-    if v.is_empty() || v.len() > 2 || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit())
-    {
+    if v.is_empty() || v.len() > 2 || v.starts_with('0') || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     v.parse::<u8>().ok().filter(|b| (8..=15).contains(b))
@@ -135,7 +151,10 @@ pub struct Deflater {
 
 impl Default for Deflater {
     fn default() -> Self {
-        Deflater { inner: Compress::new(Compression::new(LEVEL), false), scratch: Vec::new() }
+        Deflater {
+            inner: Compress::new(flate2::Compression::new(LEVEL), false),
+            scratch: Vec::new(),
+        }
     }
 }
 
@@ -225,8 +244,7 @@ pub fn inflate(compressed: &[u8], max: usize) -> Result<Vec<u8>, ProtocolError> 
             }
             // A final block ends the message (what follows is not part of it); all input
             // taken with room to spare means nothing more is pending inside.
-            if status == Status::StreamEnd || (used == input.len() && out.len() < out.capacity())
-            {
+            if status == Status::StreamEnd || (used == input.len() && out.len() < out.capacity()) {
                 return Ok(out);
             }
             if progress == 0 && status == Status::BufError && out.len() < out.capacity() {

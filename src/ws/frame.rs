@@ -113,7 +113,10 @@ pub fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, ProtocolError> {
     } else {
         None
     };
-    Ok(Status::Complete { value: FrameHeader { fin, rsv1, opcode, mask, payload_len }, consumed: pos })
+    Ok(Status::Complete {
+        value: FrameHeader { fin, rsv1, opcode, mask, payload_len },
+        consumed: pos,
+    })
 }
 
 /// The header of an unmasked, final server frame, without allocating.
@@ -137,6 +140,17 @@ pub fn server_header(opcode: OpCode, payload_len: usize) -> ([u8; MAX_HEADER_LEN
         }
     };
     (h, len)
+}
+
+/// The payload of a whole server frame (unmasked, as [`server_header`] makes them).
+pub fn payload_of(frame: &[u8]) -> &[u8] {
+    let start = match frame.get(1).map(|b| b & 0x7F) {
+        None => return &[],
+        Some(126) => 4,
+        Some(127) => 10,
+        Some(_) => 2,
+    };
+    frame.get(start..).unwrap_or(&[])
 }
 
 /// A whole unmasked, final server frame.

@@ -32,12 +32,16 @@ pub fn check_upgrade(req: &Request<'_>) -> Result<String, HttpError> {
     }
 }
 
-/// The `101 Switching Protocols` head.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+/// The `101 Switching Protocols` head, with the agreed `Sec-WebSocket-Extensions`.
+pub fn switching_protocols(accept: &str, extensions: Option<&str>) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(extensions) = extensions {
+        head.push_str(&format!("Sec-WebSocket-Extensions: {extensions}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
 }
 
 #[cfg(test)]

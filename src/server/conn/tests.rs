@@ -187,6 +187,7 @@ fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
         frame: Arc::from(&b"\x81\x02hi"[..]),
         sets: Arc::from(Vec::new()),
         entries: Default::default(),
+        encoded: None,
     });
     ctx.snapshot_gen = 41;
     ctx.snapshot_at = Some(t0);
@@ -414,6 +415,7 @@ fn tick(seq: u64, frame: &'static [u8]) -> crate::ticker::Tick {
         frame: Arc::from(frame),
         sets: Arc::from(Vec::new()),
         entries: Default::default(),
+        encoded: None,
     }
 }
 
@@ -601,6 +603,7 @@ fn after_an_idle_spell_a_new_session_gets_no_old_snapshot_but_the_next_tick() {
         frame: Arc::from(bytes),
         sets: Arc::from(Vec::new()),
         entries: Default::default(),
+        encoded: None,
     };
     ctx.snapshot = Some(tick(5, b"\x81\x03old"));
     ctx.snapshot_gen = 41;

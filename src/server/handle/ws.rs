@@ -113,8 +113,26 @@ fn change_subscription<S: Socket>(
         }
     };
     session.chosen = Some(sub.set.clone());
+    let (encoding, last_seq) = (feed.encoding, feed.last_seq);
     let answer = control::subscriptions(shared.symbols.names_of(&sub.set));
     conn.queue(frame::encode_frame(OpCode::Text, &answer), now);
+    if encoding.delta {
+        // A changes-only session is sent the whole state of its new set, and its chain
+        // starts again from it.
+        let mut last_seq = last_seq;
+        if let Some(tick) = &ctx.snapshot {
+            let set = sub.lease.as_ref();
+            let (frame, seq) = tick.whole_pick(encoding, set, last_seq).into_whole().unzip();
+            conn.out.latest_tick = frame;
+            last_seq = seq.or(last_seq);
+        }
+        if let State::WebSocket { feed, .. } = &mut conn.state {
+            feed.set = sub.lease;
+            feed.last_seq = last_seq;
+        }
+        shared.metrics.subscription_changes.fetch_add(1, Relaxed);
+        return;
+    }
     if let Some(tick) = &ctx.snapshot {
         let added: Vec<SymbolIndex> = sub.added.members().collect();
         if !added.is_empty() {

@@ -19,7 +19,10 @@ fn browser_and_python_offers_are_accepted() {
     // Chromium's and python-websockets' offers.
     assert!(agreed("permessage-deflate; client_max_window_bits").is_some());
     assert!(agreed("permessage-deflate; client_max_window_bits=12").is_some());
-    assert!(agreed("permessage-deflate; server_no_context_takeover; client_no_context_takeover").is_some());
+    assert!(
+        agreed("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+            .is_some()
+    );
 }
 
 #[test]
@@ -70,7 +73,8 @@ fn payload_of(frame: &[u8]) -> &[u8] {
 
 #[test]
 fn a_compressed_frame_has_rsv1_and_inflates_to_the_message() {
-    let msg = br#"{"type":"ticker","seq":1,"data":[{"symbol":"BTC-USD","price":42000}]}"#.repeat(20);
+    let msg =
+        br#"{"type":"ticker","seq":1,"data":[{"symbol":"BTC-USD","price":42000}]}"#.repeat(20);
     let frame = Deflater::default().frame(OpCode::Text, &msg).unwrap();
     assert_eq!(frame[0], 0xC1, "FIN + RSV1 + text");
     let body = payload_of(&frame);
@@ -87,7 +91,8 @@ fn empty_and_incompressible_messages_round_trip() {
     let mut d = Deflater::default();
     let empty = d.frame(OpCode::Text, b"").unwrap();
     assert_eq!(inflate(payload_of(&empty), 10).unwrap(), b"");
-    let noise: Vec<u8> = (0..70_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> =
+        (0..70_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let f = d.frame(OpCode::Binary, &noise).unwrap();
     assert_eq!(f[0], 0xC2);
     assert_eq!(inflate(payload_of(&f), 1 << 20).unwrap(), noise);
@@ -119,7 +124,7 @@ fn garbage_is_refused_and_the_inflater_still_works_after() {
 fn a_final_block_ends_the_message() {
     // Some peers end a message with a BFINAL block instead of a sync flush (RFC 7692
     // section 7.2.3.4): the appended tail is then not part of it.
-    let mut c = Compress::new(Compression::new(6), false);
+    let mut c = Compress::new(flate2::Compression::new(6), false);
     let mut out = Vec::with_capacity(256);
     c.compress_vec(b"hello final", &mut out, FlushCompress::Finish).unwrap();
     assert_eq!(inflate(&out, 1000).unwrap(), b"hello final");
