@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 #[cfg(feature = "cluster")]
 mod cluster;
+mod compression;
 mod cors;
 mod docs;
 mod hostile;

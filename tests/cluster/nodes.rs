@@ -133,6 +133,44 @@ fn three_nodes_send_byte_identical_frames_and_a_token_from_one_opens_the_others(
 }
 
 #[test]
+fn compressed_and_changes_only_frames_are_byte_identical_on_every_node() {
+    use crate::compression::Raw;
+    let Some(redis) = RedisServer::start() else { return };
+    let nodes: Vec<TestServer> = (0..2)
+        .map(|_| {
+            TestServer::start_with(
+                Opts::default().arg("--redis", &redis.url()).arg("--sim-activity", "0.3"),
+            )
+        })
+        .collect();
+    let token = nodes[0].token();
+    for (query, what) in [("", "compressed frames"), ("delta=1", "changes messages")] {
+        let mut sessions: Vec<Raw> =
+            nodes.iter().map(|n| Raw::open(n, &token, query, Some("permessage-deflate"))).collect();
+        // Per node: seq → the frame's wire bytes, for compressed frames (RSV1) only;
+        // a node's first second of changes may differ (see ticker/changes.rs).
+        let mut seen: Vec<BTreeMap<u64, Vec<u8>>> = vec![BTreeMap::new(); 2];
+        for (i, r) in sessions.iter_mut().enumerate() {
+            let mut first = None;
+            while seen[i].len() < 250 {
+                let (v, b0, wire) = r.ticker();
+                let seq = v["seq"].as_u64().expect("seq");
+                let first = *first.get_or_insert(seq);
+                if b0 == 0xC1 && v["delta"] != false && seq > first + 110 {
+                    seen[i].insert(seq, wire);
+                }
+            }
+        }
+        let common: Vec<u64> =
+            seen[0].keys().filter(|s| seen[1].contains_key(s)).copied().collect();
+        assert!(common.len() >= 50, "{what}: only {} seen on both nodes", common.len());
+        for seq in &common {
+            assert_eq!(seen[0][seq], seen[1][seq], "{what} of seq {seq} differ");
+        }
+    }
+}
+
+#[test]
 fn kill_9_of_the_leader_moves_the_ticker_and_seq_and_prices_continue() {
     let Some(redis) = RedisServer::start() else { return };
     let mut nodes: Vec<TestServer> = (0..3).map(|_| node(&redis)).collect();
