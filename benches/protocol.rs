@@ -1,6 +1,6 @@
 //! Criterion benches of the pure protocol pieces: HTTP request parsing, WebSocket frame
-//! encoding and decoding, token issue and verification, building one tick's frame, and
-//! what a hostile 32 KB `subscribe` costs the event loop.
+//! encoding and decoding, token issue and verification, building one tick's frame (plain,
+//! compressed, changes only), and what a hostile 32 KB `subscribe` costs the event loop.
 //! `cargo bench --bench protocol`
 
 use std::hint::black_box;
@@ -16,8 +16,10 @@ use crypto_ticker::symbols::sets::SetRegistry as Registry;
 use crypto_ticker::symbols::sets::{ActiveCache, ActiveSets, SetRegistry};
 use crypto_ticker::symbols::{Change, SymbolTable, choose};
 use crypto_ticker::ticker::prices::{PriceModel, Rng};
+use crypto_ticker::ticker::variants::{TickBuilder, Wanted};
 use crypto_ticker::ticker::{Tick, unix_micros};
 use crypto_ticker::ws::codec::Decoder;
+use crypto_ticker::ws::deflate::Deflater;
 use crypto_ticker::ws::frame::{OpCode, encode_client_frame, encode_frame};
 
 fn http_parse(c: &mut Criterion) {
@@ -151,6 +153,89 @@ fn tick_build_sets(c: &mut Criterion) {
     g.finish();
 }
 
+/// Compressing one tick's frame (permessage-deflate, level `deflate::LEVEL`) at 3, 30
+/// and 100 symbols: what each distinct frame costs the ticker once per tick.
+fn deflate_frame(c: &mut Criterion) {
+    let mut g = c.benchmark_group("deflate");
+    for n in [3usize, 30, 100] {
+        let spec: String =
+            (0..n).map(|i| format!("S{i}-USD:{}", 100 + i)).collect::<Vec<_>>().join(",");
+        let mut model = PriceModel::new(&parse_symbols(&spec).unwrap(), Rng::from_seed(1));
+        model.step();
+        let frame =
+            Tick::build(1, unix_micros(SystemTime::now()), model.quotes(), &ActiveSets::default())
+                .frame;
+        let payload = crypto_ticker::ws::frame::payload_of(&frame).to_vec();
+        let mut deflater = Deflater::default();
+        let z = deflater.frame(OpCode::Text, &payload).unwrap();
+        println!(
+            "deflate {n} symbols: {} -> {} bytes ({:.1} %)",
+            frame.len(),
+            z.len(),
+            100.0 * z.len() as f64 / frame.len() as f64
+        );
+        g.throughput(Throughput::Bytes(payload.len() as u64));
+        g.bench_function(format!("{n}_symbols"), |b| {
+            b.iter(|| deflater.frame(OpCode::Text, black_box(&payload)))
+        });
+    }
+    g.finish();
+}
+
+/// One tick's build with every kind of session open (plain, compressed, changes only,
+/// both): 100 symbols for everyone at activity 1 and 0.02, and the worst case at the
+/// default caps (1,024 distinct sets of 100 of 1,000 symbols, every price moving), where
+/// the compression budget (half the 10 ms tick) bounds the build and the rest of the
+/// frames go uncompressed.
+fn tick_build_encoded(c: &mut Criterion) {
+    let wanted = Wanted { plain: true, deflated: true, delta: true, delta_deflated: true };
+    let mut g = c.benchmark_group("ticker_encoded");
+    g.sample_size(20);
+    let cases: [(&str, usize, f64, usize); 3] = [
+        ("100_symbols_activity_1", 100, 1.0, 0),
+        ("100_symbols_activity_0.02", 100, 0.02, 0),
+        ("1024_sets_of_100_of_1000", 1000, 1.0, 1024),
+    ];
+    for (name, symbols, activity, sets) in cases {
+        let spec: String =
+            (0..symbols).map(|i| format!("S{i}-USD:{}", 100 + i)).collect::<Vec<_>>().join(",");
+        let parsed = parse_symbols(&spec).unwrap();
+        let table = SymbolTable::new(parsed.iter().map(|s| s.name.clone()));
+        let mut model = PriceModel::new(&parsed, Rng::from_seed(1)).with_activity(activity);
+        let mut rng = Rng::from_seed(7);
+        let registry = SetRegistry::new(4096);
+        let leases: Vec<_> = (0..sets)
+            .map(|_| {
+                let names: Vec<String> = (0..100)
+                    .map(|_| format!("S{}-USD", rng.next_u64() as usize % symbols))
+                    .collect();
+                registry.acquire(table.resolve(names.iter().map(String::as_str)).unwrap(), None)
+            })
+            .collect();
+        let mut cache = ActiveCache::default();
+        let active = registry.active(&mut cache).clone();
+        let mut builder = TickBuilder::new(Duration::from_millis(10));
+        let (mut seq, mut skipped, mut builds) = (0u64, 0u64, 0u64);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                model.step();
+                seq += 1;
+                let now = unix_micros(SystemTime::now());
+                let built = builder.build(seq, now, model.quotes(), &active, wanted);
+                skipped += built.deflate_skipped;
+                builds += 1;
+                built.tick
+            })
+        });
+        println!(
+            "{name}: {:.1} frames left uncompressed per tick",
+            skipped as f64 / builds.max(1) as f64
+        );
+        drop(leases);
+    }
+    g.finish();
+}
+
 /// One 32 KB `subscribe` as the event loop handles it: parse, resolve against the
 /// table, and the answer. The worst cases: a table of 1,000 symbols (so a list may name
 /// 1,000) filled with long unknown names, and a list of thousands of short unknown
@@ -193,6 +278,8 @@ criterion_group!(
     ws_encode,
     token_verify,
     tick_build,
-    tick_build_sets
+    tick_build_sets,
+    deflate_frame,
+    tick_build_encoded
 );
 criterion_main!(benches);
