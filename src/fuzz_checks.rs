@@ -201,6 +201,52 @@ fn round_trip(message: &Message, seed: u8) {
     }
 }
 
+/// permessage-deflate: the offer parser, the bounded inflate and the compressor.
+///
+/// The input is an offer (`Sec-WebSocket-Extensions` text) up to the first newline, then
+/// a compressed client message.
+/// - negotiation never panics; an agreed window is 8..=15, and the answer the server
+///   would send is itself an acceptable offer that agrees the same window;
+/// - inflating never panics and never returns more than the limit;
+/// - what inflates, compressed again by the server, inflates to the same bytes;
+/// - the same message in a client frame with RSV1 decodes the same way (a deflate
+///   session's decoder), and a decoder without deflate refuses it.
+pub fn permessage_deflate(data: &[u8]) {
+    use crate::ws::deflate::{self, Deflater};
+    let (offer, message) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    if let Ok(offer) = std::str::from_utf8(offer)
+        && let Some(agreed) = deflate::negotiate([offer])
+    {
+        assert!((8..=15).contains(&agreed.server_window_bits));
+        let answer = agreed.response();
+        assert_eq!(deflate::negotiate([answer.as_str()]), Some(agreed), "{answer}");
+    }
+    const LIMIT: usize = 4096;
+    let inflated = deflate::inflate(message, LIMIT);
+    if let Ok(bytes) = &inflated {
+        assert!(bytes.len() <= LIMIT);
+        let frame = Deflater::default().frame(OpCode::Binary, bytes).expect("compresses");
+        let again = deflate::inflate(crate::ws::frame::payload_of(&frame), LIMIT);
+        assert_eq!(again.as_ref(), Ok(bytes));
+    }
+    let mut frame = encode_client_frame(true, OpCode::Binary, message, [7, 7, 7, 7]);
+    frame[0] |= crate::ws::frame::RSV1;
+    let decoded = Decoder::with_deflate(LIMIT).decode(&mut frame.clone());
+    match (&decoded, &inflated) {
+        (Ok(Status::Complete { value: Some(Message::Binary(b)), .. }), Ok(want)) => {
+            assert_eq!(b, want);
+        }
+        (Err(e), Err(want)) => assert_eq!(e, want),
+        (Err(ProtocolError::MessageTooBig), Ok(_)) => assert!(message.len() > LIMIT),
+        other => panic!("decoder and inflate disagree: {other:?}"),
+    }
+    let plain = Decoder::new(LIMIT).decode(&mut frame);
+    assert_eq!(plain.err(), Some(ProtocolError::ReservedBitsSet));
+}
+
 /// Token parsing and verification.
 ///
 /// - parsing arbitrary text never panics, and only 89-character strings parse;
@@ -553,6 +599,11 @@ mod corpus_replay {
     #[test]
     fn forwarded_corpus() {
         replay("forwarded", super::forwarded);
+    }
+
+    #[test]
+    fn permessage_deflate_corpus() {
+        replay("permessage_deflate", super::permessage_deflate);
     }
 
     #[test]

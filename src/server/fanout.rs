@@ -7,6 +7,11 @@
 //! counter increment), and a subscriber that is already waiting only has its pending
 //! tick replaced (conflation). The one syscall per subscriber is the `write`.
 //!
+//! A compressed or changes-only session (`Feed::encoding`) takes the same path after one
+//! more compare: `Tick::pick` chooses among the tick's shared frames for its set (the
+//! compressed one; the changes message if the session got the message it builds on,
+//! else the set's whole-state message), still without building anything per subscriber.
+//!
 //! A fan-out that runs longer than a tick (thousands of subscribers, a busy host) hands
 //! the subscribers it has not reached a newer tick, and the loop's next turn offers that
 //! tick to the ones it served before (`fan_out`): under overload every subscriber gets
