@@ -19,6 +19,7 @@ Attacks:
   ping       an authenticated session sending ping frames without pause
   symbols    pipelined upgrades with a valid token and 3,000 unknown `?symbols=`
   subscribe  an authenticated session sending 32 KB `subscribe` messages
+  bomb       permessage-deflate sessions sending messages that inflate to 16 MiB
 
 TLS handshake floods have their own tool, tools/tls-flood.py.
 """
@@ -32,6 +33,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import zlib
 
 HOST = "127.0.0.1"
 
@@ -92,32 +94,35 @@ def token_for(port, key, tls):
     return json.loads(payload)["token"]
 
 
-def upgrade_request(token, query=""):
+def upgrade_request(token, query="", extra=""):
     return (
         f"GET /ws/ticker?x-auth-token={token}{query} HTTP/1.1\r\nHost: x\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"{extra}\r\n"
     ).encode()
 
 
-def open_session(port, token, tls):
+def open_session(port, token, tls, extra=""):
     sock = connect(port, tls)
-    sock.sendall(upgrade_request(token))
+    sock.sendall(upgrade_request(token, "", extra))
     head, rest = read_head(sock)
     if not head.startswith(b"HTTP/1.1 101"):
         raise RuntimeError(f"upgrade refused: {head[:60]!r}")
     return sock, rest
 
 
-def client_frame(opcode, payload=b""):
-    """A masked client frame (the mask is zero, so the payload goes as it is)."""
+def client_frame(opcode, payload=b"", rsv1=False):
+    """A masked client frame (the mask is zero, so the payload goes as it is); `rsv1`
+    marks it compressed (permessage-deflate)."""
     n = len(payload)
+    b0 = 0x80 | (0x40 if rsv1 else 0) | opcode
     if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        head = struct.pack("!BB", b0, 0x80 | n)
     elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        head = struct.pack("!BBH", b0, 0x80 | 126, n)
     else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
     return head + b"\0\0\0\0" + payload
 
 
@@ -339,6 +344,19 @@ def attack(args, token):
         frame = client_frame(0x1, message.encode())
         sent, read, closed, codes = frames_flood(session, frame, deadline)
         result.update(messages_sent=sent, bytes_read=read, sessions_closed=closed, codes=codes)
+    elif args.attack == "bomb":
+        # permessage-deflate agreed, then text messages that inflate to 16 MiB of
+        # spaces from 16 KiB on the wire (under the 32 KiB limit as received).
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+        body = deflater.compress(b" " * (16 << 20)) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        frame = client_frame(0x1, body[:-4], rsv1=True)
+        offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+
+        def deflate_session():
+            return open_session(args.port, token, args.tls, offer)[0]
+
+        sent, read, closed, codes = frames_flood(deflate_session, frame, deadline)
+        result.update(bombs_sent=sent, bytes_read=read, sessions_closed=closed, codes=codes)
     else:
         raise SystemExit(f"unknown attack {args.attack}")
     return result

@@ -26,7 +26,7 @@ read -r -a extra_args <<<"${HOSTILE_ARGS:-}"
 if [ "$#" -gt 0 ]; then
     attacks=("$@")
 else
-    attacks=(pipeline unread pong ping symbols subscribe)
+    attacks=(pipeline unread pong ping symbols subscribe bomb)
 fi
 
 [ -n "${HOSTILE_SERVER:-}" ] || cargo build --release -p crypto-ticker >&2
