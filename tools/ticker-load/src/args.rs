@@ -52,6 +52,10 @@ pub(crate) struct Args {
     /// `--subscribe` (repeatable) or `--subscribe-random K` (with `--seed`, or a seed
     /// drawn here); every symbol when neither is given.
     pub(crate) subscription: Subscription,
+    /// `--deflate`: offer permessage-deflate at the upgrade.
+    pub(crate) deflate: bool,
+    /// `--delta`: ask for changes only (`delta=1`) and check their chain.
+    pub(crate) delta: bool,
     pub(crate) server_pid: Option<u32>,
     pub(crate) json: Option<PathBuf>,
     /// Reports to write (`.html` or `.svg`); the flag may repeat.
@@ -183,6 +187,8 @@ fn checked(d: Draft, env_api_key: Option<String>) -> Result<Args, ArgError> {
         churn_per_sec: d.churn_per_sec,
         token_per_connection: d.token_per_connection,
         subscription,
+        deflate: d.deflate,
+        delta: d.delta,
         server_pid: d.server_pid,
         json: d.json,
         report: d.report,

@@ -19,6 +19,11 @@
 //! ticker message has listed the symbols ([`ConnSub`]); with `--subscribe`, its set went
 //! in the upgrade request and there is nothing more to do.
 //!
+//! With `--deflate` the upgrade offers permessage-deflate; when the answer accepts it,
+//! compressed messages are inflated (one [`Inflater`] per connection) and then handled
+//! as any other. With `--delta` the connection keeps the state the server's full and
+//! change messages describe ([`DeltaState`]), and checks their chain.
+//!
 //! Under it all is a [`Transport`]: plain TCP, or TLS over it. Over TLS the connection
 //! also holds `WRITABLE` interest while rustls has ciphertext to send, and reads go on
 //! until `WouldBlock` (a short read says nothing about the socket there). The plain
@@ -33,6 +38,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use mio::{Interest, Registry, Token};
 
 use crate::auth::{self, AuthError};
+use crate::deflate::Inflater;
+use crate::delta::{DeltaState, DeltaStep};
 use crate::endpoint;
 use crate::fairness::ConnLatency;
 use crate::frame::{self, OpCode, Status};
@@ -40,7 +47,7 @@ use crate::handshake;
 use crate::meter::Meter;
 pub(crate) use crate::outcome::{End, Origin};
 use crate::receiver::{Event, Receiver, SeqTracker};
-use crate::scan::{Fields, Kind};
+use crate::scan::{self, Fields, Kind};
 use crate::stats::Reason;
 use crate::subscribe::{ConnSub, SubStep};
 use crate::tls::TlsTarget;
@@ -86,6 +93,15 @@ pub(crate) enum Closer {
     Churn,
 }
 
+/// What the connections ask of the server's messages at the upgrade.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Wire {
+    /// `--deflate`: offer permessage-deflate.
+    pub(crate) deflate: bool,
+    /// `--delta`: `delta=1` in the query (the path carries it), and the state rebuilt.
+    pub(crate) delta: bool,
+}
+
 /// Where a churn reconnect goes once it has its token.
 #[derive(Debug, Clone)]
 pub(crate) struct Upgrade {
@@ -125,6 +141,14 @@ pub(crate) struct Conn {
     sub: ConnSub,
     mask_state: u64,
     wants_write: bool,
+    wire: Wire,
+    /// Set once the upgrade's answer accepted permessage-deflate.
+    inflater: Option<Box<Inflater>>,
+    /// The compressed message being inflated: its payload bytes so far, and its output.
+    compressed_len: usize,
+    inflated: Vec<u8>,
+    /// `--delta`: the state rebuilt from the messages.
+    delta: Option<Box<DeltaState>>,
 }
 
 impl Conn {
@@ -158,7 +182,20 @@ impl Conn {
             sub: ConnSub::AtUpgrade(None),
             mask_state: mask_seed | 1,
             wants_write: true,
+            wire: Wire::default(),
+            inflater: None,
+            compressed_len: 0,
+            inflated: Vec::new(),
+            delta: None,
         }
+    }
+
+    /// What the connection asks of the server's messages (the request written by
+    /// [`Conn::new`] must carry the same: the offer, the `delta=1`).
+    pub(crate) fn asking(mut self, wire: Wire) -> Conn {
+        self.wire = wire;
+        self.delta = wire.delta.then(Box::default);
+        self
     }
 
     /// A churn reconnect (or, with `--token-per-connection`, a ramp connection) whose
@@ -293,6 +330,7 @@ impl Conn {
             &path,
             authorization.as_deref(),
             &after.key,
+            self.wire.deflate,
         );
         self.pending.clear();
         self.state = State::Connecting;
@@ -320,7 +358,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.ended(Reason::from_io(&e))),
             };
-            meter.counters.bytes += n as u64;
+            meter.on_bytes(n);
             let data = &buf[..kept + n];
             if self.state == State::Authenticating {
                 let got = self.token_answer(data, meter)?;
@@ -366,10 +404,17 @@ impl Conn {
     fn process(&mut self, data: &[u8], meter: &mut Meter, now_us: u64) -> Result<usize, End> {
         let mut at = 0;
         if self.state == State::Handshaking {
-            match handshake::parse_response(data, &self.accept) {
+            match handshake::parse_response(data, &self.accept, self.wire.deflate) {
                 Ok(Status::Partial) => return Ok(0),
-                Ok(Status::Complete { consumed, .. }) => {
+                Ok(Status::Complete { consumed, value: accepted }) => {
                     at = consumed;
+                    if self.wire.deflate {
+                        meter.on_deflate_answer(accepted.as_ref());
+                    }
+                    if let Some(accepted) = accepted {
+                        self.rx = Receiver::deflating();
+                        self.inflater = Some(Box::new(Inflater::new(&accepted)));
+                    }
                     self.state = State::Open;
                     meter.on_open(self.origin, self.started.elapsed(), Instant::now());
                     if let Some(set) = self.sub.slot() {
@@ -390,6 +435,9 @@ impl Conn {
             };
             match event {
                 Event::Message(fields, payload) => self.on_message(fields, payload, meter, now_us),
+                Event::Compressed { piece, end } => {
+                    self.on_compressed(piece, end, meter, now_us)?
+                }
                 Event::Ping(payload) => {
                     let mask = self.next_mask();
                     frame::write_client_frame(&mut self.out, OpCode::Pong, payload, mask);
@@ -407,6 +455,40 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// A piece of a compressed message; at its `end`, the inflated message is handled.
+    fn on_compressed(
+        &mut self,
+        piece: &[u8],
+        end: bool,
+        meter: &mut Meter,
+        now_us: u64,
+    ) -> Result<(), End> {
+        // The receiver passes compressed pieces only once deflate was accepted.
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(self.ended(Reason::Protocol(frame::FrameError::ReservedBits)));
+        };
+        self.compressed_len += piece.len();
+        let mut done = inflater.feed(piece, &mut self.inflated);
+        if end && done.is_ok() {
+            done = inflater.finish(&mut self.inflated);
+        }
+        if let Err(e) = done {
+            return Err(self.ended(Reason::Inflate(e)));
+        }
+        if end {
+            let mut payload = std::mem::take(&mut self.inflated);
+            meter.on_compressed(self.compressed_len, payload.len());
+            self.on_message(scan::scan(&payload, true), Some(&payload), meter, now_us);
+            self.compressed_len = 0;
+            // Keep the buffer for the next message unless one was unusually large.
+            if payload.capacity() <= MAX_FRAME {
+                payload.clear();
+                self.inflated = payload;
+            }
+        }
+        Ok(())
     }
 
     /// One data message: its subscription part first (an answer re-arms the seq
@@ -430,7 +512,13 @@ impl Conn {
             }
             meter.on_subscribe(&step);
         }
-        meter.on_message(&mut self.seq, &mut self.latency, fields, self.sub.slot(), now_us);
+        let delta = match (&mut self.delta, fields.kind, payload) {
+            (Some(state), Kind::Ticker, Some(payload)) => Some(state.apply(payload)),
+            (Some(_), Kind::Ticker, None) => Some(DeltaStep::Unreadable), // fragmented
+            _ => None,
+        };
+        let slot = self.sub.slot();
+        meter.on_message(&mut self.seq, &mut self.latency, fields, slot, now_us, delta);
     }
 
     /// The end of an open or closing connection, by `reason`.

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::{Events, Poll};
 
-use crate::conn::{self, Conn, End, Origin, Transport, Upgrade};
+use crate::conn::{self, Conn, End, Origin, Transport, Upgrade, Wire};
 use crate::endpoint::{Endpoint, round_robin};
 use crate::handshake;
 use crate::meter::Meter;
@@ -70,6 +70,8 @@ pub(crate) struct Plan {
     pub(crate) token_per_connection: bool,
     /// `--subscribe` or `--subscribe-random`; connection `i` takes set `i % n`.
     pub(crate) subscription: Subscription,
+    /// `--deflate` and `--delta`, the same for every connection.
+    pub(crate) wire: Wire,
 }
 
 impl Plan {
@@ -96,15 +98,17 @@ impl Plan {
         }
     }
 
-    /// `path` with the `?symbols=` of the set `sub` asks for at the upgrade, if any.
+    /// `path` with the `?symbols=` of the set `sub` asks for at the upgrade, if any,
+    /// and `delta=1` with `--delta`.
     fn request_path(&self, path: &str, sub: &ConnSub) -> String {
-        match (&self.subscription, sub.slot()) {
+        let path = match (&self.subscription, sub.slot()) {
             (Subscription::Sets(sets), Some(set)) => match sets.get(set as usize) {
                 Some(set) => subscribe::with_symbols(path, set),
                 None => path.to_string(),
             },
             _ => path.to_string(),
-        }
+        };
+        if self.wire.delta { subscribe::with_param(&path, "delta=1") } else { path }
     }
 }
 
@@ -338,9 +342,9 @@ fn start_conn(
         };
         let (host, key) = (&endpoint.host_header, &reauth.api_key);
         let (random, mask) = (rng.bytes16(), rng.next());
-        return Ok(
-            Conn::token_first(transport, origin, now, host, key, to, random, mask).subscribing(sub)
-        );
+        return Ok(Conn::token_first(transport, origin, now, host, key, to, random, mask)
+            .subscribing(sub)
+            .asking(plan.wire));
     }
     let path = plan.request_path(&endpoint.path, &sub);
     let request = |out: &mut Vec<u8>, key: &str| {
@@ -350,9 +354,11 @@ fn start_conn(
             &path,
             endpoint.authorization.as_deref(),
             key,
+            plan.wire.deflate,
         );
     };
-    Ok(Conn::new(transport, now, origin, request, rng.bytes16(), rng.next()).subscribing(sub))
+    let conn = Conn::new(transport, now, origin, request, rng.bytes16(), rng.next());
+    Ok(conn.subscribing(sub).asking(plan.wire))
 }
 
 #[cfg(test)]
@@ -382,6 +388,7 @@ mod tests {
             churn_per_sec: None,
             token_per_connection: false,
             subscription: Subscription::All,
+            wire: Wire::default(),
         };
         let ports: Vec<u16> = (0..4).map(|i| plan.endpoint(i).remote.port()).collect();
         assert_eq!(ports, [1, 2, 1, 2]);
@@ -400,6 +407,7 @@ mod tests {
             churn_per_sec: None,
             token_per_connection: false,
             subscription,
+            wire: Wire::default(),
         }
     }
 
@@ -429,5 +437,22 @@ mod tests {
         let sub = random.subscription(3, None);
         assert_eq!(sub, ConnSub::random(2, subscribe::conn_seed(9, 3)));
         assert_eq!(random.request_path("/ws", &sub), "/ws", "a random pick is sent later");
+    }
+
+    #[test]
+    fn delta_goes_in_the_query_after_everything_else() {
+        let set = |s| subscribe::SymbolSet::parse(s).unwrap();
+        let delta = Wire { deflate: false, delta: true };
+        let plan = Plan { wire: delta, ..plan_with(Subscription::Sets(vec![set("A,B")])) };
+        let sub = plan.subscription(0, None);
+        assert_eq!(
+            plan.request_path("/ws?x-auth-token=t", &sub),
+            "/ws?x-auth-token=t&symbols=A,B&delta=1"
+        );
+        let all = Plan { wire: delta, ..plan_with(Subscription::All) };
+        assert_eq!(
+            all.request_path("/ws/ticker", &all.subscription(0, None)),
+            "/ws/ticker?delta=1"
+        );
     }
 }

@@ -56,7 +56,8 @@ impl OpCode {
 /// One rule of RFC 6455 that a server frame broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum FrameError {
-    /// RSV1-3 set without a negotiated extension.
+    /// RSV1-3 set without a negotiated extension: RSV2 or RSV3 ever, RSV1 without
+    /// permessage-deflate or on a control or continuation frame (RFC 7692 section 6.1).
     ReservedBits,
     /// Opcode 3-7 or B-F.
     UnknownOpCode(u8),
@@ -90,6 +91,8 @@ impl fmt::Display for FrameError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameHeader {
     pub(crate) fin: bool,
+    /// RSV1: with permessage-deflate, the message is compressed. The caller judges it.
+    pub(crate) rsv1: bool,
     pub(crate) opcode: OpCode,
     pub(crate) payload_len: u64,
 }
@@ -100,10 +103,11 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, FrameError
     let [b0, b1, rest @ ..] = buf else {
         return Ok(Status::Partial);
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(FrameError::ReservedBits);
     }
     let fin = b0 & 0x80 != 0;
+    let rsv1 = b0 & 0x40 != 0;
     let opcode = OpCode::from_bits(b0 & 0x0F)?;
     if b1 & 0x80 != 0 {
         return Err(FrameError::MaskedServerFrame);
@@ -130,7 +134,10 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Status<FrameHeader>, FrameError
             return Err(FrameError::ControlFrameTooBig);
         }
     }
-    Ok(Status::Complete { value: FrameHeader { fin, opcode, payload_len }, consumed: header_len })
+    Ok(Status::Complete {
+        value: FrameHeader { fin, rsv1, opcode, payload_len },
+        consumed: header_len,
+    })
 }
 
 /// Appends one masked client frame with FIN set: a control frame, or a message (a
@@ -176,8 +183,10 @@ mod tests {
     #[test]
     fn a_short_text_frame_header_is_two_bytes() {
         let (h, n) = header(&[0x81, 5, b'h', b'e']);
-        assert_eq!(h, FrameHeader { fin: true, opcode: OpCode::Text, payload_len: 5 });
+        assert_eq!(h, FrameHeader { fin: true, rsv1: false, opcode: OpCode::Text, payload_len: 5 });
         assert_eq!(n, 2);
+        let (h, _) = header(&[0xC1, 5]);
+        assert!(h.rsv1, "RSV1 is reported, for the receiver to judge");
     }
 
     #[test]
@@ -199,7 +208,8 @@ mod tests {
 
     #[test]
     fn protocol_violations_are_typed_errors() {
-        assert_eq!(parse_header(&[0xC1, 0]), Err(FrameError::ReservedBits));
+        assert_eq!(parse_header(&[0xA1, 0]), Err(FrameError::ReservedBits));
+        assert_eq!(parse_header(&[0x91, 0]), Err(FrameError::ReservedBits));
         assert_eq!(parse_header(&[0x83, 0]), Err(FrameError::UnknownOpCode(3)));
         assert_eq!(parse_header(&[0x81, 0x85]), Err(FrameError::MaskedServerFrame));
         assert_eq!(parse_header(&[0x09, 0]), Err(FrameError::FragmentedControlFrame));

@@ -16,12 +16,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::deflate::DeflateCounters;
+use crate::delta::DeltaCounters;
 use crate::run::SATURATED;
 use crate::stats::{Hists, Latency};
 use crate::summary::{Churn, ServerFigures, SetFigures, Storm, Subscriptions, Summary};
 use schema::{
-    ChurnFile, ConnectionsFile, ErrorsFile, FairnessFile, LoadToolFile, RunFile, ServerFile,
-    SetFile, SteadyFile, StormFile, SubscriptionFile,
+    ChurnFile, ConnectionsFile, DeflateFile, DeltaFile, ErrorsFile, FairnessFile, LoadToolFile,
+    RunFile, ServerFile, SetFile, SteadyFile, StormFile, SubscriptionFile, WireFile,
 };
 
 /// The value of `histograms.format`.
@@ -106,6 +108,21 @@ impl From<&Summary> for RunFile {
             subscription: s.subscription.as_ref().map(subscription_file),
             messages_total: s.messages_total,
             bytes_total: s.bytes_total,
+            wire: s.steady_bytes.map(|steady_bytes| WireFile {
+                steady_bytes,
+                bytes_per_subscriber_per_sec: s.bytes_per_subscriber_per_sec(),
+                bytes_per_message: s.bytes_per_message(),
+                messages_per_subscriber_per_sec: s.messages_per_subscriber_per_sec(),
+            }),
+            deflate: s.deflate.as_ref().map(deflate_file),
+            delta: s.delta.map(|d| DeltaFile {
+                full: d.full,
+                changes: d.changes,
+                heartbeats: d.heartbeats,
+                chain_breaks: d.breaks,
+                unsynced: d.unsynced,
+                plain: d.plain,
+            }),
             server: s.server.map(server_file),
             load_tool: LoadToolFile {
                 threads: s.threads,
@@ -176,6 +193,18 @@ fn subscription_file(sub: &Subscriptions) -> SubscriptionFile {
     }
 }
 
+fn deflate_file(d: &DeflateCounters) -> DeflateFile {
+    DeflateFile {
+        accepted: d.accepted_total(),
+        accepted_by: d.accepted.clone(),
+        declined: d.declined,
+        messages: d.messages,
+        compressed_bytes: d.compressed_bytes,
+        inflated_bytes: d.inflated_bytes,
+        ratio: crate::summary::ratio(d),
+    }
+}
+
 fn server_file(v: ServerFigures) -> ServerFile {
     ServerFile {
         pid: v.pid,
@@ -216,6 +245,7 @@ impl RunFile {
             steady_seconds: self.steady.seconds,
             messages_total: self.messages_total,
             bytes_total: self.bytes_total,
+            steady_bytes: self.wire.map(|w| w.steady_bytes),
             steady_messages: self.steady.messages,
             messages_per_sec: self.steady.messages_per_sec,
             ticks: self.steady.ticks,
@@ -224,6 +254,21 @@ impl RunFile {
             backwards: self.steady.out_of_order,
             churn: self.churn.map(ChurnFile::into_churn),
             subscription: self.subscription.and_then(SubscriptionFile::into_subscriptions),
+            deflate: self.deflate.map(|d| DeflateCounters {
+                accepted: d.accepted_by,
+                declined: d.declined,
+                messages: d.messages,
+                compressed_bytes: d.compressed_bytes,
+                inflated_bytes: d.inflated_bytes,
+            }),
+            delta: self.delta.map(|d| DeltaCounters {
+                full: d.full,
+                changes: d.changes,
+                heartbeats: d.heartbeats,
+                breaks: d.chain_breaks,
+                unsynced: d.unsynced,
+                plain: d.plain,
+            }),
             hists,
             server: self.server.map(ServerFile::into_figures),
             tool_cores: self.load_tool.cpu_cores,
@@ -371,6 +416,22 @@ mod tests {
         second.set_latency(&s.hists.tick);
         s.timeline = vec![second];
         s.window = Some((1.0, 11.0));
+        s.steady_bytes = Some(123_456);
+        s.deflate = Some(DeflateCounters {
+            accepted: [("permessage-deflate; server_no_context_takeover".to_string(), 3)].into(),
+            declined: 0,
+            messages: 990,
+            compressed_bytes: 50_000,
+            inflated_bytes: 200_000,
+        });
+        s.delta = Some(DeltaCounters {
+            full: 3,
+            changes: 987,
+            heartbeats: 20,
+            breaks: 1,
+            unsynced: 2,
+            plain: 0,
+        });
         s.subscription = Some(Subscriptions {
             mode: "sets".into(),
             k: None,
@@ -402,6 +463,10 @@ mod tests {
         assert_eq!(back.timeline, s.timeline);
         assert_eq!(back.churn, s.churn);
         assert_eq!(back.subscription, s.subscription);
+        assert_eq!(
+            (back.steady_bytes, &back.deflate, back.delta),
+            (s.steady_bytes, &s.deflate, s.delta)
+        );
         assert_eq!(back.params[0], ("url".to_string(), "ws://h:1/ws".to_string()));
     }
 
@@ -431,6 +496,24 @@ mod tests {
         assert_eq!((sub["mode"].as_str(), sub["distinct_sets"].as_u64()), (Some("sets"), Some(2)));
         assert_eq!(sub["sets"][0]["symbols"], json!(["A", "B"]));
         assert_eq!(sub["sets"][1]["delivered_percent"], 100.0);
+        // 123,456 bytes over 3 subscribers and 10 s; 1,000 messages.
+        assert_eq!(v["wire"]["steady_bytes"], 123_456);
+        assert_eq!(v["wire"]["bytes_per_subscriber_per_sec"], 4115.2);
+        assert_eq!(v["wire"]["bytes_per_message"], 123.456);
+        assert_eq!(v["deflate"]["accepted"], 3);
+        assert_eq!(v["deflate"]["ratio"], 4.0);
+        assert_eq!(v["delta"]["chain_breaks"], 1);
+    }
+
+    #[test]
+    fn a_file_without_the_wire_figures_reads_as_before() {
+        let mut v = to_json(&full());
+        for field in ["wire", "deflate", "delta"] {
+            v.as_object_mut().unwrap().remove(field);
+        }
+        let s = from_json(&v).unwrap();
+        assert_eq!((s.steady_bytes, &s.deflate, s.delta), (None, &None, None));
+        assert_eq!(to_json(&s), v, "and writes out without them");
     }
 
     #[test]

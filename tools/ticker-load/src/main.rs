@@ -12,6 +12,9 @@
 //! - [`handshake`], [`frame`], [`receiver`], [`scan`]: pure protocol code — the upgrade,
 //!   frame headers, the byte stream → events with seq-gap tracking, and the `seq`/`ts_us`
 //!   scanner.
+//! - [`deflate`]: `--deflate`: the permessage-deflate offer, the answer's check, the
+//!   bounded inflater; [`delta`]: `--delta`: the state rebuilt from full and change
+//!   messages, and their `prev_seq` chain.
 //! - [`meter`], [`stats`]: what is counted and when; histograms and percentiles;
 //!   [`fairness`]: each connection's own latency record, for the fairness spread.
 //! - [`summary`], [`json`], [`report`]: the table, the JSON (with the histograms), and
@@ -27,6 +30,8 @@
 mod args;
 mod auth;
 mod conn;
+mod deflate;
+mod delta;
 mod endpoint;
 mod engine;
 mod fairness;

@@ -59,6 +59,20 @@ pub(crate) fn merge(runs: Vec<Summary>, names: &[String]) -> Result<Summary, Str
             (Some(a), Some(b)) => Some(add_churn(a, b)),
             (a, b) => a.or_else(|| b.clone()),
         };
+        m.deflate = match (m.deflate.take(), &r.deflate) {
+            (Some(mut a), Some(b)) => {
+                a.add(b);
+                Some(a)
+            }
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        m.delta = match (m.delta.take(), r.delta) {
+            (Some(mut a), Some(b)) => {
+                a.add(&b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
         m.subscription = match (m.subscription.take(), &r.subscription) {
             (Some(a), Some(b)) => Some(add_subscriptions(a, b)),
             (a, b) => a.or_else(|| b.clone()),
@@ -92,6 +106,8 @@ fn add_counts(m: &mut Summary, r: &Summary) {
     m.steady_seconds = m.steady_seconds.max(r.steady_seconds);
     m.messages_total += r.messages_total;
     m.bytes_total += r.bytes_total;
+    // A run without the figure (an older file) leaves the sum unknown.
+    m.steady_bytes = m.steady_bytes.zip(r.steady_bytes).map(|(a, b)| a + b);
     m.steady_messages += r.steady_messages;
     m.messages_per_sec += r.messages_per_sec;
     m.ticks += r.ticks;
@@ -377,6 +393,47 @@ mod tests {
         assert_eq!(m.storm.ramp_per_sec, 1000.0);
         assert_eq!(m.churn.unwrap().closes, 3);
         assert!(m.params.contains(&("churn".into(), "- | 5/s".into())), "{:?}", m.params);
+    }
+
+    #[test]
+    fn wire_bytes_deflate_and_delta_figures_add_up_through_the_saved_files() {
+        use crate::deflate::DeflateCounters;
+        use crate::delta::DeltaCounters;
+        let run = |opened, bytes, compressed, breaks| {
+            let mut s = run_of(&[1000; 100], opened, 0);
+            s.steady_seconds = 10.0;
+            s.steady_bytes = Some(bytes);
+            s.deflate = Some(DeflateCounters {
+                accepted: [("permessage-deflate".to_string(), opened)].into(),
+                declined: 1,
+                messages: 100,
+                compressed_bytes: compressed,
+                inflated_bytes: 3 * compressed,
+            });
+            s.delta = Some(DeltaCounters { full: 1, changes: 99, breaks, ..Default::default() });
+            s
+        };
+        let dir = Dir::new("merge-wire");
+        let (fa, fb) = (dir.0.join("a.json"), dir.0.join("b.json"));
+        std::fs::write(&fa, json::to_json(&run(3, 30_000, 1000, 1)).to_string()).unwrap();
+        std::fs::write(&fb, json::to_json(&run(2, 20_000, 2000, 0)).to_string()).unwrap();
+        let m = merge_files(&[&fa, &fb]).unwrap();
+        assert_eq!(m.steady_bytes, Some(50_000));
+        // 50,000 bytes over 5 subscribers and 10 s; 200 messages over the same.
+        assert_eq!(m.bytes_per_subscriber_per_sec(), Some(1000.0));
+        assert_eq!(m.bytes_per_message(), Some(250.0));
+        assert_eq!(m.messages_per_subscriber_per_sec(), Some(4.0));
+        let d = m.deflate.as_ref().unwrap();
+        assert_eq!((d.accepted_total(), d.declined, d.compressed_bytes), (5, 2, 3000));
+        assert_eq!(crate::summary::ratio(d), Some(3.0));
+        let delta = m.delta.unwrap();
+        assert_eq!((delta.full, delta.changes, delta.breaks), (2, 198, 1));
+        let out = json::to_json(&m);
+        assert_eq!(out["wire"]["bytes_per_subscriber_per_sec"], 1000.0);
+        // A run saved before bytes were counted: the merged figure is unknown, not short.
+        let old = Summary { steady_bytes: None, ..run(1, 5, 1, 0) };
+        let m = merge(vec![run(3, 30_000, 1000, 1), old], &["a".into(), "b".into()]).unwrap();
+        assert_eq!(m.steady_bytes, None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::deflate::Accepted;
+use crate::delta::DeltaStep;
 use crate::fairness::ConnLatency;
 use crate::outcome::{End, Origin};
 use crate::receiver::{SeqStep, SeqTracker};
@@ -82,8 +84,38 @@ impl Meter {
         }
     }
 
+    /// `n` bytes read from a socket.
+    pub(crate) fn on_bytes(&mut self, n: usize) {
+        self.counters.bytes += n as u64;
+        if self.steady {
+            self.counters.steady_bytes += n as u64;
+        }
+    }
+
+    /// `--deflate`: the upgrade's answer accepted permessage-deflate as `accepted`, or
+    /// (`None`) did not.
+    pub(crate) fn on_deflate_answer(&mut self, accepted: Option<&Accepted>) {
+        let c = &mut self.counters.deflate;
+        match accepted {
+            Some(a) => *c.accepted.entry(a.to_string()).or_default() += 1,
+            None => c.declined += 1,
+        }
+    }
+
+    /// A compressed message of `compressed` payload bytes inflated to `inflated`.
+    pub(crate) fn on_compressed(&mut self, compressed: usize, inflated: usize) {
+        if self.steady {
+            let c = &mut self.counters.deflate;
+            c.messages += 1;
+            c.compressed_bytes += compressed as u64;
+            c.inflated_bytes += inflated as u64;
+        }
+    }
+
     /// One data message received at `now_us` (Unix µs) on a connection with `seq` and
-    /// its own latency record `mine`; `set` is its `--subscribe` set, if any.
+    /// its own latency record `mine`; `set` is its `--subscribe` set, if any. `delta`
+    /// is what a ticker message did to a `--delta` connection's state: a message on the
+    /// delta chain is judged by the chain, not by its `seq` (gaps are normal there).
     pub(crate) fn on_message(
         &mut self,
         seq: &mut SeqTracker,
@@ -91,6 +123,7 @@ impl Meter {
         fields: Fields,
         set: Option<u32>,
         now_us: u64,
+        delta: Option<DeltaStep>,
     ) {
         self.counters.messages += 1;
         self.interval_messages += 1;
@@ -101,12 +134,15 @@ impl Meter {
         if matches!(fields.kind, Kind::Subscriptions | Kind::Error) {
             return; // answers, not ticks, whatever numbers they hold
         }
+        let chain = delta.filter(|d| !matches!(d, DeltaStep::Plain | DeltaStep::Unreadable));
         // Observed in every phase so the baseline is set before the window opens.
-        let step = fields.seq.map(|s| seq.observe(s));
+        let step = if chain.is_some() { None } else { fields.seq.map(|s| seq.observe(s)) };
         if step == Some(SeqStep::Snapshot) {
             return; // a repeat of a tick already counted, with its (older) ts_us
         }
-        if let Some(ts) = fields.ts_us {
+        // A heartbeat carries no tick: its ts_us is no tick's latency.
+        let heartbeat = chain == Some(DeltaStep::Chained { heartbeat: true });
+        if let (Some(ts), false) = (fields.ts_us, heartbeat) {
             if ts > now_us && steady {
                 self.counters.steady_future_ts += 1;
             }
@@ -116,6 +152,19 @@ impl Meter {
                 self.hists.tick.record(latency);
                 mine.record(latency);
             }
+        }
+        if let (Some(d), true) = (delta, steady) {
+            self.counters.delta.count(d);
+        }
+        if chain.is_some() {
+            // A tick received; none is "missed" by seq in a delta session.
+            if steady && !heartbeat {
+                self.counters.steady_ticks += 1;
+                if let Some(set) = set {
+                    self.counters.subscribe.set_mut(set).ticks += 1;
+                }
+            }
+            return;
         }
         let (Some(step), true) = (step, steady) else { return };
         let c = &mut self.counters;
@@ -190,7 +239,7 @@ mod tests {
         let mut seq = SeqTracker::default();
         let mut mine = ConnLatency::default();
         let mut msg =
-            |m: &mut Meter, fields, now| m.on_message(&mut seq, &mut mine, fields, None, now);
+            |m: &mut Meter, fields, now| m.on_message(&mut seq, &mut mine, fields, None, now, None);
         msg(&mut m, Fields::default(), 0); // welcome
         msg(&mut m, tick(10, 1000), 1500); // snapshot: baseline
         msg(&mut m, tick(12, 1000), 1500); // gap before the window: not counted
@@ -222,7 +271,7 @@ mod tests {
             if fields == answer {
                 seq.resubscribed();
             }
-            m.on_message(&mut seq, &mut mine, fields, Some(1), now)
+            m.on_message(&mut seq, &mut mine, fields, Some(1), now, None)
         };
         msg(&mut m, tick(10, 1000), 1100);
         msg(&mut m, answer, 1200); // {"type":"subscriptions",...}
@@ -253,13 +302,64 @@ mod tests {
         m.on_set_open(2);
         m.on_set_open(2);
         for s in [1, 2, 5] {
-            m.on_message(&mut a, &mut mine, tick(s, 1), Some(0), 2);
-            m.on_message(&mut b, &mut mine, tick(s, 1), Some(2), 2);
+            m.on_message(&mut a, &mut mine, tick(s, 1), Some(0), 2, None);
+            m.on_message(&mut b, &mut mine, tick(s, 1), Some(2), 2, None);
         }
         let sets: Vec<(u64, u64, u64)> =
             m.counters.subscribe.sets.iter().map(|s| (s.opened, s.ticks, s.missed)).collect();
         assert_eq!(sets, [(1, 3, 2), (0, 0, 0), (2, 3, 2)]);
         assert_eq!((m.counters.steady_ticks, m.counters.steady_missed), (6, 4));
+    }
+
+    #[test]
+    fn a_delta_session_counts_its_chain_not_its_seq_gaps() {
+        let mut m = Meter { steady: true, ..Meter::default() };
+        let mut seq = SeqTracker::default();
+        let mut mine = ConnLatency::default();
+        let mut msg = |m: &mut Meter, s, ts, now, step| {
+            m.on_message(&mut seq, &mut mine, tick(s, ts), Some(0), now, Some(step))
+        };
+        msg(&mut m, 10, 1000, 1100, DeltaStep::Full);
+        msg(&mut m, 15, 2000, 2200, DeltaStep::Chained { heartbeat: false }); // gap: normal
+        msg(&mut m, 15, 2000, 900_000, DeltaStep::Chained { heartbeat: true });
+        msg(&mut m, 30, 3000, 3300, DeltaStep::Break);
+        msg(&mut m, 31, 3100, 3400, DeltaStep::Unsynced);
+        msg(&mut m, 40, 4000, 4100, DeltaStep::Plain); // seq-checked as before
+        let c = &m.counters;
+        assert_eq!(
+            c.delta,
+            crate::delta::DeltaCounters {
+                full: 1,
+                changes: 2,
+                heartbeats: 1,
+                breaks: 1,
+                unsynced: 1,
+                plain: 1
+            }
+        );
+        assert_eq!((c.steady_ticks, c.steady_missed), (5, 0), "no seq gap counted as missed");
+        assert_eq!(c.subscribe.sets[0].ticks, 5);
+        assert_eq!(m.hists.tick.count(), 5, "the heartbeat is no tick latency");
+        assert_eq!(m.hists.tick.max(), Some(300));
+    }
+
+    #[test]
+    fn bytes_and_compressed_messages_count_in_the_window_apart() {
+        let mut m = Meter::default();
+        m.on_bytes(100);
+        m.on_compressed(10, 50);
+        m.on_deflate_answer(None);
+        m.steady = true;
+        m.on_bytes(20);
+        m.on_compressed(30, 90);
+        let a = crate::deflate::parse_answer("permessage-deflate; server_no_context_takeover");
+        m.on_deflate_answer(a.ok().as_ref());
+        let c = &m.counters;
+        assert_eq!((c.bytes, c.steady_bytes), (120, 20));
+        let d = &c.deflate;
+        assert_eq!((d.messages, d.compressed_bytes, d.inflated_bytes), (1, 30, 90));
+        assert_eq!(d.declined, 1);
+        assert_eq!(d.accepted.get("permessage-deflate; server_no_context_takeover"), Some(&1));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! frame larger than `max_frame` is counted from its first bytes and the rest of it is
 //! skipped as it arrives, so per-connection buffering stays bounded by `max_frame`.
 
-use crate::frame::{self, FrameError, OpCode, Status};
+use crate::frame::{self, FrameError, FrameHeader, OpCode, Status};
 use crate::scan::{self, Fields};
 
 /// What one step of the receiver found.
@@ -14,6 +14,10 @@ pub(crate) enum Event<'a> {
     /// A data message: the fields scanned from its start, and its payload when it came
     /// whole in one frame (`None` for a fragmented or oversized one).
     Message(Fields, Option<&'a [u8]>),
+    /// A piece of a compressed message's payload (permessage-deflate, RSV1 on its first
+    /// frame), in order; `end` on the last. Every byte of it comes through, whatever the
+    /// frame sizes: the inflater needs them all.
+    Compressed { piece: &'a [u8], end: bool },
     /// A ping; the pong must carry the same payload.
     Ping(&'a [u8]),
     /// A pong (the tool sends no pings; unsolicited pongs are allowed and ignored).
@@ -24,16 +28,36 @@ pub(crate) enum Event<'a> {
     Progress,
 }
 
+/// The data message in progress across frames.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Open {
+    #[default]
+    None,
+    /// Uncompressed, with the fields of its first fragment.
+    Plain(Fields),
+    /// Compressed: its pieces go out as they come.
+    Compressed,
+}
+
 /// Per-connection decoder state between reads.
 #[derive(Debug, Default)]
 pub(crate) struct Receiver {
-    /// Payload bytes of an oversized frame still to discard.
+    /// Payload bytes of an oversized frame still to discard (or, compressed, to pass on).
     skip: u64,
-    /// Fields of the first fragment while a fragmented message is open.
-    fragment: Option<Fields>,
+    open: Open,
+    /// The oversized compressed frame being passed on has FIN: its last piece ends the
+    /// message.
+    skip_ends: bool,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 impl Receiver {
+    /// A receiver for a connection whose upgrade answer accepted permessage-deflate.
+    pub(crate) fn deflating() -> Receiver {
+        Receiver { deflate: true, ..Receiver::default() }
+    }
+
     /// Decodes the next event from the start of `buf`. `Partial` means the next frame is
     /// incomplete and at most `max_frame` long: keep the bytes and call again with more.
     pub(crate) fn next<'a>(
@@ -47,7 +71,16 @@ impl Receiver {
                 return Ok(Status::Partial);
             }
             self.skip -= n as u64;
-            return Ok(Status::Complete { value: Event::Progress, consumed: n });
+            let event = if self.open == Open::Compressed {
+                let end = self.skip == 0 && self.skip_ends;
+                if end {
+                    self.open = Open::None;
+                }
+                Event::Compressed { piece: &buf[..n], end }
+            } else {
+                Event::Progress
+            };
+            return Ok(Status::Complete { value: event, consumed: n });
         }
         let Status::Complete { value: head, consumed: head_len } = frame::parse_header(buf)? else {
             return Ok(Status::Partial);
@@ -56,7 +89,7 @@ impl Receiver {
         if total <= buf.len() as u64 {
             // The whole frame is here. Casts are safe: total <= buf.len().
             let payload = &buf[head_len..total as usize];
-            let event = self.frame(head.opcode, head.fin, payload, true)?;
+            let event = self.frame(head, payload, true)?;
             return Ok(Status::Complete { value: event, consumed: total as usize });
         }
         if total <= max_frame as u64 {
@@ -64,7 +97,7 @@ impl Receiver {
         }
         // Too big to buffer: only data frames get here (control frames are <= 127 bytes).
         let payload = &buf[head_len..];
-        let event = self.frame(head.opcode, head.fin, payload, false)?;
+        let event = self.frame(head, payload, false)?;
         self.skip = head.payload_len - payload.len() as u64;
         Ok(Status::Complete { value: event, consumed: buf.len() })
     }
@@ -72,39 +105,51 @@ impl Receiver {
     /// Handles one frame; `payload` is all of it when `whole`, else its start.
     fn frame<'a>(
         &mut self,
-        opcode: OpCode,
-        fin: bool,
+        head: FrameHeader,
         payload: &'a [u8],
         whole: bool,
     ) -> Result<Event<'a>, FrameError> {
-        Ok(match opcode {
+        let fin = head.fin;
+        if head.rsv1 && !(self.deflate && matches!(head.opcode, OpCode::Text | OpCode::Binary)) {
+            return Err(FrameError::ReservedBits);
+        }
+        Ok(match head.opcode {
             OpCode::Text | OpCode::Binary => {
-                if self.fragment.is_some() {
+                if self.open != Open::None {
                     return Err(FrameError::BadContinuation);
+                }
+                if head.rsv1 {
+                    return Ok(self.compressed(payload, fin, whole));
                 }
                 let fields = scan::scan(payload, whole && fin);
                 if fin {
                     Event::Message(fields, whole.then_some(payload))
                 } else {
-                    self.fragment = Some(fields);
+                    self.open = Open::Plain(fields);
                     Event::Progress
                 }
             }
-            OpCode::Continuation => {
-                let Some(fields) = self.fragment else {
-                    return Err(FrameError::BadContinuation);
-                };
-                if fin {
-                    self.fragment = None;
+            OpCode::Continuation => match self.open {
+                Open::None => return Err(FrameError::BadContinuation),
+                Open::Compressed => self.compressed(payload, fin, whole),
+                Open::Plain(fields) if fin => {
+                    self.open = Open::None;
                     Event::Message(fields, None)
-                } else {
-                    Event::Progress
                 }
-            }
+                Open::Plain(_) => Event::Progress,
+            },
             OpCode::Ping => Event::Ping(payload),
             OpCode::Pong => Event::Pong,
             OpCode::Close => Event::Close(frame::close_code(payload)),
         })
+    }
+
+    /// A frame of a compressed message: its payload (or its start, when not `whole`).
+    fn compressed<'a>(&mut self, piece: &'a [u8], fin: bool, whole: bool) -> Event<'a> {
+        let end = fin && whole;
+        self.open = if end { Open::None } else { Open::Compressed };
+        self.skip_ends = fin;
+        Event::Compressed { piece, end }
     }
 }
 
@@ -222,7 +267,12 @@ mod tests {
 
     /// Feeds `chunks` one read at a time, keeping the unconsumed tail as the engine does.
     fn feed(chunks: &[&[u8]], max_frame: usize) -> Vec<String> {
-        let mut rx = Receiver::default();
+        feed_to(Receiver::default(), chunks, max_frame)
+    }
+
+    /// As [`feed`], into `rx`; a compressed message shows as `z` and its pieces joined.
+    fn feed_to(mut rx: Receiver, chunks: &[&[u8]], max_frame: usize) -> Vec<String> {
+        let mut compressed = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         let mut seen = Vec::new();
         for chunk in chunks {
@@ -237,6 +287,13 @@ mod tests {
                     Event::Ping(p) => seen.push(format!("ping {}", String::from_utf8_lossy(p))),
                     Event::Pong => seen.push("pong".into()),
                     Event::Close(code) => seen.push(format!("close {code:?}")),
+                    Event::Compressed { piece, end } => {
+                        compressed.extend_from_slice(piece);
+                        if end {
+                            seen.push(format!("z {}", String::from_utf8_lossy(&compressed)));
+                            compressed.clear();
+                        }
+                    }
                     Event::Progress => {}
                 }
             }
@@ -303,6 +360,52 @@ mod tests {
         let mut out = Vec::new();
         write_client_frame(&mut out, OpCode::Text, b"x", [1, 2, 3, 4]);
         assert_eq!(Receiver::default().next(&out, 1024), Err(FrameError::MaskedServerFrame));
+    }
+
+    /// A server frame with RSV1 set.
+    fn rsv1(mut frame: Vec<u8>) -> Vec<u8> {
+        frame[0] |= 0x40;
+        frame
+    }
+
+    #[test]
+    fn rsv1_marks_a_compressed_message_only_when_deflate_was_negotiated() {
+        let z = rsv1(server_frame(0x1, true, b"abc"));
+        let mut rx = Receiver::default();
+        assert_eq!(rx.next(&z, 1024), Err(FrameError::ReservedBits));
+        let mut all = z.clone();
+        all.extend(tick(1)); // a message may also come uncompressed
+        assert_eq!(
+            feed_to(Receiver::deflating(), &[&all], 1024),
+            ["z abc", "msg Some(1) Some(1001)"]
+        );
+        // Never on a control frame or a continuation.
+        let ping = rsv1(server_frame(0x9, true, b""));
+        assert_eq!(Receiver::deflating().next(&ping, 1024), Err(FrameError::ReservedBits));
+        let mut rx = Receiver::deflating();
+        let first = rsv1(server_frame(0x1, false, b"a"));
+        assert!(matches!(rx.next(&first, 1024), Ok(Status::Complete { .. })));
+        let cont = rsv1(server_frame(0x0, true, b"b"));
+        assert_eq!(rx.next(&cont, 1024), Err(FrameError::ReservedBits));
+    }
+
+    #[test]
+    fn every_byte_of_a_fragmented_or_oversized_compressed_message_comes_through() {
+        let mut all = rsv1(server_frame(0x1, false, b"ab"));
+        all.extend(server_frame(0x9, true, b"p"));
+        all.extend(server_frame(0x0, false, b"cd"));
+        all.extend(server_frame(0x0, true, b"e"));
+        let bytes: Vec<&[u8]> = all.chunks(1).collect();
+        assert_eq!(feed_to(Receiver::deflating(), &bytes, 1024), ["ping p", "z abcde"]);
+
+        let big: Vec<u8> = (0..50_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut all = rsv1(server_frame(0x1, true, &big));
+        all.extend(tick(2));
+        let chunks: Vec<&[u8]> = all.chunks(1000).collect();
+        let seen = feed_to(Receiver::deflating(), &chunks, 4096);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].as_bytes()[2..], big[..]);
+        assert_eq!(seen[1], "msg Some(2) Some(1002)");
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub(crate) fn run(args: &Args) -> Result<RunOutput, RunError> {
         churn_per_sec: args.churn_per_sec,
         token_per_connection: args.token_per_connection,
         subscription: args.subscription.clone(),
+        wire: crate::conn::Wire { deflate: args.deflate, delta: args.delta },
     };
 
     let server_baseline = match args.server_pid {

@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
+use crate::deflate::{DeflateCounters, InflateError};
+use crate::delta::DeltaCounters;
 use crate::frame::FrameError;
 use crate::handshake::HandshakeError;
 use crate::subscribe::Refusal;
@@ -143,6 +145,10 @@ pub(crate) enum Reason {
     NotWebSocket,
     BadAccept,
     BadResponse,
+    /// `--deflate`: a `Sec-WebSocket-Extensions` answer not offered or not acceptable.
+    BadExtension,
+    /// `--deflate`: a compressed message that would not inflate (or inflates too big).
+    Inflate(InflateError),
     /// The server closed TCP without a close frame.
     Eof,
     /// The server sent a close frame with this code (0 when it gave none).
@@ -190,6 +196,7 @@ impl From<HandshakeError> for Reason {
             HandshakeError::NotWebSocket => Reason::NotWebSocket,
             HandshakeError::BadAccept => Reason::BadAccept,
             HandshakeError::Malformed => Reason::BadResponse,
+            HandshakeError::BadExtension => Reason::BadExtension,
         }
     }
 }
@@ -206,6 +213,8 @@ impl fmt::Display for Reason {
             Reason::NotWebSocket => f.write_str("101 without Upgrade: websocket"),
             Reason::BadAccept => f.write_str("bad Sec-WebSocket-Accept"),
             Reason::BadResponse => f.write_str("bad HTTP response"),
+            Reason::BadExtension => f.write_str("bad Sec-WebSocket-Extensions answer"),
+            Reason::Inflate(e) => write!(f, "permessage-deflate: {e}"),
             Reason::Eof => f.write_str("closed by server without close frame"),
             Reason::ServerClose(0) => f.write_str("server close frame"),
             Reason::ServerClose(code) => write!(f, "server close {code}"),
@@ -236,7 +245,11 @@ pub(crate) struct Counters {
     /// Connections whose close handshake completed at the end of the run.
     pub(crate) closed_clean: u64,
     pub(crate) messages: u64,
+    /// Every byte read from the sockets, in all phases (after TLS decryption: frames and
+    /// HTTP heads, not TLS records or TCP/IP headers).
     pub(crate) bytes: u64,
+    /// The same, in the steady window.
+    pub(crate) steady_bytes: u64,
     pub(crate) steady_messages: u64,
     /// Messages in the steady window that carried a `seq`.
     pub(crate) steady_ticks: u64,
@@ -248,6 +261,8 @@ pub(crate) struct Counters {
     pub(crate) pings_answered: u64,
     pub(crate) churn: ChurnCounters,
     pub(crate) subscribe: SubscribeCounters,
+    pub(crate) deflate: DeflateCounters,
+    pub(crate) delta: DeltaCounters,
 }
 
 /// What `--subscribe` and `--subscribe-random` did.
@@ -354,6 +369,7 @@ impl Counters {
         self.closed_clean += o.closed_clean;
         self.messages += o.messages;
         self.bytes += o.bytes;
+        self.steady_bytes += o.steady_bytes;
         self.steady_messages += o.steady_messages;
         self.steady_ticks += o.steady_ticks;
         self.steady_missed += o.steady_missed;
@@ -363,6 +379,8 @@ impl Counters {
         self.pings_answered += o.pings_answered;
         self.churn.add(&o.churn);
         self.subscribe.add(&o.subscribe);
+        self.deflate.add(&o.deflate);
+        self.delta.add(&o.delta);
     }
 }
 

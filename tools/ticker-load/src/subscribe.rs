@@ -75,13 +75,18 @@ impl SymbolSet {
 
 /// `path` with `symbols=` added to its query (`?` or `&` as the path needs).
 pub(crate) fn with_symbols(path: &str, set: &SymbolSet) -> String {
+    with_param(path, &format!("symbols={}", set.query()))
+}
+
+/// `path` with `param` (`name=value`, encoded) added to its query.
+pub(crate) fn with_param(path: &str, param: &str) -> String {
     let sep = match path.split_once('?') {
         None => "?",
         Some((_, "")) => "",
         Some((_, q)) if q.ends_with('&') => "",
         Some(_) => "&",
     };
-    format!("{path}{sep}symbols={}", set.query())
+    format!("{path}{sep}{param}")
 }
 
 /// Whether a request target's query already has a `symbols` parameter.

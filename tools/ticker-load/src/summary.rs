@@ -5,11 +5,16 @@
 //! histograms, never from averaging.
 
 mod rows;
+mod wire;
+
+pub(crate) use wire::ratio;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::args::{Args, Auth};
+use crate::deflate::DeflateCounters;
+use crate::delta::DeltaCounters;
 use crate::run::{RunOutput, Second, ServerUsage};
 use crate::stats::{ChurnCounters, Counters, Hists, Latency, Reason, SubscribeCounters};
 use crate::subscribe::Subscription;
@@ -33,6 +38,8 @@ pub(crate) struct Summary {
     pub(crate) steady_seconds: f64,
     pub(crate) messages_total: u64,
     pub(crate) bytes_total: u64,
+    /// Bytes read in the steady window; `None` in files from before it was counted.
+    pub(crate) steady_bytes: Option<u64>,
     pub(crate) steady_messages: u64,
     pub(crate) messages_per_sec: f64,
     pub(crate) ticks: u64,
@@ -43,6 +50,10 @@ pub(crate) struct Summary {
     pub(crate) churn: Option<Churn>,
     /// `None` without `--subscribe` or `--subscribe-random` (every symbol).
     pub(crate) subscription: Option<Subscriptions>,
+    /// `None` without `--deflate`.
+    pub(crate) deflate: Option<DeflateCounters>,
+    /// `None` without `--delta`.
+    pub(crate) delta: Option<DeltaCounters>,
     pub(crate) hists: Hists,
     pub(crate) server: Option<ServerFigures>,
     pub(crate) tool_cores: f64,
@@ -292,6 +303,12 @@ fn params(args: &Args) -> (Vec<(String, String)>, Vec<String>) {
             params.push(("seed", seed.to_string()));
         }
     }
+    if args.deflate {
+        params.push(("deflate", "offered".to_string()));
+    }
+    if args.delta {
+        params.push(("delta", "on".to_string()));
+    }
     if let Some(pid) = args.server_pid {
         params.push(("server pid", pid.to_string()));
     }
@@ -324,6 +341,7 @@ impl Summary {
             steady_seconds,
             messages_total: c.messages,
             bytes_total: c.bytes,
+            steady_bytes: Some(c.steady_bytes),
             steady_messages: c.steady_messages,
             messages_per_sec: per_sec(c.steady_messages),
             ticks: c.steady_ticks,
@@ -332,6 +350,8 @@ impl Summary {
             backwards: c.steady_backwards,
             churn: args.churn_per_sec.map(|rate| Churn::new(rate, &c.churn)),
             subscription: Subscriptions::new(&args.subscription, &c.subscribe),
+            deflate: args.deflate.then(|| c.deflate.clone()),
+            delta: args.delta.then_some(c.delta),
             hists: out.result.hists.clone(),
             server,
             tool_cores: if steady_seconds > 0.0 {
@@ -499,6 +519,7 @@ pub(crate) mod tests {
             steady_seconds: 0.0,
             messages_total: 0,
             bytes_total: 0,
+            steady_bytes: None,
             steady_messages: 0,
             messages_per_sec: 0.0,
             ticks: 0,
@@ -507,6 +528,8 @@ pub(crate) mod tests {
             backwards: 0,
             churn: None,
             subscription: None,
+            deflate: None,
+            delta: None,
             hists: Hists::default(),
             server: None,
             tool_cores: 0.0,

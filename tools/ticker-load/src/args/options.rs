@@ -40,6 +40,8 @@ pub(super) struct Draft {
     pub(super) sets: Vec<SymbolSet>,
     pub(super) random_k: Option<usize>,
     pub(super) seed: Option<u64>,
+    pub(super) deflate: bool,
+    pub(super) delta: bool,
     pub(super) server_pid: Option<u32>,
     pub(super) json: Option<PathBuf>,
     pub(super) report: Vec<PathBuf>,
@@ -324,6 +326,48 @@ pub(super) static RUN: &[Group<Draft>] = &[
     ticks, and the snapshot after a subscription change (the latest seq again) counts as
     nothing: no tick, gap, repeat or reorder. The summary reports the mode, the distinct
     sets used and, per --subscribe set, its connections, ticks and delivered %.
+",
+    },
+    Group {
+        heading: "WIRE FORMAT (what the server is asked to send):",
+        before: "",
+        options: &[
+            switch(
+                "--deflate",
+                Short::None,
+                |d| d.deflate = true,
+                &[
+                    "offer permessage-deflate (RFC 7692) at the upgrade:",
+                    "Sec-WebSocket-Extensions: permessage-deflate;",
+                    "client_max_window_bits. Messages with RSV1 are inflated",
+                    "(reset per message when the server answers",
+                    "server_no_context_takeover, else one context per",
+                    "connection); one inflating past 16 MiB fails its",
+                    "connection. A server that does not accept is counted, and",
+                    "its sessions go on uncompressed. The tool's own messages",
+                    "go uncompressed",
+                ],
+            ),
+            switch(
+                "--delta",
+                Short::None,
+                |d| d.delta = true,
+                &[
+                    "ask for changes only: delta=1 is added to the WebSocket",
+                    "URL's query (after symbols= and the token). Each connection",
+                    "rebuilds its symbols' state from full (\"delta\":false) and",
+                    "change (\"delta\":true) messages and checks that every",
+                    "prev_seq is the seq of the last ticker message it got; seq",
+                    "gaps are normal there and not counted as missed ticks",
+                ],
+            ),
+        ],
+        after: "    A change off the chain is a chain break; the changes after it, until the next
+    full message, are counted as unsynced (one loss counts once). Wire bytes are every
+    byte read from the sockets in the steady window, after TLS decryption (frames and
+    HTTP heads; no TLS records or TCP/IP headers): the summary gives them per
+    subscriber per second and per message, with messages per subscriber per second, a
+    subscriber being a connection the ramp opened.
 ",
     },
     Group {

@@ -46,6 +46,15 @@ pub(super) struct RunFile {
     pub(super) subscription: Option<SubscriptionFile>,
     pub(super) messages_total: u64,
     pub(super) bytes_total: u64,
+    /// Absent in files from before the steady window's bytes were counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) wire: Option<WireFile>,
+    /// `--deflate` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) deflate: Option<DeflateFile>,
+    /// `--delta` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) delta: Option<DeltaFile>,
     pub(super) server: Option<ServerFile>,
     pub(super) load_tool: LoadToolFile,
     #[serde(default, deserialize_with = "or_default")]
@@ -173,6 +182,47 @@ pub(super) struct SetFile {
     pub(super) missed: u64,
     #[serde(skip_deserializing)]
     pub(super) delivered_percent: Option<f64>,
+}
+
+/// Bytes read in the steady window (after TLS decryption), and per subscriber (a
+/// connection the ramp opened).
+#[derive(Serialize, Deserialize)]
+pub(super) struct WireFile {
+    pub(super) steady_bytes: u64,
+    #[serde(skip_deserializing)]
+    pub(super) bytes_per_subscriber_per_sec: Option<f64>,
+    #[serde(skip_deserializing)]
+    pub(super) bytes_per_message: Option<f64>,
+    #[serde(skip_deserializing)]
+    pub(super) messages_per_subscriber_per_sec: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct DeflateFile {
+    #[serde(skip_deserializing)]
+    pub(super) accepted: u64,
+    /// Upgrades by the answer that accepted permessage-deflate.
+    #[serde(deserialize_with = "or_default")]
+    pub(super) accepted_by: BTreeMap<String, u64>,
+    pub(super) declined: u64,
+    /// Steady window: compressed messages, their payload bytes and what they inflated to.
+    pub(super) messages: u64,
+    pub(super) compressed_bytes: u64,
+    pub(super) inflated_bytes: u64,
+    #[serde(skip_deserializing)]
+    pub(super) ratio: Option<f64>,
+}
+
+/// Steady window: ticker messages by what they did to the rebuilt state.
+#[derive(Serialize, Deserialize)]
+pub(super) struct DeltaFile {
+    pub(super) full: u64,
+    pub(super) changes: u64,
+    pub(super) heartbeats: u64,
+    pub(super) chain_breaks: u64,
+    pub(super) unsynced: u64,
+    /// Ticker messages without `"delta"` (the server ignored `?delta=1`).
+    pub(super) plain: u64,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -63,6 +63,10 @@ impl Summary {
         rows.push((
             "ticks",
             match self.delivered_percent() {
+                Some(_) if self.delta.is_some() => format!(
+                    "{} received; seq gaps not counted in a delta session (see delta)",
+                    group(self.ticks)
+                ),
                 Some(d) => format!(
                     "{} received, {} missed ({d:.3}% delivered), {} repeats, {} out of order",
                     group(self.ticks),
@@ -76,6 +80,7 @@ impl Summary {
         if let Some(sub) = &self.subscription {
             subscription_rows(sub, &mut rows);
         }
+        self.wire_rows(&mut rows);
         rows.push(("tick latency", percentiles(&self.hists.tick.summary())));
         rows.push(("fairness", self.fairness_text()));
         if let Some(churn) = &self.churn {
