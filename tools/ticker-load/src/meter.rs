@@ -140,9 +140,7 @@ impl Meter {
         if step == Some(SeqStep::Snapshot) {
             return; // a repeat of a tick already counted, with its (older) ts_us
         }
-        // A heartbeat carries no tick: its ts_us is no tick's latency.
-        let heartbeat = chain == Some(DeltaStep::Chained { heartbeat: true });
-        if let (Some(ts), false) = (fields.ts_us, heartbeat) {
+        if let Some(ts) = fields.ts_us {
             if ts > now_us && steady {
                 self.counters.steady_future_ts += 1;
             }
@@ -158,7 +156,7 @@ impl Meter {
         }
         if chain.is_some() {
             // A tick received; none is "missed" by seq in a delta session.
-            if steady && !heartbeat {
+            if steady {
                 self.counters.steady_ticks += 1;
                 if let Some(set) = set {
                     self.counters.subscribe.set_mut(set).ticks += 1;
@@ -321,7 +319,7 @@ mod tests {
         };
         msg(&mut m, 10, 1000, 1100, DeltaStep::Full);
         msg(&mut m, 15, 2000, 2200, DeltaStep::Chained { heartbeat: false }); // gap: normal
-        msg(&mut m, 15, 2000, 900_000, DeltaStep::Chained { heartbeat: true });
+        msg(&mut m, 16, 2500, 2600, DeltaStep::Chained { heartbeat: true }); // a tick too
         msg(&mut m, 30, 3000, 3300, DeltaStep::Break);
         msg(&mut m, 31, 3100, 3400, DeltaStep::Unsynced);
         msg(&mut m, 40, 4000, 4100, DeltaStep::Plain); // seq-checked as before
@@ -337,9 +335,9 @@ mod tests {
                 plain: 1
             }
         );
-        assert_eq!((c.steady_ticks, c.steady_missed), (5, 0), "no seq gap counted as missed");
-        assert_eq!(c.subscribe.sets[0].ticks, 5);
-        assert_eq!(m.hists.tick.count(), 5, "the heartbeat is no tick latency");
+        assert_eq!((c.steady_ticks, c.steady_missed), (6, 0), "no seq gap counted as missed");
+        assert_eq!(c.subscribe.sets[0].ticks, 6);
+        assert_eq!(m.hists.tick.count(), 6);
         assert_eq!(m.hists.tick.max(), Some(300));
     }
 
