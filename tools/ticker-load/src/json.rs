@@ -105,7 +105,10 @@ impl From<&Summary> for RunFile {
                 min_ticks: crate::fairness::MIN_SAMPLES,
             }),
             churn: s.churn.as_ref().map(|c| churn_file(c, &s.hists)),
-            subscription: s.subscription.as_ref().map(subscription_file),
+            subscription: s
+                .subscription
+                .as_ref()
+                .map(|sub| subscription_file(sub, s.delta.is_some())),
             messages_total: s.messages_total,
             bytes_total: s.bytes_total,
             wire: s.steady_bytes.map(|steady_bytes| WireFile {
@@ -169,7 +172,8 @@ fn churn_file(c: &Churn, hists: &Hists) -> ChurnFile {
     }
 }
 
-fn subscription_file(sub: &Subscriptions) -> SubscriptionFile {
+/// `delta`: a delta session, where a set's delivered % is not known from seq gaps.
+fn subscription_file(sub: &Subscriptions, delta: bool) -> SubscriptionFile {
     SubscriptionFile {
         mode: Some(sub.mode.clone()),
         distinct_sets: sub.distinct_sets,
@@ -187,7 +191,7 @@ fn subscription_file(sub: &Subscriptions) -> SubscriptionFile {
                 connections: set.connections,
                 ticks: set.ticks,
                 missed: set.missed,
-                delivered_percent: set.delivered_percent(),
+                delivered_percent: set.delivered_percent().filter(|_| !delta),
             })
             .collect(),
     }
@@ -424,14 +428,6 @@ mod tests {
             compressed_bytes: 50_000,
             inflated_bytes: 200_000,
         });
-        s.delta = Some(DeltaCounters {
-            full: 3,
-            changes: 987,
-            heartbeats: 20,
-            breaks: 1,
-            unsynced: 2,
-            plain: 0,
-        });
         s.subscription = Some(Subscriptions {
             mode: "sets".into(),
             k: None,
@@ -467,6 +463,23 @@ mod tests {
             (back.steady_bytes, &back.deflate, back.delta),
             (s.steady_bytes, &s.deflate, s.delta)
         );
+
+        // A delta session: seq gaps say nothing, so no delivered %, per set neither.
+        let mut d = full();
+        d.delta = Some(DeltaCounters {
+            full: 3,
+            changes: 987,
+            heartbeats: 20,
+            breaks: 1,
+            unsynced: 2,
+            plain: 0,
+        });
+        let v = to_json(&d);
+        assert_eq!(from_json(&v).unwrap().delta, d.delta);
+        assert_eq!(to_json(&from_json(&v).unwrap()), v);
+        assert_eq!(v["delta"]["chain_breaks"], 1);
+        assert_eq!(v["steady"]["delivered_percent"], Value::Null);
+        assert_eq!(v["subscription"]["sets"][0]["delivered_percent"], Value::Null);
         assert_eq!(back.params[0], ("url".to_string(), "ws://h:1/ws".to_string()));
     }
 
@@ -502,7 +515,6 @@ mod tests {
         assert_eq!(v["wire"]["bytes_per_message"], 123.456);
         assert_eq!(v["deflate"]["accepted"], 3);
         assert_eq!(v["deflate"]["ratio"], 4.0);
-        assert_eq!(v["delta"]["chain_breaks"], 1);
     }
 
     #[test]

@@ -377,8 +377,12 @@ impl Summary {
     }
 
     /// Ticks received / ticks the server sent to connections in the steady window, in
-    /// percent; `None` when no message carried a `seq`.
+    /// percent; `None` when no message carried a `seq`, or in a delta session (where seq
+    /// gaps are normal: the chain tells of loss there).
     pub(crate) fn delivered_percent(&self) -> Option<f64> {
+        if self.delta.is_some() {
+            return None;
+        }
         delivered(self.ticks, self.missed)
     }
 

@@ -63,7 +63,7 @@ impl Summary {
         rows.push((
             "ticks",
             match self.delivered_percent() {
-                Some(_) if self.delta.is_some() => format!(
+                None if self.delta.is_some() => format!(
                     "{} received; seq gaps not counted in a delta session (see delta)",
                     group(self.ticks)
                 ),
@@ -78,7 +78,7 @@ impl Summary {
             },
         ));
         if let Some(sub) = &self.subscription {
-            subscription_rows(sub, &mut rows);
+            subscription_rows(sub, self.delta.is_some(), &mut rows);
         }
         self.wire_rows(&mut rows);
         rows.push(("tick latency", percentiles(&self.hists.tick.summary())));
@@ -195,7 +195,8 @@ impl Summary {
 
 /// The mode and the distinct sets; per `--subscribe` set its connections and ticks; the
 /// refused `subscribe` messages.
-fn subscription_rows(sub: &Subscriptions, rows: &mut Vec<(&'static str, String)>) {
+/// In a delta session (`delta`) a set's delivered % is not known from seq gaps.
+fn subscription_rows(sub: &Subscriptions, delta: bool, rows: &mut Vec<(&'static str, String)>) {
     let text = match sub.k {
         Some(k) => {
             let of = sub.symbols.map_or_else(String::new, |n| format!(" of {n}"));
@@ -223,8 +224,10 @@ fn subscription_rows(sub: &Subscriptions, rows: &mut Vec<(&'static str, String)>
             .sets
             .iter()
             .map(|s| {
-                let delivered =
-                    s.delivered_percent().map_or_else(String::new, |d| format!(" ({d:.3}%)"));
+                let delivered = s
+                    .delivered_percent()
+                    .filter(|_| !delta)
+                    .map_or_else(String::new, |d| format!(" ({d:.3}%)"));
                 format!(
                     "{}: {} conn, {} ticks{delivered}",
                     s.symbols.join(","),
