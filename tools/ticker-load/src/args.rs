@@ -171,6 +171,12 @@ fn checked(d: Draft, env_api_key: Option<String>) -> Result<Args, ArgError> {
     if d.token_in_query && auth == Auth::None {
         return Err(ArgError::Conflict("--token-in-query needs a token"));
     }
+    // The tool reads a session by its own flag: a `delta` in the URL would go unchecked.
+    if targets.iter().any(|t| subscribe::has_param(&t.ws_path, "delta")) {
+        return Err(ArgError::Conflict(
+            "leave delta= out of the URL: --delta asks for changes only and checks them",
+        ));
+    }
     let subscription = subscription(d.sets, d.random_k, d.seed, &targets)?;
     Ok(Args {
         targets,

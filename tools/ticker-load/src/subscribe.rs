@@ -91,9 +91,13 @@ pub(crate) fn with_param(path: &str, param: &str) -> String {
 
 /// Whether a request target's query already has a `symbols` parameter.
 pub(crate) fn has_symbols_param(path: &str) -> bool {
-    path.split_once('?').is_some_and(|(_, q)| {
-        q.split('&').any(|p| p.split_once('=').map_or(p, |(k, _)| k) == "symbols")
-    })
+    has_param(path, "symbols")
+}
+
+/// Whether a request target's query has a parameter `name`.
+pub(crate) fn has_param(path: &str, name: &str) -> bool {
+    path.split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|p| p.split_once('=').map_or(p, |(k, _)| k) == name))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, as

@@ -49,6 +49,20 @@ fn every_option_is_read_with_a_space_or_an_equals_sign() {
 }
 
 #[test]
+fn deflate_and_delta_are_off_unless_asked_and_delta_stays_out_of_the_url() {
+    let a = run("--no-auth --url ws://h:1/ws").unwrap();
+    assert!(!a.deflate && !a.delta);
+    let a = run("--no-auth --url ws://h:1/ws?x=1 --deflate --delta").unwrap();
+    assert!(a.deflate && a.delta);
+    assert_eq!(a.targets[0].ws_path, "/ws?x=1", "delta=1 is added per request, not here");
+    for line in
+        ["--no-auth --url ws://h:1/ws?delta=1", "--no-auth --url ws://h:1/ws?delta=0 --delta"]
+    {
+        assert!(matches!(run(line), Err(ArgError::Conflict(_))), "{line}");
+    }
+}
+
+#[test]
 fn a_repeated_url_gives_every_target_in_the_order_given() {
     let a = run("--no-auth --url ws://b:2/x --url=ws://a:1/y --url ws://c:3/z").unwrap();
     let urls: Vec<String> = a.targets.iter().map(Target::ws_url).collect();
