@@ -20,7 +20,7 @@
 //! in the upgrade request and there is nothing more to do.
 //!
 //! With `--deflate` the upgrade offers permessage-deflate; when the answer accepts it,
-//! compressed messages are inflated (one [`Inflater`] per connection) and then handled
+//! compressed messages are inflated and then handled
 //! as any other. With `--delta` the connection keeps the state the server's full and
 //! change messages describe ([`DeltaState`]), and checks their chain.
 //!
@@ -38,7 +38,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use mio::{Interest, Registry, Token};
 
 use crate::auth::{self, AuthError};
-use crate::deflate::Inflater;
+use crate::deflate::{self, Accepted, Inflater};
 use crate::delta::{DeltaState, DeltaStep};
 use crate::endpoint;
 use crate::fairness::ConnLatency;
@@ -143,6 +143,10 @@ pub(crate) struct Conn {
     wants_write: bool,
     wire: Wire,
     /// Set once the upgrade's answer accepted permessage-deflate.
+    deflate: Option<Accepted>,
+    /// The connection's own inflater, made on first use: with context takeover, or for
+    /// a message that arrives in pieces. A message compressed alone that arrives whole
+    /// (crypto-ticker's every message) uses the thread's ([`deflate::inflate_alone`]).
     inflater: Option<Box<Inflater>>,
     /// The compressed message being inflated: its payload bytes so far, and its output.
     compressed_len: usize,
@@ -183,6 +187,7 @@ impl Conn {
             mask_state: mask_seed | 1,
             wants_write: true,
             wire: Wire::default(),
+            deflate: None,
             inflater: None,
             compressed_len: 0,
             inflated: Vec::new(),
@@ -413,7 +418,7 @@ impl Conn {
                     }
                     if let Some(accepted) = accepted {
                         self.rx = Receiver::deflating();
-                        self.inflater = Some(Box::new(Inflater::new(&accepted)));
+                        self.deflate = Some(accepted);
                     }
                     self.state = State::Open;
                     meter.on_open(self.origin, self.started.elapsed(), Instant::now());
@@ -466,14 +471,21 @@ impl Conn {
         now_us: u64,
     ) -> Result<(), End> {
         // The receiver passes compressed pieces only once deflate was accepted.
-        let Some(inflater) = self.inflater.as_mut() else {
+        let Some(accepted) = self.deflate else {
             return Err(self.ended(Reason::Protocol(frame::FrameError::ReservedBits)));
         };
+        let whole = end && self.compressed_len == 0;
         self.compressed_len += piece.len();
-        let mut done = inflater.feed(piece, &mut self.inflated);
-        if end && done.is_ok() {
-            done = inflater.finish(&mut self.inflated);
-        }
+        let done = if whole && accepted.server_no_context_takeover {
+            deflate::inflate_alone(piece, &mut self.inflated)
+        } else {
+            let inflater = self.inflater.get_or_insert_with(|| Box::new(Inflater::new(&accepted)));
+            let mut done = inflater.feed(piece, &mut self.inflated);
+            if end && done.is_ok() {
+                done = inflater.finish(&mut self.inflated);
+            }
+            done
+        };
         if let Err(e) = done {
             return Err(self.ended(Reason::Inflate(e)));
         }

@@ -9,6 +9,7 @@
 //! window across messages, and so must the inflater, one per connection. The tool
 //! sends its few messages (subscribe, pong, close) uncompressed, which RFC 7692 allows.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -199,6 +200,12 @@ impl Inflater {
         }
     }
 
+    /// Back to a fresh context, as after a message compressed alone.
+    fn reset(&mut self) {
+        self.z.reset(false);
+        self.ended = false;
+    }
+
     /// The message is complete: its stripped tail goes in, and the context is reset when
     /// the server compresses each message alone (or ended its stream).
     pub(crate) fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), InflateError> {
@@ -206,11 +213,36 @@ impl Inflater {
             self.feed(&TAIL, out)?;
         }
         if self.reset_per_message || self.ended {
-            self.z.reset(false);
-            self.ended = false;
+            self.reset();
         }
         Ok(())
     }
+}
+
+const ALONE: Accepted = Accepted {
+    server_no_context_takeover: true,
+    client_no_context_takeover: false,
+    server_max_window_bits: None,
+    client_max_window_bits: None,
+};
+
+thread_local! {
+    /// One inflater per engine thread for messages compressed alone: an inflater holds
+    /// about 40 KiB (its 32 KiB window), which thousands of connections need not each
+    /// keep when no message depends on the one before.
+    static THREAD_INFLATER: RefCell<Inflater> = RefCell::new(Inflater::new(&ALONE));
+}
+
+/// Inflates `payload`, a whole message compressed on its own (no context takeover),
+/// into `out` with the thread's inflater.
+pub(crate) fn inflate_alone(payload: &[u8], out: &mut Vec<u8>) -> Result<(), InflateError> {
+    THREAD_INFLATER.with_borrow_mut(|inflater| {
+        let done = inflater.feed(payload, out).and_then(|()| inflater.finish(out));
+        if done.is_err() {
+            inflater.reset(); // ready for the next connection's message
+        }
+        done
+    })
 }
 
 /// `--deflate`: what the upgrades negotiated, and (steady window) what came compressed.
@@ -329,6 +361,22 @@ mod tests {
         let mut small = Inflater::with_limit(&NO_TAKEOVER, 1000);
         let wire = compress(&mut Compress::new(Compression::best(), false), &zeros[..1001]);
         assert_eq!(inflate(&mut small, &[&wire]), Err(InflateError::TooBig));
+    }
+
+    #[test]
+    fn the_threads_inflater_takes_message_after_message_even_after_a_bad_one() {
+        let msg = br#"{"type":"ticker","seq":7,"data":[]}"#;
+        let wire = compress(&mut Compress::new(Compression::default(), false), msg);
+        for round in 0..3 {
+            let mut out = Vec::new();
+            assert_eq!(inflate_alone(&wire, &mut out), Ok(()), "round {round}");
+            assert_eq!(out, msg);
+            let mut junk = Vec::new();
+            assert_eq!(inflate_alone(&[0xFF, 0xFF], &mut junk), Err(InflateError::Corrupt));
+            // Cut short: not an error to the inflater, but it must not leak into the next.
+            let mut half = Vec::new();
+            let _ = inflate_alone(&wire[..wire.len() / 2], &mut half);
+        }
     }
 
     #[test]
