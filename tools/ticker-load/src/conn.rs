@@ -20,8 +20,7 @@
 //! in the upgrade request and there is nothing more to do.
 //!
 //! With `--deflate` the upgrade offers permessage-deflate; when the answer accepts it,
-//! compressed messages are inflated and then handled
-//! as any other. With `--delta` the connection keeps the state the server's full and
+//! compressed messages are inflated and then handled as any other. With `--delta` the connection keeps the state the server's full and
 //! change messages describe ([`DeltaState`]), and checks their chain.
 //!
 //! Under it all is a [`Transport`]: plain TCP, or TLS over it. Over TLS the connection
