@@ -138,15 +138,18 @@ pub(crate) fn fan_out<S: Socket>(
             }
         } else {
             let replacing = conn.out.latest_tick.is_some();
+            // A session's first message is no resync (no snapshot when it opened: the
+            // ticker was idle).
+            let resync = u64::from(feed.last_seq.is_some());
             match encoded_pick(tick, feed, replacing, late) {
                 Pick::Nothing => return,
                 Pick::Frame(frame) => frame,
                 Pick::Whole(frame, _) => {
-                    totals.resyncs += 1;
+                    totals.resyncs += resync;
                     frame
                 }
                 Pick::Built(frame, _) => {
-                    totals.resyncs += 1;
+                    totals.resyncs += resync;
                     owned = frame;
                     &owned
                 }

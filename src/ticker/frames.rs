@@ -144,6 +144,8 @@ pub struct Tick {
     /// The frames of compressed and changes-only sessions (`variants.rs`); `None` when
     /// only plain sessions were open.
     pub encoded: Option<Arc<super::variants::Encoded>>,
+    /// What changed in this tick (`changes.rs`), for changes-only sessions' `prev_seq`.
+    pub changes: Option<Arc<super::changes::Changes>>,
 }
 
 impl Tick {
@@ -174,7 +176,7 @@ impl Tick {
             }
         }
         let (sets, entries) = (Arc::from(set_frames), Arc::new(entries));
-        Tick { seq, ts_us, frame, sets, entries, encoded: None }
+        Tick { seq, ts_us, frame, sets, entries, encoded: None, changes: None }
     }
 
     /// The frame of set `id` if the ticker built it.

@@ -95,7 +95,6 @@ pub struct Encoded {
     pub all: SetFrames,
     /// Indexed by set id, like the tick's plain set frames.
     pub sets: Vec<Option<SetFrames>>,
-    pub changes: Changes,
 }
 
 /// One set's (or the all-symbols feed's) frames of a tick beyond the plain one.
@@ -167,8 +166,11 @@ impl TickBuilder {
         wanted: Wanted,
     ) -> Built {
         let started = Instant::now();
-        let changes = self.changes.observe(seq, quotes, self.every);
+        let changes = Arc::new(self.changes.observe(seq, quotes, self.every));
         let mut tick = Tick::build_plain(seq, ts_us, quotes, active, wanted.plain);
+        // Kept even with no changes-only session open: the first one's snapshot then
+        // carries the seq its chain goes on from.
+        tick.changes = Some(changes.clone());
         if !wanted.encoded() {
             return Built { tick, deflate_skipped: 0 };
         }
@@ -193,7 +195,7 @@ impl TickBuilder {
             sets[*id as usize] = Some(job.set_frames(&plain, Some(members)));
         }
         let skipped = job.skipped;
-        tick.encoded = Some(Arc::new(Encoded { all, sets, changes }));
+        tick.encoded = Some(Arc::new(Encoded { all, sets }));
         Built { tick, deflate_skipped: skipped }
     }
 }
@@ -347,26 +349,23 @@ impl Tick {
         if members.is_some_and(<[SymbolIndex]>::is_empty) {
             return Pick::Nothing;
         }
-        let Some(encoded) = self.encoded.as_deref() else {
-            // A tick built before the first such session opened: this tick's state.
-            let frame = whole_frame(self, self.seq, members, encoding.deflate);
-            return Pick::Built(frame, self.seq);
-        };
-        let Some(frames) = self.frames_of(set) else {
-            let seq = encoded.changes.state_seq(members);
-            return Pick::Built(whole_frame(self, seq, members, encoding.deflate), seq);
-        };
-        let whole = frames.whole.get_or_init(|| {
-            let seq = encoded.changes.state_seq(members);
-            let plain = whole_frame(self, seq, members, None);
-            let deflated = deflate::frame_here(OpCode::Text, frame::payload_of(&plain));
-            Whole { seq, plain, deflated }
-        });
-        // `seq` never goes back for a session (a set change can pick a set whose last
-        // message is older than what the session had).
-        if last_seq.is_some_and(|last| last > whole.seq) {
+        // The state as of the set's last message, or, for a session that already had a
+        // later message (its set just changed) or a tick without changes, as of now:
+        // `seq` never goes back for a session.
+        let state_seq = self.changes.as_deref().map_or(self.seq, |c| c.state_seq(members));
+        if last_seq.is_some_and(|last| last > state_seq) {
             return Pick::Built(whole_frame(self, self.seq, members, encoding.deflate), self.seq);
         }
+        let Some(frames) = self.frames_of(set) else {
+            // A tick built before the set (or the first such session) was known.
+            let frame = whole_frame(self, state_seq, members, encoding.deflate);
+            return Pick::Built(frame, state_seq);
+        };
+        let whole = frames.whole.get_or_init(|| {
+            let plain = whole_frame(self, state_seq, members, None);
+            let deflated = deflate::frame_here(OpCode::Text, frame::payload_of(&plain));
+            Whole { seq: state_seq, plain, deflated }
+        });
         match (&whole.deflated, encoding.deflate) {
             (Some(z), Some(agreed)) if agreed.fits(whole.plain.len()) => Pick::Whole(z, whole.seq),
             _ => Pick::Whole(&whole.plain, whole.seq),

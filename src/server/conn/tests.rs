@@ -188,6 +188,7 @@ fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
         sets: Arc::from(Vec::new()),
         entries: Default::default(),
         encoded: None,
+        changes: None,
     });
     ctx.snapshot_gen = 41;
     ctx.snapshot_at = Some(t0);
@@ -416,6 +417,7 @@ fn tick(seq: u64, frame: &'static [u8]) -> crate::ticker::Tick {
         sets: Arc::from(Vec::new()),
         entries: Default::default(),
         encoded: None,
+        changes: None,
     }
 }
 
@@ -604,6 +606,7 @@ fn after_an_idle_spell_a_new_session_gets_no_old_snapshot_but_the_next_tick() {
         sets: Arc::from(Vec::new()),
         entries: Default::default(),
         encoded: None,
+        changes: None,
     };
     ctx.snapshot = Some(tick(5, b"\x81\x03old"));
     ctx.snapshot_gen = 41;
