@@ -10,7 +10,9 @@
 // The feed: #feed[data-mode=delta|plain][data-deflate=true|false] with data-fulls,
 // data-changes and data-heartbeats (messages of each kind applied), #seq, #breaks,
 // #last-msg[data-live=true|false], #sync-note[data-kind=broken|resynced|""], and on each
-// row data-known="true|false" and .age (how long ago its price last changed).
+// row data-known="true|false", data-price (the number as received) and .age (how long
+// ago its price last changed). #seq and the rows are written in the same frame, so they
+// agree: the rows show the state as of that seq.
 //
 // Changes only: the page asks for `?delta=1` (`?delta=0` in the page's address asks for
 // every tick) and the browser offers permessage-deflate by itself. A full message
@@ -391,7 +393,7 @@
       tr.dataset.subscribed = String(subscribed);
       tr.classList.toggle("unsubscribed", !subscribed);
       tr.dataset.updates = String(s.updates);
-      tr.dataset.known = String(s.known);
+      tr.dataset.known = String(s.known); tr.dataset.price = String(s.price);
       tr.classList.toggle("unknown", subscribed && !s.known);
       const price = tr.querySelector(".price");
       price.textContent = (subscribed && !s.known ? "? " : "") + fmt.format(s.price);

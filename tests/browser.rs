@@ -4,7 +4,8 @@
 //! the symbol picker (one symbol only, a refused change, every symbol again), survives a
 //! server restart with its chosen set, and fits a phone-width screen; then the live
 //! prices, the sparkline and the picker once more over https:// and wss://. Screenshots
-//! are saved under `target/tmp/browser/`.
+//! are saved under `target/tmp/browser/`. The page asks for the changes-only feed
+//! (`?delta=1`); `browser/delta.rs` checks that feed against the server.
 //!
 //! Without Chromium the test says SKIPPED on the terminal (not only in captured output);
 //! `.ci/run` installs it and sets `TICKER_REQUIRE_BROWSER`, so CI fails rather than
@@ -24,6 +25,8 @@ use tungstenite::{Message, WebSocket};
 #[cfg(feature = "tls")]
 use crate::tls::{Ca, start_tls};
 use crate::util::*;
+
+mod delta;
 
 fn chromium_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TICKER_CHROMIUM") {
@@ -423,6 +426,9 @@ fn picker_narrows_the_stream_and_widens_it_again(b: &mut Browser, all: &[&str], 
     // Miscounting the silent stretch would add at least `quiet`; a busy machine may drop
     // (conflate) a few ticks for real.
     assert!(gaps - gaps_before < quiet, "{gaps_before} seq gaps before the changes, {gaps} after");
+    // Every change went through one changes-only session; each new set began with a full
+    // message, and the prev_seq chain held throughout.
+    delta::no_chain_break(b);
     b.screenshot(&format!("{shot}-all-again.png"));
 }
 
@@ -466,6 +472,7 @@ fn the_page_streams_live_prices_in_chromium_and_recovers_from_a_restart() {
         "Number(document.getElementById('msgs-per-sec').textContent) > 50",
     );
     b.screenshot("after-restart.png");
+    delta::no_chain_break(&mut b);
 
     // Phone width: nothing wider than the screen.
     b.call(
