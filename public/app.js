@@ -10,8 +10,10 @@
 // The feed: #feed[data-mode=delta|plain][data-deflate=true|false] with data-fulls,
 // data-changes and data-heartbeats (messages of each kind applied), #seq, #breaks,
 // #last-msg[data-live=true|false], #sync-note[data-kind=broken|resynced|""], and on each
-// row data-known="true|false", data-price (the number as received) and .age (how long
-// ago its price last changed). #seq and the rows are written in the same frame, so they
+// row data-known="true|false", data-price (the number as received), data-seq (the last
+// message that gave or confirmed that price; data-updates counts the entries applied, so
+// a price that does not move gets none in a changes-only feed) and .age (how long ago its
+// price last changed). #seq and the rows are written in the same frame, so they
 // agree: the rows show the state as of that seq.
 //
 // Changes only: the page asks for `?delta=1` (`?delta=0` in the page's address asks for
@@ -30,7 +32,8 @@
 // (or "never"), not the tick's; while every shown price is stale the status says so
 // instead of "Live", so a start price is never mistaken for a live one.
 //
-// Ticks arrive every 10 ms; messages only update state, and the screen is drawn once per
+// Ticks arrive every 10 ms (changes only: those that moved a price, and one a second at
+// least); messages only update state, and the screen is drawn once per
 // animation frame. The token lives in sessionStorage, never in the address bar or console,
 // and the page sets no cookie.
 //
@@ -202,7 +205,7 @@
   function onEveryTick(m, now) {
     if (state.lastSeq !== null && m.seq > state.lastSeq + 1) state.gaps += m.seq - state.lastSeq - 1;
     state.lastSeq = state.lastSeq === null ? m.seq : Math.max(state.lastSeq, m.seq);
-    for (const d of m.data) addPoint(apply(d, now), d.price, now);
+    for (const d of m.data) { const s = apply(d, now); s.seq = m.seq; addPoint(s, d.price, now); }
     if (state.broken !== null) resynced(m.seq); // every tick carries the whole set
   }
 
@@ -225,7 +228,7 @@
     // goes on through a stretch without changes instead of breaking.
     for (const name of state.session) {
       const s = state.symbols.get(name);
-      if (s && s.known) addPoint(s, s.price, now);
+      if (s && s.known) { s.seq = m.seq; s.dirty = true; addPoint(s, s.price, now); }
     }
   }
 
@@ -249,7 +252,7 @@
   function apply(d, now) {
     let s = state.symbols.get(d.symbol);
     if (!s) {
-      s = { first: d.price, price: d.price, prev: d.price, updates: 0, at: 0, stale: false, known: true,
+      s = { first: d.price, price: d.price, prev: d.price, updates: 0, seq: null, at: 0, stale: false, known: true,
             changedAt: now, spark: [], lastPoint: -Infinity, dirty: true };
       state.symbols.set(d.symbol, s);
     }
@@ -393,7 +396,7 @@
       tr.dataset.subscribed = String(subscribed);
       tr.classList.toggle("unsubscribed", !subscribed);
       tr.dataset.updates = String(s.updates);
-      tr.dataset.known = String(s.known); tr.dataset.price = String(s.price);
+      tr.dataset.known = String(s.known); tr.dataset.price = String(s.price); tr.dataset.seq = String(s.seq ?? "");
       tr.classList.toggle("unknown", subscribed && !s.known);
       const price = tr.querySelector(".price");
       price.textContent = (subscribed && !s.known ? "? " : "") + fmt.format(s.price);
@@ -520,6 +523,11 @@
   $("pick-all").addEventListener("click", () => setWanted(state.all));
   $("pick-none").addEventListener("click", () => setWanted([]));
   $("forget").addEventListener("click", () => { state.key = null; needKey(); });
+
+  // A page left for another keeps no session open (in the back-forward cache it would hold
+  // one the server keeps feeding); it connects again if it is shown again.
+  addEventListener("pagehide", () => { if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; } });
+  addEventListener("pageshow", (ev) => { if (ev.persisted && !state.ws && sessionStorage.getItem("ticker-token")) connect(); });
 
   requestAnimationFrame(draw);
   if (sessionStorage.getItem("ticker-token")) connect(); else needKey();

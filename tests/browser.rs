@@ -274,15 +274,32 @@ fn sign_in(b: &mut Browser, url: &str, key: &str) {
     b.press("Enter", "Enter", 13, "\r");
 }
 
-/// Every symbol shows a price and updates; one price changes; latency and rate readouts.
-fn wait_for_live_prices(b: &mut Browser, symbols: &[&str]) {
+/// The page's seq: the message its rows are as of.
+fn page_seq(b: &mut Browser) -> u64 {
+    b.eval("Number(document.getElementById('seq').textContent) || 0").as_u64().unwrap()
+}
+
+/// Waits until every row's price is confirmed by a message 20 ticks or more after `seq`
+/// (a price that did not move is confirmed without an entry in a changes-only feed).
+fn wait_for_rows_after(b: &mut Browser, what: &str, symbols: &[&str], seq: u64) {
     b.wait_for(
-        "every symbol updating",
+        what,
         &format!(
             "{symbols:?}.every(s => {{ \
                const tr = document.querySelector(`tr[data-symbol=\"${{s}}\"]`); \
-               return tr && Number(tr.dataset.updates) > 20 && /[0-9]/.test(tr.querySelector('.price').textContent); }})"
+               return tr && Number(tr.dataset.seq) > {seq} + 20 && /[0-9]/.test(tr.querySelector('.price').textContent); }})"
         ),
+    );
+}
+
+/// Every symbol shows a price, confirmed as the feed goes on; the first symbol's price
+/// updates and changes; latency and rate readouts.
+fn wait_for_live_prices(b: &mut Browser, symbols: &[&str]) {
+    let seq = page_seq(b);
+    wait_for_rows_after(b, "every symbol confirmed", symbols, seq);
+    b.wait_for(
+        "the first symbol updating",
+        &format!("Number({}.dataset.updates) > 20", row(symbols[0])),
     );
     let price = format!("{}.querySelector('.price').textContent", row(symbols[0]));
     let first = b.eval(&price);
@@ -411,17 +428,12 @@ fn picker_narrows_the_stream_and_widens_it_again(b: &mut Browser, all: &[&str], 
     wait_subscribed(b, all, &[picked, others[0]]);
     b.wait_for("the refused box unchecked", &format!("!{}.checked", checkbox(others[1])));
 
-    // Every symbol again, and every row updates again.
-    let counts: Vec<f64> = all.iter().map(|s| updates(b, s)).collect();
+    // Every symbol again, and every row is confirmed again as the feed goes on.
+    let seq = page_seq(b);
     b.eval("document.getElementById('pick-all').focus()");
     b.press("Enter", "Enter", 13, "\r");
     wait_subscribed(b, all, all);
-    for (s, n) in all.iter().zip(counts) {
-        b.wait_for(
-            &format!("{s} updates again"),
-            &format!("Number({}.dataset.updates) > {n} + 20", row(s)),
-        );
-    }
+    wait_for_rows_after(b, "every row again", all, seq);
     let gaps = b.eval("Number(document.getElementById('gaps').textContent)").as_f64().unwrap();
     // Miscounting the silent stretch would add at least `quiet`; a busy machine may drop
     // (conflate) a few ticks for real.

@@ -115,6 +115,11 @@ fn a_python_websockets_client_rebuilds_the_compressed_changes_only_feed() {
     assert_eq!(summary["subscriptions"], json!(["ETH-USD", "SOL-USD"]), "{show}");
     assert_eq!(summary["full_after_subscribe"], json!(["ETH-USD", "SOL-USD"]), "{show}");
     assert!(!summary["answers"].as_array().unwrap().iter().any(|a| a == "error"), "{show}");
+    // The new set's full message is the next ticker message after the answer.
+    let events: Vec<&str> =
+        summary["events"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let answer = events.iter().position(|e| *e == "subscriptions").expect("the answer");
+    assert!(events.get(answer + 1).is_some_and(|e| e.starts_with("full ")), "{show}");
     let last = &summary["final"];
     assert_eq!(last["exact"], json!(true), "{show}");
     let mut symbols: Vec<&String> = last["prices"].as_object().unwrap().keys().collect();

@@ -63,6 +63,7 @@ class Chain:
         self.breaks = []
         self.outside_set = 0  # entries of a changes message outside the session's set
         self.snapshots = {}  # seq -> prices, while exact
+        self.events = []  # in order: every message but a changes message with data
 
     def apply(self, m):
         if "delta" not in m:
@@ -70,11 +71,14 @@ class Chain:
             return
         if m["delta"] is False:
             self.counts["full"] += 1
+            self.events.append(f"full {m['seq']} {len(m['data'])}")
             self.prices = {d["symbol"]: d["price"] for d in m["data"]}
             self.session = set(self.prices)
             self.exact = True
         else:
             self.counts["changes" if m["data"] else "heartbeat"] += 1
+            if not m["data"]:
+                self.events.append(f"heartbeat {m['seq']}")
             if self.last_seq is None or m.get("prev_seq") != self.last_seq:
                 self.breaks.append({"seq": m["seq"], "prev_seq": m.get("prev_seq"), "last_seq": self.last_seq})
                 self.exact = False
@@ -124,6 +128,7 @@ async def until(ws, chain, want, answers):
             chain.apply(m)
         else:
             answers.append(m)
+            chain.events.append(m.get("type"))
         if want(m):
             return m
 
@@ -158,6 +163,7 @@ async def delta_session(uri, headers, args, summary):
         summary["wire"] = {"received": wire.received, "sent": wire.sent}
     summary["counts"] = chain.counts
     summary["breaks"] = chain.breaks
+    summary["events"] = chain.events
     summary["entries_outside_set"] = chain.outside_set
     summary["final"] = {"seq": chain.last_seq, "prices": chain.prices, "exact": chain.exact}
     return chain
