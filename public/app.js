@@ -239,7 +239,7 @@
       for (const name of state.session) { const s = state.symbols.get(name); if (s) { s.known = false; s.dirty = true; } }
     }
     note("broken", `Chain break at seq ${m.seq}: it follows ${m.prev_seq}, the last one here was ${state.lastSeq ?? "none"}. `
-                   + "Prices marked ? are unknown until the next full update.", 0);
+                   + "Prices marked ? are unknown until they change or a full update comes.", 0);
   }
 
   function resynced(seq) {
