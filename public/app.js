@@ -288,6 +288,9 @@
     // (A changes-only session is judged by its prev_seq chain, which a full message restarts.)
     if (state.mode !== "delta" && state.serverSet !== null && state.serverSet.length === 0) state.lastSeq = null;
     state.serverSet = symbols; state.inFlight = false;
+    // A symbol dropped from the set is no longer confirmed by the changes that follow (the
+    // new set's full message comes after this answer, except for the empty set).
+    state.session = new Set([...state.session].filter((s) => symbols.includes(s)));
     $("picker-error").textContent = "";
     markRows(); renderSubscribed(); sync();
   }

@@ -395,6 +395,8 @@ fn picker_narrows_the_stream_and_widens_it_again(b: &mut Browser, all: &[&str], 
     // confirmed the set (the page marks a row unsubscribed in the same frame in which it
     // draws its last data).
     let frozen: Vec<Value> = others.iter().map(|s| b.eval(&row_view(s))).collect();
+    let confirmed: Vec<Value> =
+        others.iter().map(|s| b.eval(&format!("{}.dataset.seq", row(s)))).collect();
     let (n, view) = (updates(b, picked), b.eval(&row_view(picked)));
     let price = format!("{}.querySelector('.price').textContent", row(picked));
     let time = format!("{}.querySelector('.time').textContent", row(picked));
@@ -407,8 +409,10 @@ fn picker_narrows_the_stream_and_widens_it_again(b: &mut Browser, all: &[&str], 
         ),
     );
     assert_ne!(b.eval(&row_view(picked)), view);
-    for (s, before) in others.iter().zip(&frozen) {
+    for ((s, before), seq) in others.iter().zip(&frozen).zip(&confirmed) {
         assert_eq!(&b.eval(&row_view(s)), before, "{s} is not subscribed and must not change");
+        let now = b.eval(&format!("{}.dataset.seq", row(s)));
+        assert_eq!(&now, seq, "{s} is not subscribed, so no message confirms its price");
         let tag = format!("getComputedStyle({}.querySelector('.tag'))", row(s));
         assert_eq!(
             b.eval(&format!("{tag}.display !== 'none' && {tag}.visibility === 'visible'")),
