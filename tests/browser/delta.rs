@@ -40,22 +40,23 @@ fn wait_for_feed(b: &mut Browser, mode: &str) {
 }
 
 /// The page's state in one evaluation (between two frames): the seq its rows are as of,
-/// and each subscribed row's price as received.
-fn page_state(b: &mut Browser) -> (u64, Vec<(String, f64)>) {
+/// and each subscribed row's price as received; `None` while it shows no seq (a new
+/// session whose first message is not drawn yet).
+fn page_state(b: &mut Browser) -> Option<(u64, Vec<(String, f64)>)> {
     let v = b.eval(
         "[Number(document.getElementById('seq').textContent), \
           [...document.querySelectorAll('tr[data-symbol]')] \
             .filter(tr => tr.dataset.subscribed === 'true') \
             .map(tr => [tr.dataset.symbol, Number(tr.dataset.price)])]",
     );
-    let seq = v[0].as_u64().unwrap_or_else(|| panic!("the page shows no seq: {v}"));
+    let seq = v[0].as_u64()?;
     let rows = v[1]
         .as_array()
         .expect("rows")
         .iter()
         .map(|r| (r[0].as_str().expect("symbol").to_owned(), r[1].as_f64().expect("price")))
         .collect();
-    (seq, rows)
+    Some((seq, rows))
 }
 
 /// Prices of a plain session's ticks, by seq.
@@ -85,8 +86,10 @@ fn page_agrees_with_a_plain_session(b: &mut Browser, s: &TestServer) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         // The plain session is open before the page's seq is read, so that tick is on its way.
-        let (seq, mut page) = page_state(b);
-        if let Some(mut expected) = plain_prices_at(&mut plain, &mut ticks, seq) {
+        let state = page_state(b);
+        if let Some((seq, mut page)) = state.clone()
+            && let Some(mut expected) = plain_prices_at(&mut plain, &mut ticks, seq)
+        {
             page.sort_by(|a, b| a.0.cmp(&b.0));
             expected.sort_by(|a, b| a.0.cmp(&b.0));
             // The same decimal, read by two JSON parsers.
@@ -98,8 +101,12 @@ fn page_agrees_with_a_plain_session(b: &mut Browser, s: &TestServer) {
             assert!(same, "the page's prices as of seq {seq}: {page:?}, the tick's: {expected:?}");
             return;
         }
-        // The page's seq before the plain session opened, or a tick conflated away.
-        assert!(Instant::now() < deadline, "no tick of the page's seq reached the plain session");
+        // No seq drawn yet, the page's seq before the plain session opened, or a tick
+        // conflated away.
+        assert!(
+            Instant::now() < deadline,
+            "no tick of the page's seq ({state:?}) reached the plain session"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
