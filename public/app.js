@@ -20,9 +20,10 @@
 // every tick) and the browser offers permessage-deflate by itself. A full message
 // (`"delta":false`) replaces the prices of the session's symbols; a changes message
 // (`"delta":true`) applies on top of the message named by its `prev_seq`, which must be the
-// last one received. When it is not, the chain is broken: the break is counted, the rows
-// are marked unknown until an entry or the next full message gives their price again, and
-// the status says so; a full message ends it ("resynced"). If none comes within RESYNC_MS
+// last one received. When it is not, the chain is broken: the break is counted (once until
+// the state is exact again), the rows are marked unknown until an entry or the next full
+// message gives their price again, and the status says so; a full message ends it
+// ("resynced", naming the break). If none comes within RESYNC_MS
 // the page reconnects, since a new session starts with a full message. A symbol missing
 // from a changes message kept its price, and that message confirms it as of its seq.
 //
@@ -52,7 +53,7 @@
                   // chain was noticed (null: the state is exact) and the symbols of the last
                   // full message (the session's set, which every changes message confirms).
                   mode: null, deflate: false, lastMsgAt: null, breaks: 0,
-                  counts: { fulls: 0, changes: 0, heartbeats: 0 }, broken: null, session: new Set(),
+                  counts: { fulls: 0, changes: 0, heartbeats: 0 }, broken: null, brokenAt: null, session: new Set(),
                   noteTimer: 0,
                   ws: null, attempt: 0, failuresBeforeOpen: 0, pingSent: 0, key: null,
                   // Every symbol the server has, in its display order (kept across reconnects).
@@ -232,12 +233,14 @@
     }
   }
 
+  // A break counts once: until a full message the state is unknown anyway, and the
+  // changes that follow chain on from the message that broke it.
   function chainBroken(m) {
+    if (state.broken !== null) return;
     state.breaks += 1;
-    if (state.broken === null) {
-      state.broken = performance.now();
-      for (const name of state.session) { const s = state.symbols.get(name); if (s) { s.known = false; s.dirty = true; } }
-    }
+    state.broken = performance.now();
+    state.brokenAt = m.seq;
+    for (const name of state.session) { const s = state.symbols.get(name); if (s) { s.known = false; s.dirty = true; } }
     note("broken", `Chain break at seq ${m.seq}: it follows ${m.prev_seq}, the last one here was ${state.lastSeq ?? "none"}. `
                    + "Prices marked ? are unknown until they change or a full update comes.", 0);
   }
@@ -245,7 +248,8 @@
   function resynced(seq) {
     state.broken = null;
     for (const s of state.symbols.values()) { s.known = true; s.dirty = true; }
-    note("resynced", `Resynced at seq ${seq}: a full update replaced every price.`, NOTE_MS);
+    // Says what it repaired, so a break that a full message follows at once is still seen.
+    note("resynced", `Resynced at seq ${seq} after the chain break at seq ${state.brokenAt}: a full update replaced every price.`, NOTE_MS);
   }
 
   // One entry onto its symbol's state; returns the state.

@@ -144,15 +144,18 @@ fn the_page_applies_a_compressed_changes_only_feed_in_chromium() {
     b.screenshot("delta-live.png");
 
     // A message lost inside the browser: the next one's prev_seq names it.
+    let sessions_before = s.metric("ticker_ws_sessions_total");
     b.eval("window.dropNextChanges = true");
     b.wait_for("the break counted", &format!("{BREAKS} === 1"));
     b.wait_for(
         "the break shown",
-        "/Chain break/.test(document.getElementById('sync-note').textContent)",
+        "document.getElementById('sync-note').dataset.kind === 'broken' \
+         && document.getElementById('status').dataset.state === 'resyncing'",
     );
     b.screenshot("delta-break.png");
-    // The server knows of no gap, so no full message comes: the page reconnects and the new
-    // session's full message resyncs it.
+    // The page waits for a full message; in this session none reaches it (the server knows
+    // of no gap, and any full one it sends after a conflation is dropped too), so it
+    // reconnects, and the new session's full message resyncs it.
     b.wait_for(
         "resynced",
         "document.getElementById('sync-note').dataset.kind === 'resynced' \
@@ -160,6 +163,12 @@ fn the_page_applies_a_compressed_changes_only_feed_in_chromium() {
          && [...document.querySelectorAll('tr[data-symbol]')].every(tr => tr.dataset.known === 'true')",
     );
     assert_eq!(b.eval(BREAKS), json!(1), "one break, counted once");
+    let note = b.eval("document.getElementById('sync-note').textContent");
+    assert!(
+        note.as_str().is_some_and(|n| n.contains("after the chain break at seq")),
+        "the resync says what it repaired: {note}"
+    );
+    assert_eq!(s.metric("ticker_ws_sessions_total"), sessions_before + 1.0, "one reconnection");
     page_agrees_with_a_plain_session(&mut b, &s);
     wait_sessions(&s, "delta_deflate", 1.0); // the page's new session only
 
@@ -177,17 +186,21 @@ fn the_page_applies_a_compressed_changes_only_feed_in_chromium() {
 }
 
 /// Installed before the page's own script: when the test sets `window.dropNextChanges`, the
-/// next changes message with data never reaches the page.
+/// next changes message with data never reaches the page, nor does any full message of that
+/// connection after it (so only a new session repairs the chain).
 const DROP_ONE_CHANGE: &str = r#"
 (() => {
   const Real = window.WebSocket;
   window.WebSocket = class extends Real {
     set onmessage(handler) {
+      let dropped = false;
       super.onmessage = (ev) => {
         if (window.dropNextChanges && /"delta":true/.test(ev.data) && !/"data":\[\]/.test(ev.data)) {
           window.dropNextChanges = false;
+          dropped = true;
           return;
         }
+        if (dropped && /"delta":false/.test(ev.data)) return;
         handler(ev);
       };
     }
