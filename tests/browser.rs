@@ -4,7 +4,8 @@
 //! the symbol picker (one symbol only, a refused change, every symbol again), survives a
 //! server restart with its chosen set, and fits a phone-width screen; then the live
 //! prices, the sparkline and the picker once more over https:// and wss://. Screenshots
-//! are saved under `target/tmp/browser/`.
+//! are saved under `target/tmp/browser/`. The page asks for the changes-only feed
+//! (`?delta=1`); `browser/delta.rs` checks that feed against the server.
 //!
 //! Without Chromium the test says SKIPPED on the terminal (not only in captured output);
 //! `.ci/run` installs it and sets `TICKER_REQUIRE_BROWSER`, so CI fails rather than
@@ -24,6 +25,8 @@ use tungstenite::{Message, WebSocket};
 #[cfg(feature = "tls")]
 use crate::tls::{Ca, start_tls};
 use crate::util::*;
+
+mod delta;
 
 fn chromium_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("TICKER_CHROMIUM") {
@@ -271,15 +274,32 @@ fn sign_in(b: &mut Browser, url: &str, key: &str) {
     b.press("Enter", "Enter", 13, "\r");
 }
 
-/// Every symbol shows a price and updates; one price changes; latency and rate readouts.
-fn wait_for_live_prices(b: &mut Browser, symbols: &[&str]) {
+/// The page's seq: the message its rows are as of.
+fn page_seq(b: &mut Browser) -> u64 {
+    b.eval("Number(document.getElementById('seq').textContent) || 0").as_u64().unwrap()
+}
+
+/// Waits until every row's price is confirmed by a message 20 ticks or more after `seq`
+/// (a price that did not move is confirmed without an entry in a changes-only feed).
+fn wait_for_rows_after(b: &mut Browser, what: &str, symbols: &[&str], seq: u64) {
     b.wait_for(
-        "every symbol updating",
+        what,
         &format!(
             "{symbols:?}.every(s => {{ \
                const tr = document.querySelector(`tr[data-symbol=\"${{s}}\"]`); \
-               return tr && Number(tr.dataset.updates) > 20 && /[0-9]/.test(tr.querySelector('.price').textContent); }})"
+               return tr && Number(tr.dataset.seq) > {seq} + 20 && /[0-9]/.test(tr.querySelector('.price').textContent); }})"
         ),
+    );
+}
+
+/// Every symbol shows a price, confirmed as the feed goes on; the first symbol's price
+/// updates and changes; latency and rate readouts.
+fn wait_for_live_prices(b: &mut Browser, symbols: &[&str]) {
+    let seq = page_seq(b);
+    wait_for_rows_after(b, "every symbol confirmed", symbols, seq);
+    b.wait_for(
+        "the first symbol updating",
+        &format!("Number({}.dataset.updates) > 20", row(symbols[0])),
     );
     let price = format!("{}.querySelector('.price').textContent", row(symbols[0]));
     let first = b.eval(&price);
@@ -375,6 +395,8 @@ fn picker_narrows_the_stream_and_widens_it_again(b: &mut Browser, all: &[&str], 
     // confirmed the set (the page marks a row unsubscribed in the same frame in which it
     // draws its last data).
     let frozen: Vec<Value> = others.iter().map(|s| b.eval(&row_view(s))).collect();
+    let confirmed: Vec<Value> =
+        others.iter().map(|s| b.eval(&format!("{}.dataset.seq", row(s)))).collect();
     let (n, view) = (updates(b, picked), b.eval(&row_view(picked)));
     let price = format!("{}.querySelector('.price').textContent", row(picked));
     let time = format!("{}.querySelector('.time').textContent", row(picked));
@@ -387,8 +409,10 @@ fn picker_narrows_the_stream_and_widens_it_again(b: &mut Browser, all: &[&str], 
         ),
     );
     assert_ne!(b.eval(&row_view(picked)), view);
-    for (s, before) in others.iter().zip(&frozen) {
+    for ((s, before), seq) in others.iter().zip(&frozen).zip(&confirmed) {
         assert_eq!(&b.eval(&row_view(s)), before, "{s} is not subscribed and must not change");
+        let now = b.eval(&format!("{}.dataset.seq", row(s)));
+        assert_eq!(&now, seq, "{s} is not subscribed, so no message confirms its price");
         let tag = format!("getComputedStyle({}.querySelector('.tag'))", row(s));
         assert_eq!(
             b.eval(&format!("{tag}.display !== 'none' && {tag}.visibility === 'visible'")),
@@ -408,21 +432,19 @@ fn picker_narrows_the_stream_and_widens_it_again(b: &mut Browser, all: &[&str], 
     wait_subscribed(b, all, &[picked, others[0]]);
     b.wait_for("the refused box unchecked", &format!("!{}.checked", checkbox(others[1])));
 
-    // Every symbol again, and every row updates again.
-    let counts: Vec<f64> = all.iter().map(|s| updates(b, s)).collect();
+    // Every symbol again, and every row is confirmed again as the feed goes on.
+    let seq = page_seq(b);
     b.eval("document.getElementById('pick-all').focus()");
     b.press("Enter", "Enter", 13, "\r");
     wait_subscribed(b, all, all);
-    for (s, n) in all.iter().zip(counts) {
-        b.wait_for(
-            &format!("{s} updates again"),
-            &format!("Number({}.dataset.updates) > {n} + 20", row(s)),
-        );
-    }
+    wait_for_rows_after(b, "every row again", all, seq);
     let gaps = b.eval("Number(document.getElementById('gaps').textContent)").as_f64().unwrap();
     // Miscounting the silent stretch would add at least `quiet`; a busy machine may drop
     // (conflate) a few ticks for real.
     assert!(gaps - gaps_before < quiet, "{gaps_before} seq gaps before the changes, {gaps} after");
+    // Every change went through one changes-only session; each new set began with a full
+    // message, and the prev_seq chain held throughout.
+    delta::no_chain_break(b);
     b.screenshot(&format!("{shot}-all-again.png"));
 }
 
@@ -466,6 +488,7 @@ fn the_page_streams_live_prices_in_chromium_and_recovers_from_a_restart() {
         "Number(document.getElementById('msgs-per-sec').textContent) > 50",
     );
     b.screenshot("after-restart.png");
+    delta::no_chain_break(&mut b);
 
     // Phone width: nothing wider than the screen.
     b.call(

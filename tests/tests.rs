@@ -19,6 +19,7 @@ mod limits;
 mod load_tool;
 mod migration;
 mod ops;
+mod python_client;
 #[cfg(feature = "cluster")]
 mod redis_server;
 #[cfg(feature = "cluster")]
