@@ -202,8 +202,9 @@ fn a_window_limit_is_echoed_and_larger_frames_go_uncompressed() {
         assert_eq!(b0, 0x81, "uncompressed");
         assert_eq!(v["data"].as_array().unwrap().len(), 30);
     }
-    // With one symbol chosen, the frame fits and is compressed.
-    let mut one = Raw::open(&s, &token, "symbols=S3-USD", Some(offer));
+    // With four symbols chosen (about 300 bytes), the frame fits and is compressed.
+    let four = "symbols=S1-USD,S2-USD,S3-USD,S4-USD";
+    let mut one = Raw::open(&s, &token, four, Some(offer));
     let mut compressed = false;
     for _ in 0..10 {
         compressed |= one.ticker().1 == 0xC1;

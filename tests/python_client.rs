@@ -94,10 +94,11 @@ fn a_python_websockets_client_rebuilds_the_compressed_changes_only_feed() {
         "{show}"
     );
     assert_eq!(summary["agreed"], json!(["PerMessageDeflate"]), "{show}");
-    // The server's messages came compressed (it may send one uncompressed: the protocol
-    // allows it); the client's ping and subscribe went compressed.
+    // The server's larger messages came compressed; those under 160 bytes (one symbol's
+    // change, a heartbeat, replies) come plain, which the protocol allows. The client's
+    // ping and subscribe went compressed.
     let wire = &summary["wire"];
-    assert!(wire["received"]["compressed"].as_u64().unwrap() > 100, "{show}");
+    assert!(wire["received"]["compressed"].as_u64().unwrap() >= 20, "{show}");
     assert_eq!(wire["sent"]["compressed"], json!(2), "{show}");
     assert_eq!(wire["sent"]["uncompressed"], json!(0), "{show}");
 

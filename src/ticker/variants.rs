@@ -11,7 +11,8 @@
 //! - the whole-state message (`"delta":false`), built by the first event loop that needs
 //!   it (an upgrade, a resync after a gap) and shared from then on.
 //!
-//! Compression has a budget: half a tick interval from the start of the tick's build.
+//! Messages under `deflate::MIN_PAYLOAD` bytes (one symbol's change, a heartbeat) are
+//! not worth a compression and go plain. Compression has a budget: half a tick interval from the start of the tick's build.
 //! Frames past it go uncompressed (sessions then get the plain bytes, which RFC 7692
 //! allows) and are counted in `ticker_deflate_skipped_total`.
 
@@ -229,11 +230,15 @@ impl Job<'_> {
     }
 
     fn compress(&mut self, plain: &[u8]) -> Option<Arc<[u8]>> {
+        let payload = frame::payload_of(plain);
+        if !deflate::worth_compressing(payload.len()) {
+            return None;
+        }
         if self.started.elapsed() >= self.budget {
             self.skipped += 1;
             return None;
         }
-        self.deflater.frame(OpCode::Text, frame::payload_of(plain))
+        self.deflater.frame(OpCode::Text, payload)
     }
 }
 
@@ -363,7 +368,10 @@ impl Tick {
         };
         let whole = frames.whole.get_or_init(|| {
             let plain = whole_frame(self, state_seq, members, None);
-            let deflated = deflate::frame_here(OpCode::Text, frame::payload_of(&plain));
+            let payload = frame::payload_of(&plain);
+            let deflated = deflate::worth_compressing(payload.len())
+                .then(|| deflate::frame_here(OpCode::Text, payload))
+                .flatten();
             Whole { seq: state_seq, plain, deflated }
         });
         match (&whole.deflated, encoding.deflate) {
@@ -382,9 +390,10 @@ fn whole_frame(
 ) -> Arc<[u8]> {
     let prefix = frames::delta_prefix(seq, tick.ts_us, None);
     let plain = frames::assemble(&prefix, &tick.entries, members);
+    let payload = frame::payload_of(&plain);
     match deflate {
-        Some(agreed) if agreed.fits(plain.len()) => {
-            deflate::frame_here(OpCode::Text, frame::payload_of(&plain)).unwrap_or(plain)
+        Some(agreed) if agreed.fits(plain.len()) && deflate::worth_compressing(payload.len()) => {
+            deflate::frame_here(OpCode::Text, payload).unwrap_or(plain)
         }
         _ => plain,
     }

@@ -134,10 +134,24 @@ fn two_builders_fed_the_same_ticks_build_the_same_bytes() {
 }
 
 #[test]
+fn messages_too_short_to_gain_go_plain_uncounted() {
+    let mut b = TickBuilder::new(Duration::from_millis(10));
+    let none = ActiveSets::default();
+    b.build(1, 0, &quotes(&[1.0, 2.0, 3.0]), &none, ALL);
+    // One symbol moves: a changes message of about 110 bytes.
+    let built = b.build(2, 0, &quotes(&[1.5, 2.0, 3.0]), &none, ALL);
+    assert_eq!(built.deflate_skipped, 0);
+    let encoded = built.tick.encoded.unwrap();
+    let Change::Message { plain, deflated: None, .. } = &encoded.all.change else { panic!() };
+    assert!(frame::payload_of(plain).len() < deflate::MIN_PAYLOAD);
+}
+
+#[test]
 fn the_compression_budget_leaves_frames_plain_and_counts_them() {
     let mut b = TickBuilder::new(Duration::from_millis(10));
     b.budget = Duration::ZERO;
-    let built = b.build(1, 0, &quotes(&[1.0]), &ActiveSets::default(), ALL);
+    let prices: Vec<f64> = (0..10).map(f64::from).collect();
+    let built = b.build(1, 0, &quotes(&prices), &ActiveSets::default(), ALL);
     assert_eq!(built.deflate_skipped, 2, "the full frame and the changes message");
     let encoded = built.tick.encoded.unwrap();
     assert!(encoded.all.deflated.is_none());
