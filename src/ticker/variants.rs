@@ -133,7 +133,9 @@ pub enum Change {
 #[derive(Debug)]
 pub struct TickBuilder {
     changes: ChangeTracker,
-    deflater: Deflater,
+    /// Made on the first compression: its state is a few hundred KiB a node of plain
+    /// sessions never needs.
+    deflater: Option<Deflater>,
     /// Ticks between heartbeats of changes-only sessions (a second's worth).
     every: u64,
     /// Compression stops this long after a tick's build began.
@@ -152,7 +154,7 @@ impl TickBuilder {
         let per_second = Duration::from_secs(1).as_nanos() / interval.as_nanos().max(1);
         TickBuilder {
             changes: ChangeTracker::default(),
-            deflater: Deflater::default(),
+            deflater: None,
             every: (per_second as u64).max(1),
             budget: interval / 2,
         }
@@ -203,7 +205,7 @@ impl TickBuilder {
 
 /// One tick's build of the encoded frames.
 struct Job<'a> {
-    deflater: &'a mut Deflater,
+    deflater: &'a mut Option<Deflater>,
     budget: Duration,
     tick: &'a Tick,
     changes: &'a Changes,
@@ -238,7 +240,7 @@ impl Job<'_> {
             self.skipped += 1;
             return None;
         }
-        self.deflater.frame(OpCode::Text, payload)
+        self.deflater.get_or_insert_with(Deflater::default).frame(OpCode::Text, payload)
     }
 }
 
