@@ -129,13 +129,7 @@ impl Changes {
 mod tests {
     use super::*;
 
-    fn quotes(prices: &[f64]) -> Vec<Quote> {
-        prices
-            .iter()
-            .enumerate()
-            .map(|(i, &price)| Quote { symbol: format!("S{i}"), price, source: None })
-            .collect()
-    }
+    use crate::ticker::prices::simulated as quotes;
 
     #[test]
     fn the_first_tick_changes_everything_and_later_ones_only_what_moved() {

@@ -135,6 +135,16 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Simulated quotes `S0`, `S1`, ... at `prices`, for the tests of what is built of them.
+#[cfg(test)]
+pub(crate) fn simulated(prices: &[f64]) -> Vec<Quote> {
+    prices
+        .iter()
+        .enumerate()
+        .map(|(i, &price)| Quote { symbol: format!("S{i}"), price, source: None })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,10 @@
 use super::*;
 use crate::symbols::SymbolTable;
 use crate::symbols::sets::{ActiveCache, SetRegistry};
+use crate::ticker::prices::simulated as quotes;
 
 const ALL: Wanted = Wanted { plain: true, deflated: true, delta: true, delta_deflated: true };
 const DELTA: Encoding = Encoding { delta: true, deflate: None };
-
-fn quotes(prices: &[f64]) -> Vec<Quote> {
-    prices
-        .iter()
-        .enumerate()
-        .map(|(i, &price)| Quote { symbol: format!("S{i}"), price, source: None })
-        .collect()
-}
 
 fn json(frame: &[u8]) -> serde_json::Value {
     let payload = frame::payload_of(frame);

@@ -3,6 +3,9 @@
 //! tick every 10 ms, pings) and either deliberately skips every tenth seq, or sends
 //! every tick of one server-wide seq (as crypto-ticker does).
 
+mod common;
+use common::ticker_load;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -168,25 +171,6 @@ fn ticker(stream: TcpStream, seen: &Seen, first_seq: u64, skip_tenth: bool) {
             }
         }
     }
-}
-
-/// Runs the binary with a hard deadline: the tool must stop by itself.
-fn ticker_load(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticker-load"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("ticker-load did not stop by itself");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// A folder for one test's output files, removed when the test ends.

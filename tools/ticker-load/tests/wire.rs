@@ -4,6 +4,9 @@
 //! with the sync-flush tail stripped, each message on its own), full and change
 //! messages with `prev_seq`, heartbeats, and deliberate chain breaks.
 
+mod common;
+use common::ticker_load;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -196,25 +199,6 @@ fn session(mut stream: TcpStream, mode: Mode, seen: &Seen, bomb: &[u8]) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Runs the binary with a hard deadline: the tool must stop by itself.
-fn ticker_load(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticker-load"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("ticker-load did not stop by itself");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// The `--json` file of a run against `addr` with `flags`, and the run's stdout.
