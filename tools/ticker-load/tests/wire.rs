@@ -247,10 +247,11 @@ fn compressed_changes_are_inflated_and_their_chain_checked() {
     assert_eq!(by_kind, messages, "{d:#}");
     assert_eq!(n(d, "/plain"), 0.0);
     // The script breaks its chain every 25 messages, and each break is followed by one
-    // unsynced change and a full message (the window may cut the last one short).
+    // unsynced change and a full message (the window may cut the last one short on
+    // each of the 3 connections, at either end).
     let breaks = n(d, "/chain_breaks");
     assert!(breaks >= 1.0 && n(d, "/heartbeats") >= 1.0, "{d:#}");
-    assert!((n(d, "/unsynced") - breaks).abs() <= 1.0, "{d:#}");
+    assert!((n(d, "/unsynced") - breaks).abs() <= 3.0, "{d:#}");
     // Seqs two apart are no missed ticks in a delta session.
     assert_eq!(n(&v, "/steady/missed"), 0.0);
     assert!(n(&v, "/wire/steady_bytes") > 0.0);
