@@ -143,7 +143,7 @@ pub struct Tick {
     pub entries: Arc<Entries>,
     /// The frames of compressed and changes-only sessions (`variants.rs`); `None` when
     /// only plain sessions were open.
-    pub encoded: Option<Arc<super::variants::Encoded>>,
+    pub encoded: Option<Arc<super::encoded::Encoded>>,
     /// What changed in this tick (`changes.rs`), for changes-only sessions' `prev_seq`.
     pub changes: Option<Arc<super::changes::Changes>>,
 }

@@ -18,6 +18,7 @@
 //!   subscribers (they never notice beyond a pause).
 
 pub mod changes;
+pub mod encoded;
 pub mod frames;
 pub mod prices;
 pub mod schedule;

@@ -181,15 +181,7 @@ fn close_frame(bytes: &[u8]) -> Option<(u16, String)> {
 fn an_upgrade_turns_http_into_a_session_with_101_welcome_and_snapshot() {
     let mut ctx = ctx();
     let t0 = Instant::now();
-    ctx.snapshot = Some(crate::ticker::Tick {
-        seq: 5,
-        ts_us: 0,
-        frame: Arc::from(&b"\x81\x02hi"[..]),
-        sets: Arc::from(Vec::new()),
-        entries: Default::default(),
-        encoded: None,
-        changes: None,
-    });
+    ctx.snapshot = Some(tick(5, b"\x81\x02hi"));
     ctx.snapshot_gen = 41;
     ctx.snapshot_at = Some(t0);
     let mut c = conn(t0);
@@ -599,15 +591,6 @@ fn after_an_idle_spell_a_new_session_gets_no_old_snapshot_but_the_next_tick() {
     use crate::server::fanout::{Current, fan_out};
     let mut ctx = ctx();
     let t0 = Instant::now();
-    let tick = |seq: u64, bytes: &'static [u8]| crate::ticker::Tick {
-        seq,
-        ts_us: 0,
-        frame: Arc::from(bytes),
-        sets: Arc::from(Vec::new()),
-        entries: Default::default(),
-        encoded: None,
-        changes: None,
-    };
     ctx.snapshot = Some(tick(5, b"\x81\x03old"));
     ctx.snapshot_gen = 41;
     ctx.snapshot_at = Some(t0);
