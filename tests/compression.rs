@@ -256,6 +256,9 @@ fn delta_messages(r: &mut Raw, n: usize) -> Vec<Value> {
 fn chain_on(r: &mut Raw, mut out: Vec<Value>, n: usize) -> Vec<Value> {
     while out.len() < n {
         let (v, _, _) = r.ticker();
+        if let Some(last) = out.last() {
+            assert!(v["seq"].as_u64() > last["seq"].as_u64(), "seq went back: {v} after {last}");
+        }
         if v["delta"] == true {
             let last = out.last().expect("a whole-state message comes first");
             assert_eq!(v["prev_seq"], last["seq"], "chain broken at {v}");
@@ -287,8 +290,9 @@ fn a_delta_session_rebuilds_exactly_the_prices_of_a_full_session_seq_by_seq() {
     let mut state = BTreeMap::new();
     let (mut compared, mut partial, mut quiet_ticks) = (0, 0, 0);
     for pair in messages.windows(2) {
-        let seq = pair[1]["seq"].as_u64().unwrap();
-        quiet_ticks += seq - pair[0]["seq"].as_u64().unwrap() - 1;
+        let (before, seq) = (pair[0]["seq"].as_u64().unwrap(), pair[1]["seq"].as_u64().unwrap());
+        assert!(seq > before, "seq {seq} after {before}: {}", pair[1]);
+        quiet_ticks += seq - before - 1;
     }
     for m in &messages {
         if m["delta"] == false {

@@ -281,6 +281,10 @@ impl Tick {
                     _ => Pick::Frame(plain),
                 }
             }
+            // Not built (the tick was made before the ticker knew of the session's mode
+            // or set): a session that has the state as of the set's last message has
+            // nothing new, whatever waits in its outbox.
+            Some(Change::NotBuilt) | None if last_seq == Some(self.state_seq(set)) => Pick::Nothing,
             _ => self.whole_pick(encoding, set, last_seq),
         }
     }
@@ -305,6 +309,12 @@ impl Tick {
         }
     }
 
+    /// The `seq` of `set`'s last message up to this tick (this tick's without changes).
+    fn state_seq(&self, set: Option<&SetLease>) -> u64 {
+        let members = set.map(|l| &l.members()[..]);
+        self.changes.as_deref().map_or(self.seq, |c| c.state_seq(members))
+    }
+
     /// The whole-state message of `set` for a session whose last message had `last_seq`
     /// (`None`: a new session). Off the steady path: an upgrade, or a resync.
     #[cold]
@@ -321,7 +331,7 @@ impl Tick {
         // The state as of the set's last message, or, for a session that already had a
         // later message (its set just changed) or a tick without changes, as of now:
         // `seq` never goes back for a session.
-        let state_seq = self.changes.as_deref().map_or(self.seq, |c| c.state_seq(members));
+        let state_seq = self.state_seq(set);
         if last_seq.is_some_and(|last| last > state_seq) {
             return Pick::Built(whole_frame(self, self.seq, members, encoding.deflate), self.seq);
         }

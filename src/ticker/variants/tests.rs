@@ -150,3 +150,19 @@ fn the_compression_budget_leaves_frames_plain_and_counts_them() {
     assert!(encoded.all.deflated.is_none());
     let Change::Message { deflated: None, .. } = encoded.all.change else { panic!() };
 }
+
+#[test]
+fn a_tick_built_before_the_ticker_knew_of_delta_sessions_repeats_nothing() {
+    let mut b = TickBuilder::new(Duration::from_millis(10));
+    let none = ActiveSets::default();
+    let t1 = b.build(1, 0, &quotes(&[1.0, 2.0]), &none, Wanted::PLAIN).tick;
+    let (_, last) = t1.snapshot_for(DELTA, None);
+    assert_eq!(last, Some(1));
+    // The next tick, still built for plain sessions only, changed nothing: no message
+    // (not the same whole state again with the same seq).
+    let t2 = b.build(2, 0, &quotes(&[1.0, 2.0]), &none, Wanted::PLAIN).tick;
+    assert!(matches!(t2.pick_delta(DELTA, None, last, false), Pick::Nothing));
+    // A change it could not describe: the whole state, at the new seq.
+    let t3 = b.build(3, 0, &quotes(&[1.0, 2.5]), &none, Wanted::PLAIN).tick;
+    let Pick::Built(_, 3) = t3.pick_delta(DELTA, None, last, false) else { panic!() };
+}
