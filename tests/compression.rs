@@ -4,9 +4,10 @@
 //! `python_client.rs` and the browser test are the independent checks of the bytes).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 
+use crypto_ticker::ws::frame::{OpCode, RSV1, encode_client_frame};
 use flate2::{Decompress, FlushDecompress};
 use serde_json::Value;
 use tungstenite::Message;
@@ -43,24 +44,7 @@ impl Raw {
 
     /// One server frame: its first byte (FIN, RSV1, opcode) and payload.
     fn frame(&mut self) -> (u8, Vec<u8>) {
-        let mut head = [0u8; 2];
-        self.socket.read_exact(&mut head).expect("frame header");
-        let len = match head[1] & 0x7F {
-            126 => {
-                let mut b = [0u8; 2];
-                self.socket.read_exact(&mut b).unwrap();
-                u64::from(u16::from_be_bytes(b))
-            }
-            127 => {
-                let mut b = [0u8; 8];
-                self.socket.read_exact(&mut b).unwrap();
-                u64::from_be_bytes(b)
-            }
-            n => u64::from(n),
-        };
-        let mut payload = vec![0u8; usize::try_from(len).unwrap()];
-        self.socket.read_exact(&mut payload).expect("frame payload");
-        (head[0], payload)
+        read_raw_frame_whole(&mut self.socket)
     }
 
     /// The next text message as JSON (inflated if RSV1 is set), and its frame's first
@@ -85,23 +69,12 @@ impl Raw {
         }
     }
 
-    /// Sends a masked client frame with the given first byte.
-    fn send(&mut self, b0: u8, payload: &[u8]) {
-        let mask = [1u8, 2, 3, 4];
-        let mut f = vec![b0];
-        match payload.len() {
-            n @ 0..=125 => f.push(0x80 | n as u8),
-            n @ 126..=0xFFFF => {
-                f.push(0x80 | 126);
-                f.extend((n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(0x80 | 127);
-                f.extend((n as u64).to_be_bytes());
-            }
+    /// Sends a masked client text frame, compressed (RSV1) or not.
+    fn send(&mut self, compressed: bool, payload: &[u8]) {
+        let mut f = encode_client_frame(true, OpCode::Text, payload, [1, 2, 3, 4]);
+        if compressed {
+            f[0] |= RSV1;
         }
-        f.extend(mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
         self.socket.write_all(&f).unwrap();
     }
 }
@@ -179,7 +152,7 @@ fn a_deflate_offer_gets_compressed_ticks_with_the_same_json() {
     assert!(matched > 0, "the two sessions never shared a seq");
     assert_eq!(s.metric("ticker_ws_sessions_by_mode{mode=\"deflate\"}"), 1.0);
     // A compressed ping is inflated and answered.
-    z.send(0xC1, &deflate(br#"{"type":"ping"}"#));
+    z.send(true, &deflate(br#"{"type":"ping"}"#));
     loop {
         let (v, _, _) = z.message();
         if v["type"] == "pong" {
@@ -225,7 +198,7 @@ fn bad_offers_are_declined_and_compression_off_never_agrees() {
     assert_eq!(r.agreed, None);
     assert_eq!(r.ticker().1, 0x81);
     // RSV1 from a client that agreed nothing is a protocol error.
-    r.send(0xC1, &deflate(b"{}"));
+    r.send(true, &deflate(b"{}"));
     loop {
         let (b0, payload) = r.frame();
         if b0 & 0x0F == 8 {
@@ -351,7 +324,7 @@ fn a_subscription_change_sends_the_whole_new_set_and_the_chain_goes_on() {
         TestServer::start_with(Opts::default().arg("--symbols", FIVE).arg("--sim-activity", "0.5"));
     let mut r = Raw::open(&s, &s.token(), "delta=1&symbols=BTC-USD", None);
     delta_messages(&mut r, 5);
-    r.send(0x81, br#"{"type":"subscribe","symbols":["ETH-USD","SOL-USD"]}"#);
+    r.send(false, br#"{"type":"subscribe","symbols":["ETH-USD","SOL-USD"]}"#);
     let whole = loop {
         let (v, _, _) = r.message();
         if v["type"] == "ticker" && v["delta"] == false {
@@ -380,7 +353,7 @@ fn an_inflate_bomb_is_closed_1009_while_a_subscriber_keeps_its_ticks() {
     assert!(bomb.len() < 32 << 10);
     for _ in 0..10 {
         let mut attacker = Raw::open(&s, &token, "", Some("permessage-deflate"));
-        attacker.send(0xC1, &bomb);
+        attacker.send(true, &bomb);
         loop {
             let (b0, payload) = attacker.frame();
             if b0 & 0x0F == 8 {

@@ -434,6 +434,13 @@ pub fn into_ws(mut socket: TcpStream) -> Ws {
 /// Reads one server frame (unmasked) by hand: opcode and payload. For tests that must
 /// not answer pings, which tungstenite does by itself.
 pub fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let (first, payload) = read_raw_frame_whole(s);
+    (first & 0x0F, payload)
+}
+
+/// [`read_raw_frame`] with the whole first byte (FIN, RSV1 for a compressed message,
+/// opcode).
+pub fn read_raw_frame_whole(s: &mut TcpStream) -> (u8, Vec<u8>) {
     let mut head = [0u8; 2];
     s.read_exact(&mut head).expect("frame header");
     assert_eq!(head[1] & 0x80, 0, "server frames are unmasked");
@@ -452,7 +459,7 @@ pub fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
     };
     let mut payload = vec![0u8; usize::try_from(len).unwrap()];
     s.read_exact(&mut payload).expect("frame payload");
-    (head[0] & 0x0F, payload)
+    (head[0], payload)
 }
 
 /// Polls `check` every 20 ms until it holds; returns how long that took, or panics

@@ -8,7 +8,7 @@
 //! tick replaced (conflation). The one syscall per subscriber is the `write`.
 //!
 //! A compressed or changes-only session (`Feed::encoding`) takes the same path after one
-//! more compare: `Tick::pick` chooses among the tick's shared frames for its set (the
+//! more compare: `Tick::pick_deflated` or `Tick::pick_delta` chooses among the tick's shared frames for its set (the
 //! compressed one; the changes message if the session got the message it builds on,
 //! else the set's whole-state message), still without building anything per subscriber.
 //!
@@ -196,7 +196,7 @@ fn plain_frame<'a>(
     }
 }
 
-/// A compressed or changes-only session's frame of `tick` (see `Tick::pick`), keeping
+/// A compressed or changes-only session's frame of `tick` (see `Tick::pick_deflated` and `Tick::pick_delta`), keeping
 /// its chain: after this, its last message is the one picked. `replacing`: an
 /// undelivered tick waits in its outbox and would be dropped for this one.
 fn encoded_pick<'a>(
@@ -208,7 +208,7 @@ fn encoded_pick<'a>(
     let set = feed.set.as_ref();
     if !feed.encoding.delta {
         let Some(plain) = plain_frame(tick, set, late) else { return Pick::Nothing };
-        return tick.pick(feed.encoding, set, feed.last_seq, replacing, plain);
+        return Pick::Frame(tick.pick_deflated(feed.encoding.deflate, set, plain));
     }
     let pick = tick.pick_delta(feed.encoding, set, feed.last_seq, replacing);
     match &pick {

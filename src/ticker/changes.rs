@@ -53,20 +53,21 @@ impl ChangeTracker {
         let follows =
             self.last_seq.is_some_and(|last| seq == last + 1) && self.last.len() == quotes.len();
         if !follows {
-            self.last.clear();
+            // Nothing to compare with: every symbol counts as changed.
+            self.last = vec![(u64::MAX, None); quotes.len()];
             self.changed_at = vec![seq.saturating_sub(1); quotes.len()];
         }
         let before = self.changed_at.clone();
         let mut changed = Vec::with_capacity(quotes.len());
-        for (i, q) in quotes.iter().enumerate() {
+        for ((q, last), changed_at) in quotes.iter().zip(&mut self.last).zip(&mut self.changed_at) {
             let now = (q.price.to_bits(), q.source.map(|s| s.stale));
-            let moved = self.last.get(i) != Some(&now);
+            let moved = !follows || *last != now;
             if moved {
-                self.changed_at[i] = seq;
+                *changed_at = seq;
+                *last = now;
             }
             changed.push(moved);
         }
-        self.last = quotes.iter().map(|q| (q.price.to_bits(), q.source.map(|s| s.stale))).collect();
         self.last_seq = Some(seq);
         Changes { seq, every: every.max(1), before, changed }
     }

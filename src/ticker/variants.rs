@@ -212,7 +212,7 @@ impl Job<'_> {
 pub enum Pick<'a> {
     /// Nothing for this session in this tick.
     Nothing,
-    /// Shared bytes of the tick; `seq` is what a changes-only session has after them.
+    /// Shared bytes of the tick (a changes-only session then has this tick's `seq`).
     Frame(&'a Arc<[u8]>),
     /// A whole-state message (the session's chain starts again from its `seq`).
     Whole(&'a Arc<[u8]>, u64),
@@ -241,29 +241,22 @@ impl Tick {
         }
     }
 
-    /// What a session of `encoding` on `set`, whose last changes message had `last_seq`,
-    /// is sent of this tick. `replacing` says the frame would replace an undelivered one
-    /// (the socket is full): that one is lost, so a changes-only session resyncs.
-    /// `plain` is the plain frame the fan-out found for the set.
-    pub fn pick<'a>(
+    /// What a compressed session of whole frames on `set` is sent of this tick, given
+    /// the set's plain frame (`plain`, found by the fan-out).
+    #[inline]
+    pub fn pick_deflated<'a>(
         &'a self,
-        encoding: Encoding,
+        deflate: Option<Agreed>,
         set: Option<&SetLease>,
-        last_seq: Option<u64>,
-        replacing: bool,
         plain: &'a Arc<[u8]>,
-    ) -> Pick<'a> {
-        if encoding.delta {
-            return self.pick_delta(encoding, set, last_seq, replacing);
-        }
+    ) -> &'a Arc<[u8]> {
         let deflated = self.frames_of(set).and_then(|f| f.deflated.as_ref());
-        match (deflated, encoding.deflate) {
-            (Some(z), Some(agreed)) if agreed.fits(plain.len()) => Pick::Frame(z),
-            _ => Pick::Frame(plain),
-        }
+        compressed_or_plain(plain, deflated, deflate)
     }
 
-    /// [`Tick::pick`] for a changes-only session (which needs no plain frame).
+    /// What a changes-only session on `set`, whose last message had `last_seq`, is sent
+    /// of this tick. `replacing` says the frame would replace an undelivered one (the
+    /// socket is full): that one is lost, so the session resyncs.
     pub fn pick_delta(
         &self,
         encoding: Encoding,
@@ -276,10 +269,7 @@ impl Tick {
             Some(Change::Message { prev_seq, plain, deflated })
                 if !replacing && last_seq == Some(*prev_seq) =>
             {
-                match (deflated, encoding.deflate) {
-                    (Some(z), Some(agreed)) if agreed.fits(plain.len()) => Pick::Frame(z),
-                    _ => Pick::Frame(plain),
-                }
+                Pick::Frame(compressed_or_plain(plain, deflated.as_ref(), encoding.deflate))
             }
             // Not built (the tick was made before the ticker knew of the session's mode
             // or set): a session that has the state as of the set's last message has
@@ -302,11 +292,7 @@ impl Tick {
         let Some(plain) = self.frame_for_feed(set) else { return (None, None) };
         // The compressed frame if the ticker made one (it does once a deflate session is
         // open), else the plain one, which a deflate session may always be sent.
-        let deflated = self.frames_of(set).and_then(|f| f.deflated.as_ref());
-        match (deflated, encoding.deflate) {
-            (Some(z), Some(agreed)) if agreed.fits(plain.len()) => (Some(z.clone()), None),
-            _ => (Some(plain), None),
-        }
+        (Some(self.pick_deflated(encoding.deflate, set, &plain).clone()), None)
     }
 
     /// The `seq` of `set`'s last message up to this tick (this tick's without changes).
@@ -348,10 +334,22 @@ impl Tick {
                 .flatten();
             Whole { seq: state_seq, plain, deflated }
         });
-        match (&whole.deflated, encoding.deflate) {
-            (Some(z), Some(agreed)) if agreed.fits(whole.plain.len()) => Pick::Whole(z, whole.seq),
-            _ => Pick::Whole(&whole.plain, whole.seq),
-        }
+        let frame = compressed_or_plain(&whole.plain, whole.deflated.as_ref(), encoding.deflate);
+        Pick::Whole(frame, whole.seq)
+    }
+}
+
+/// What a session that agreed `deflate` (or not) is sent of one message: the compressed
+/// frame if there is one and it fits the session's window, else the plain one.
+#[inline]
+fn compressed_or_plain<'a>(
+    plain: &'a Arc<[u8]>,
+    deflated: Option<&'a Arc<[u8]>>,
+    deflate: Option<Agreed>,
+) -> &'a Arc<[u8]> {
+    match (deflated, deflate) {
+        (Some(z), Some(agreed)) if agreed.fits(plain.len()) => z,
+        _ => plain,
     }
 }
 

@@ -94,13 +94,13 @@ fn deflate_sessions_get_the_compressed_frame_when_it_fits_their_window() {
     let prices: Vec<f64> = (0..40).map(|i| 100.0 + f64::from(i)).collect();
     let tick = b.build(1, 0, &quotes(&prices), &ActiveSets::default(), ALL).tick;
     let full = Encoding { delta: false, deflate: deflate::negotiate(["permessage-deflate"]) };
-    let Pick::Frame(z) = tick.pick(full, None, None, false, &tick.frame) else { panic!() };
+    let z = tick.pick_deflated(full.deflate, None, &tick.frame);
     assert_eq!(z[0], 0xC1);
     assert!(z.len() * 3 < tick.frame.len());
     assert_eq!(json(z), json(&tick.frame));
     let small = deflate::negotiate(["permessage-deflate; server_max_window_bits=8"]);
     let limited = Encoding { delta: false, deflate: small };
-    let Pick::Frame(f) = tick.pick(limited, None, None, false, &tick.frame) else { panic!() };
+    let f = tick.pick_deflated(limited.deflate, None, &tick.frame);
     assert!(Arc::ptr_eq(f, &tick.frame), "over 256 bytes: the plain frame");
 }
 
